@@ -1,0 +1,131 @@
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { decodeToF32, isCodecDType, type DType } from '../tensor/dtype.ts';
+import { SafetensorsError } from './errors.ts';
+import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from './header.ts';
+
+export type { TensorInfo } from './header.ts';
+
+/**
+ * A safetensors file opened lazily: only the header is read and validated up front; each tensor is
+ * read on demand with one positional read, so memory holds at most the tensors the caller asks for.
+ */
+export class SafetensorsFile {
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly fileSize: number,
+    readonly headerBytes: number,
+    /** Tensors in data order. */
+    readonly tensors: readonly TensorInfo[],
+    readonly metadata: Readonly<Record<string, string>> | undefined,
+    private readonly byName: ReadonlyMap<string, TensorInfo>,
+  ) {}
+
+  static async open(path: string): Promise<SafetensorsFile> {
+    const handle = await openForRead(path);
+    try {
+      const { size } = await handle.stat();
+      if (size === 0) throw new SafetensorsError('EMPTY_FILE', path, 'file is empty');
+      if (size < 8) throw new SafetensorsError('HEADER_LENGTH_TRUNCATED', path, `file is ${size} bytes, too short for the 8-byte header length`);
+      const lenBuf = new Uint8Array(8);
+      await readExactly(handle, lenBuf, 0, path);
+      const n = new DataView(lenBuf.buffer).getBigUint64(0, true);
+      if (n > BigInt(MAX_HEADER_BYTES)) {
+        throw new SafetensorsError('HEADER_TOO_LARGE', path, `header claims ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
+      }
+      const headerLen = Number(n);
+      if (8 + headerLen > size) {
+        throw new SafetensorsError('HEADER_PAST_EOF', path, `header claims ${headerLen} bytes but the file has only ${size - 8} after the length (truncated?)`);
+      }
+      if (headerLen === 0) throw new SafetensorsError('HEADER_NOT_OBJECT', path, 'header is empty');
+      const headerBuf = new Uint8Array(headerLen);
+      await readExactly(handle, headerBuf, 8, path);
+      const parsed = parseHeader(path, headerBuf, size);
+      const byName = new Map(parsed.tensors.map((t) => [t.name, t]));
+      return new SafetensorsFile(path, handle, size, headerLen, parsed.tensors, parsed.metadata, byName);
+    } catch (e) {
+      await handle.close();
+      throw e;
+    }
+  }
+
+  get dataStart(): number {
+    return 8 + this.headerBytes;
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.byName.get(name);
+    if (!t) throw new SafetensorsError('NO_SUCH_TENSOR', this.path, 'no tensor of this name in the file', name);
+    return t;
+  }
+
+  /** The stored bytes of one tensor, exactly as in the file. */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const t = this.info(name);
+    const buf = new Uint8Array(t.end - t.begin);
+    await readExactly(this.handle, buf, this.dataStart + t.begin, this.path, name);
+    return buf;
+  }
+
+  /** One tensor decoded to Float32 (the compute format). */
+  async readF32(name: string): Promise<Float32Array> {
+    const t = this.info(name);
+    if (!isCodecDType(t.dtype)) {
+      throw new SafetensorsError('UNKNOWN_DTYPE', this.path, `dtype ${t.dtype} is valid safetensors but loraflow cannot decode it`, name);
+    }
+    return decodeToF32(await this.readBytes(name), t.dtype as DType);
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+/** Opens, runs `fn`, and always closes. */
+export async function withSafetensors<T>(path: string, fn: (f: SafetensorsFile) => Promise<T>): Promise<T> {
+  const f = await SafetensorsFile.open(path);
+  try {
+    return await fn(f);
+  } finally {
+    await f.close();
+  }
+}
+
+async function openForRead(path: string): Promise<FileHandle> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (e) {
+    throw fsError(path, e);
+  }
+  if (!st.isFile()) throw new SafetensorsError('NOT_A_FILE', path, st.isDirectory() ? 'is a directory, not a file' : 'is not a regular file');
+  try {
+    return await open(path, 'r');
+  } catch (e) {
+    throw fsError(path, e);
+  }
+}
+
+function fsError(path: string, e: unknown): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new SafetensorsError('NOT_FOUND', path, 'no such file');
+  if (code === 'EACCES' || code === 'EPERM') return new SafetensorsError('PERMISSION', path, 'permission denied');
+  if (code === 'EISDIR') return new SafetensorsError('NOT_A_FILE', path, 'is a directory, not a file');
+  return e as Error;
+}
+
+/** Positional reads in chunks (a single read is capped near 2 GB) until `buf` is full. */
+async function readExactly(handle: FileHandle, buf: Uint8Array, position: number, path: string, tensor?: string): Promise<void> {
+  const CHUNK = 1 << 30;
+  let done = 0;
+  while (done < buf.byteLength) {
+    const len = Math.min(CHUNK, buf.byteLength - done);
+    const { bytesRead } = await handle.read(buf, done, len, position + done);
+    if (bytesRead === 0) throw new SafetensorsError('FILE_TOO_SHORT', path, `unexpected end of file at byte ${position + done}`, tensor);
+    done += bytesRead;
+  }
+}

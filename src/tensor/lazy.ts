@@ -1,0 +1,74 @@
+import type { SafetensorsFile } from '../safetensors/reader.ts';
+import { decodeToF32, encodeFromF32, type DType } from './dtype.ts';
+
+/**
+ * A tensor whose values are produced on demand. Readers hand these out so that converting or
+ * merging a file holds only the tensors currently being worked on. `bytes()` returns the stored
+ * encoding unchanged when no arithmetic was applied, which is what makes pure conversions bit-exact.
+ */
+export interface LazyTensor {
+  readonly shape: readonly number[];
+  /** The dtype the values are stored in (and would be written in, unless told otherwise). */
+  readonly dtype: DType;
+  /** Where it came from, for error messages: `file.safetensors:key` or a description. */
+  readonly origin: string;
+  f32(): Promise<Float32Array>;
+  bytes(): Promise<Uint8Array>;
+}
+
+export function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** A tensor stored in a safetensors file, read only when asked. */
+export function fileTensor(file: SafetensorsFile, name: string): LazyTensor {
+  const info = file.info(name);
+  return {
+    shape: info.shape,
+    dtype: info.dtype as DType,
+    origin: `${file.path}:${name}`,
+    f32: () => file.readF32(name),
+    bytes: () => file.readBytes(name),
+  };
+}
+
+/** A tensor held in memory as Float32 values, stored as `dtype` (rounded once when encoded). */
+export function memoryTensor(values: Float32Array, shape: readonly number[], dtype: DType = 'F32', origin = 'computed'): LazyTensor {
+  if (values.length !== numel(shape)) throw new Error(`${origin}: ${values.length} values do not fill shape [${shape}]`);
+  return {
+    shape,
+    dtype,
+    origin,
+    f32: async () => values,
+    bytes: async () => encodeFromF32(values, dtype),
+  };
+}
+
+/** The same values computed from another tensor by `fn` (arithmetic, so bytes are re-encoded). */
+export function derivedTensor(
+  source: LazyTensor,
+  shape: readonly number[],
+  fn: (values: Float32Array) => Float32Array,
+  origin = source.origin,
+  dtype: DType = source.dtype,
+): LazyTensor {
+  return {
+    shape,
+    dtype,
+    origin,
+    f32: async () => fn(await source.f32()),
+    bytes: async () => encodeFromF32(fn(await source.f32()), dtype),
+  };
+}
+
+/** Same values stored as another dtype. Identity when the dtype is unchanged (bytes copied). */
+export function castTensor(source: LazyTensor, dtype: DType): LazyTensor {
+  if (dtype === source.dtype) return source;
+  return {
+    shape: source.shape,
+    dtype,
+    origin: source.origin,
+    f32: async () => decodeToF32(encodeFromF32(await source.f32(), dtype), dtype),
+    bytes: async () => encodeFromF32(await source.f32(), dtype),
+  };
+}
