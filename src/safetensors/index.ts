@@ -5,3 +5,7 @@ export {
   SafetensorsWriter, buildHeader, byteLength, orderTensors, writeSafetensors,
   type TensorEntry, type TensorOrder, type TensorSpec, type WriterOptions,
 } from './writer.ts';
+export {
+  formatSummary, summarizeSafetensors,
+  type DTypeTotals, type HeaderFacts, type JsonValue, type SafetensorsSummary, type TensorSummary,
+} from './summary.ts';
