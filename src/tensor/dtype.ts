@@ -2,8 +2,10 @@
  * Storage dtypes of safetensors and their codecs to and from Float32Array (the compute format).
  *
  * Encoders round to nearest, ties to even. The FP8 encoders saturate to the largest finite value
- * instead of producing NaN on overflow (what torch's plain cast does for e4m3fn), because a NaN
- * written into a checkpoint silently ruins every image made with it.
+ * instead of producing NaN or Inf on overflow, because a NaN written into a checkpoint silently
+ * ruins every image made with it; F16 and BF16 overflow to ±Inf as IEEE rounding says. Integer
+ * encoders also round to nearest even and saturate at the type's range (NaN → 0) instead of
+ * wrapping around.
  */
 
 export const DTYPES = ['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
@@ -47,7 +49,7 @@ export function parseDType(text: string): DType {
     f8_e5m2: 'F8_E5M2', fp8_e5m2: 'F8_E5M2', float8_e5m2: 'F8_E5M2', e5m2: 'F8_E5M2',
     i64: 'I64', i32: 'I32', i16: 'I16', i8: 'I8', u8: 'U8', bool: 'BOOL',
   };
-  const found = aliases[key];
+  const found = Object.hasOwn(aliases, key) ? aliases[key] : undefined;
   if (!found) throw new Error(`unknown dtype "${text}" (expected one of ${DTYPES.join(', ')})`);
   return found;
 }
@@ -135,10 +137,24 @@ function view<T>(bytes: Uint8Array, size: number, make: (buf: ArrayBufferLike, o
   return make(aligned.buffer, aligned.byteOffset, aligned.byteLength / size);
 }
 
+function elementCount(byteLength: number, dtype: DType): number {
+  const size = dtypeBytes(dtype);
+  if (byteLength % size !== 0) throw new Error(`${byteLength} bytes is not a whole number of ${dtype} values (${size} bytes each)`);
+  return byteLength / size;
+}
+
 /** Decodes little-endian stored bytes of `dtype` into a new Float32Array. */
 export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
-  const n = bytes.byteLength / dtypeBytes(dtype);
-  const out = new Float32Array(n);
+  return decodeInto(bytes, dtype, new Float32Array(elementCount(bytes.byteLength, dtype)));
+}
+
+/**
+ * Decodes `bytes` into `out` (which must hold exactly their values): lets a reader decode a large
+ * tensor chunk by chunk into one buffer instead of holding the stored bytes and the floats at once.
+ */
+export function decodeInto(bytes: Uint8Array, dtype: DType, out: Float32Array): Float32Array {
+  const n = elementCount(bytes.byteLength, dtype);
+  if (out.length !== n) throw new Error(`decode: ${n} ${dtype} values do not fit an output of ${out.length}`);
   switch (dtype) {
     case 'F32':
       out.set(view(bytes, 4, (b, o, l) => new Float32Array(b, o, l)));
@@ -148,7 +164,7 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
       break;
     case 'BF16': {
       const src = view(bytes, 2, (b, o, l) => new Uint16Array(b, o, l));
-      const dst = new Uint32Array(out.buffer);
+      const dst = new Uint32Array(out.buffer, out.byteOffset, n);
       for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
       break;
     }
@@ -188,6 +204,27 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
   return out;
 }
 
+/** Nearest integer, ties to even, clamped to [min, max]; NaN becomes 0. */
+function toInteger(v: number, min: number, max: number): number {
+  if (Number.isNaN(v)) return 0;
+  if (v <= min) return min;
+  if (v >= max) return max;
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
+function toI64(v: number): bigint {
+  if (Number.isNaN(v)) return 0n;
+  if (v === Infinity) return I64_MAX;
+  if (v === -Infinity) return I64_MIN;
+  const i = BigInt(toInteger(v, -Infinity, Infinity));
+  return i < I64_MIN ? I64_MIN : i > I64_MAX ? I64_MAX : i;
+}
+
 /** Encodes Float32 values as little-endian bytes of `dtype` (round to nearest even; FP8 saturates). */
 export function encodeFromF32(values: Float32Array, dtype: DType): Uint8Array {
   const n = values.length;
@@ -222,15 +259,15 @@ export function encodeFromF32(values: Float32Array, dtype: DType): Uint8Array {
       return dst;
     }
     case 'I64':
-      return new Uint8Array(BigInt64Array.from(values, (v) => BigInt(Math.round(v))).buffer);
+      return new Uint8Array(BigInt64Array.from(values, toI64).buffer);
     case 'I32':
-      return new Uint8Array(Int32Array.from(values, Math.round).buffer);
+      return new Uint8Array(Int32Array.from(values, (v) => toInteger(v, -(2 ** 31), 2 ** 31 - 1)).buffer);
     case 'I16':
-      return new Uint8Array(Int16Array.from(values, Math.round).buffer);
+      return new Uint8Array(Int16Array.from(values, (v) => toInteger(v, -32768, 32767)).buffer);
     case 'I8':
-      return new Uint8Array(Int8Array.from(values, Math.round).buffer);
+      return new Uint8Array(Int8Array.from(values, (v) => toInteger(v, -128, 127)).buffer);
     case 'U8':
-      return Uint8Array.from(values, Math.round);
+      return Uint8Array.from(values, (v) => toInteger(v, 0, 255));
     case 'BOOL':
       return Uint8Array.from(values, (v) => (v !== 0 ? 1 : 0));
   }
