@@ -1,0 +1,213 @@
+/**
+ * Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Algorithms 4.4 and 5.1) for extracting
+ * LoRAs from checkpoint differences. W stays on the compute backend; every product with it
+ * (2·powerIters + 2 of them, each m·n·(rank+oversample) multiply-adds) runs there, and only the thin
+ * m×l and n×l sketches come back to JavaScript to be re-orthonormalised in float64 between power
+ * iterations (without that, float32 power iterates collapse onto the top singular vectors).
+ */
+import { tf } from './backend.ts';
+import { runCooperatively } from './cooperative.ts';
+import { householderQr } from './householder.ts';
+import { svdColMajor } from './jacobi-svd.ts';
+import { assertFinite, assertShape, colMajorToRowMajorF32, toColMajorF64 } from './layout.ts';
+import { DenseOperand, readAndDispose } from './matmul.ts';
+import { energyFraction, rankForEnergy, sumOfSquares } from './energy.ts';
+import { LinalgError } from './linalg-error.ts';
+
+export interface RandomizedSvdOptions {
+  /** Singular triplets wanted; capped at min(m, n). */
+  rank: number;
+  /** Extra sketch columns beyond rank (default 8). */
+  oversample?: number;
+  /** Power (subspace) iterations (default 2); each costs two more products with W. */
+  powerIters?: number;
+  /** Seed of the Gaussian test matrix; the same seed gives the same result on the same backend. */
+  seed?: number;
+}
+
+export interface RandomizedSvd {
+  /** m×k row-major, orthonormal columns. */
+  u: Float32Array;
+  /** k singular values, descending. */
+  s: Float32Array;
+  /** k×n row-major, orthonormal rows. */
+  vt: Float32Array;
+  k: number;
+}
+
+export interface EnergySvdOptions extends Omit<RandomizedSvdOptions, 'rank'> {
+  /** Fraction of ‖W‖²_F to retain, in (0, 1]. */
+  energy: number;
+  /** Largest rank to return (the result keeps less energy when this is reached first). */
+  maxRank: number;
+  /** First sketch rank tried (default min(maxRank, 32)); doubled until the energy is reached. */
+  startRank?: number;
+}
+
+export interface EnergySvd extends RandomizedSvd {
+  /** Σ_{i<k}σᵢ² / ‖W‖²_F, with ‖W‖_F computed exactly. */
+  energyKept: number;
+  /** ‖W‖²_F. */
+  totalEnergy: number;
+}
+
+const DEFAULT_OVERSAMPLE = 8;
+const DEFAULT_POWER_ITERS = 2;
+const DEFAULT_SEED = 0x10f1;
+
+/** Rank-k approximation W ≈ U·diag(s)·Vᵀ of a row-major m×n float32 matrix. */
+export async function randomizedSvd(w: Float32Array, m: number, n: number, opts: RandomizedSvdOptions): Promise<RandomizedSvd> {
+  checkMatrix(w, m, n, 'randomizedSvd');
+  const settings = resolve(opts, 'randomizedSvd');
+  if (!(Number.isSafeInteger(opts.rank) && opts.rank >= 0)) {
+    throw new LinalgError(`randomizedSvd: rank must be a non-negative integer, got ${opts.rank}`);
+  }
+  const operand = await DenseOperand.upload(w, m, n);
+  try {
+    return await sketchSvd(operand, opts.rank, settings);
+  } finally {
+    operand.dispose();
+  }
+}
+
+/**
+ * Randomized SVD whose rank is the smallest that keeps `energy` of ‖W‖²_F (at most maxRank). The
+ * sketch starts at startRank and doubles until the kept energy reaches the target, reusing the
+ * uploaded W.
+ */
+export async function randomizedSvdByEnergy(w: Float32Array, m: number, n: number, opts: EnergySvdOptions): Promise<EnergySvd> {
+  checkMatrix(w, m, n, 'randomizedSvdByEnergy');
+  const settings = resolve(opts, 'randomizedSvdByEnergy');
+  if (!(opts.energy > 0 && opts.energy <= 1)) {
+    throw new LinalgError(`randomizedSvdByEnergy: energy must be in (0, 1], got ${opts.energy}`);
+  }
+  if (!(Number.isSafeInteger(opts.maxRank) && opts.maxRank >= 1)) {
+    throw new LinalgError(`randomizedSvdByEnergy: maxRank must be a positive integer, got ${opts.maxRank}`);
+  }
+  const limit = Math.min(opts.maxRank, m, n);
+  const totalEnergy = sumOfSquares(w);
+  if (totalEnergy === 0 || limit === 0) {
+    const k = 0;
+    return { u: new Float32Array(0), s: new Float32Array(0), vt: new Float32Array(0), k, energyKept: 1, totalEnergy };
+  }
+  let rank = Math.min(limit, Math.max(1, opts.startRank ?? 32));
+  const operand = await DenseOperand.upload(w, m, n);
+  try {
+    for (;;) {
+      const full = await sketchSvd(operand, rank, settings);
+      const k = rankForEnergy(full.s, opts.energy, totalEnergy);
+      const reached = sumOfSquares(full.s.subarray(0, k)) >= opts.energy * totalEnergy;
+      if (reached || rank === limit) {
+        return { ...truncate(full, k, m, n), energyKept: energyFraction(full.s, k, totalEnergy), totalEnergy };
+      }
+      rank = Math.min(limit, rank * 2);
+    }
+  } finally {
+    operand.dispose();
+  }
+}
+
+interface Settings {
+  oversample: number;
+  powerIters: number;
+  seed: number;
+}
+
+function resolve(opts: Omit<RandomizedSvdOptions, 'rank'>, fn: string): Settings {
+  const oversample = opts.oversample ?? DEFAULT_OVERSAMPLE;
+  const powerIters = opts.powerIters ?? DEFAULT_POWER_ITERS;
+  const seed = opts.seed ?? DEFAULT_SEED;
+  for (const [name, value] of [['oversample', oversample], ['powerIters', powerIters], ['seed', seed]] as const) {
+    if (!(Number.isSafeInteger(value) && value >= 0)) {
+      throw new LinalgError(`${fn}: ${name} must be a non-negative integer, got ${value}`);
+    }
+  }
+  return { oversample, powerIters, seed };
+}
+
+function checkMatrix(w: Float32Array, m: number, n: number, fn: string): void {
+  assertShape(w, m, n, `${fn}: w`);
+  assertFinite(w, `${fn}: w`);
+}
+
+async function sketchSvd(op: DenseOperand, rank: number, { oversample, powerIters, seed }: Settings): Promise<RandomizedSvd> {
+  const { m, n } = op;
+  const k = Math.min(rank, m, n);
+  if (k === 0) return { u: new Float32Array(0), s: new Float32Array(0), vt: new Float32Array(0), k };
+  const l = Math.min(k + oversample, m, n);
+
+  const omega = tf.tensor2d(gaussian(n * l, seed), [n, l]);
+  let basis = await orthonormalize(await op.times(omega), m, l);
+  omega.dispose();
+  for (let it = 0; it < powerIters; it++) {
+    const rowBasis = await orthonormalize(await op.transposeTimes(basis.tensor), n, l);
+    basis.tensor.dispose();
+    basis = await orthonormalize(await op.times(rowBasis.tensor), m, l);
+    rowBasis.tensor.dispose();
+  }
+  // Bᵀ = Wᵀ·Q (n×l); Bᵀ = Ub·Σ·Vbᵀ gives W ≈ Q·B = (Q·Vb)·Σ·Ubᵀ.
+  const bt = await readAndDispose(await op.transposeTimes(basis.tensor));
+  basis.tensor.dispose();
+  const svd = await runCooperatively(svdColMajor(toColMajorF64(bt, n, l, 'randomizedSvd: projection'), n, l));
+
+  const u = new Float64Array(m * k);
+  for (let t = 0; t < k; t++) {
+    const dst = u.subarray(t * m, (t + 1) * m);
+    for (let j = 0; j < l; j++) {
+      const coef = svd.v[t * l + j];
+      const src = j * m;
+      for (let i = 0; i < m; i++) dst[i] += coef * basis.q[src + i];
+    }
+  }
+  return {
+    u: colMajorToRowMajorF32(u, m, k),
+    s: Float32Array.from(svd.s.subarray(0, k)),
+    // Ub column-major n×l: its first k columns are Vᵀ row-major k×n.
+    vt: Float32Array.from(svd.u.subarray(0, k * n)),
+    k,
+  };
+}
+
+interface Basis {
+  /** Column-major rows×cols float64 orthonormal basis. */
+  q: Float64Array;
+  /** The same, row-major float32, on the backend. */
+  tensor: tf.Tensor2D;
+}
+
+/** Orthonormal basis of the columns of a rows×cols sketch (disposed), via float64 Householder QR. */
+async function orthonormalize(sketch: tf.Tensor2D, rows: number, cols: number): Promise<Basis> {
+  const data = await readAndDispose(sketch);
+  const f = await runCooperatively(householderQr(toColMajorF64(data, rows, cols, 'randomizedSvd: sketch'), rows, cols));
+  return { q: f.q, tensor: tf.tensor2d(colMajorToRowMajorF32(f.q, rows, cols), [rows, cols]) };
+}
+
+function truncate(svd: RandomizedSvd, k: number, m: number, n: number): RandomizedSvd {
+  if (k === svd.k) return svd;
+  const u = new Float32Array(m * k);
+  for (let i = 0; i < m; i++) u.set(svd.u.subarray(i * svd.k, i * svd.k + k), i * k);
+  return { u, s: svd.s.slice(0, k), vt: svd.vt.slice(0, k * n), k };
+}
+
+/**
+ * Standard normal samples from a seeded generator (mulberry32 + Box–Muller): extraction results
+ * must be reproducible run to run.
+ */
+export function gaussian(count: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  const uniform = (): number => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
+  };
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i += 2) {
+    const radius = Math.sqrt(-2 * Math.log(uniform()));
+    const angle = 2 * Math.PI * uniform();
+    out[i] = radius * Math.cos(angle);
+    if (i + 1 < count) out[i + 1] = radius * Math.sin(angle);
+  }
+  return out;
+}
