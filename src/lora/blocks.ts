@@ -1,0 +1,160 @@
+/**
+ * FLUX block ids and block-weight vectors, with the same 61 ids as the LoRA Block Weight
+ * extension and supermerger (merge-tools.md §2.9): CLIP, T5, IN, D00–D18, S00–S37, OUT.
+ */
+import type { AdapterSet, Patch } from '../formats/model.ts';
+import { scalePatches } from './scale.ts';
+
+export const FLUX_DOUBLE_BLOCKS = 19;
+export const FLUX_SINGLE_BLOCKS = 38;
+
+const pad2 = (i: number) => String(i).padStart(2, '0');
+
+/** The 61 slots in vector order. */
+export const FLUX_BLOCK_IDS: readonly string[] = [
+  'CLIP',
+  'T5',
+  'IN',
+  ...Array.from({ length: FLUX_DOUBLE_BLOCKS }, (_, i) => `D${pad2(i)}`),
+  ...Array.from({ length: FLUX_SINGLE_BLOCKS }, (_, i) => `S${pad2(i)}`),
+  'OUT',
+];
+
+const BLOCK_INDEX = new Map(FLUX_BLOCK_IDS.map((id, i) => [id, i]));
+
+export function isFluxBlockId(id: string): boolean {
+  return BLOCK_INDEX.has(id);
+}
+
+/** Patch → block id, first match wins. Text encoders by component; the transformer by BFL target name. */
+const COMPONENT_BLOCKS: Partial<Record<Patch['component'], string>> = { clip_l: 'CLIP', clip_g: 'CLIP', t5: 'T5' };
+
+const TARGET_BLOCKS: readonly { pattern: RegExp; block: (m: RegExpMatchArray) => string }[] = [
+  { pattern: /^double_blocks\.(\d+)\./, block: (m) => `D${pad2(Number(m[1]))}` },
+  { pattern: /^single_blocks\.(\d+)\./, block: (m) => `S${pad2(Number(m[1]))}` },
+  { pattern: /^(img_in|txt_in|time_in|vector_in|guidance_in)\./, block: () => 'IN' },
+  { pattern: /^final_layer\./, block: () => 'OUT' },
+];
+
+/**
+ * The block a patch belongs to, or undefined when its target is in none of the 61 slots
+ * (e.g. double block 19 of a model with more blocks than FLUX.1).
+ */
+export function blockOf(patch: Pick<Patch, 'component' | 'target'>): string | undefined {
+  const byComponent = COMPONENT_BLOCKS[patch.component];
+  if (byComponent) return byComponent;
+  for (const { pattern, block } of TARGET_BLOCKS) {
+    const m = patch.target.match(pattern);
+    if (m) {
+      const id = block(m);
+      return BLOCK_INDEX.has(id) ? id : undefined;
+    }
+  }
+  return undefined;
+}
+
+export class BlockWeightError extends Error {
+  constructor(message: string) {
+    super(`block weights: ${message}`);
+    this.name = 'BlockWeightError';
+  }
+}
+
+/** One weight per block id (all 61 present). */
+export type BlockWeights = ReadonlyMap<string, number>;
+
+export type BlockWeightSpec = string | readonly number[] | Readonly<Record<string, number>>;
+
+function number(text: string, where: string): number {
+  const v = Number(text.trim());
+  if (text.trim() === '' || !Number.isFinite(v)) throw new BlockWeightError(`${where}: "${text}" is not a number`);
+  return v;
+}
+
+/** `D03` or a range of one kind, `D00-D18` / `S10-S37`; returns the ids it covers. */
+function expandId(token: string): string[] {
+  const id = token.trim().toUpperCase();
+  if (BLOCK_INDEX.has(id)) return [id];
+  const range = id.match(/^([DS])(\d{2})-([DS])?(\d{2})$/);
+  if (range && (!range[3] || range[3] === range[1])) {
+    const from = Number(range[2]);
+    const to = Number(range[4]);
+    const ids = [];
+    for (let i = Math.min(from, to); i <= Math.max(from, to); i++) ids.push(`${range[1]}${pad2(i)}`);
+    const missing = ids.find((x) => !BLOCK_INDEX.has(x));
+    if (!missing) return ids;
+    throw new BlockWeightError(`range ${token.trim()} goes past the last block (${missing} is not a FLUX block id)`);
+  }
+  throw new BlockWeightError(`unknown block id "${token.trim()}" (expected one of CLIP, T5, IN, D00–D18, S00–S37, OUT, or a range like D00-D18)`);
+}
+
+/**
+ * Reads a block-weight vector: 61 numbers (array or comma/space separated text, in the order of
+ * FLUX_BLOCK_IDS), or `ID=value` pairs (`"D00-D18=0.5, OUT=0"`, or an object) where unnamed
+ * blocks keep weight 1.
+ */
+export function parseBlockWeights(spec: BlockWeightSpec): BlockWeights {
+  const weights = new Map(FLUX_BLOCK_IDS.map((id) => [id, 1]));
+  const fromList = (values: readonly number[]) => {
+    if (values.length !== FLUX_BLOCK_IDS.length) {
+      throw new BlockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
+    }
+    values.forEach((v, i) => {
+      if (!Number.isFinite(v)) throw new BlockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
+      weights.set(FLUX_BLOCK_IDS[i]!, v);
+    });
+  };
+  const assign = (token: string, value: number) => {
+    for (const id of expandId(token)) weights.set(id, value);
+  };
+
+  if (Array.isArray(spec)) fromList(spec as readonly number[]);
+  else if (typeof spec === 'string') {
+    const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
+    if (parts.length === 0) throw new BlockWeightError('empty specification');
+    if (parts.some((p) => p.includes('='))) {
+      for (const part of parts) {
+        const eq = part.indexOf('=');
+        if (eq < 0) throw new BlockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
+        assign(part.slice(0, eq), number(part.slice(eq + 1), part.slice(0, eq).trim()));
+      }
+    } else fromList(parts.map((p, i) => number(p, `value ${i + 1}`)));
+  } else {
+    for (const [token, value] of Object.entries(spec)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw new BlockWeightError(`${token}: ${String(value)} is not a finite number`);
+      assign(token, value);
+    }
+  }
+  return weights;
+}
+
+export interface BlockWeightReport {
+  /** Blocks whose weight is not 1, with that weight. */
+  weights: Record<string, number>;
+  /** Patches per block that were weighted (weight ≠ 1, ≠ 0). */
+  scaled: number;
+  /** Modules removed because their block's weight is 0. */
+  dropped: string[];
+  /** Modules in none of the 61 blocks: left at weight 1. */
+  unassigned: string[];
+  notes: string[];
+}
+
+/** Weights each patch of a FLUX set by the weight of its block. */
+export function applyBlockWeights(set: AdapterSet, spec: BlockWeightSpec | BlockWeights): { set: AdapterSet; report: BlockWeightReport } {
+  if (set.architecture !== 'flux') {
+    throw new BlockWeightError(`the 61 FLUX block ids do not apply to a ${set.architecture} LoRA (format ${set.format})`);
+  }
+  const weights = spec instanceof Map ? (spec as BlockWeights) : parseBlockWeights(spec as BlockWeightSpec);
+  const unassigned: string[] = [];
+  const { set: out, report } = scalePatches(set, (patch) => {
+    const block = blockOf(patch);
+    if (block === undefined) {
+      unassigned.push(patch.source.module);
+      return 1;
+    }
+    return weights.get(block) ?? 1;
+  });
+  const changed = Object.fromEntries([...weights].filter(([, w]) => w !== 1));
+  return { set: out, report: { weights: changed, scaled: report.scaled, dropped: report.dropped, unassigned, notes: report.notes } };
+}
