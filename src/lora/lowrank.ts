@@ -1,0 +1,128 @@
+/**
+ * Choosing a rank and measuring what it costs: the factorisations behind merge (svd), resize,
+ * extract and refactor, with the relative Frobenius error ‖ΔW − ΔWₖ‖ / ‖ΔW‖ each one reports.
+ */
+import { lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy, svdSmall } from '../tensor/linalg.ts';
+import { splitSvd } from './factors.ts';
+
+export interface RankChoice {
+  /** Fixed rank (an upper bound when `energy` is also given). */
+  rank?: number;
+  /** Keep the smallest rank whose singular values hold this fraction of ‖ΔW‖²_F (0 < energy ≤ 1). */
+  energy?: number;
+}
+
+export class RankChoiceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RankChoiceError';
+  }
+}
+
+/** Validates a rank choice; `required` makes "neither given" an error naming the operation. */
+export function checkRankChoice(choice: RankChoice, what: string, required: boolean): void {
+  const { rank, energy } = choice;
+  if (rank !== undefined && (!Number.isInteger(rank) || rank < 1)) throw new RankChoiceError(`${what}: rank must be a positive integer, got ${rank}`);
+  if (energy !== undefined && !(energy > 0 && energy <= 1)) throw new RankChoiceError(`${what}: energy must be in (0, 1], got ${energy}`);
+  if (required && rank === undefined && energy === undefined) throw new RankChoiceError(`${what}: give a rank or an energy fraction`);
+}
+
+export interface LowRank {
+  /** [rows, k] */
+  up: Float32Array;
+  /** [k, cols] */
+  down: Float32Array;
+  k: number;
+  /** ‖ΔW − up@down‖_F / ‖ΔW‖_F (0 for a zero ΔW). */
+  relError: number;
+  /** ‖ΔW‖²_F and the part of it the kept rank misses, for totals over many modules. */
+  totalEnergy: number;
+  discardedEnergy: number;
+}
+
+function sumSquares(values: ArrayLike<number>, from = 0, to = values.length): number {
+  let s = 0;
+  for (let i = from; i < to; i++) s += values[i]! * values[i]!;
+  return s;
+}
+
+/** k from the full singular spectrum `s` (descending), never 0 and never past the spectrum. */
+function chooseRank(s: ArrayLike<number>, choice: RankChoice): number {
+  let k = s.length;
+  if (choice.energy !== undefined && choice.energy < 1) k = rankForEnergy(Float64Array.from(s), choice.energy);
+  if (choice.rank !== undefined) k = Math.min(k, choice.rank);
+  return Math.max(1, Math.min(k, s.length));
+}
+
+/**
+ * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (QR of both factors,
+ * SVD of the R×R core), with k chosen from the exact spectrum. When R ≥ min(m, n) the product is no
+ * larger than its factors, so it is formed and decomposed directly.
+ */
+export async function truncateProduct(up: Float32Array, down: Float32Array, m: number, R: number, n: number, choice: RankChoice): Promise<LowRank> {
+  let u: Float32Array;
+  let s: Float64Array;
+  let vt: Float32Array;
+  let full: number;
+  if (R >= Math.min(m, n)) {
+    const dense = await matmul(up, [m, R], down, [R, n]);
+    const svd = svdSmall(Float64Array.from(dense), m, n);
+    full = svd.s.length;
+    u = Float32Array.from(svd.u);
+    s = svd.s;
+    vt = Float32Array.from(svd.vt);
+  } else {
+    const svd = await lowRankSvd(up, down, m, R, n, R);
+    full = svd.k;
+    u = svd.u;
+    s = Float64Array.from(svd.s);
+    vt = svd.vt;
+  }
+  const total = sumSquares(s);
+  const k = chooseRank(s, choice);
+  const discarded = sumSquares(s, k);
+  const { up: outUp, down: outDown } = splitSvd(u, s, vt, m, full, n, k);
+  return { up: outUp, down: outDown, k, relError: total > 0 ? Math.sqrt(discarded / total) : 0, totalEnergy: total, discardedEnergy: discarded };
+}
+
+/** Residual energy ‖w − up@down‖² in float64, for when the spectral estimate is swamped by rounding. */
+async function residualEnergy(w: Float32Array, up: Float32Array, down: Float32Array, m: number, k: number, n: number): Promise<number> {
+  const recon = await matmul(up, [m, k], down, [k, n]);
+  let e = 0;
+  for (let i = 0; i < w.length; i++) {
+    const d = w[i]! - recon[i]!;
+    e += d * d;
+  }
+  return e;
+}
+
+/**
+ * Low-rank factors of a dense matrix by randomized SVD (fixed rank, or by energy up to `maxRank`).
+ * The error comes from ‖w‖² − Σs² (exact for the projection randomized SVD computes); when that is
+ * under 1% it is recomputed from the residual, because the subtraction loses the small digits.
+ */
+export async function factorizeDense(w: Float32Array, m: number, n: number, choice: RankChoice & { maxRank?: number; seed?: number }): Promise<LowRank> {
+  const total = sumSquares(w);
+  if (total === 0) return { up: new Float32Array(m), down: new Float32Array(n), k: 1, relError: 0, totalEnergy: 0, discardedEnergy: 0 };
+  const limit = Math.min(m, n, choice.maxRank ?? Infinity, choice.rank ?? Infinity);
+  const svd =
+    choice.energy !== undefined && choice.energy < 1
+      ? await randomizedSvdByEnergy(w, m, n, { energy: choice.energy, maxRank: limit, seed: choice.seed })
+      : await randomizedSvd(w, m, n, { rank: limit, seed: choice.seed });
+  const k = Math.max(1, Math.min(svd.k, limit));
+  const { up, down } = splitSvd(svd.u, svd.s, svd.vt, m, svd.k, n, k);
+  let discarded = Math.max(0, total - sumSquares(svd.s, 0, k));
+  if (discarded / total < 1e-4) discarded = await residualEnergy(w, up, down, m, k, n);
+  return { up, down, k, relError: Math.sqrt(discarded / total), totalEnergy: total, discardedEnergy: discarded };
+}
+
+/** √(Σ discarded / Σ total) over many modules: the error of the whole set. */
+export function overallError(parts: readonly Pick<LowRank, 'totalEnergy' | 'discardedEnergy'>[]): number {
+  let total = 0;
+  let discarded = 0;
+  for (const p of parts) {
+    total += p.totalEnergy;
+    discarded += p.discardedEnergy;
+  }
+  return total > 0 ? Math.sqrt(discarded / total) : 0;
+}

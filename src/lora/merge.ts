@@ -1,0 +1,349 @@
+/**
+ * Several LoRAs → one, with ΔW = Σ wᵢ·ΔWᵢ per base weight (what stacking them at inference does).
+ *
+ * concat: exact. Downs are concatenated, ups carry wᵢ·scaleᵢ, alpha = the new rank (scale 1).
+ * svd:    the optimal rank-N approximation of that sum, computed from the stacked factors (QR of
+ *         both sides, SVD of the small core), never from the dense ΔW; error reported per module.
+ *
+ * Patches on one target with overlapping row slices (a kohya fused qkv and a diffusers to_q) are
+ * fused into one patch over their union first: the ups are placed at their rows in their own
+ * columns (block-diagonal), which is the same identity. Disjoint slices stay separate patches.
+ */
+import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../formats/model.ts';
+import { activeBackend } from '../tensor/backend.ts';
+import { encodeFromF32 } from '../tensor/dtype.ts';
+import { memoryTensor } from '../tensor/lazy.ts';
+import { checkAborted, type OpContext } from './context.ts';
+import { denseDelta } from './dense-delta.ts';
+import { loraDims, readFactorPart, stackFactors } from './factors.ts';
+import { commonDtype, placedUpTensor, stackedDownTensor, type StackSource } from './lazy-stack.ts';
+import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
+import { seedFromName } from './seed.ts';
+
+export type MergeMethod = 'concat' | 'svd';
+
+export interface MergeInput {
+  set: AdapterSet;
+  weight: number;
+}
+
+export interface MergeOptions extends RankChoice {
+  method: MergeMethod;
+  /** Turn LoHa / LoKr / full diffs into LoRAs (randomized SVD of their dense ΔW at `rank` / `energy`). */
+  refactor?: boolean;
+  ctx?: OpContext;
+}
+
+export interface MergedModule {
+  module: string;
+  /** How many input patches went into it. */
+  inputs: number;
+  rank: number;
+  /** Relative Frobenius error of this module (0 for concat). */
+  relError: number;
+  fused: boolean;
+}
+
+export interface RefactoredModule {
+  module: string;
+  /** Index of the input it came from. */
+  input: number;
+  kind: AdapterKind;
+  rank: number;
+  relError: number;
+}
+
+export interface MergeReport {
+  method: MergeMethod;
+  backend: string;
+  modules: MergedModule[];
+  /** svd: √(Σ discarded / Σ total) over every module; concat: the same over refactored modules (concat itself is exact). */
+  relError: number;
+  /** Targets whose overlapping row-slice patches were fused into one patch. */
+  fused: string[];
+  refactored: RefactoredModule[];
+  /** 1-D full diffs (biases) added exactly: they have no low-rank form. */
+  summedDiffs: string[];
+  /** Replacement (`set`) patches carried over unchanged. */
+  passthrough: string[];
+  /** Modules left out because their input has weight 0. */
+  omitted: string[];
+  /** Keys the readers could not place, per input: they are not part of any input's ΔW. */
+  ignoredKeys: string[];
+  notes: string[];
+}
+
+export class MergeError extends Error {
+  constructor(message: string) {
+    super(`merge: ${message}`);
+    this.name = 'MergeError';
+  }
+}
+
+interface Part {
+  patch: Patch;
+  weight: number;
+  input: number;
+}
+
+interface Group {
+  key: string;
+  component: Patch['component'];
+  target: string;
+  rows?: RowSlice;
+  height: number;
+  parts: Part[];
+  fused: boolean;
+}
+
+const targetKey = (p: Pick<Patch, 'component' | 'target'>) => `${p.component}:${p.target}`;
+
+function listNames(names: readonly string[], max = 8): string {
+  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+/** Splits the lora parts of one target into groups of identical or disjoint row ranges; overlaps fuse. */
+function groupTarget(parts: Part[]): Group[] {
+  const first = parts[0]!.patch;
+  const ranges = parts.map((p) => {
+    const { rows } = loraDims(p.patch.adapter as LoraAdapter, p.patch.source.module);
+    if (p.patch.rows && p.patch.rows[1] !== rows) {
+      throw new MergeError(`${p.patch.source.module}: row slice of ${p.patch.rows[1]} rows holds an up of ${rows} rows`);
+    }
+    return { start: p.patch.rows?.[0] ?? 0, len: rows, whole: !p.patch.rows };
+  });
+  const wholeHeights = new Set(ranges.filter((r) => r.whole).map((r) => r.len));
+  if (wholeHeights.size > 1) {
+    const names = parts.filter((_, i) => ranges[i]!.whole).map((p) => `${p.patch.source.module} (input ${p.input + 1})`);
+    throw new MergeError(`${first.target}: whole-weight patches disagree on the number of rows (${[...wholeHeights].join(' vs ')}): ${names.join(', ')}`);
+  }
+  const id = (r: (typeof ranges)[number]) => `${r.whole ? 'w' : 's'}${r.start}:${r.len}`;
+  const distinct = new Map<string, (typeof ranges)[number]>();
+  ranges.forEach((r) => distinct.set(id(r), r));
+  const list = [...distinct.values()];
+  const overlap = list.some((a, i) => list.slice(i + 1).some((b) => a.start < b.start + b.len && b.start < a.start + a.len));
+  const base = { component: first.component, target: first.target };
+  if (!overlap) {
+    return list.map((r) => {
+      const members = parts.filter((_, i) => id(ranges[i]!) === id(r));
+      const rows: RowSlice | undefined = r.whole ? undefined : [r.start, r.len];
+      return { ...base, key: patchKey({ ...base, rows }), rows, height: r.len, parts: members, fused: false };
+    });
+  }
+  const start = Math.min(...list.map((r) => r.start));
+  const end = Math.max(...list.map((r) => r.start + r.len));
+  const rows: RowSlice | undefined = wholeHeights.size ? undefined : [start, end - start];
+  return [{ ...base, key: patchKey({ ...base, rows }), rows, height: end - start, parts, fused: true }];
+}
+
+function sharedMetadata(sets: readonly AdapterSet[]): Record<string, string> {
+  const [first, ...rest] = sets;
+  return Object.fromEntries(Object.entries(first?.metadata ?? {}).filter(([k, v]) => rest.every((s) => s.metadata[k] === v)));
+}
+
+function isLowRankLora(patch: Patch): boolean {
+  return patch.adapter.kind === 'lora' && !patch.adapter.mid;
+}
+
+function isBiasDiff(patch: Patch): boolean {
+  return patch.adapter.kind === 'full' && patch.adapter.diff.shape.length <= 1;
+}
+
+/** A refactored patch: the same target and rows, as a LoRA of the dense ΔW's best rank-k factors. */
+async function refactorPatch(part: Part, choice: RankChoice): Promise<{ patch: Patch; fit: LowRank; kind: AdapterKind }> {
+  const { patch } = part;
+  const dense = await denseDelta(patch.adapter, patch.source.module);
+  const fit = await factorizeDense(dense.data, dense.rows, dense.cols, { ...choice, seed: seedFromName(patchKey(patch)) });
+  const adapter: LoraAdapter = {
+    kind: 'lora',
+    up: memoryTensor(fit.up, [dense.rows, fit.k], 'F32', `refactored ${patch.source.module} up`),
+    down: memoryTensor(fit.down, [fit.k, dense.cols], 'F32', `refactored ${patch.source.module} down`),
+    alpha: fit.k,
+    scale: 1,
+  };
+  return { patch: { component: patch.component, target: patch.target, rows: patch.rows, adapter, source: patch.source }, fit, kind: patch.adapter.kind };
+}
+
+function sourceOf(key: string, parts: readonly Part[]): Patch['source'] {
+  return { module: key, keys: [...new Set(parts.flatMap((p) => p.patch.source.keys))] };
+}
+
+function stackShapes(group: Group, rank: number): { down: number[]; up: number[] } {
+  const down = (group.parts[0]!.patch.adapter as LoraAdapter).down.shape;
+  const conv = down.length === 4;
+  return { down: [rank, ...down.slice(1)], up: conv ? [group.height, rank, 1, 1] : [group.height, rank] };
+}
+
+function concatGroup(group: Group): Patch {
+  const origin = group.rows?.[0] ?? 0;
+  const sources: StackSource[] = group.parts.map(({ patch, weight }) => {
+    const adapter = patch.adapter as LoraAdapter;
+    return { adapter, ...loraDims(adapter, patch.source.module), rowStart: (patch.rows?.[0] ?? 0) - origin, factor: weight * adapter.scale };
+  });
+  const rank = sources.reduce((s, p) => s + p.rank, 0);
+  const dtype = commonDtype(sources.flatMap((s) => [s.adapter.up, s.adapter.down]));
+  const shapes = stackShapes(group, rank);
+  const adapter: LoraAdapter = {
+    kind: 'lora',
+    down: stackedDownTensor(sources, shapes.down, dtype, `merged ${group.key} down`),
+    up: placedUpTensor(sources, group.height, shapes.up, dtype, `merged ${group.key} up`),
+    alpha: rank,
+    scale: 1,
+  };
+  return { component: group.component, target: group.target, rows: group.rows, adapter, source: sourceOf(group.key, group.parts) };
+}
+
+async function svdGroup(group: Group, choice: RankChoice): Promise<{ patch: Patch; fit: LowRank }> {
+  const origin = group.rows?.[0] ?? 0;
+  const parts = await Promise.all(group.parts.map((p) => readFactorPart(p.patch, p.weight, origin)));
+  const cols = parts[0]!.cols;
+  const stacked = stackFactors(parts, group.height, cols);
+  const fit = await truncateProduct(stacked.up, stacked.down, group.height, stacked.rank, cols, choice);
+  const dtype = commonDtype(group.parts.flatMap((p) => [(p.patch.adapter as LoraAdapter).up, (p.patch.adapter as LoraAdapter).down]));
+  const shapes = stackShapes(group, fit.k);
+  const adapter: LoraAdapter = {
+    kind: 'lora',
+    down: memoryTensor(fit.down, shapes.down, dtype, `merged ${group.key} down`),
+    up: memoryTensor(fit.up, shapes.up, dtype, `merged ${group.key} up`),
+    alpha: fit.k,
+    scale: 1,
+  };
+  return { patch: { component: group.component, target: group.target, rows: group.rows, adapter, source: sourceOf(group.key, group.parts) }, fit };
+}
+
+/** Σ wᵢ·diffᵢ of 1-D full diffs on one target, placed over the union of their row ranges. */
+function sumDiffs(parts: readonly Part[]): Patch {
+  const first = parts[0]!.patch;
+  const ranges = parts.map(({ patch }) => ({ start: patch.rows?.[0] ?? 0, len: patch.adapter.kind === 'full' ? (patch.adapter.diff.shape[0] ?? 1) : 0 }));
+  const whole = parts.some((p) => !p.patch.rows);
+  const start = whole ? 0 : Math.min(...ranges.map((r) => r.start));
+  const end = Math.max(...ranges.map((r) => r.start + r.len));
+  const tensors = parts.map((p) => (p.patch.adapter.kind === 'full' ? p.patch.adapter.diff : undefined)!);
+  const dtype = commonDtype(tensors);
+  const f32 = async () => {
+    const out = new Float32Array(end - start);
+    for (const [i, part] of parts.entries()) {
+      const values = await tensors[i]!.f32();
+      const at = ranges[i]!.start - start;
+      for (let j = 0; j < values.length; j++) out[at + j]! += part.weight * values[j]!;
+    }
+    return out;
+  };
+  const key = patchKey(first);
+  const diff = { shape: [end - start], dtype, origin: `merged ${key}`, f32, bytes: async () => encodeFromF32(await f32(), dtype) };
+  const rows: RowSlice | undefined = whole ? undefined : [start, end - start];
+  return { component: first.component, target: first.target, rows, adapter: { kind: 'full', diff }, source: sourceOf(patchKey({ ...first, rows }), parts) };
+}
+
+export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
+  const { method, ctx } = options;
+  if (method !== 'concat' && method !== 'svd') throw new MergeError(`unknown method "${String(method)}" (concat or svd)`);
+  if (inputs.length === 0) throw new MergeError('no LoRAs to merge');
+  checkRankChoice(options, `merge (${method})`, method === 'svd');
+  inputs.forEach(({ weight }, i) => {
+    if (!Number.isFinite(weight)) throw new MergeError(`input ${i + 1}: weight ${weight} is not a finite number`);
+  });
+  const architectures = [...new Set(inputs.map((i) => i.set.architecture))];
+  if (architectures.length > 1) {
+    throw new MergeError(`inputs are for different models (${inputs.map((inp, i) => `input ${i + 1}: ${inp.set.architecture}`).join(', ')})`);
+  }
+
+  const report: MergeReport = {
+    method, backend: activeBackend(), modules: [], relError: 0, fused: [], refactored: [], summedDiffs: [], passthrough: [], omitted: [], ignoredKeys: [], notes: [],
+  };
+  const loraParts = new Map<string, Part[]>();
+  const biasParts = new Map<string, Part[]>();
+  const sets = new Map<string, Part[]>();
+  const needRefactor: Part[] = [];
+  const dora: string[] = [];
+  inputs.forEach(({ set, weight }, input) => {
+    report.ignoredKeys.push(...set.unknownKeys.map((k) => `input ${input + 1}: ${k}`));
+    for (const patch of set.patches) {
+      const part = { patch, weight, input };
+      if (weight === 0) report.omitted.push(`input ${input + 1}: ${patch.source.module}`);
+      else if (patch.dora) dora.push(`${patch.source.module} (input ${input + 1})`);
+      else if (patch.adapter.kind === 'set') push(sets, targetKey(patch), part);
+      else if (isLowRankLora(patch)) push(loraParts, targetKey(patch), part);
+      else if (isBiasDiff(patch)) push(biasParts, targetKey(patch), part);
+      else needRefactor.push(part);
+    }
+  });
+  if (dora.length) {
+    throw new MergeError(`DoRA patches cannot be merged into a plain LoRA (their renormalisation is not additive): ${listNames(dora)}`);
+  }
+  if (needRefactor.length && !options.refactor) {
+    const names = needRefactor.map((p) => `${p.patch.source.module} (${p.patch.adapter.kind}, input ${p.input + 1})`);
+    throw new MergeError(`${method} merges LoRA factors; these modules are not LoRAs: ${listNames(names)}. Pass refactor: true to turn them into LoRAs by SVD at the requested rank`);
+  }
+  if (needRefactor.length) checkRankChoice(options, 'refactor', true);
+  for (const [key, parts] of sets) {
+    if (parts.length > 1) {
+      throw new MergeError(`${key}: ${parts.length} inputs replace this weight outright (${parts.map((p) => `${p.patch.source.module}, input ${p.input + 1}`).join('; ')}); replacements cannot be merged`);
+    }
+  }
+
+  const total = needRefactor.length + loraParts.size + biasParts.size;
+  let done = 0;
+  const log = ctx?.log;
+  log?.(`merge (${method}) of ${inputs.length} LoRAs on the ${report.backend} backend`);
+
+  const refactorFits: LowRank[] = [];
+  for (const part of needRefactor) {
+    checkAborted(ctx);
+    const { patch, fit, kind } = await refactorPatch(part, options);
+    refactorFits.push(fit);
+    report.refactored.push({ module: part.patch.source.module, input: part.input, kind, rank: fit.k, relError: fit.relError });
+    push(loraParts, targetKey(patch), { ...part, patch });
+    ctx?.onProgress?.(++done, total, `refactor ${part.patch.source.module}`);
+  }
+
+  const patches: Patch[] = [];
+  const fits: LowRank[] = [];
+  for (const parts of loraParts.values()) {
+    for (const group of groupTarget(parts)) {
+      checkAborted(ctx);
+      if (group.fused) report.fused.push(group.key);
+      if (method === 'concat') {
+        const patch = concatGroup(group);
+        patches.push(patch);
+        report.modules.push({ module: group.key, inputs: group.parts.length, rank: (patch.adapter as LoraAdapter).down.shape[0]!, relError: 0, fused: group.fused });
+      } else {
+        const { patch, fit } = await svdGroup(group, options);
+        patches.push(patch);
+        fits.push(fit);
+        report.modules.push({ module: group.key, inputs: group.parts.length, rank: fit.k, relError: fit.relError, fused: group.fused });
+      }
+    }
+    ctx?.onProgress?.(++done, total, parts[0]!.patch.target);
+  }
+  for (const [key, parts] of biasParts) {
+    checkAborted(ctx);
+    patches.push(sumDiffs(parts));
+    report.summedDiffs.push(key);
+    ctx?.onProgress?.(++done, total, key);
+  }
+  for (const [key, [part]] of sets) {
+    patches.push(part!.patch);
+    report.passthrough.push(key);
+    if (part!.weight !== 1) report.notes.push(`${part!.patch.source.module}: replacement values are carried over as they are (weight ${part!.weight} does not apply to a replacement)`);
+  }
+  report.relError = overallError(method === 'svd' ? fits : refactorFits);
+  if (report.ignoredKeys.length) report.notes.push(`${report.ignoredKeys.length} keys the readers could not place are not part of the merge: ${listNames(report.ignoredKeys)}`);
+  if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of inputs with weight 0 are left out`);
+  const set: AdapterSet = {
+    architecture: architectures[0]!,
+    format: 'merged',
+    patches,
+    metadata: sharedMetadata(inputs.map((i) => i.set)),
+    unknownKeys: [],
+    notes: [...report.notes],
+  };
+  log?.(`merged ${report.modules.length} modules${method === 'svd' ? `, relative error ${report.relError.toExponential(2)}` : ''}`);
+  return { set, report };
+}
