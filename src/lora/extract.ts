@@ -1,0 +1,211 @@
+/**
+ * LoRA extraction: the difference between a fine-tuned checkpoint and its base, one tensor pair at
+ * a time, each changed matrix factored by randomized SVD (fixed rank, or per module by retained
+ * energy). Unchanged weights are skipped and counted; biases and other 1-D tensors become `full`
+ * diffs when asked; every other difference is reported by name.
+ */
+import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
+import { SafetensorsFile } from '../safetensors/reader.ts';
+import { activeBackend } from '../tensor/backend.ts';
+import { isCodecDType, type DType } from '../tensor/dtype.ts';
+import { memoryTensor } from '../tensor/lazy.ts';
+import { checkAborted, type OpContext } from './context.ts';
+import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
+import { seedFromName } from './seed.ts';
+
+export interface ExtractOptions extends RankChoice {
+  base: string;
+  tuned: string;
+  /** Upper bound on the per-module rank when choosing by energy. */
+  maxRank?: number;
+  /** Keep differing biases and other 1-D tensors as `full` diffs. */
+  keepBiases?: boolean;
+  /** A weight whose largest |difference| is at most this counts as unchanged (default 0: bit-equal values). */
+  minDiff?: number;
+  ctx?: OpContext;
+}
+
+export interface ExtractedModule {
+  key: string;
+  shape: number[];
+  rank: number;
+  relError: number;
+}
+
+export interface ExtractReport {
+  backend: string;
+  architecture: Architecture;
+  modules: ExtractedModule[];
+  /** √(Σ discarded / Σ total) over the extracted matrices. */
+  relError: number;
+  /** Tensors identical in both files. */
+  unchanged: number;
+  /** Tensors that differ by at most minDiff: left out, by name. */
+  belowMinDiff: string[];
+  /** 1-D tensors kept as full diffs. */
+  fullDiffs: string[];
+  /** Differing tensors not in the LoRA, with why. */
+  skipped: { key: string; reason: string }[];
+}
+
+export class ExtractError extends Error {
+  constructor(message: string) {
+    super(`extract: ${message}`);
+    this.name = 'ExtractError';
+  }
+}
+
+/** Checkpoint key prefixes around the diffusion model's own names (ComfyUI full checkpoints). */
+const MODEL_PREFIXES = ['model.diffusion_model.', 'diffusion_model.'];
+
+/** Which model a checkpoint holds, from its key names; the first match wins. */
+const ARCHITECTURE_KEYS: readonly { architecture: Architecture; component: Component; pattern: RegExp }[] = [
+  { architecture: 'flux', component: 'transformer', pattern: /^(double_blocks|single_blocks)\.\d+\./ },
+  { architecture: 'sd3', component: 'transformer', pattern: /^joint_blocks\.\d+\./ },
+  { architecture: 'sdxl', component: 'unet', pattern: /^label_emb\./ },
+];
+
+function prefixOf(file: SafetensorsFile): string {
+  const names = file.tensors.map((t) => t.name);
+  return MODEL_PREFIXES.find((p) => names.some((n) => n.startsWith(p))) ?? '';
+}
+
+function listNames(names: readonly string[], max = 10): string {
+  return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
+}
+
+/** Pairs every base tensor with its tuned twin by model name; anything unpaired or misshapen is an error. */
+function pairKeys(base: SafetensorsFile, tuned: SafetensorsFile): { name: string; baseKey: string; tunedKey: string }[] {
+  const bp = prefixOf(base);
+  const tp = prefixOf(tuned);
+  const strip = (prefix: string, key: string) => (prefix && key.startsWith(prefix) ? key.slice(prefix.length) : key);
+  const tunedByName = new Map(tuned.tensors.map((t) => [strip(tp, t.name), t]));
+  const pairs = [];
+  const onlyBase: string[] = [];
+  const shapes: string[] = [];
+  for (const t of base.tensors) {
+    const name = strip(bp, t.name);
+    const twin = tunedByName.get(name);
+    if (!twin) {
+      onlyBase.push(t.name);
+      continue;
+    }
+    tunedByName.delete(name);
+    if (t.shape.join() !== twin.shape.join()) shapes.push(`${t.name} [${t.shape}] vs ${twin.name} [${twin.shape}]`);
+    pairs.push({ name, baseKey: t.name, tunedKey: twin.name });
+  }
+  const onlyTuned = [...tunedByName.values()].map((t) => t.name);
+  const problems = [
+    onlyBase.length ? `${onlyBase.length} tensors only in ${base.path}: ${listNames(onlyBase)}` : '',
+    onlyTuned.length ? `${onlyTuned.length} tensors only in ${tuned.path}: ${listNames(onlyTuned)}` : '',
+    shapes.length ? `${shapes.length} tensors with different shapes: ${listNames(shapes)}` : '',
+  ].filter(Boolean);
+  if (problems.length) throw new ExtractError(`the checkpoints do not match: ${problems.join('; ')}`);
+  return pairs;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** LoRA factors are stored at the base's precision, except that fp8 would ruin them. */
+function factorDtype(dtype: DType): DType {
+  return dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' ? dtype : 'BF16';
+}
+
+export async function extractLora(options: ExtractOptions): Promise<{ set: AdapterSet; report: ExtractReport }> {
+  const { minDiff = 0 } = options;
+  checkRankChoice(options, 'extract', true);
+  if (options.maxRank !== undefined && (!Number.isInteger(options.maxRank) || options.maxRank < 1)) {
+    throw new ExtractError(`maxRank must be a positive integer, got ${options.maxRank}`);
+  }
+  if (!(minDiff >= 0)) throw new ExtractError(`minDiff must be ≥ 0, got ${minDiff}`);
+  const base = await SafetensorsFile.open(options.base);
+  try {
+    const tuned = await SafetensorsFile.open(options.tuned);
+    try {
+      return await extractPairs(base, tuned, options, minDiff);
+    } finally {
+      await tuned.close();
+    }
+  } finally {
+    await base.close();
+  }
+}
+
+async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, options: ExtractOptions, minDiff: number) {
+  const { ctx } = options;
+  const pairs = pairKeys(base, tuned);
+  const arch = ARCHITECTURE_KEYS.find((a) => pairs.some((p) => a.pattern.test(p.name)));
+  const report: ExtractReport = {
+    backend: activeBackend(), architecture: arch?.architecture ?? 'unknown', modules: [], relError: 0, unchanged: 0, belowMinDiff: [], fullDiffs: [], skipped: [],
+  };
+  const component: Component = arch?.component ?? 'transformer';
+  ctx?.log?.(`extract (${options.rank !== undefined ? `rank ${options.rank}` : `energy ${options.energy}`}) from ${pairs.length} tensor pairs of a ${report.architecture} checkpoint on the ${report.backend} backend`);
+  const patches: Patch[] = [];
+  const fits: LowRank[] = [];
+  for (const [i, { name, baseKey, tunedKey }] of pairs.entries()) {
+    checkAborted(ctx);
+    ctx?.onProgress?.(i, pairs.length, name);
+    const bi = base.info(baseKey);
+    const ti = tuned.info(tunedKey);
+    const [bBytes, tBytes] = await Promise.all([base.readBytes(baseKey), tuned.readBytes(tunedKey)]);
+    if (bi.dtype === ti.dtype && bytesEqual(bBytes, tBytes)) {
+      report.unchanged++;
+      continue;
+    }
+    if (!isCodecDType(bi.dtype) || !isCodecDType(ti.dtype) || !bi.dtype.startsWith('F') || !ti.dtype.startsWith('F')) {
+      report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
+      continue;
+    }
+    const diff = await tuned.readF32(tunedKey);
+    const b = await base.readF32(baseKey);
+    let maxAbs = 0;
+    for (let j = 0; j < diff.length; j++) {
+      const d = diff[j]! - b[j]!;
+      diff[j] = d;
+      const a = Math.abs(d);
+      if (a > maxAbs) maxAbs = a;
+    }
+    if (maxAbs <= minDiff) {
+      if (maxAbs === 0) report.unchanged++;
+      else report.belowMinDiff.push(name);
+      continue;
+    }
+    const shape = bi.shape;
+    const dtype = factorDtype(bi.dtype as DType);
+    const source = { module: name, keys: [baseKey, tunedKey] };
+    if (shape.length === 2 || shape.length === 4) {
+      const m = shape[0]!;
+      const n = diff.length / m;
+      const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name) });
+      fits.push(fit);
+      const conv = shape.length === 4;
+      patches.push({
+        component,
+        target: name,
+        adapter: {
+          kind: 'lora',
+          down: memoryTensor(fit.down, [fit.k, ...shape.slice(1)], dtype, `extracted ${name} down`),
+          up: memoryTensor(fit.up, conv ? [m, fit.k, 1, 1] : [m, fit.k], dtype, `extracted ${name} up`),
+          alpha: fit.k,
+          scale: 1,
+        },
+        source,
+      });
+      report.modules.push({ key: name, shape, rank: fit.k, relError: fit.relError });
+    } else if (options.keepBiases) {
+      patches.push({ component, target: name, adapter: { kind: 'full', diff: memoryTensor(diff, shape, dtype, `extracted ${name} diff`) }, source });
+      report.fullDiffs.push(name);
+    } else {
+      report.skipped.push({ key: name, reason: `${shape.length}-D tensor differs (max |Δ| ${maxAbs.toExponential(2)}); keepBiases keeps it as a full diff` });
+    }
+  }
+  ctx?.onProgress?.(pairs.length, pairs.length);
+  report.relError = overallError(fits);
+  const notes = report.skipped.map((s) => `not extracted: ${s.key}: ${s.reason}`);
+  if (!arch) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
+  const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches, metadata: {}, unknownKeys: [], notes };
+  ctx?.log?.(`extracted ${report.modules.length} matrices (relative error ${report.relError.toExponential(2)}), ${report.unchanged} unchanged, ${report.fullDiffs.length} full diffs, ${report.skipped.length} skipped`);
+  return { set, report };
+}
