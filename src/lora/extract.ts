@@ -7,7 +7,7 @@
 import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
 import { SafetensorsFile } from '../safetensors/reader.ts';
 import { activeBackend } from '../tensor/backend.ts';
-import { isCodecDType, type DType } from '../tensor/dtype.ts';
+import { isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
@@ -154,7 +154,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
       report.unchanged++;
       continue;
     }
-    if (!isCodecDType(bi.dtype) || !isCodecDType(ti.dtype) || !bi.dtype.startsWith('F') || !ti.dtype.startsWith('F')) {
+    if (!isCodecDType(bi.dtype) || !isCodecDType(ti.dtype) || !isFloatDType(bi.dtype) || !isFloatDType(ti.dtype)) {
       report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
       continue;
     }

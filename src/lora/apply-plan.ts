@@ -1,0 +1,203 @@
+/**
+ * The checks and routing of applyToBase, from headers only: which file each patch goes to, which key
+ * of that file it hits, and that its ΔW fits that weight. Every problem is collected and reported
+ * together, naming the module, before a single byte is written.
+ */
+import { resolve } from 'node:path';
+import type { AdapterSet, Component, Patch } from '../formats/model.ts';
+import { SafetensorsFile, type TensorInfo } from '../safetensors/reader.ts';
+import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
+import { numel } from '../tensor/lazy.ts';
+import { adapterGeometry, matrixOf } from './geometry.ts';
+
+export type FileRole = 'base' | 'clip_l' | 't5';
+
+export interface PlannedPatch {
+  patch: Patch;
+  weight: number;
+  /** Index of the LoRA it came from (patches apply in LoRA order). */
+  input: number;
+  rowStart: number;
+  rowLen: number;
+}
+
+export interface FilePlan {
+  role: FileRole;
+  in: string;
+  out: string;
+  file: SafetensorsFile;
+  /** Prefix per component that made its targets resolve in this file. */
+  prefixes: Partial<Record<Component, string>>;
+  /** Patches per key of this file, in LoRA order. */
+  byKey: Map<string, PlannedPatch[]>;
+}
+
+export class ApplyError extends Error {
+  constructor(message: string) {
+    super(`apply: ${message}`);
+    this.name = 'ApplyError';
+  }
+}
+
+/** Where a component's weights sit inside a checkpoint file (ComfyUI full checkpoints prefix them). */
+const KEY_PREFIXES: Record<Component, readonly string[]> = {
+  transformer: ['', 'model.diffusion_model.', 'diffusion_model.'],
+  unet: ['', 'model.diffusion_model.', 'diffusion_model.'],
+  clip_l: ['', 'text_encoders.clip_l.transformer.', 'clip_l.transformer.', 'cond_stage_model.transformer.'],
+  clip_g: ['', 'text_encoders.clip_g.transformer.', 'clip_g.transformer.'],
+  t5: ['', 'text_encoders.t5xxl.transformer.', 't5xxl.transformer.'],
+};
+
+/** The separate file a text-encoder component goes to when the caller names one. */
+const COMPONENT_FILE: Partial<Record<Component, FileRole>> = { clip_l: 'clip_l', t5: 't5' };
+
+export interface PlanInput {
+  base: string;
+  out: string;
+  loras: readonly { set: AdapterSet; weight: number }[];
+  clipL?: { in: string; out: string };
+  t5?: { in: string; out: string };
+  ignoreTextEncoders?: boolean;
+}
+
+export interface Plan {
+  files: FilePlan[];
+  /** Text-encoder modules left out because ignoreTextEncoders was given. */
+  ignored: string[];
+  /** Modules of LoRAs with weight 0. */
+  omitted: string[];
+}
+
+function listNames(names: readonly string[], max = 12): string {
+  return names.length <= max ? names.join('; ') : `${names.slice(0, max).join('; ')}; and ${names.length - max} more`;
+}
+
+function bestPrefix(file: SafetensorsFile, component: Component, targets: readonly string[]): string {
+  let best = '';
+  let hits = -1;
+  for (const prefix of KEY_PREFIXES[component]) {
+    const n = targets.filter((t) => file.has(prefix + t)).length;
+    if (n > hits) [best, hits] = [prefix, n];
+  }
+  return best;
+}
+
+/** Why `planned` does not fit weight `info`, or undefined when it does. */
+function misfit(planned: Omit<PlannedPatch, 'rowStart' | 'rowLen'>, info: TensorInfo): { problem?: string; rowStart: number; rowLen: number } {
+  const { patch } = planned;
+  const target = matrixOf(info.shape);
+  const rowStart = patch.rows?.[0] ?? 0;
+  const rowLen = patch.rows?.[1] ?? target.rows;
+  const fail = (problem: string) => ({ problem: `${patch.source.module} → ${info.name} [${info.shape}]: ${problem}`, rowStart, rowLen });
+  if (!isCodecDType(info.dtype) || !isFloatDType(info.dtype)) return fail(`the weight is ${info.dtype}, not a floating-point dtype loraflow can patch`);
+  if (rowStart < 0 || rowLen < 0 || rowStart + rowLen > target.rows) return fail(`rows ${rowStart}..${rowStart + rowLen} are outside the weight's ${target.rows} rows`);
+  let g;
+  try {
+    g = adapterGeometry(patch.adapter, patch.source.module);
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+  if (g.rows !== rowLen || g.cols !== target.cols) {
+    return fail(`the ${patch.adapter.kind} ΔW is [${g.rows}, ${g.cols}] but ${patch.rows ? `rows ${rowStart}..${rowStart + rowLen} of ` : ''}the weight are [${rowLen}, ${target.cols}]`);
+  }
+  if (patch.dora) {
+    const want = patch.dora.axis === 'out' ? rowLen : target.cols;
+    const got = numel(patch.dora.magnitude.shape);
+    if (got !== want) return fail(`the DoRA magnitude has ${got} values but needs one per ${patch.dora.axis === 'out' ? 'output row' : 'input column'} (${want})`);
+  }
+  return { rowStart, rowLen };
+}
+
+async function openFile(path: string, opened: SafetensorsFile[]): Promise<SafetensorsFile> {
+  const f = await SafetensorsFile.open(path);
+  opened.push(f);
+  return f;
+}
+
+/** Opens every input file and checks every patch. On failure the files are closed and nothing exists yet. */
+export async function planApply(input: PlanInput): Promise<Plan> {
+  const outputs = [
+    { role: 'base' as const, in: input.base, out: input.out },
+    ...(input.clipL ? [{ role: 'clip_l' as const, ...input.clipL }] : []),
+    ...(input.t5 ? [{ role: 't5' as const, ...input.t5 }] : []),
+  ];
+  const inputPaths = new Set(outputs.map((o) => resolve(o.in)));
+  const outputPaths = new Set<string>();
+  for (const o of outputs) {
+    const out = resolve(o.out);
+    if (inputPaths.has(out)) throw new ApplyError(`${o.role}: the output ${o.out} is an input file; write to a new file (inputs are never modified)`);
+    if (outputPaths.has(out)) throw new ApplyError(`${o.out} is named as the output of two files`);
+    outputPaths.add(out);
+  }
+  input.loras.forEach(({ weight }, i) => {
+    if (!Number.isFinite(weight)) throw new ApplyError(`LoRA ${i + 1}: weight ${weight} is not a finite number`);
+  });
+
+  const opened: SafetensorsFile[] = [];
+  try {
+    const files: FilePlan[] = [];
+    for (const o of outputs) files.push({ ...o, file: await openFile(o.in, opened), prefixes: {}, byKey: new Map() });
+    const fileFor = (role: FileRole) => files.find((f) => f.role === role);
+    const baseFile = fileFor('base')!;
+
+    const routed = new Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>();
+    const ignored: string[] = [];
+    const omitted: string[] = [];
+    const homeless: string[] = [];
+    input.loras.forEach(({ set, weight }, index) => {
+      for (const patch of set.patches) {
+        const name = `${patch.source.module} (LoRA ${index + 1}, ${patch.component})`;
+        if (weight === 0) {
+          omitted.push(name);
+          continue;
+        }
+        const own = COMPONENT_FILE[patch.component];
+        let dest = own ? fileFor(own) : baseFile;
+        // A text encoder without its own file may still live in the base (full checkpoints hold them).
+        if (!dest && KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target))) dest = baseFile;
+        if (!dest) {
+          (input.ignoreTextEncoders ? ignored : homeless).push(name);
+          continue;
+        }
+        const list = routed.get(dest) ?? [];
+        list.push({ patch, weight, input: index });
+        routed.set(dest, list);
+      }
+    });
+    if (homeless.length) {
+      throw new ApplyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
+    }
+
+    const problems: string[] = [];
+    for (const [plan, list] of routed) {
+      const components = [...new Set(list.map((p) => p.patch.component))];
+      for (const c of components) plan.prefixes[c] = bestPrefix(plan.file, c, list.filter((p) => p.patch.component === c).map((p) => p.patch.target));
+      for (const planned of list) {
+        const { patch } = planned;
+        const key = plan.prefixes[patch.component]! + patch.target;
+        if (!plan.file.has(key)) {
+          problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}`);
+          continue;
+        }
+        const { problem, rowStart, rowLen } = misfit(planned, plan.file.info(key));
+        if (problem) {
+          problems.push(`${problem} (LoRA ${planned.input + 1})`);
+          continue;
+        }
+        const onKey = plan.byKey.get(key) ?? [];
+        onKey.push({ ...planned, rowStart, rowLen });
+        plan.byKey.set(key, onKey);
+      }
+    }
+    for (const plan of files)
+      for (const [key, list] of plan.byKey) {
+        const sets = list.filter((p) => p.patch.adapter.kind === 'set');
+        if (sets.length > 1) problems.push(`${key}: replaced outright by ${sets.length} patches (${sets.map((p) => `${p.patch.source.module}, LoRA ${p.input + 1}`).join('; ')}); only one replacement per weight makes sense`);
+      }
+    if (problems.length) throw new ApplyError(`${problems.length} patches do not fit the base (nothing was written):\n  ${problems.slice(0, 40).join('\n  ')}${problems.length > 40 ? `\n  … and ${problems.length - 40} more` : ''}`);
+    return { files, ignored, omitted };
+  } catch (e) {
+    await Promise.all(opened.map((f) => f.close()));
+    throw e;
+  }
+}

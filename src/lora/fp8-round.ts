@@ -1,0 +1,91 @@
+/**
+ * Writing patched weights back into fp8. Both encoders saturate: a value past the largest finite
+ * fp8 number becomes that number, never NaN (PyTorch's plain cast turns |x| ≥ 480 into NaN for
+ * e4m3fn). The stochastic one rounds up with probability equal to the distance from the lower
+ * neighbour, so small LoRA updates survive on average instead of vanishing under round-to-nearest
+ * (ComfyUI does the same when it patches fp8 weights); its random stream is seeded by the tensor
+ * key, so the same inputs always give the same file.
+ */
+import { encodeFromF32 } from '../tensor/dtype.ts';
+
+export type Fp8DType = 'F8_E4M3' | 'F8_E5M2';
+
+interface Fp8Format {
+  mantissaBits: number;
+  bias: number;
+  maxCode: number;
+  maxValue: number;
+  nan: number;
+  /** Code for +Inf where the format has one. */
+  inf?: number;
+}
+
+const FORMATS: Record<Fp8DType, Fp8Format> = {
+  F8_E4M3: { mantissaBits: 3, bias: 7, maxCode: 0x7e, maxValue: 448, nan: 0x7f },
+  F8_E5M2: { mantissaBits: 2, bias: 15, maxCode: 0x7b, maxValue: 57344, nan: 0x7e, inf: 0x7c },
+};
+
+export function isFp8(dtype: string): dtype is Fp8DType {
+  return Object.hasOwn(FORMATS, dtype);
+}
+
+/** How many finite values lie beyond the format's largest finite value (they are written saturated). */
+export function countSaturated(values: Float32Array, dtype: Fp8DType): number {
+  const max = FORMATS[dtype].maxValue;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const a = Math.abs(values[i]!);
+    if (a > max && a !== Infinity) n++;
+  }
+  return n;
+}
+
+/** Round-to-nearest-even, saturating. */
+export function encodeFp8(values: Float32Array, dtype: Fp8DType): Uint8Array {
+  return encodeFromF32(values, dtype);
+}
+
+/** Stochastic rounding to fp8 (saturating), reproducible for a given seed. */
+export function encodeFp8Stochastic(values: Float32Array, dtype: Fp8DType, seed: number): Uint8Array {
+  const f = FORMATS[dtype];
+  const M = f.mantissaBits;
+  const shift = 23 - M;
+  const lowMask = (1 << shift) - 1;
+  const mantMask = (1 << M) - 1;
+  const subnormalScale = 2 ** (f.bias - 1 + M);
+  const minNormalExp = 1 - f.bias;
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint8Array(values.length);
+  let state = seed | 0;
+  for (let i = 0; i < values.length; i++) {
+    // mulberry32: one 32-bit uniform per element.
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), state | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+
+    const b = bits[i]!;
+    const sign = b >>> 31 ? 0x80 : 0;
+    const abs = b & 0x7fffffff;
+    if (abs > 0x7f800000) {
+      out[i] = sign | f.nan;
+      continue;
+    }
+    if (abs === 0x7f800000) {
+      out[i] = sign | (f.inf ?? f.maxCode);
+      continue;
+    }
+    const exp = (abs >>> 23) - 127;
+    let code: number;
+    if (exp >= minNormalExp) {
+      code = ((exp + f.bias) << M) | ((abs >>> shift) & mantMask);
+      if (u * (lowMask + 1) < (abs & lowMask)) code++;
+    } else {
+      const q = Math.abs(values[i]!) * subnormalScale;
+      const lo = Math.floor(q);
+      code = lo + (u < q - lo ? 1 : 0);
+    }
+    out[i] = sign | (code > f.maxCode ? f.maxCode : code);
+  }
+  return out;
+}
