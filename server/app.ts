@@ -1,0 +1,130 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express from 'express';
+import type { RootsConfig } from '../src/graph/index.ts';
+import { Engine } from './engine.ts';
+import { errorHandler, notFoundHandler } from './errors.ts';
+import { EventHub } from './event-hub.ts';
+import { isLoopbackHost, originGuard } from './origin.ts';
+import { RecipeStore } from './recipe-store.ts';
+import { filesRouter } from './routes/files.ts';
+import { inspectRouter } from './routes/inspect.ts';
+import { recipeFromFileRouter } from './routes/recipe-from-file.ts';
+import { recipesRouter } from './routes/recipes.ts';
+import { runsRouter } from './routes/runs.ts';
+import { RunQueue } from './run-queue.ts';
+import { GRAPHS_DIR, staticRouter } from './static.ts';
+import { attachWebSocket } from './ws.ts';
+
+export interface ServerOptions {
+  host?: string;
+  /** 0 picks a free port (tests). */
+  port?: number;
+  /** Model roots by kind (`loras`, `checkpoints`, `output`, …), as `loraflow run --root` takes them. */
+  roots?: RootsConfig;
+  /** Where saved recipes live (default: `<cwd>/recipes`). */
+  recipesDir?: string;
+  /** Example recipes offered read-only (default: loraflow's `graphs/`). */
+  examplesDir?: string;
+  /** Required to bind anything but a loopback address. */
+  allowPublic?: boolean;
+  /** What relative roots, and kinds with no root, resolve against (default: process.cwd()). */
+  cwd?: string;
+  /** The node package (default: loraflow's `nodes/index.ts`). */
+  nodesModule?: string | URL;
+  /** Largest JSON body accepted, in bytes (default 2 MiB: recipes are small). */
+  maxJsonBytes?: number;
+  /** Largest safetensors header accepted by /api/recipe-from-file (default 16 MiB). */
+  maxHeaderBytes?: number;
+}
+
+export interface RunningServer {
+  url: string;
+  host: string;
+  port: number;
+  http: Server;
+  engine: Engine;
+  queue: RunQueue;
+  hub: EventHub;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8188;
+
+export class PublicBindError extends Error {
+  constructor(host: string) {
+    super(`refusing to listen on ${host}: it is not a loopback address, and this server can read and write files under its roots. Pass --allow-public if you really mean to expose it.`);
+    this.name = 'PublicBindError';
+  }
+}
+
+/** Starts the HTTP API, the WebSocket event stream and the editor on one port. */
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const host = opts.host ?? DEFAULT_HOST;
+  const allowPublic = opts.allowPublic ?? false;
+  if (!allowPublic && !isLoopbackHost(host)) throw new PublicBindError(host);
+  const cwd = path.resolve(opts.cwd ?? process.cwd());
+  const engine = await Engine.load({ nodesModule: opts.nodesModule, roots: opts.roots ?? {}, cwd });
+  const browseRoots = engine.browseRoots();
+  const store = new RecipeStore(path.resolve(cwd, opts.recipesDir ?? 'recipes'));
+  const examples = new RecipeStore(opts.examplesDir ? path.resolve(cwd, opts.examplesDir) : GRAPHS_DIR, true);
+  const hub = new EventHub();
+  const queue = new RunQueue(hub, engine.execute);
+  const policy = { allowPublic };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(originGuard(policy));
+  app.use((_req, res, next) => {
+    // The editor never needs to be framed or to sniff types; say so to the browser.
+    res.set({ 'X-Content-Type-Options': 'nosniff', 'X-Frame-Options': 'DENY', 'Referrer-Policy': 'no-referrer' });
+    next();
+  });
+  const api = express.Router();
+  api.use(express.json({ limit: opts.maxJsonBytes ?? 2 * 1024 * 1024, strict: true }));
+  api.get('/nodes', (_req, res) => res.json(engine.nodeDefinitions()));
+  api.get('/health', (_req, res) => res.json({ ok: true, running: queue.runningId ?? null, queued: queue.queueLength, lastSeq: hub.lastSeq }));
+  api.use(filesRouter(browseRoots));
+  api.use(inspectRouter(browseRoots));
+  api.use(recipesRouter(engine, store, examples));
+  api.use(runsRouter(engine, queue, store));
+  api.use(recipeFromFileRouter(opts.maxHeaderBytes));
+  api.use(notFoundHandler);
+  app.use('/api', api);
+  app.use(staticRouter());
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+
+  const http = createHttpServer(app);
+  const wss = attachWebSocket(http, { hub, policy, snapshot: () => ({ running: queue.runningId ?? null, queued: queue.queueLength }) });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(opts.port ?? DEFAULT_PORT, host, () => {
+      http.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = http.address() as AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+
+  return {
+    url: `http://${urlHost}:${addr.port}`,
+    host: addr.address,
+    port: addr.port,
+    http,
+    engine,
+    queue,
+    hub,
+    async close() {
+      await queue.close();
+      await engine.close();
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    },
+  };
+}

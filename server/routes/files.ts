@@ -1,0 +1,99 @@
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Router } from 'express';
+import { z } from 'zod';
+import { ApiError, parseOr400 } from '../errors.ts';
+import { isInside, resolveInRoot, type Roots } from '../paths.ts';
+
+export interface FileEntry {
+  name: string;
+  /** Relative to the root, "/"-separated: what a recipe's file param holds. */
+  path: string;
+  type: 'dir' | 'file';
+  size: number;
+  mtime: string;
+}
+
+export interface Listing {
+  root: string;
+  path: string;
+  entries: FileEntry[];
+  /** Entries left out because a symlink points outside the root (or is dangling). */
+  hidden: number;
+  /** True when a recursive listing stopped at MAX_ENTRIES. */
+  truncated: boolean;
+}
+
+const MAX_ENTRIES = 5000;
+const MAX_DEPTH = 12;
+
+const query = z.object({
+  root: z.string().min(1),
+  path: z.string().default(''),
+  recursive: z.enum(['0', '1', 'true', 'false']).default('0').transform((v) => v === '1' || v === 'true'),
+  /** Keep only files with this extension (without the dot), e.g. "safetensors". */
+  ext: z.string().regex(/^[A-Za-z0-9.]+$/).optional(),
+});
+
+/**
+ * Lists one directory (or, recursive, every file below it) inside a configured root. Each entry is
+ * re-checked after following symlinks, so a link pointing out of the root is never shown.
+ */
+export async function listFiles(roots: Roots, root: string, rel: string, opts: { recursive: boolean; ext?: string }): Promise<Listing> {
+  const dir = await resolveInRoot(roots, root, rel);
+  const realRoot = await realpath(roots[root]!);
+  const st = await stat(dir.real);
+  if (!st.isDirectory()) throw new ApiError(400, 'not_a_directory', `"${dir.rel}" in root "${root}" is a file, not a directory`);
+  const out: Listing = { root, path: dir.rel, entries: [], hidden: 0, truncated: false };
+  const suffix = opts.ext ? `.${opts.ext.toLowerCase()}` : undefined;
+
+  const walk = async (abs: string, relDir: string, depth: number): Promise<void> => {
+    const names = (await readdir(abs)).sort((a, b) => a.localeCompare(b));
+    const subdirs: [string, string][] = [];
+    for (const name of names) {
+      if (out.truncated) return;
+      const child = path.join(abs, name);
+      const childRel = relDir ? `${relDir}/${name}` : name;
+      let real: string;
+      let s;
+      try {
+        real = await realpath(child);
+        s = await stat(real);
+      } catch {
+        out.hidden++;
+        continue;
+      }
+      if (!isInside(realRoot, real)) {
+        out.hidden++;
+        continue;
+      }
+      const entry: FileEntry = { name, path: childRel, type: s.isDirectory() ? 'dir' : 'file', size: s.isDirectory() ? 0 : s.size, mtime: s.mtime.toISOString() };
+      if (entry.type === 'dir') subdirs.push([child, childRel]);
+      if (opts.recursive && entry.type === 'dir') continue;
+      if (suffix && entry.type === 'file' && !name.toLowerCase().endsWith(suffix)) continue;
+      if (out.entries.length >= MAX_ENTRIES) {
+        out.truncated = true;
+        return;
+      }
+      out.entries.push(entry);
+    }
+    if (opts.recursive && depth < MAX_DEPTH) {
+      for (const [abs2, rel2] of subdirs) await walk(abs2, rel2, depth + 1);
+    }
+  };
+  await walk(dir.real, dir.rel, 0);
+  if (!opts.recursive) out.entries.sort((a, b) => (a.type === b.type ? 0 : a.type === 'dir' ? -1 : 1));
+  return out;
+}
+
+export function filesRouter(roots: Roots): Router {
+  const r = Router();
+  r.get('/roots', (_req, res) => {
+    res.json({ roots: Object.entries(roots).map(([name, dir]) => ({ name, dir })) });
+  });
+  r.get('/files', async (req, res) => {
+    const q = parseOr400(query, req.query, 'query');
+    res.json(await listFiles(roots, q.root, q.path, { recursive: q.recursive, ext: q.ext }));
+  });
+  return r;
+}

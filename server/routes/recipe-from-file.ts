@@ -1,0 +1,25 @@
+import { Router } from 'express';
+import { ApiError } from '../errors.ts';
+import { DEFAULT_MAX_HEADER_UPLOAD, readUploadedHeader } from '../header-upload.ts';
+import { recipeFromProvenance, PROVENANCE_KEY } from '../provenance.ts';
+
+/**
+ * `POST /api/recipe-from-file` with the bytes of a .safetensors file written by loraflow (or only
+ * its first 8 + N header bytes, which is what the editor sends) → the recipe stored in its metadata,
+ * ready to load and run again.
+ */
+export function recipeFromFileRouter(maxHeader = DEFAULT_MAX_HEADER_UPLOAD): Router {
+  const r = Router();
+  r.post('/recipe-from-file', async (req, res) => {
+    const raw = typeof req.query.name === 'string' ? req.query.name : 'uploaded file';
+    const name = raw.replace(/[^\w.\- ]/g, '_').slice(0, 200);
+    const header = await readUploadedHeader(req, name, maxHeader);
+    const stored = header.metadata?.[PROVENANCE_KEY];
+    if (stored === undefined) {
+      const keys = Object.keys(header.metadata ?? {});
+      throw new ApiError(422, 'no_recipe', `${name} carries no loraflow recipe (no "${PROVENANCE_KEY}" metadata; it has ${keys.length > 0 ? keys.join(', ') : 'no metadata'}); only files saved by loraflow do`);
+    }
+    res.json({ file: name, ...recipeFromProvenance(stored, name) });
+  });
+  return r;
+}

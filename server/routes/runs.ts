@@ -1,0 +1,53 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import type { Engine } from '../engine.ts';
+import { parseOr400 } from '../errors.ts';
+import type { RecipeStore } from '../recipe-store.ts';
+import { runSummary, type RunQueue } from '../run-queue.ts';
+
+/** Either the recipe itself or the name of a saved one; overrides set exposed params by name. */
+const runBody = z
+  .strictObject({
+    recipe: z.unknown().optional(),
+    recipeName: z.string().optional(),
+    overrides: z.record(z.string(), z.unknown()).default({}),
+  })
+  .refine((b) => (b.recipe === undefined) !== (b.recipeName === undefined), { message: 'give exactly one of "recipe" and "recipeName"' });
+
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+
+/**
+ * Runs: validated in full before they are queued (an invalid recipe is a 400 carrying the same
+ * per-node report `loraflow run` prints), then executed one at a time by the engine's worker.
+ */
+export function runsRouter(engine: Engine, queue: RunQueue, store: RecipeStore): Router {
+  const r = Router();
+
+  r.post('/runs', async (req, res) => {
+    const body = parseOr400(runBody, req.body, 'body');
+    const recipe = body.recipeName !== undefined ? await store.read(body.recipeName) : body.recipe;
+    engine.assertValid(recipe, body.overrides);
+    const run = queue.submit({ recipe, overrides: body.overrides });
+    res.status(202).json({ runId: run.id, status: run.status, queuePosition: queue.queueLength });
+  });
+
+  r.get('/runs', (req, res) => {
+    const q = parseOr400(listQuery, req.query, 'query');
+    const all = queue.list();
+    res.json({ total: all.length, running: queue.runningId ?? null, queued: queue.queueLength, runs: all.slice(q.offset, q.offset + q.limit).map(runSummary) });
+  });
+
+  r.get('/runs/:id', (req, res) => {
+    res.json(queue.get(req.params.id));
+  });
+
+  r.post('/runs/:id/cancel', (req, res) => {
+    const run = queue.cancel(req.params.id);
+    res.status(202).json({ runId: run.id, status: run.status });
+  });
+
+  return r;
+}

@@ -1,0 +1,178 @@
+import { randomUUID } from 'node:crypto';
+import { ApiError } from './errors.ts';
+import type { EventHub, EventInput, ServerEvent } from './event-hub.ts';
+
+export type RunStatus = 'queued' | 'running' | 'success' | 'error' | 'cancelled';
+
+/** What one run needs: the recipe as submitted and the overrides to apply to its exposed params. */
+export interface RunJob {
+  recipe: unknown;
+  overrides: Record<string, unknown>;
+}
+
+/** What an executor reports when a run ends (events carry the details as they happen). */
+export interface RunOutcome {
+  status: 'success' | 'error' | 'cancelled';
+  /** What the run produced: output summaries per target node, files written, nodes run and cached, timing. */
+  result?: unknown;
+  error?: { message: string; nodeId?: string; [k: string]: unknown };
+}
+
+/**
+ * Runs one job to the end. It must report progress through `emit` (run/node events without seq;
+ * the queue stamps them) and stop soon after `signal` aborts, returning status 'cancelled'.
+ */
+export type Executor = (runId: string, job: RunJob, emit: (e: EventInput) => void, signal: AbortSignal) => Promise<RunOutcome>;
+
+export interface RunRecord {
+  id: string;
+  status: RunStatus;
+  createdAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  recipe: unknown;
+  overrides: Record<string, unknown>;
+  /** This run's events in order (the same objects the WebSocket sent, with their server seq). */
+  events: ServerEvent[];
+  result?: unknown;
+  error?: RunOutcome['error'];
+}
+
+/** Events after which a run's log is complete (`run.invalid`: the worker's own validation refused it). */
+const TERMINAL = new Set(['run.success', 'run.error', 'run.cancelled', 'run.invalid']);
+
+/** Only these fields go in list views; full event logs come from GET /api/runs/:id. */
+export function runSummary(r: RunRecord) {
+  const { events, recipe: _recipe, ...rest } = r;
+  return { ...rest, eventCount: events.length, lastSeq: events.at(-1)?.seq ?? null };
+}
+
+/**
+ * A FIFO of runs executed strictly one at a time (LoRA merges want all the machine's memory), with
+ * cancel by id for both the queued and the running job, and a bounded history of finished runs.
+ */
+export class RunQueue {
+  private readonly runs = new Map<string, RunRecord>();
+  private readonly pending: string[] = [];
+  private current?: { id: string; abort: AbortController; done: Promise<void> };
+
+  constructor(
+    private readonly hub: EventHub,
+    private readonly execute: Executor,
+    private readonly historyLimit = 200,
+  ) {}
+
+  submit(job: RunJob): RunRecord {
+    const rec: RunRecord = { id: randomUUID(), status: 'queued', createdAt: new Date().toISOString(), recipe: job.recipe, overrides: job.overrides, events: [] };
+    this.runs.set(rec.id, rec);
+    this.pending.push(rec.id);
+    this.record(rec, { type: 'run.queued', position: this.pending.length });
+    this.publishStatus();
+    this.pump();
+    return rec;
+  }
+
+  get(id: string): RunRecord {
+    const r = this.runs.get(id);
+    if (!r) throw new ApiError(404, 'unknown_run', `no run with id "${id}"`);
+    return r;
+  }
+
+  /** Newest first. */
+  list(): RunRecord[] {
+    return [...this.runs.values()].reverse();
+  }
+
+  get queueLength(): number {
+    return this.pending.length;
+  }
+
+  get runningId(): string | undefined {
+    return this.current?.id;
+  }
+
+  /** Cancels a queued run at once, or asks the running one to stop; finished runs are a 409. */
+  cancel(id: string): RunRecord {
+    const r = this.get(id);
+    if (r.status === 'queued') {
+      this.pending.splice(this.pending.indexOf(id), 1);
+      r.status = 'cancelled';
+      r.finishedAt = new Date().toISOString();
+      this.record(r, { type: 'run.cancelled', reason: 'cancelled while queued' });
+      this.publishStatus();
+      return r;
+    }
+    if (r.status === 'running' && this.current?.id === id) {
+      this.current.abort.abort(Object.assign(new Error('cancelled by the user'), { name: 'AbortError' }));
+      return r;
+    }
+    throw new ApiError(409, 'run_finished', `run "${id}" already finished with status ${r.status}`);
+  }
+
+  /** Cancels everything and waits for the running job to stop (server shutdown). */
+  async close(): Promise<void> {
+    for (const id of [...this.pending]) this.cancel(id);
+    const cur = this.current;
+    if (cur) {
+      cur.abort.abort(Object.assign(new Error('server shutting down'), { name: 'AbortError' }));
+      await cur.done;
+    }
+  }
+
+  /** Resolves when nothing is queued or running (tests). */
+  async idle(): Promise<void> {
+    while (this.current) await this.current.done;
+  }
+
+  private record(r: RunRecord, e: EventInput): void {
+    r.events.push(this.hub.publish({ ...e, runId: r.id }));
+  }
+
+  private publishStatus(): void {
+    this.hub.publish({ type: 'status', queueRemaining: this.pending.length, running: this.current?.id ?? null });
+  }
+
+  private pump(): void {
+    if (this.current) return;
+    const id = this.pending.shift();
+    if (id === undefined) return;
+    const r = this.runs.get(id)!;
+    const abort = new AbortController();
+    r.status = 'running';
+    r.startedAt = new Date().toISOString();
+    const done = this.runOne(r, abort.signal).finally(() => {
+      this.current = undefined;
+      this.trimHistory();
+      this.publishStatus();
+      this.pump();
+    });
+    this.current = { id, abort, done };
+    this.publishStatus();
+  }
+
+  private async runOne(r: RunRecord, signal: AbortSignal): Promise<void> {
+    let outcome: RunOutcome;
+    try {
+      outcome = await this.execute(r.id, { recipe: r.recipe, overrides: r.overrides }, (e) => this.record(r, e), signal);
+    } catch (e) {
+      // An executor that throws (worker crashed, engine bug) still ends the run with an event.
+      const message = e instanceof Error ? e.message : String(e);
+      outcome = { status: signal.aborted ? 'cancelled' : 'error', error: { message } };
+      this.record(r, signal.aborted ? { type: 'run.cancelled', reason: message } : { type: 'run.error', message, errorType: 'executor_failed' });
+    }
+    // Clients wait for a terminal event; make sure there is exactly one whatever the executor did.
+    const terminal = `run.${outcome.status}`;
+    if (!r.events.some((e) => TERMINAL.has(e.type))) {
+      this.record(r, outcome.status === 'error' ? { type: terminal, ...outcome.error, message: outcome.error?.message ?? 'run failed' } : { type: terminal });
+    }
+    r.status = outcome.status;
+    r.result = outcome.result;
+    r.error = outcome.error;
+    r.finishedAt = new Date().toISOString();
+  }
+
+  private trimHistory(): void {
+    const finished = [...this.runs.values()].filter((r) => r.status !== 'queued' && r.status !== 'running');
+    for (const r of finished.slice(0, Math.max(0, finished.length - this.historyLimit))) this.runs.delete(r.id);
+  }
+}
