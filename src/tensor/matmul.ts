@@ -23,6 +23,11 @@ export interface MatmulOptions {
   /** Use aᵀ: `a` is stored row-major with shape aShape and the product uses its transpose. */
   transposeA?: boolean;
   transposeB?: boolean;
+  /**
+   * Most elements of one operand block sent to the backend at once (default 2^23 = 32 MiB of
+   * float32); smaller blocks hand the event loop back more often and need less backend memory.
+   */
+  blockElements?: number;
 }
 
 /** Starts the default backend (LORAFLOW_BACKEND, else auto) when nothing has chosen one yet. */
@@ -56,31 +61,22 @@ export async function matmul(
     throw new LinalgError(`matmul: inner dimensions differ: op(a) is ${n}×${k}, op(b) is ${kb}×${m}` +
       ` (transposeA=${Boolean(opts.transposeA)}, transposeB=${Boolean(opts.transposeB)})`);
   }
-  if (n === 0 || m === 0) return new Float32Array(n * m);
-  if (k === 0) return new Float32Array(n * m);
+  const rowsPerBlock = Math.max(1, Math.floor(blockElements(opts.blockElements) / Math.max(k, m, 1)));
+  if (n === 0 || m === 0 || k === 0) return new Float32Array(n * m);
   await ensureBackend();
 
-  if (transposesNatively()) {
-    const at = tf.tensor2d(a, [aShape[0], aShape[1]]);
-    const bt = tf.tensor2d(b, [bShape[0], bShape[1]]);
-    try {
-      return await readAndDispose(tf.matMul(at, bt, opts.transposeA, opts.transposeB));
-    } finally {
-      at.dispose();
-      bt.dispose();
-    }
-  }
-
+  // Row blocks of op(a) are contiguous only when a is untransposed; a transpose in JavaScript
+  // costs one pass over a, against k·m passes for the product.
   const aRows = opts.transposeA ? transposeF32(a, aShape[0], aShape[1]) : a;
-  const bRows = opts.transposeB ? transposeF32(b, bShape[0], bShape[1]) : b;
+  const nativeB = Boolean(opts.transposeB) && transposesNatively();
+  const bArg = opts.transposeB && !nativeB ? transposeF32(b, bShape[0], bShape[1]) : b;
   const out = new Float32Array(n * m);
-  const bt = tf.tensor2d(bRows, [k, m]);
+  const bt = tf.tensor2d(bArg, nativeB ? [m, k] : [k, m]);
   try {
-    const rowsPerBlock = Math.max(1, Math.floor(BLOCK_ELEMENTS / Math.max(k, m)));
     for (let r0 = 0; r0 < n; r0 += rowsPerBlock) {
       const r1 = Math.min(n, r0 + rowsPerBlock);
       const ablock = tf.tensor2d(aRows.subarray(r0 * k, r1 * k), [r1 - r0, k]);
-      const product = tf.matMul(ablock, bt);
+      const product = tf.matMul(ablock, bt, false, nativeB);
       ablock.dispose();
       out.set(await readAndDispose(product), r0 * m);
       if (r1 < n) await yieldToEventLoop();
@@ -105,11 +101,11 @@ export class DenseOperand {
     private readonly transposedBlocks: tf.Tensor2D[] | undefined,
   ) {}
 
-  static async upload(w: Float32Array, m: number, n: number): Promise<DenseOperand> {
+  static async upload(w: Float32Array, m: number, n: number, opts: { blockElements?: number } = {}): Promise<DenseOperand> {
     assertShape(w, m, n, 'DenseOperand: w');
     await ensureBackend();
     const keepTransposes = !transposesNatively();
-    const rowsPerBlock = Math.max(1, Math.floor(BLOCK_ELEMENTS / Math.max(1, n)));
+    const rowsPerBlock = Math.max(1, Math.floor(blockElements(opts.blockElements) / Math.max(1, n)));
     const rowStarts: number[] = [];
     const blocks: tf.Tensor2D[] = [];
     const transposed: tf.Tensor2D[] = [];
@@ -183,6 +179,14 @@ export class DenseOperand {
     for (const t of this.blocks) t.dispose();
     for (const t of this.transposedBlocks ?? []) t.dispose();
   }
+}
+
+function blockElements(requested: number | undefined): number {
+  if (requested === undefined) return BLOCK_ELEMENTS;
+  if (!(Number.isSafeInteger(requested) && requested >= 1)) {
+    throw new LinalgError(`blockElements must be a positive integer, got ${requested}`);
+  }
+  return requested;
 }
 
 /** Reads a tensor into a Float32Array that no tensor shares, then disposes the tensor. */

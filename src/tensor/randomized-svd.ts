@@ -1,14 +1,14 @@
 /**
  * Randomized truncated SVD (Halko, Martinsson & Tropp 2011, Algorithms 4.4 and 5.1) for extracting
  * LoRAs from checkpoint differences. W stays on the compute backend; every product with it
- * (2·powerIters + 2 of them, each m·n·(rank+oversample) multiply-adds) runs there, and only the thin
- * m×l and n×l sketches come back to JavaScript to be re-orthonormalised in float64 between power
- * iterations (without that, float32 power iterates collapse onto the top singular vectors).
+ * (2·powerIters + 2 of them, each m·n·(rank+oversample) multiply-adds) runs there. The thin m×l
+ * and n×l sketches are re-orthonormalised between power iterations (sketch-basis.ts); without that,
+ * float32 power iterates collapse onto the top singular vectors.
  */
 import { tf } from './backend.ts';
 import { runCooperatively } from './cooperative.ts';
-import { householderQr } from './householder.ts';
 import { svdColMajor } from './jacobi-svd.ts';
+import { orthonormalBasis } from './sketch-basis.ts';
 import { assertFinite, assertShape, colMajorToRowMajorF32, toColMajorF64 } from './layout.ts';
 import { DenseOperand, readAndDispose } from './matmul.ts';
 import { energyFraction, rankForEnergy, sumOfSquares } from './energy.ts';
@@ -136,50 +136,42 @@ async function sketchSvd(op: DenseOperand, rank: number, { oversample, powerIter
   if (k === 0) return { u: new Float32Array(0), s: new Float32Array(0), vt: new Float32Array(0), k };
   const l = Math.min(k + oversample, m, n);
 
-  const omega = tf.tensor2d(gaussian(n * l, seed), [n, l]);
-  let basis = await orthonormalize(await op.times(omega), m, l);
-  omega.dispose();
-  for (let it = 0; it < powerIters; it++) {
-    const rowBasis = await orthonormalize(await op.transposeTimes(basis.tensor), n, l);
-    basis.tensor.dispose();
-    basis = await orthonormalize(await op.times(rowBasis.tensor), m, l);
-    rowBasis.tensor.dispose();
-  }
-  // Bᵀ = Wᵀ·Q (n×l); Bᵀ = Ub·Σ·Vbᵀ gives W ≈ Q·B = (Q·Vb)·Σ·Ubᵀ.
-  const bt = await readAndDispose(await op.transposeTimes(basis.tensor));
-  basis.tensor.dispose();
-  const svd = await runCooperatively(svdColMajor(toColMajorF64(bt, n, l, 'randomizedSvd: projection'), n, l));
-
-  const u = new Float64Array(m * k);
-  for (let t = 0; t < k; t++) {
-    const dst = u.subarray(t * m, (t + 1) * m);
-    for (let j = 0; j < l; j++) {
-      const coef = svd.v[t * l + j];
-      const src = j * m;
-      for (let i = 0; i < m; i++) dst[i] += coef * basis.q[src + i];
-    }
-  }
-  return {
-    u: colMajorToRowMajorF32(u, m, k),
-    s: Float32Array.from(svd.s.subarray(0, k)),
-    // Ub column-major n×l: its first k columns are Vᵀ row-major k×n.
-    vt: Float32Array.from(svd.u.subarray(0, k * n)),
-    k,
+  // Tensors this call owns; whatever is still here when it ends (normally or not) is disposed.
+  const owned = new Set<tf.Tensor>();
+  const own = <T extends tf.Tensor>(t: T): T => (owned.add(t), t);
+  const handOver = <T extends tf.Tensor>(t: T): T => (owned.delete(t), t);
+  const drop = (t: tf.Tensor): void => {
+    owned.delete(t);
+    t.dispose();
   };
-}
-
-interface Basis {
-  /** Column-major rows×cols float64 orthonormal basis. */
-  q: Float64Array;
-  /** The same, row-major float32, on the backend. */
-  tensor: tf.Tensor2D;
-}
-
-/** Orthonormal basis of the columns of a rows×cols sketch (disposed), via float64 Householder QR. */
-async function orthonormalize(sketch: tf.Tensor2D, rows: number, cols: number): Promise<Basis> {
-  const data = await readAndDispose(sketch);
-  const f = await runCooperatively(householderQr(toColMajorF64(data, rows, cols, 'randomizedSvd: sketch'), rows, cols));
-  return { q: f.q, tensor: tf.tensor2d(colMajorToRowMajorF32(f.q, rows, cols), [rows, cols]) };
+  try {
+    const omega = own(tf.tensor2d(gaussian(n * l, seed), [n, l]));
+    const firstSketch = own(await op.times(omega));
+    drop(omega);
+    let basis = own((await orthonormalBasis(handOver(firstSketch))).basis);
+    for (let it = 0; it < powerIters; it++) {
+      const rowSketch = own(await op.transposeTimes(basis));
+      drop(basis);
+      const rowBasis = own((await orthonormalBasis(handOver(rowSketch))).basis);
+      const colSketch = own(await op.times(rowBasis));
+      drop(rowBasis);
+      basis = own((await orthonormalBasis(handOver(colSketch))).basis);
+    }
+    // Bᵀ = Wᵀ·Q (n×l); Bᵀ = Ub·Σ·Vbᵀ gives W ≈ Q·B = (Q·Vb)·Σ·Ubᵀ.
+    const bt = await readAndDispose(handOver(own(await op.transposeTimes(basis))));
+    const svd = await runCooperatively(svdColMajor(toColMajorF64(bt, n, l, 'randomizedSvd: projection'), n, l));
+    const vbk = own(tf.tensor2d(colMajorToRowMajorF32(svd.v.subarray(0, l * k), l, k), [l, k]));
+    const u = await readAndDispose(handOver(own(tf.matMul(basis, vbk))));
+    return {
+      u,
+      s: Float32Array.from(svd.s.subarray(0, k)),
+      // Ub column-major n×l: its first k columns are Vᵀ row-major k×n.
+      vt: Float32Array.from(svd.u.subarray(0, k * n)),
+      k,
+    };
+  } finally {
+    for (const t of owned) t.dispose();
+  }
 }
 
 function truncate(svd: RandomizedSvd, k: number, m: number, n: number): RandomizedSvd {
