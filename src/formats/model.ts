@@ -89,6 +89,11 @@ export interface Patch {
   rows?: RowSlice;
   adapter: Adapter;
   dora?: DoraMagnitude;
+  /**
+   * The base weight must first be zero-padded to this shape (BFL control LoRAs widen `img_in` to
+   * take the control image's channels; ComfyUI's `reshape_weight`).
+   */
+  reshape?: readonly number[];
   /** The source module name (as the file spells it) and every source key this patch consumed. */
   source: { module: string; keys: string[] };
 }

@@ -1,0 +1,72 @@
+/**
+ * `convertLora(in, out, { to })`: read any layout, write a writable one. The input is never
+ * modified (writing over it is refused) and keys the reader could not place are reported by name.
+ */
+import { realpath } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { OpContext } from '../lora/context.ts';
+import type { DType } from '../tensor/dtype.ts';
+import { LoraFormatError } from './errors.ts';
+import { readLora } from './read.ts';
+import { writeLora } from './write/index.ts';
+import type { WriteFormat } from './write/names.ts';
+
+export interface ConvertOptions {
+  to: WriteFormat;
+  dtype?: DType;
+  ctx?: OpContext;
+  metadata?: Record<string, string>;
+}
+
+export interface ConvertReport {
+  input: string;
+  output: string;
+  from: string;
+  to: WriteFormat;
+  architecture: string;
+  /** Patches read from the input. */
+  modulesRead: number;
+  /** Modules and tensors in the output. */
+  modules: number;
+  tensorsWritten: number;
+  bytesWritten: number;
+  /** Input keys that are not in the output because nothing could place them. */
+  unknownKeys: string[];
+  notes: string[];
+}
+
+async function samePath(a: string, b: string): Promise<boolean> {
+  const real = async (p: string) => realpath(p).catch(() => resolve(p));
+  return (await real(a)) === (await real(b));
+}
+
+export async function convertLora(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertReport> {
+  if (await samePath(inPath, outPath)) {
+    throw new LoraFormatError('SAME_PATH', `${outPath}: the output would overwrite the input; choose another output path`);
+  }
+  const set = await readLora(inPath);
+  try {
+    const written = await writeLora(outPath, set, { format: opts.to, dtype: opts.dtype, ctx: opts.ctx, metadata: opts.metadata, operation: 'convert' });
+    const notes = [...set.notes, ...written.notes];
+    if (set.unknownKeys.length > 0) {
+      const msg = `${set.unknownKeys.length} input keys could not be placed and are not in the output: ${set.unknownKeys.slice(0, 5).join(', ')}${set.unknownKeys.length > 5 ? ', …' : ''}`;
+      notes.push(msg);
+      opts.ctx?.log?.(msg);
+    }
+    return {
+      input: inPath,
+      output: outPath,
+      from: set.format,
+      to: opts.to,
+      architecture: set.architecture,
+      modulesRead: set.patches.length,
+      modules: written.modules,
+      tensorsWritten: written.tensors,
+      bytesWritten: written.bytes,
+      unknownKeys: set.unknownKeys,
+      notes,
+    };
+  } finally {
+    await set.close();
+  }
+}

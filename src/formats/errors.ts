@@ -1,0 +1,23 @@
+/**
+ * Errors about LoRA layouts: a file that cannot be read as any adapter layout, a module whose
+ * tensors do not fit together, or an adapter a target format cannot express. The message always
+ * names the file and/or module, so the user can find what is wrong.
+ */
+export type LoraFormatErrorCode =
+  | 'BAD_SHAPES'
+  | 'NOT_FLUX'
+  | 'INEXPRESSIBLE'
+  | 'UNKNOWN_FORMAT'
+  | 'SAME_PATH';
+
+export class LoraFormatError extends Error {
+  constructor(
+    readonly code: LoraFormatErrorCode,
+    message: string,
+    /** The module (as the file spells it, or the canonical target) the problem is about. */
+    readonly module?: string,
+  ) {
+    super(message);
+    this.name = 'LoraFormatError';
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * From grouped keys to patch specifications: which tensors form which adapter, on which target
+ * weight and rows. Pure (names and shapes only): detection reports it, the reader fills it with
+ * tensors. Row slices are computed from the module's own shapes (h = the fused weight's input width).
+ */
+import type { AdapterKind, Architecture, Component, RowSlice } from '../model.ts';
+import { LoraFormatError } from '../errors.ts';
+import type { KeyGroups, KeyInfo, ModuleKeys } from './group.ts';
+import { isResolved, type FluxPlace, type Layout } from './resolve.ts';
+import type { Role } from './roles.ts';
+import type { PartRows } from '../flux/modules.ts';
+
+export interface PatchSpec {
+  component: Component;
+  target: string;
+  rows?: RowSlice;
+  kind: AdapterKind;
+  /** The tensors the adapter is built from, by role (alpha and DoRA included). */
+  tensors: Partial<Record<Role, KeyInfo>>;
+  source: { module: string; keys: string[] };
+  layout: Layout;
+  /** The file stores the row halves in the other order (diffusers `norm_out.linear`): swap on reading. */
+  swapHalves: boolean;
+  flux?: FluxPlace;
+  /** LoRA rank; LoHa/LoKr rank when the factors are decomposed. */
+  rank?: number;
+  /** A bias delta that passes a `lora_A.bias` through the up matrix (ΔB = scale · up @ a). */
+  biasThroughUp?: boolean;
+  doraAxis?: 'in' | 'out';
+  /** Base weight must be zero-padded to this shape first (BFL control LoRA's wider `img_in`). */
+  reshape?: readonly number[];
+}
+
+export interface PatchPlan {
+  specs: PatchSpec[];
+  /** Keys no spec consumed, by name. */
+  unknownKeys: string[];
+  /** Modules whose tensors do not fit together (their keys are in `unknownKeys` too). */
+  problems: LoraFormatError[];
+  /** Hidden width of the transformer as the file's shapes give it (undefined if nothing tells). */
+  hidden?: number;
+}
+
+interface Place {
+  component: Component;
+  module: string;
+  kind: 'linear' | 'norm';
+  part?: PartRows;
+  swapHalves: boolean;
+  flux?: FluxPlace;
+  layout: Layout;
+}
+
+const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+
+function placeOf(mod: ModuleKeys, architecture: Architecture): Place | undefined {
+  const r = mod.resolved;
+  if (isResolved(r)) {
+    if (architecture !== 'flux' && r.component === 'transformer') return generic(mod, architecture);
+    return { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves ?? false, flux: r.flux, layout: r.layout };
+  }
+  return architecture === 'flux' ? undefined : generic(mod, architecture);
+}
+
+/** Other architectures: the target keeps the file's module path (loraflow maps FLUX names only). */
+function generic(mod: ModuleKeys, architecture: Architecture): Place {
+  const r = mod.resolved;
+  const rest = isResolved(r) ? mod.name : r.rest;
+  const g = isResolved(r) ? 'denoiser' : r.generic;
+  const component: Component = g === 'denoiser' ? (architecture === 'sd3' || architecture === 'unknown' ? 'transformer' : 'unet') : g;
+  return { component, module: rest, kind: 'linear', swapHalves: false, layout: r.layout };
+}
+
+/** [out, in] of an adapter's ΔW from its factor shapes. */
+export function adapterDims(kind: AdapterKind, t: Partial<Record<Role, KeyInfo>>): { out: number; in?: number } {
+  switch (kind) {
+    case 'lora':
+      return { out: t.up!.shape[0]!, in: numel(t.down!.shape) / t.down!.shape[0]! };
+    case 'loha':
+      return { out: t.hada_w1_a!.shape[0]!, in: t.hada_w1_b!.shape[1] };
+    case 'lokr': {
+      const w1 = [t.lokr_w1?.shape[0] ?? t.lokr_w1_a!.shape[0]!, t.lokr_w1?.shape[1] ?? t.lokr_w1_b!.shape[1]!];
+      const w2 = [t.lokr_w2?.shape[0] ?? t.lokr_w2_a!.shape[0]!, t.lokr_w2?.shape[1] ?? t.lokr_w2_b!.shape[1]!];
+      return { out: w1[0]! * w2[0]!, in: w1[1]! * w2[1]! };
+    }
+    case 'full': {
+      if (t.down_bias) return { out: t.up!.shape[0]! };
+      const s = (t.diff ?? t.diff_b ?? t.up_bias)!.shape;
+      return { out: s[0] ?? 1, in: s.length > 1 ? numel(s) / s[0]! : undefined };
+    }
+    case 'set':
+      return { out: t.set!.shape[0] ?? 1 };
+  }
+}
+
+/** The first adapter a module's keys form, with the roles it consumes. */
+function primaryAdapter(keys: Map<Role, KeyInfo>): { kind: 'lora' | 'loha' | 'lokr'; roles: Role[] } | undefined {
+  const has = (r: Role) => keys.has(r);
+  if (has('down') && has('up')) return { kind: 'lora', roles: ['down', 'up', 'mid'] };
+  if (has('hada_w1_a') && has('hada_w1_b') && has('hada_w2_a') && has('hada_w2_b')) {
+    return { kind: 'loha', roles: ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b', 'hada_t1', 'hada_t2'] };
+  }
+  if ((has('lokr_w1') || (has('lokr_w1_a') && has('lokr_w1_b'))) && (has('lokr_w2') || (has('lokr_w2_a') && has('lokr_w2_b')))) {
+    return { kind: 'lokr', roles: ['lokr_w1', 'lokr_w1_a', 'lokr_w1_b', 'lokr_w2', 'lokr_w2_a', 'lokr_w2_b', 'lokr_t2'] };
+  }
+  return undefined;
+}
+
+function rankOf(kind: AdapterKind, t: Partial<Record<Role, KeyInfo>>): number | undefined {
+  if (kind === 'lora') return t.down!.shape[0];
+  if (kind === 'loha') return t.hada_w1_b!.shape[0];
+  if (kind === 'lokr') return t.lokr_w1_b?.shape[0] ?? t.lokr_w2_b?.shape[0];
+  return undefined;
+}
+
+function doraAxis(shape: readonly number[], dims: { out: number; in?: number }, module: string): 'in' | 'out' {
+  // PEFT lora_magnitude_vector [out]; LyCORIS dora_scale [out, 1] (wd_on_out) or [1, in]
+  if (shape.length === 2 && shape[1] === 1 && shape[0] === dims.out) return 'out';
+  if (shape.length === 2 && shape[0] === 1 && shape[1] === dims.in) return 'in';
+  if (shape.length === 1 && shape[0] === dims.out) return 'out';
+  throw new LoraFormatError('BAD_SHAPES', `${module}: DoRA magnitude of shape [${shape}] fits neither the ${dims.out} output rows nor the ${dims.in} input columns`, module);
+}
+
+/** Hidden width from any FLUX module whose input is the hidden state (its down's input width). */
+function inferHidden(groups: KeyGroups): number | undefined {
+  for (const m of groups.modules) {
+    const r = m.resolved;
+    if (!isResolved(r) || !r.flux || r.flux.module.shape[1] !== 'h') continue;
+    const w = m.keys.get('down') ?? m.keys.get('diff');
+    if (w && w.shape.length === 2) return w.shape[1];
+  }
+  return undefined;
+}
+
+function rowsOf(place: Place, dims: { out: number; in?: number }, hidden: number | undefined, isWeight: boolean, module: string): RowSlice | undefined {
+  const part = place.part;
+  if (!part) return undefined;
+  // every FLUX part (q, k, v, mlp, x-flux qkv) takes the hidden state as input
+  let h = isWeight && place.flux?.module.shape[1] === 'h' ? dims.in : undefined;
+  if (h === undefined && typeof part.len === 'number') h = dims.out / part.len;
+  h ??= hidden;
+  if (h === undefined || !Number.isInteger(h) || h <= 0) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: cannot tell the hidden width needed to place this part of ${place.module}`, module);
+  }
+  if (typeof part.len === 'number' && dims.out !== part.len * h) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: ${dims.out} output rows, but this part of ${place.module} has ${part.len}×${h}`, module);
+  }
+  return [part.start * h, typeof part.len === 'number' ? part.len * h : dims.out];
+}
+
+export function planPatches(groups: KeyGroups, architecture: Architecture, opts: { control?: boolean } = {}): PatchPlan {
+  const specs: PatchSpec[] = [];
+  const unknownKeys = [...groups.unparsed];
+  const problems: LoraFormatError[] = [];
+  const hidden = inferHidden(groups);
+  for (const mod of groups.modules) {
+    const place = placeOf(mod, architecture);
+    if (!place) {
+      unknownKeys.push(...[...mod.keys.values()].map((k) => k.name));
+      continue;
+    }
+    const before = specs.length;
+    try {
+      planModule(mod, place, hidden, specs, unknownKeys, opts);
+    } catch (e) {
+      if (!(e instanceof LoraFormatError)) throw e;
+      specs.length = before;
+      problems.push(e);
+      unknownKeys.push(...[...mod.keys.values()].map((k) => k.name));
+    }
+  }
+  return { specs, unknownKeys, problems, hidden };
+}
+
+function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, specs: PatchSpec[], unknownKeys: string[], opts: { control?: boolean }): void {
+  const used = new Set<Role>();
+  const take = (roles: readonly Role[]) => {
+    const t: Partial<Record<Role, KeyInfo>> = {};
+    for (const r of roles) {
+      const k = mod.keys.get(r);
+      if (k) {
+        t[r] = k;
+        used.add(r);
+      }
+    }
+    return t;
+  };
+  const weightTarget = place.kind === 'norm' ? `${place.module}.scale` : `${place.module}.weight`;
+  const biasTarget = `${place.module}.bias`;
+  const push = (kind: AdapterKind, target: string, tensors: Partial<Record<Role, KeyInfo>>, extra: Partial<PatchSpec> = {}) => {
+    const isWeight = target === weightTarget;
+    const dims = adapterDims(kind, tensors);
+    if (place.swapHalves && dims.out % 2 !== 0) {
+      throw new LoraFormatError('BAD_SHAPES', `${mod.name}: ${dims.out} rows cannot be split into (scale, shift) halves`, mod.name);
+    }
+    specs.push({
+      component: place.component,
+      target,
+      rows: place.kind === 'norm' ? undefined : rowsOf(place, dims, hidden, isWeight, mod.name),
+      kind,
+      tensors,
+      source: { module: mod.name, keys: Object.values(tensors).map((k) => k!.name) },
+      layout: place.layout,
+      swapHalves: place.swapHalves,
+      flux: place.flux,
+      rank: rankOf(kind, tensors),
+      ...extra,
+    });
+  };
+
+  const primary = place.kind === 'linear' ? primaryAdapter(mod.keys) : undefined;
+  if (primary) {
+    const tensors = take([...primary.roles, 'alpha']);
+    const dims = adapterDims(primary.kind, tensors);
+    if (primary.kind === 'lora') checkLoraShapes(tensors, mod.name);
+    const magnitude = take(['dora', 'magnitude']);
+    const dora = magnitude.dora ?? magnitude.magnitude;
+    if (magnitude.dora && magnitude.magnitude) used.delete('magnitude');
+    if (dora) tensors[magnitude.dora ? 'dora' : 'magnitude'] = dora;
+    const alpha = tensors.alpha;
+    if (alpha && numel(alpha.shape) !== 1) {
+      throw new LoraFormatError('BAD_SHAPES', `${mod.name}: alpha has shape [${alpha.shape}], expected a single value`, mod.name);
+    }
+    const reshapeKey = take(['reshape']).reshape;
+    if (reshapeKey) tensors.reshape = reshapeKey;
+    const reshape = opts.control && place.flux?.module.bfl === 'img_in' && primary.kind === 'lora' ? [dims.out, dims.in!] : undefined;
+    push(primary.kind, weightTarget, tensors, { doraAxis: dora ? doraAxis(dora.shape, dims, mod.name) : undefined, reshape });
+    const downBias = mod.keys.get('down_bias');
+    if (downBias && primary.kind === 'lora') {
+      used.add('down_bias');
+      push('full', biasTarget, { up: tensors.up, down_bias: downBias, ...(alpha ? { alpha } : {}) }, { biasThroughUp: true, rank: undefined });
+    }
+  }
+  const upBias = mod.keys.get('up_bias');
+  if (upBias && place.kind === 'linear') push('full', biasTarget, take(['up_bias']));
+  if (mod.keys.has('diff')) {
+    const t = take(['diff']);
+    push('full', weightTarget, t);
+  }
+  if (mod.keys.has('diff_b') && place.kind === 'linear') push('full', biasTarget, take(['diff_b']));
+  if (mod.keys.has('set')) push('set', weightTarget, take(['set']));
+  for (const [role, k] of mod.keys) if (!used.has(role)) unknownKeys.push(k.name);
+}
+
+function checkLoraShapes(t: Partial<Record<Role, KeyInfo>>, module: string): void {
+  const down = t.down!.shape;
+  const up = t.up!.shape;
+  if (down.length < 2 || up.length < 2 || up[1] !== down[0]) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: down [${down}] and up [${up}] do not form a LoRA (rank ${down[0]} vs ${up[1]})`, module);
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * `readLora(path)`: any LoRA layout → the canonical AdapterSet, tensors left in the file (lazy).
+ * Only header, alphas and other scalars are read up front. Every key ends up in a patch or, by
+ * name, in `unknownKeys`.
+ */
+import { SafetensorsFile } from '../safetensors/reader.ts';
+import { encodeFromF32 } from '../tensor/dtype.ts';
+import { fileTensor, type LazyTensor } from '../tensor/lazy.ts';
+import type { Adapter, AdapterSet, DoraMagnitude, Patch } from './model.ts';
+import { analyzeKeys, type Analysis } from './analyze.ts';
+import { LoraFormatError } from './errors.ts';
+import type { PatchSpec } from './keys/plan.ts';
+import { peftAlphaFor, parsePeftMetadata, type PeftAlphas } from './peft-metadata.ts';
+import { swapRowHalves } from './tensor-ops.ts';
+
+export interface LoraHandle extends AdapterSet {
+  path: string;
+  close(): Promise<void>;
+}
+
+/** Roles whose tensors hold one value (read up front). */
+const SCALAR_ROLES = ['alpha'] as const;
+
+export async function readLora(path: string): Promise<LoraHandle> {
+  const file = await SafetensorsFile.open(path);
+  try {
+    const set = await readOpenFile(file);
+    return Object.assign(set, { path, close: () => file.close() });
+  } catch (e) {
+    await file.close();
+    if (e instanceof LoraFormatError) throw new LoraFormatError(e.code, `${path}: ${e.message}`, e.module);
+    throw e;
+  }
+}
+
+async function readScalars(file: SafetensorsFile, analysis: Analysis): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const spec of analysis.plan.specs) {
+    for (const role of SCALAR_ROLES) {
+      const k = spec.tensors[role];
+      if (!k || out.has(k.name)) continue;
+      const v = await file.readF32(k.name);
+      if (!Number.isFinite(v[0])) throw new LoraFormatError('BAD_SHAPES', `alpha ${k.name} is ${v[0]}`, spec.source.module);
+      out.set(k.name, v[0]!);
+    }
+  }
+  return out;
+}
+
+async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
+  const metadata = { ...(file.metadata ?? {}) };
+  const keys = file.tensors.map((t) => ({ name: t.name, shape: t.shape }));
+  // alphas decide the split_qkv note, so the key set is analysed once they are known
+  const first = analyzeKeys(keys, metadata);
+  const scalars = await readScalars(file, first);
+  const analysis = analyzeKeys(keys, metadata, scalars);
+  if (analysis.plan.problems.length > 0) throw analysis.plan.problems[0]!;
+  const peft = parsePeftMetadata(metadata);
+  const notes = [...analysis.notes];
+  if (peft && analysis.plan.specs.some((s) => s.layout === 'diffusers' && !s.tensors.alpha)) {
+    notes.push(`alphas taken from lora_adapter_metadata (lora_alpha ${peft.alpha}${peft.useRslora ? ', rsLoRA' : ''})`);
+  }
+  const patches: Patch[] = [];
+  for (const spec of analysis.plan.specs) patches.push(await buildPatch(file, spec, scalars, peft));
+  return {
+    architecture: analysis.architecture,
+    format: analysis.format,
+    patches,
+    metadata,
+    unknownKeys: analysis.plan.unknownKeys,
+    notes,
+  };
+}
+
+function tensorOf(file: SafetensorsFile, name: string): LazyTensor {
+  return fileTensor(file, name);
+}
+
+async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined): Promise<Patch> {
+  const t = (role: keyof PatchSpec['tensors']) => {
+    const k = spec.tensors[role];
+    return k ? tensorOf(file, k.name) : undefined;
+  };
+  const rowsOrdered = (x: LazyTensor) => (spec.swapHalves ? swapRowHalves(x) : x);
+  let alpha = spec.tensors.alpha ? scalars.get(spec.tensors.alpha.name) : undefined;
+  if (alpha === undefined && spec.layout === 'diffusers' && peft && spec.rank !== undefined) alpha = peftAlphaFor(peft, spec.source.module, spec.rank);
+  const module = spec.source.module;
+  let adapter: Adapter;
+  switch (spec.kind) {
+    case 'lora': {
+      const rank = spec.rank!;
+      adapter = { kind: 'lora', down: t('down')!, up: rowsOrdered(t('up')!), scale: alpha === undefined ? 1 : alpha / rank };
+      const mid = t('mid');
+      if (mid) adapter.mid = mid;
+      if (alpha !== undefined) adapter.alpha = alpha;
+      break;
+    }
+    case 'loha': {
+      if (spec.swapHalves && (spec.tensors.hada_t1 || spec.tensors.hada_t2)) {
+        throw new LoraFormatError('BAD_SHAPES', `${module}: Tucker LoHa factors cannot be reordered into BFL row order`, module);
+      }
+      adapter = {
+        kind: 'loha',
+        w1a: rowsOrdered(t('hada_w1_a')!),
+        w1b: t('hada_w1_b')!,
+        w2a: rowsOrdered(t('hada_w2_a')!),
+        w2b: t('hada_w2_b')!,
+        scale: alpha === undefined ? 1 : alpha / spec.tensors.hada_w1_b!.shape[0]!,
+      };
+      if (t('hada_t1')) adapter.t1 = t('hada_t1');
+      if (t('hada_t2')) adapter.t2 = t('hada_t2');
+      if (alpha !== undefined) adapter.alpha = alpha;
+      break;
+    }
+    case 'lokr':
+      adapter = lokrAdapter(spec, t, alpha);
+      break;
+    case 'full':
+      adapter = { kind: 'full', diff: spec.biasThroughUp ? biasThroughUp(t('up')!, t('down_bias')!, spec, alpha) : rowsOrdered((t('diff') ?? t('diff_b') ?? t('up_bias'))!) };
+      break;
+    case 'set':
+      adapter = { kind: 'set', value: t('set')! };
+      break;
+  }
+  const patch: Patch = { component: spec.component, target: spec.target, adapter, source: { module, keys: spec.source.keys } };
+  if (spec.rows) patch.rows = spec.rows;
+  const dora = doraOf(spec, t, rowsOrdered);
+  if (dora) patch.dora = dora;
+  if (spec.tensors.reshape) patch.reshape = [...(await file.readF32(spec.tensors.reshape.name))].map(Math.round);
+  else if (spec.reshape) patch.reshape = spec.reshape;
+  return patch;
+}
+
+function doraOf(spec: PatchSpec, t: (r: 'dora' | 'magnitude') => LazyTensor | undefined, rowsOrdered: (x: LazyTensor) => LazyTensor): DoraMagnitude | undefined {
+  const m = t('dora') ?? t('magnitude');
+  if (!m || !spec.doraAxis) return undefined;
+  if (spec.doraAxis === 'in') return { magnitude: m, axis: 'in' };
+  return { magnitude: rowsOrdered(m), axis: 'out' };
+}
+
+function lokrAdapter(spec: PatchSpec, t: (r: keyof PatchSpec['tensors']) => LazyTensor | undefined, alpha: number | undefined): Adapter {
+  const module = spec.source.module;
+  const w1 = t('lokr_w1');
+  const w1a = t('lokr_w1_a');
+  // kron(w1, w2) row r = i1·R2 + i2, so moving by half the rows is moving w1's rows by half of them
+  let swap = (x: LazyTensor) => x;
+  if (spec.swapHalves) {
+    const rows1 = (w1 ?? w1a)!.shape[0]!;
+    if (rows1 % 2 !== 0) throw new LoraFormatError('BAD_SHAPES', `${module}: LoKr w1 has ${rows1} rows, so its kron rows cannot be reordered into BFL order`, module);
+    swap = swapRowHalves;
+  }
+  // ComfyUI: alpha / rank only when a factor is decomposed (rank = w2_b or w1_b rows), else 1
+  const dim = spec.tensors.lokr_w2_b?.shape[0] ?? spec.tensors.lokr_w1_b?.shape[0];
+  const a: Adapter = { kind: 'lokr', scale: alpha !== undefined && dim !== undefined ? alpha / dim : 1 };
+  if (w1) a.w1 = swap(w1);
+  if (w1a) a.w1a = swap(w1a);
+  if (t('lokr_w1_b')) a.w1b = t('lokr_w1_b');
+  if (t('lokr_w2')) a.w2 = t('lokr_w2');
+  if (t('lokr_w2_a')) a.w2a = t('lokr_w2_a');
+  if (t('lokr_w2_b')) a.w2b = t('lokr_w2_b');
+  if (t('lokr_t2')) a.t2 = t('lokr_t2');
+  if (alpha !== undefined) a.alpha = alpha;
+  return a;
+}
+
+/** A `lora_A.bias` b adds scale · up @ b to the layer's output bias. */
+function biasThroughUp(up: LazyTensor, downBias: LazyTensor, spec: PatchSpec, alpha: number | undefined): LazyTensor {
+  const [out, r] = up.shape as [number, number];
+  const scale = alpha === undefined ? 1 : alpha / r;
+  const ordered = spec.swapHalves ? swapRowHalves(up) : up;
+  const compute = async () => {
+    const [u, b] = await Promise.all([ordered.f32(), downBias.f32()]);
+    if (b.length !== r) throw new LoraFormatError('BAD_SHAPES', `${downBias.origin}: ${b.length} values for rank ${r}`, spec.source.module);
+    const v = new Float32Array(out);
+    for (let i = 0; i < out; i++) {
+      let s = 0;
+      for (let j = 0; j < r; j++) s += u[i * r + j]! * b[j]!;
+      v[i] = s * scale;
+    }
+    return v;
+  };
+  return { shape: [out], dtype: up.dtype, origin: `${ordered.origin} @ ${downBias.origin}`, f32: compute, bytes: async () => encodeFromF32(await compute(), up.dtype) };
+}

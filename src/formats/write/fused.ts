@@ -1,0 +1,187 @@
+/**
+ * The fused writers (kohya, comfyui): one module per BFL weight. Row-slice LoRAs of one weight are
+ * fused (concatenated downs, block-diagonal up); LyCORIS, full and set adapters keep their own
+ * spellings where the format has them, and anything it cannot hold is an error naming the module.
+ */
+import type { DType } from '../../tensor/dtype.ts';
+import type { LazyTensor } from '../../tensor/lazy.ts';
+import type { Adapter, AdapterSet, LohaAdapter, LokrAdapter, Patch } from '../model.ts';
+import { LoraFormatError } from '../errors.ts';
+import { fluxTarget, inferDims, rowsOf, type SetDims } from '../flux/lookup.ts';
+import { fuseLoraPieces, piecesOf } from '../fuse.ts';
+import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../tensor-ops.ts';
+import { FUSED_SUFFIX, fusedModuleName } from './names.ts';
+import { alphaFor, alphaTensor } from './scale.ts';
+import type { OutPlan, OutTensor } from './plan.ts';
+
+function groupByTarget(patches: readonly Patch[]): Patch[][] {
+  const groups = new Map<string, Patch[]>();
+  for (const p of patches) {
+    const key = `${p.component}:${p.target}`;
+    const list = groups.get(key) ?? [];
+    list.push(p);
+    groups.set(key, list);
+  }
+  return [...groups.values()];
+}
+
+/** Module path and parameter of a canonical target. */
+function splitTarget(target: string): { path: string; param: string } {
+  const i = target.lastIndexOf('.');
+  return { path: target.slice(0, i), param: target.slice(i + 1) };
+}
+
+/** All rows of the target: from a whole-weight patch, else from the module table and the set's widths. */
+function targetRows(patches: readonly Patch[], rowsOfPatch: (p: Patch) => number, dims: SetDims): number {
+  const whole = patches.find((p) => !p.rows);
+  if (whole) return rowsOfPatch(whole);
+  const t = fluxTarget(patches[0]!.target);
+  const n = t ? rowsOf(t.module.shape[0]!, dims) : undefined;
+  if (n === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${patches[0]!.target}: cannot tell how many rows the fused weight has from this LoRA's shapes`, patches[0]!.source.module);
+  return n;
+}
+
+export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dtype: DType | undefined): Promise<OutPlan> {
+  const out: OutTensor[] = [];
+  const notes: string[] = [];
+  const ranks: number[] = [];
+  const alphas: number[] = [];
+  const dims = inferDims(set.patches);
+  if (dims.mlpAssumed && set.patches.some((p) => p.rows && fluxTarget(p.target)?.module.shape[0] === '3h+mlp')) {
+    notes.push(`single-block mlp width not in the file; FLUX's mlp ratio 4 assumed (${dims.mlp} rows)`);
+  }
+  let rounded = 0;
+  let modules = 0;
+  const emit = (module: string, suffix: string, t: LazyTensor) => out.push({ name: `${module}.${suffix}`, tensor: t });
+  const cast = (t: LazyTensor) => (dtype ? scaledTensor(t, 1, dtype) : t);
+
+  for (const group of groupByTarget(set.patches)) {
+    const first = group[0]!;
+    const { path, param } = splitTarget(first.target);
+    const kinds = new Set(group.map((p) => p.adapter.kind));
+    const where = `${first.target} (${[...new Set(group.map((p) => p.source.module))].join(', ')})`;
+    if (kinds.size > 1) {
+      throw new LoraFormatError('INEXPRESSIBLE', `${where}: ${[...kinds].join(' and ')} adapters on one weight; ${format} stores one adapter per weight`, first.source.module);
+    }
+    const kind = first.adapter.kind;
+    if (param === 'scale' && format === 'kohya') {
+      throw new LoraFormatError('INEXPRESSIBLE', `${where}: kohya files cannot patch a norm scale (a ${kind} adapter); write comfyui instead`, first.source.module);
+    }
+    const base = fusedModuleName(format, first.component, param === 'scale' ? `${path}.scale` : path);
+    if (first.reshape && format === 'kohya') {
+      throw new LoraFormatError('INEXPRESSIBLE', `${where}: needs the base weight widened to [${first.reshape}] (BFL control LoRA), which only comfyui files can say`, first.source.module);
+    }
+    modules++;
+    switch (kind) {
+      case 'lora': {
+        if (param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: a LoRA on a ${param}`, first.source.module);
+        const rows = targetRows(group, (p) => (p.adapter as { up: LazyTensor }).up.shape[0]!, dims);
+        const fused = await fuseLoraPieces(piecesOf(group), rows, { name: first.target, dtype });
+        if (fused.rounded) rounded++;
+        const stored = group.length === 1 ? (first.adapter as { alpha?: number }).alpha : undefined;
+        const alpha = alphaFor(fused.scale, fused.rank, stored);
+        emit(base, FUSED_SUFFIX.down, fused.down);
+        emit(base, FUSED_SUFFIX.up, fused.up);
+        emit(base, FUSED_SUFFIX.alpha, alphaTensor(alpha, fused.down.dtype, `${base} alpha`));
+        if (fused.dora) {
+          const shape = fused.dora.axis === 'out' ? [rows, 1] : [1, fused.down.shape[1]!];
+          emit(base, FUSED_SUFFIX.dora, cast(reshaped(fused.dora.magnitude, shape)));
+        }
+        ranks.push(fused.rank);
+        alphas.push(alpha);
+        break;
+      }
+      case 'loha':
+      case 'lokr': {
+        if (group.length > 1 || first.rows) {
+          throw new LoraFormatError('INEXPRESSIBLE', `${where}: a ${kind} adapter on a row slice (or several on one weight) cannot be fused into one ${format} module`, first.source.module);
+        }
+        for (const [suffix, t] of lycorisTensors(first.adapter as LohaAdapter | LokrAdapter)) emit(base, suffix, cast(t));
+        if (first.dora) emit(base, FUSED_SUFFIX.dora, cast(doraShaped(first)));
+        break;
+      }
+      case 'full': {
+        const suffix = param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff;
+        emit(base, suffix, cast(placeFull(group, dims)));
+        break;
+      }
+      case 'set': {
+        if (format === 'kohya') throw new LoraFormatError('INEXPRESSIBLE', `${where}: kohya files cannot replace a weight (set); write comfyui instead`, first.source.module);
+        if (group.length > 1 || first.rows) throw new LoraFormatError('INEXPRESSIBLE', `${where}: several replacements of one weight`, first.source.module);
+        emit(base, FUSED_SUFFIX.set, cast((first.adapter as { value: LazyTensor }).value));
+        break;
+      }
+    }
+    if (first.reshape) {
+      emit(base, FUSED_SUFFIX.reshape, scalarShapeTensor(first.reshape, `${base} reshape`));
+    }
+  }
+  if (rounded > 0) notes.push(`${rounded} fused modules combine parts with scales that differ by a factor other than a power of two; those ups were rescaled (rounded to their dtype)`);
+  return { tensors: out, notes, modules, ranks, alphas };
+}
+
+/** LyCORIS tensors with their suffixes, and an alpha that keeps the adapter's scale. */
+function lycorisTensors(a: LohaAdapter | LokrAdapter): [string, LazyTensor][] {
+  const out: [string, LazyTensor][] = [];
+  if (a.kind === 'loha') {
+    out.push(['hada_w1_a', a.w1a], ['hada_w1_b', a.w1b], ['hada_w2_a', a.w2a], ['hada_w2_b', a.w2b]);
+    if (a.t1) out.push(['hada_t1', a.t1]);
+    if (a.t2) out.push(['hada_t2', a.t2]);
+    const rank = a.w1b.shape[0]!;
+    out.push(['alpha', alphaTensor(alphaFor(a.scale, rank, a.alpha), a.w1b.dtype, 'alpha')]);
+    return out;
+  }
+  // LoKr: alpha counts only when a factor is decomposed (rank = w2_b or w1_b rows); a full pair carries its scale in w1
+  const rank = a.w2b?.shape[0] ?? a.w1b?.shape[0];
+  const w1Scale = rank === undefined ? a.scale : 1;
+  if (a.w1) out.push(['lokr_w1', scaledTensor(a.w1, w1Scale)]);
+  if (a.w1a) out.push(['lokr_w1_a', scaledTensor(a.w1a, w1Scale)]);
+  if (a.w1b) out.push(['lokr_w1_b', a.w1b]);
+  if (a.w2) out.push(['lokr_w2', a.w2]);
+  if (a.w2a) out.push(['lokr_w2_a', a.w2a]);
+  if (a.w2b) out.push(['lokr_w2_b', a.w2b]);
+  if (a.t2) out.push(['lokr_t2', a.t2]);
+  if (rank !== undefined) out.push(['alpha', alphaTensor(alphaFor(a.scale, rank, a.alpha), (a.w2b ?? a.w1b)!.dtype, 'alpha')]);
+  else if (a.alpha !== undefined) out.push(['alpha', alphaTensor(a.alpha, (a.w1 ?? a.w1a)!.dtype, 'alpha')]);
+  return out;
+}
+
+function adapterRows(a: Adapter): number {
+  if (a.kind === 'loha') return a.w1a.shape[0]!;
+  if (a.kind === 'lokr') return (a.w1 ?? a.w1a)!.shape[0]! * (a.w2 ?? a.w2a)!.shape[0]!;
+  if (a.kind === 'lora') return a.up.shape[0]!;
+  return 0;
+}
+
+function doraShaped(p: Patch): LazyTensor {
+  const d = p.dora!;
+  if (d.axis === 'out') return reshaped(d.magnitude, [adapterRows(p.adapter), 1]);
+  const n = d.magnitude.shape.reduce((a, b) => a * b, 1);
+  return reshaped(d.magnitude, [1, n]);
+}
+
+/** Full diffs of one target as one dense diff (row slices placed, zeros elsewhere). */
+function placeFull(group: readonly Patch[], dims: SetDims): LazyTensor {
+  const diffs = group.map((p) => ({ p, d: (p.adapter as { diff: LazyTensor }).diff }));
+  if (diffs.length === 1 && !diffs[0]!.p.rows) return diffs[0]!.d;
+  const rows = targetRows(group, (p) => (p.adapter as { diff: LazyTensor }).diff.shape[0]!, dims);
+  const first = diffs[0]!.d;
+  const cols = first.shape.length > 1 ? first.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+  const sorted = [...diffs].sort((a, b) => (a.p.rows?.[0] ?? 0) - (b.p.rows?.[0] ?? 0));
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    if ((prev.p.rows?.[0] ?? 0) + prev.d.shape[0]! > (sorted[i]!.p.rows?.[0] ?? 0)) {
+      throw new LoraFormatError('INEXPRESSIBLE', `${group[0]!.target}: overlapping full diffs (${prev.p.source.module}, ${sorted[i]!.p.source.module})`, group[0]!.source.module);
+    }
+  }
+  const dtype = diffs.every((x) => x.d.dtype === first.dtype) ? first.dtype : 'F32';
+  const placed = placeBlocks([rows, cols], diffs.map(({ p, d }) => ({ t: reshaped(d, [d.shape[0]!, cols]), row: p.rows?.[0] ?? 0, col: 0 })), dtype, `${group[0]!.target} diff`);
+  return first.shape.length === 1 ? reshaped(placed, [rows]) : reshaped(placed, [rows, ...first.shape.slice(1)]);
+}
+
+/** ComfyUI's reshape_weight: the padded base shape as integers. */
+function scalarShapeTensor(shape: readonly number[], origin: string): LazyTensor {
+  const v = Float32Array.from(shape);
+  const t = scalarTensor(0, 'I64', origin);
+  return { ...t, shape: [shape.length], f32: async () => v, bytes: async () => new Uint8Array(BigInt64Array.from(shape, (x) => BigInt(x)).buffer) };
+}

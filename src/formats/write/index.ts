@@ -1,0 +1,67 @@
+/**
+ * `writeLora(path, set, { format })`: the canonical AdapterSet → a kohya, diffusers or comfyui file,
+ * streamed one tensor at a time through `writeSafetensors` (temporary file + rename, so a failed or
+ * cancelled write leaves nothing behind).
+ */
+import { checkAborted, type OpContext } from '../../lora/context.ts';
+import { byteLength, writeSafetensors, type TensorEntry } from '../../safetensors/writer.ts';
+import type { DType } from '../../tensor/dtype.ts';
+import type { AdapterSet } from '../model.ts';
+import { assertFlux } from '../detect.ts';
+import { planFused } from './fused.ts';
+import { outputMetadata } from './metadata.ts';
+import type { WriteFormat } from './names.ts';
+import { planSplit } from './split.ts';
+
+export interface WriteOptions {
+  format: WriteFormat;
+  /** Store every tensor in this dtype (default: keep each tensor's own). */
+  dtype?: DType;
+  /** Extra header metadata (overrides what is carried over). */
+  metadata?: Record<string, string>;
+  ctx?: OpContext;
+  /** Recorded in the `loraflow` provenance entry (default `write`). */
+  operation?: string;
+}
+
+export interface WriteReport {
+  path: string;
+  format: WriteFormat;
+  tensors: number;
+  modules: number;
+  bytes: number;
+  notes: string[];
+}
+
+export async function writeLora(path: string, set: AdapterSet, opts: WriteOptions): Promise<WriteReport> {
+  assertFlux(set, `writing a ${opts.format} LoRA`);
+  checkAborted(opts.ctx);
+  const plan = opts.format === 'diffusers' ? await planSplit(set, opts.dtype) : await planFused(set, opts.format, opts.dtype);
+  const metadata = outputMetadata({
+    set,
+    format: opts.format,
+    ranks: plan.ranks,
+    alphas: plan.alphas,
+    lycoris: set.patches.some((p) => p.adapter.kind === 'loha' || p.adapter.kind === 'lokr'),
+    operation: opts.operation ?? 'write',
+    extra: opts.metadata,
+  });
+  const total = plan.tensors.length;
+  let done = 0;
+  const entries: TensorEntry[] = plan.tensors.map(({ name, tensor }) => ({
+    name,
+    dtype: tensor.dtype,
+    shape: tensor.shape,
+    data: async () => {
+      checkAborted(opts.ctx);
+      const bytes = await tensor.bytes();
+      opts.ctx?.onProgress?.(++done, total, name);
+      return bytes;
+    },
+  }));
+  await writeSafetensors(path, entries, { metadata, order: 'reference' });
+  const bytes = entries.reduce((s, e) => s + byteLength(e), 0);
+  for (const n of plan.notes) opts.ctx?.log?.(n);
+  return { path, format: opts.format, tensors: total, modules: plan.modules, bytes, notes: plan.notes };
+}
+

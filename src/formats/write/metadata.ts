@@ -1,0 +1,61 @@
+/**
+ * Header metadata of a written LoRA: the source's, carried over, with what the conversion changed
+ * brought up to date (sd-scripts' ss_network_dim/alpha, modelspec.architecture), stale keys that
+ * would now mislead a loader removed, and a `loraflow` provenance entry.
+ */
+import { readFileSync } from 'node:fs';
+import type { AdapterSet } from '../model.ts';
+import type { WriteFormat } from './names.ts';
+
+let version: string | undefined;
+export function loraflowVersion(): string {
+  version ??= (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  return version;
+}
+
+/** sd-scripts writes one number when every module agrees and "Dynamic" otherwise. */
+function uniform(values: readonly number[]): string | undefined {
+  if (values.length === 0) return undefined;
+  return values.every((v) => v === values[0]) ? String(values[0]) : 'Dynamic';
+}
+
+export interface MetadataInput {
+  set: AdapterSet;
+  format: WriteFormat;
+  ranks: number[];
+  alphas: number[];
+  lycoris: boolean;
+  operation: string;
+  extra?: Record<string, string>;
+}
+
+export function outputMetadata(m: MetadataInput): Record<string, string> {
+  const out: Record<string, string> = { ...m.set.metadata };
+  // diffusers' PEFT config states lora_alpha/r; the written alphas (or folded factors) now say the scale
+  delete out.lora_adapter_metadata;
+  const dim = uniform(m.ranks);
+  if (dim !== undefined) {
+    out.ss_network_dim = dim;
+    out.ss_network_alpha = uniform(m.alphas)!;
+  }
+  const arch = out['modelspec.architecture'];
+  if (arch === undefined) out['modelspec.architecture'] = 'flux-1-dev/lora';
+  else if (!arch.endsWith('/lora')) out['modelspec.architecture'] = `${arch}/lora`;
+  if (m.format === 'kohya') {
+    const module = out.ss_network_module;
+    if (m.lycoris) out.ss_network_module = 'lycoris.kohya';
+    else if (module === undefined || !module.startsWith('networks.lora')) out.ss_network_module = 'networks.lora_flux';
+  }
+  if (m.format === 'diffusers') out.format ??= 'pt';
+  const previous = out.loraflow;
+  const provenance: Record<string, unknown> = { version: loraflowVersion(), operation: m.operation, source: { format: m.set.format }, format: m.format };
+  if (previous !== undefined) {
+    try {
+      provenance.previous = JSON.parse(previous);
+    } catch {
+      provenance.previous = previous;
+    }
+  }
+  out.loraflow = JSON.stringify(provenance);
+  return { ...out, ...m.extra };
+}
