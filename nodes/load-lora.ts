@@ -1,0 +1,25 @@
+import { z } from 'zod';
+import { readLora } from '../src/formats/read.ts';
+import { defineNode, pathParam } from '../src/graph/node.ts';
+import { summarizeLora, type LoraValue } from './types.ts';
+
+export const loadLora = defineNode({
+  type: 'load-lora',
+  v: '1.0.0',
+  title: 'Load LoRA',
+  category: 'load',
+  description: 'Reads a LoRA in any layout (kohya, diffusers/PEFT, ai-toolkit, ComfyUI, OneTrainer, XLabs, LyCORIS, …) into the canonical model. Only the header and alphas are read; tensors load when an operation needs them.',
+  inputs: {},
+  outputs: { lora: { type: 'LORA', description: 'The LoRA, tensors still in the file.' } },
+  params: z.object({ path: pathParam('loras', 'read', 'LoRA file (.safetensors), relative to the loras root.') }),
+  async run(ctx, _inputs, p) {
+    const lora: LoraValue = await readLora(ctx.resolvePath(p.path, 'loras'));
+    if (lora.unknownKeys.length > 0) ctx.log(`${p.path}: ${lora.unknownKeys.length} key(s) not understood: ${lora.unknownKeys.slice(0, 5).join(', ')}${lora.unknownKeys.length > 5 ? ', …' : ''}`);
+    for (const note of lora.notes) ctx.log(`${p.path}: ${note}`);
+    return { lora };
+  },
+  summarize: (o) => summarizeLora(o.lora),
+  async dispose(o) {
+    await (o.lora as { close?: () => Promise<void> }).close?.();
+  },
+});

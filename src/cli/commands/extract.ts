@@ -1,0 +1,42 @@
+import { parseArgs } from 'node:util';
+import { UsageError, type Command } from '../command.ts';
+import { dtypeArg, formatArg } from '../recipes/args.ts';
+import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, numberOption, runFlags } from '../recipes/execute.ts';
+import { extractRecipe } from '../recipes/extract.ts';
+
+export const extract: Command = {
+  name: 'extract',
+  summary: 'Extract a LoRA from a fine-tuned checkpoint and its base',
+  usage: `loraflow extract BASE TUNED OUT (--rank N | --energy F) [--to FORMAT] [--dtype DTYPE]
+
+Factors TUNED − BASE tensor by tensor (randomized SVD) into a LoRA of rank N, or per module the
+smallest rank keeping fraction F of the difference's energy.
+
+Options:
+  --rank N       rank of every module (an upper bound with --energy)
+  --energy F     retained energy per module (e.g. 0.9)
+  --to FORMAT    output layout: kohya (default), diffusers, comfyui
+  --dtype DTYPE  output precision (default: keep, i.e. float32 factors)
+${RUN_OPTIONS_HELP}`,
+
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { ...RUN_OPTIONS, rank: { type: 'string' }, energy: { type: 'string' }, to: { type: 'string' }, dtype: { type: 'string' } },
+    });
+    if (positionals.length !== 3) throw new UsageError(`extract takes BASE, TUNED and OUT, got ${positionals.length} argument(s)`);
+    if (values.rank === undefined && values.energy === undefined) throw new UsageError('extract needs --rank N or --energy F');
+    const paths = new CliPaths();
+    const recipe = extractRecipe({
+      base: paths.add(positionals[0]!, 'checkpoints'),
+      tuned: paths.add(positionals[1]!, 'checkpoints'),
+      output: paths.add(positionals[2]!, 'output'),
+      rank: numberOption(values.rank, 'rank', true),
+      energy: numberOption(values.energy, 'energy'),
+      to: formatArg(values.to),
+      dtype: dtypeArg(values.dtype),
+    });
+    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
+  },
+};

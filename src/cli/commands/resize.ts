@@ -1,0 +1,41 @@
+import { parseArgs } from 'node:util';
+import { UsageError, type Command } from '../command.ts';
+import { dtypeArg, formatArg } from '../recipes/args.ts';
+import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, numberOption, runFlags } from '../recipes/execute.ts';
+import { resizeRecipe } from '../recipes/resize.ts';
+
+export const resize: Command = {
+  name: 'resize',
+  summary: 'Lower a LoRA\'s rank optimally, keeping its strength',
+  usage: `loraflow resize IN OUT (--rank N | --energy F) [--to FORMAT] [--dtype DTYPE]
+
+Replaces every module by the optimal rank-N approximation of its own ΔW (or the smallest rank
+keeping fraction F of its energy); reports the error per module and overall.
+
+Options:
+  --rank N       target rank (an upper bound with --energy)
+  --energy F     retained energy per module (e.g. 0.9)
+  --to FORMAT    output layout (default: the input's own layout when loraflow writes it, else kohya)
+  --dtype DTYPE  output precision (default: keep)
+${RUN_OPTIONS_HELP}`,
+
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { ...RUN_OPTIONS, rank: { type: 'string' }, energy: { type: 'string' }, to: { type: 'string' }, dtype: { type: 'string' } },
+    });
+    if (positionals.length !== 2) throw new UsageError(`resize takes IN and OUT, got ${positionals.length} argument(s)`);
+    if (values.rank === undefined && values.energy === undefined) throw new UsageError('resize needs --rank N or --energy F');
+    const paths = new CliPaths();
+    const recipe = resizeRecipe({
+      input: paths.add(positionals[0]!, 'loras'),
+      output: paths.add(positionals[1]!, 'output'),
+      rank: numberOption(values.rank, 'rank', true),
+      energy: numberOption(values.energy, 'energy'),
+      to: formatArg(values.to),
+      dtype: dtypeArg(values.dtype),
+    });
+    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
+  },
+};
