@@ -1,0 +1,441 @@
+// The editor: a litegraph canvas whose node types come from /api/nodes, a toolbar for recipes
+// (server, files, examples), runs with live progress over /ws, and the side panel.
+
+import * as litegraph from '/vendor/litegraph/litegraph.es.js';
+import { api, ApiError } from './api.js';
+import { LiveEvents } from './live.js';
+import { drawNodeState } from './node-state.js';
+import { litegraphType, registerNodeTypes } from './node-types.js';
+import { graphToRecipe, recipeToGraph, registerUnknownNodeType } from './recipe-graph.js';
+import { el, RunPanel } from './run-panel.js';
+
+const { LiteGraph, LGraph, LGraphCanvas } = litegraph;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  defs: {},
+  registered: new Map(),
+  roots: [],
+  /** Files per root kind, for the file-param combos. */
+  files: new Map(),
+  /** The recipe last loaded or saved: its meta/expose/outputs carry over into what is saved next. */
+  base: { format: 'loraflow.recipe', schemaVersion: 1, nodes: {} },
+  runId: undefined,
+  loading: false,
+};
+
+function setStatus(text, kind = '') {
+  const s = $('status');
+  s.textContent = text;
+  s.className = `status ${kind}`;
+  s.title = text;
+}
+
+function fail(e, what) {
+  console.error(e);
+  setStatus(`${what}: ${e.message.split('\n')[0]}`, 'error');
+  if (e instanceof ApiError && e.details?.problems) panel.setProblems(e.details.problems);
+}
+
+// ---- canvas -------------------------------------------------------------------------------------
+
+const graph = new LGraph();
+const canvasEl = $('graph-canvas');
+const canvas = new LGraphCanvas(canvasEl, graph);
+canvas.background_image = '';
+canvas.clear_background_color = '#17191d';
+canvas.render_canvas_border = false;
+canvas.render_info = false;
+Object.assign(LGraphCanvas.link_type_colors, { LORA: '#c792ea', MODEL: '#82aaff', REPORT: '#c3e88d' });
+
+function fitCanvas() {
+  const wrap = $('canvas-wrap');
+  const dpr = Math.max(window.devicePixelRatio || 1, 1);
+  const { width, height } = wrap.getBoundingClientRect();
+  canvasEl.style.width = `${width}px`;
+  canvasEl.style.height = `${height}px`;
+  canvasEl.width = Math.round(width * dpr);
+  canvasEl.height = Math.round(height * dpr);
+  canvasEl.getContext('2d').scale(dpr, dpr);
+  canvas.setDirty(true, true);
+}
+new ResizeObserver(fitCanvas).observe($('canvas-wrap'));
+
+const nodes = () => graph._nodes ?? [];
+const redraw = () => canvas.setDirty(true, true);
+
+function fitView() {
+  const ns = nodes();
+  if (ns.length === 0) return;
+  const x0 = Math.min(...ns.map((n) => n.pos[0]));
+  const y0 = Math.min(...ns.map((n) => n.pos[1] - LiteGraph.NODE_TITLE_HEIGHT));
+  const x1 = Math.max(...ns.map((n) => n.pos[0] + n.size[0]));
+  const y1 = Math.max(...ns.map((n) => n.pos[1] + n.size[1] + 40));
+  canvas.ds.fitToBounds([x0, y0, x1 - x0, y1 - y0], { zoom: 0.9 });
+  if (canvas.ds.scale > 1) canvas.ds.scale = 1;
+  redraw();
+}
+
+function focusNode(id) {
+  const n = nodes().find((x) => x.properties?.rid === id);
+  if (!n) return;
+  canvas.selectNode(n, false);
+  canvas.centerOnNode(n);
+  redraw();
+}
+
+// ---- node types, palette ------------------------------------------------------------------------
+
+function pathValues(path) {
+  const list = state.files.get(path.kind) ?? [];
+  return ['', ...list];
+}
+
+async function refreshFiles() {
+  await Promise.all(state.roots.map(async ({ name }) => {
+    try {
+      const listing = await api.files(name, '', { recursive: 1 });
+      state.files.set(name, listing.entries.filter((e) => e.type === 'file').map((e) => e.path));
+    } catch (e) {
+      console.warn(`cannot list root ${name}`, e);
+    }
+  }));
+}
+
+function buildPalette() {
+  const list = $('palette-list');
+  const filter = $('palette-filter').value.trim().toLowerCase();
+  const byCat = new Map();
+  for (const def of Object.values(state.defs)) {
+    const hay = `${def.title} ${def.type} ${def.description} ${def.category}`.toLowerCase();
+    if (filter && !hay.includes(filter)) continue;
+    if (!byCat.has(def.category)) byCat.set(def.category, []);
+    byCat.get(def.category).push(def);
+  }
+  list.replaceChildren();
+  for (const [cat, defs] of [...byCat].sort((a, b) => a[0].localeCompare(b[0]))) {
+    list.append(el('div', { class: 'category' }, cat));
+    for (const def of defs.sort((a, b) => a.title.localeCompare(b.title))) {
+      const desc = def.description.split(/(?<=\.)\s/)[0];
+      list.append(el('button', { class: 'node-item', title: def.description, 'data-type': def.type, onclick: () => addNode(def) }, def.title, el('small', {}, desc)));
+    }
+  }
+}
+
+function addNode(def) {
+  const node = LiteGraph.createNode(litegraphType(def));
+  const [cx, cy] = canvas.convertOffsetToCanvas([canvasEl.clientWidth / 2, canvasEl.clientHeight / 2], [0, 0]);
+  node.pos = [cx - node.size[0] / 2 + (Math.random() - 0.5) * 40, cy - node.size[1] / 2 + (Math.random() - 0.5) * 40];
+  graph.add(node);
+  canvas.selectNode(node, false);
+  edited();
+}
+
+// ---- recipes ------------------------------------------------------------------------------------
+
+function currentRecipe() {
+  return graphToRecipe(graph, state.base, { scale: Number(canvas.ds.scale.toFixed(3)), offset: Array.from(canvas.ds.offset, Math.round) });
+}
+
+function loadRecipe(recipe, label) {
+  state.loading = true;
+  try {
+    const notes = recipeToGraph(recipe, graph, { LiteGraph, registered: state.registered });
+    state.base = recipe;
+    const vp = recipe.ui?.viewport;
+    if (vp && Array.isArray(vp.offset) && typeof vp.scale === 'number') {
+      canvas.ds.offset[0] = vp.offset[0];
+      canvas.ds.offset[1] = vp.offset[1];
+      canvas.ds.scale = vp.scale;
+    } else fitView();
+    panel.setProblems([]);
+    setStatus(`loaded ${label}${notes.length ? ` (${notes.length} note(s): ${notes[0]})` : ''}`, notes.length ? 'error' : 'ok');
+    document.title = `${recipe.meta?.name ?? label} · loraflow`;
+  } finally {
+    state.loading = false;
+  }
+  redraw();
+  void validateSoon(0);
+}
+
+let validateTimer;
+/** Re-checks the graph after edits, so problems show on the nodes before anything runs. */
+function validateSoon(delay = 700) {
+  clearTimeout(validateTimer);
+  validateTimer = setTimeout(async () => {
+    if (nodes().length === 0) return panel.setProblems([]);
+    try {
+      const r = await api.validateRecipe(currentRecipe());
+      panel.setProblems(r.problems);
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'invalid_recipe') panel.setProblems([{ code: 'bad_recipe', message: e.message }]);
+    }
+  }, delay);
+}
+
+function edited() {
+  if (state.loading) return;
+  validateSoon();
+}
+graph.onNodeAdded = edited;
+graph.onNodeRemoved = edited;
+graph.onConnectionChange = edited;
+
+async function refreshRecipeNames() {
+  try {
+    const { recipes } = await api.recipes();
+    $('recipe-names').replaceChildren(...recipes.map((r) => el('option', { value: r.name }, r.title ?? '')));
+  } catch (e) {
+    console.warn(e);
+  }
+}
+
+async function refreshExamples() {
+  const sel = $('examples');
+  try {
+    const { recipes } = await api.examples();
+    sel.replaceChildren(el('option', { value: '' }, `Examples (${recipes.length})…`), ...recipes.map((r) => el('option', { value: r.name, title: r.description ?? '' }, r.title ? `${r.title}` : r.name)));
+  } catch (e) {
+    console.warn(e);
+  }
+}
+
+function download(text, filename, type) {
+  const a = el('a', { href: URL.createObjectURL(new Blob([text], { type })), download: filename });
+  document.body.append(a);
+  a.click();
+  setTimeout(() => {
+    URL.revokeObjectURL(a.href);
+    a.remove();
+  }, 0);
+}
+
+function recipeFileStem() {
+  const name = $('recipe-name').value.trim() || state.base.meta?.name || 'recipe';
+  return name.replace(/[^\w.-]+/g, '_');
+}
+
+/** A .safetensors file: only its header goes to the server (8 bytes of length + the JSON). */
+async function headerSlice(file) {
+  const head = new DataView(await file.slice(0, 8).arrayBuffer());
+  if (head.byteLength < 8) throw new Error(`${file.name} is too short to be a safetensors file`);
+  const n = Number(head.getBigUint64(0, true));
+  if (!Number.isSafeInteger(n) || 8 + n > file.size) throw new Error(`${file.name} does not look like a safetensors file (header length ${n})`);
+  return file.slice(0, 8 + n);
+}
+
+async function openFile(file) {
+  try {
+    if (/\.safetensors$/i.test(file.name)) {
+      const r = await api.recipeFromFile(await headerSlice(file), file.name);
+      loadRecipe(r.recipe, `recipe of ${file.name}${r.version ? ` (loraflow ${r.version})` : ''}`);
+      return;
+    }
+    const { recipe } = await api.parseRecipe(await file.text());
+    loadRecipe(recipe, file.name);
+    $('recipe-name').value = file.name.replace(/\.(json|ya?ml)$/i, '');
+  } catch (e) {
+    fail(e, `cannot open ${file.name}`);
+  }
+}
+
+// ---- runs ---------------------------------------------------------------------------------------
+
+function setRunning(running) {
+  $('btn-cancel').disabled = !running;
+  $('btn-run').disabled = running;
+}
+
+async function run() {
+  const recipe = currentRecipe();
+  setRunning(true);
+  setStatus('validating…');
+  try {
+    const { runId } = await api.startRun(recipe);
+    state.runId = runId;
+    panel.begin(runId);
+    // Events that arrived before we knew the id (fast runs) are in the run's log.
+    const rec = await api.run(runId);
+    for (const e of rec.events) handleEvent(e);
+    setStatus(`run ${runId.slice(0, 8)} started`);
+  } catch (e) {
+    setRunning(false);
+    fail(e, 'run refused');
+    if (e instanceof ApiError && e.details?.problems) panel.showTab('problems');
+  }
+}
+
+const seen = new Set();
+function handleEvent(e) {
+  if (e.type === 'hello') return setStatus(e.running ? 'connected (a run is in progress)' : 'connected', 'ok');
+  if (!e.runId || e.runId !== state.runId) return;
+  // The same event can come twice: from the run's log (fetched on start) and live.
+  if (typeof e.seq === 'number') {
+    if (seen.has(e.seq)) return;
+    seen.add(e.seq);
+  }
+  if (panel.apply(e)) {
+    setRunning(false);
+    void refreshFiles();
+  }
+}
+
+// ---- wiring -------------------------------------------------------------------------------------
+
+const panel = new RunPanel({
+  nodes,
+  redraw,
+  focusNode,
+  onStatus: (s) => setStatus(`run ${s}`, s === 'success' ? 'ok' : 'error'),
+  inspect: async (absPath) => {
+    const root = state.roots.filter((r) => absPath.startsWith(`${r.dir}/`)).sort((a, b) => b.dir.length - a.dir.length)[0];
+    if (!root) return;
+    try {
+      panel.showInspect(`${root.name}/${absPath.slice(root.dir.length + 1)}`, await api.inspect(root.name, absPath.slice(root.dir.length + 1)));
+    } catch (e) {
+      fail(e, 'inspect failed');
+    }
+  },
+});
+
+function wireToolbar() {
+  $('btn-new').onclick = () => {
+    state.base = { format: 'loraflow.recipe', schemaVersion: 1, nodes: {} };
+    graph.clear();
+    panel.setProblems([]);
+    $('recipe-name').value = '';
+    setStatus('new graph');
+    redraw();
+  };
+  $('examples').onchange = async (ev) => {
+    const name = ev.target.value;
+    if (!name) return;
+    try {
+      const { recipe } = await api.example(name);
+      loadRecipe(recipe, `example ${name}`);
+      $('recipe-name').value = name;
+    } catch (e) {
+      fail(e, `cannot load example ${name}`);
+    }
+    ev.target.value = '';
+  };
+  $('btn-load').onclick = async () => {
+    const name = $('recipe-name').value.trim();
+    if (!name) return setStatus('type the name of a saved recipe', 'error');
+    try {
+      loadRecipe((await api.recipe(name)).recipe, `recipe ${name}`);
+    } catch (e) {
+      fail(e, `cannot load ${name}`);
+    }
+  };
+  $('btn-save').onclick = async () => {
+    const name = $('recipe-name').value.trim();
+    if (!name) return setStatus('type a name to save under', 'error');
+    try {
+      const recipe = currentRecipe();
+      const r = await api.saveRecipe(name, recipe);
+      state.base = recipe;
+      panel.setProblems(r.problems);
+      setStatus(`saved ${r.file}${r.ok ? '' : ` (${r.problems.length} problem(s) to fix before it runs)`}`, r.ok ? 'ok' : 'error');
+      void refreshRecipeNames();
+    } catch (e) {
+      fail(e, 'save failed');
+    }
+  };
+  $('btn-delete').onclick = async () => {
+    const name = $('recipe-name').value.trim();
+    if (!name || !confirm(`Delete the saved recipe "${name}"?`)) return;
+    try {
+      await api.deleteRecipe(name);
+      setStatus(`deleted ${name}`, 'ok');
+      void refreshRecipeNames();
+    } catch (e) {
+      fail(e, 'delete failed');
+    }
+  };
+  $('btn-open').onclick = () => $('file-input').click();
+  $('file-input').onchange = (ev) => {
+    const f = ev.target.files?.[0];
+    if (f) void openFile(f);
+    ev.target.value = '';
+  };
+  for (const format of ['json', 'yaml']) {
+    $(`btn-download-${format}`).onclick = async () => {
+      try {
+        const { text } = await api.exportRecipe(currentRecipe(), format);
+        download(text, `${recipeFileStem()}.${format}`, format === 'json' ? 'application/json' : 'application/yaml');
+        setStatus(`downloaded ${recipeFileStem()}.${format}`, 'ok');
+      } catch (e) {
+        fail(e, 'export failed');
+      }
+    };
+  }
+  $('btn-run').onclick = () => void run();
+  $('btn-cancel').onclick = async () => {
+    if (!state.runId) return;
+    try {
+      await api.cancelRun(state.runId);
+      setStatus('cancelling…');
+    } catch (e) {
+      fail(e, 'cancel failed');
+    }
+  };
+  $('palette-filter').oninput = buildPalette;
+
+  // Dropping files anywhere on the canvas opens them (recipes, or loraflow-written .safetensors).
+  const wrap = $('canvas-wrap');
+  let depth = 0;
+  wrap.addEventListener('dragenter', (e) => {
+    if (!e.dataTransfer?.types?.includes('Files')) return;
+    depth++;
+    wrap.classList.add('dragging');
+  }, true);
+  wrap.addEventListener('dragleave', () => {
+    if (--depth <= 0) {
+      depth = 0;
+      wrap.classList.remove('dragging');
+    }
+  }, true);
+  wrap.addEventListener('dragover', (e) => {
+    if (e.dataTransfer?.types?.includes('Files')) e.preventDefault();
+  }, true);
+  wrap.addEventListener('drop', (e) => {
+    depth = 0;
+    wrap.classList.remove('dragging');
+    const f = e.dataTransfer?.files?.[0];
+    if (!f) return;
+    e.preventDefault();
+    e.stopPropagation();
+    void openFile(f);
+  }, true);
+}
+
+async function main() {
+  fitCanvas();
+  wireToolbar();
+  try {
+    const [defs, roots] = await Promise.all([api.nodes(), api.roots()]);
+    state.defs = defs;
+    state.roots = roots.roots;
+    registerUnknownNodeType(litegraph);
+    state.registered = registerNodeTypes(litegraph, defs, {
+      pathValues,
+      onEdit: edited,
+      drawState: (node, ctx) => drawNodeState(node, ctx, LiteGraph),
+    });
+  } catch (e) {
+    fail(e, 'cannot reach the loraflow server');
+    return;
+  }
+  buildPalette();
+  await Promise.all([refreshFiles(), refreshExamples(), refreshRecipeNames()]);
+  window.addEventListener('focus', () => void refreshFiles());
+  new LiveEvents(handleEvent, (s) => {
+    if (s === 'closed') setStatus('disconnected: reconnecting…', 'error');
+  });
+  // For tests and the console: the editor's state and conversions.
+  window.loraflow = { graph, canvas, currentRecipe, loadRecipe, state, panel };
+  document.body.dataset.ready = 'true';
+}
+
+void main();
