@@ -74,6 +74,7 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
     }
     const numel = t.shape.reduce((a, b) => a * b, 1);
     const bits = numel * DTYPE_BITS[t.dtype]!;
+    if (!Number.isSafeInteger(bits)) throw new SafetensorsError('BAD_SHAPE', file, `shape [${t.shape}] has too many elements to address`, t.name);
     if (bits % 8 !== 0) throw new SafetensorsError('MISALIGNED', file, `${numel} × ${t.dtype} is not a whole number of bytes`, t.name);
     if (t.end - t.begin !== bits / 8) {
       throw new SafetensorsError('SIZE_MISMATCH', file, `shape [${t.shape}] of ${t.dtype} needs ${bits / 8} bytes but data_offsets give ${t.end - t.begin}`, t.name);
@@ -82,8 +83,8 @@ export function parseHeader(file: string, headerBytes: Uint8Array, fileSize: num
   }
   const total = 8 + headerBytes.byteLength + expected;
   if (total > fileSize) {
-    const last = tensors.at(-1)?.name;
-    throw new SafetensorsError('FILE_TOO_SHORT', file, `file is ${fileSize} bytes but its header describes ${total} (truncated download?)`, last);
+    const cut = tensors.find((t) => 8 + headerBytes.byteLength + t.end > fileSize)?.name;
+    throw new SafetensorsError('FILE_TOO_SHORT', file, `file is ${fileSize} bytes but its header describes ${total} (truncated download?)`, cut);
   }
   if (total < fileSize) {
     throw new SafetensorsError('FILE_TOO_LONG', file, `file is ${fileSize} bytes but its header describes only ${total}: ${fileSize - total} trailing bytes are not indexed`);
@@ -95,14 +96,15 @@ function parseMetadata(file: string, entry: unknown): Record<string, string> {
   if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
     throw new SafetensorsError('BAD_METADATA', file, '__metadata__ must be an object of strings');
   }
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(entry)) {
+  const entries = Object.entries(entry);
+  for (const [k, v] of entries) {
     if (typeof v !== 'string') {
-      throw new SafetensorsError('BAD_METADATA', file, `__metadata__ value for "${k}" is ${v === null ? 'null' : typeof v}, but every value must be a string`);
+      const kind = v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+      throw new SafetensorsError('BAD_METADATA', file, `__metadata__ value for "${k}" is ${kind}, but every value must be a string`);
     }
-    out[k] = v;
   }
-  return out;
+  // fromEntries defines keys as own properties, so even a key named "__proto__" survives.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 function parseEntry(file: string, name: string, entry: unknown): TensorInfo {

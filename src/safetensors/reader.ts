@@ -1,9 +1,12 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { decodeToF32, isCodecDType, type DType } from '../tensor/dtype.ts';
+import { decodeInto, dtypeBytes, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
 import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from './header.ts';
 
 export type { TensorInfo } from './header.ts';
+
+/** Stored bytes decoded per step by readF32: large enough that syscalls don't matter, small next to a tensor. */
+const READ_CHUNK_BYTES = 8 << 20;
 
 /**
  * A safetensors file opened lazily: only the header is read and validated up front; each tensor is
@@ -71,13 +74,32 @@ export class SafetensorsFile {
     return buf;
   }
 
-  /** One tensor decoded to Float32 (the compute format). */
+  /**
+   * One tensor decoded to Float32 (the compute format). Read and decoded in chunks, so memory holds
+   * the floats plus one chunk, not the floats plus the whole stored tensor.
+   */
   async readF32(name: string): Promise<Float32Array> {
     const t = this.info(name);
     if (!isCodecDType(t.dtype)) {
       throw new SafetensorsError('UNKNOWN_DTYPE', this.path, `dtype ${t.dtype} is valid safetensors but loraflow cannot decode it`, name);
     }
-    return decodeToF32(await this.readBytes(name), t.dtype as DType);
+    const size = dtypeBytes(t.dtype);
+    const n = (t.end - t.begin) / size;
+    const out = new Float32Array(n);
+    const start = this.dataStart + t.begin;
+    if (t.dtype === 'F32') {
+      await readExactly(this.handle, new Uint8Array(out.buffer), start, this.path, name);
+      return out;
+    }
+    const step = Math.max(1, Math.floor(READ_CHUNK_BYTES / size));
+    const scratch = new Uint8Array(Math.min(n, step) * size);
+    for (let i = 0; i < n; i += step) {
+      const count = Math.min(step, n - i);
+      const chunk = scratch.subarray(0, count * size);
+      await readExactly(this.handle, chunk, start + i * size, this.path, name);
+      decodeInto(chunk, t.dtype, out.subarray(i, i + count));
+    }
+    return out;
   }
 
   async close(): Promise<void> {

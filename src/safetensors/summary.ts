@@ -65,8 +65,7 @@ export function summarizeSafetensors(facts: HeaderFacts): SafetensorsSummary {
     tensors.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], bytes });
   }
   const dtypes = Object.fromEntries([...totals].sort((a, b) => b[1].bytes - a[1].bytes || b[1].tensors - a[1].tensors));
-  const metadata: Record<string, JsonValue> = {};
-  for (const [k, v] of Object.entries(facts.metadata ?? {})) metadata[k] = expandJson(v);
+  const metadata = Object.fromEntries(Object.entries(facts.metadata ?? {}).map(([k, v]) => [k, expandJson(v)]));
   return {
     file: facts.path,
     fileBytes: facts.fileSize,

@@ -28,23 +28,64 @@ export function byteLength(spec: TensorSpec): number {
 export function orderTensors<T extends TensorSpec>(specs: readonly T[], order: TensorOrder): T[] {
   if (order === 'given') return [...specs];
   const rank = (d: string) => REFERENCE_DTYPE_ORDER.indexOf(d);
-  return [...specs].sort((a, b) => rank(b.dtype) - rank(a.dtype) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return [...specs].sort((a, b) => rank(b.dtype) - rank(a.dtype) || compareUtf8(a.name, b.name));
 }
 
-/** Header bytes (JSON padded with spaces to a multiple of 8) for tensors laid out in `ordered` order. */
+/** Rust compares `String`s by their UTF-8 bytes, which is code point order (not UTF-16 unit order). */
+function compareUtf8(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = a[Symbol.iterator]();
+  const y = b[Symbol.iterator]();
+  for (;;) {
+    const p = x.next();
+    const q = y.next();
+    if (p.done || q.done) return p.done ? (q.done ? 0 : -1) : 1;
+    const d = p.value.codePointAt(0)! - q.value.codePointAt(0)!;
+    if (d !== 0) return d;
+  }
+}
+
+/**
+ * Header bytes (JSON padded with spaces to a multiple of 8) for tensors laid out in `ordered` order.
+ * The JSON is assembled member by member so keys keep this order whatever they look like (a JS
+ * object would hoist integer-like names and swallow `__proto__`). Metadata, when given (even
+ * empty), comes first, as the reference writer does.
+ */
 export function buildHeader(ordered: readonly TensorSpec[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  const members: string[] = [];
+  if (metadata !== undefined) {
+    const meta = Object.entries(metadata).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`);
+    members.push(`"__metadata__":{${meta.join(',')}}`);
+  }
   let offset = 0;
   for (const t of ordered) {
     const size = byteLength(t);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    members.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] })}`);
     offset += size;
   }
-  const json = new TextEncoder().encode(JSON.stringify(header));
+  const json = new TextEncoder().encode(`{${members.join(',')}}`);
   const padded = new Uint8Array(Math.ceil(json.byteLength / 8) * 8).fill(0x20);
   padded.set(json);
   return padded;
+}
+
+/** Refuses specs the reader would reject, before anything is written. */
+function validateSpecs(path: string, specs: readonly TensorSpec[]): void {
+  const names = new Set<string>();
+  for (const s of specs) {
+    if (s.name === '__metadata__') throw new SafetensorsError('BAD_ENTRY', path, '"__metadata__" is reserved for the metadata and cannot name a tensor', s.name);
+    if (names.has(s.name)) throw new SafetensorsError('DUPLICATE_NAME', path, 'two tensors with the same name', s.name);
+    names.add(s.name);
+    if (!Object.hasOwn(DTYPE_BITS, s.dtype)) throw new SafetensorsError('UNKNOWN_DTYPE', path, `unknown dtype "${s.dtype}"`, s.name);
+    if (!Array.isArray(s.shape) || !s.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new SafetensorsError('BAD_SHAPE', path, `shape must be a list of non-negative integers, got ${JSON.stringify(s.shape)}`, s.name);
+    }
+    const bytes = byteLength(s);
+    if (!Number.isSafeInteger(bytes)) {
+      const code = Number.isSafeInteger(bytes * 8) ? 'MISALIGNED' : 'BAD_SHAPE';
+      throw new SafetensorsError(code, path, `shape [${s.shape}] of ${s.dtype} is not a whole number of bytes (or too large)`, s.name);
+    }
+  }
 }
 
 /**
@@ -70,11 +111,9 @@ export class SafetensorsWriter {
   }
 
   static async create(path: string, specs: readonly TensorSpec[], options: WriterOptions = {}): Promise<SafetensorsWriter> {
-    const names = new Set<string>();
-    for (const s of specs) {
-      if (names.has(s.name)) throw new SafetensorsError('DUPLICATE_NAME', path, 'two tensors with the same name', s.name);
-      names.add(s.name);
-      if (!Object.hasOwn(DTYPE_BITS, s.dtype)) throw new SafetensorsError('UNKNOWN_DTYPE', path, `unknown dtype "${s.dtype}"`, s.name);
+    validateSpecs(path, specs);
+    for (const [k, v] of Object.entries(options.metadata ?? {})) {
+      if (typeof v !== 'string') throw new SafetensorsError('BAD_METADATA', path, `metadata value for "${k}" is ${typeof v}, but every value must be a string`);
     }
     const ordered = orderTensors(specs, options.order ?? 'reference');
     const header = buildHeader(ordered, options.metadata);
