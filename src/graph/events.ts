@@ -50,6 +50,7 @@ export type RunEvent =
       nodeType?: string;
       title?: string;
       errorName: string;
+      code?: string;
       message: string;
       stack?: string;
       /** A summary of each input value the failing node received. */

@@ -48,6 +48,8 @@ export interface RunError {
   nodeId?: string;
   nodeType?: string;
   errorName: string;
+  /** The error's own `code`, when it has a string one (e.g. a file-format error code). */
+  code?: string;
   message: string;
 }
 
@@ -257,7 +259,8 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
     } else {
       status = 'error';
       const err = e instanceof Error ? e : new Error(String(e));
-      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, message: err.message };
+      const code = (err as { code?: unknown }).code;
+      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, ...(typeof code === 'string' ? { code } : {}), message: err.message };
       events.emit({
         type: 'run.error',
         ms: ms(),
@@ -271,6 +274,7 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
             }
           : {}),
         errorName: err.name,
+        ...(typeof code === 'string' ? { code } : {}),
         message: err.message,
         stack: err.stack,
         executed: done,

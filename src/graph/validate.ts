@@ -80,6 +80,8 @@ interface Entry {
   params: Record<string, unknown>;
   in: Record<string, string | string[]>;
   validParams?: Record<string, unknown>;
+  /** Params with overrides applied, valid or not (paths are checked even when another param is bad). */
+  givenParams?: Record<string, unknown>;
 }
 
 function issueMessage(issue: z.core.$ZodIssue): string {
@@ -217,6 +219,7 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
       overriddenBy.set(o.param, o.name);
       appliedOverrides[o.name] = chosen;
     }
+    entry.givenParams = params;
     const r = def.params.safeParse(params);
     if (r.success) {
       entry.validParams = r.data as Record<string, unknown>;
@@ -331,20 +334,21 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
     const readers = new Map<string, string>();
     for (const id of [...needed].sort()) {
       const entry = entries.get(id);
-      if (!entry?.def || !entry.validParams) continue;
+      if (!entry?.def || !entry.givenParams) continue;
       const at = { nodeId: entry.id, nodeType: entry.type };
       const paths: PlannedPath[] = [];
       for (const pp of entry.def.pathParams) {
-        const value = entry.validParams[pp.name];
-        if (value === undefined || value === null || value === '') continue;
+        const value = entry.givenParams[pp.name];
+        // A non-string path is already reported as a bad param.
+        if (typeof value !== 'string' || value === '') continue;
         let resolved: string;
         try {
-          resolved = options.resolvePath(String(value), pp.kind);
+          resolved = options.resolvePath(value, pp.kind);
         } catch (e) {
           problems.push({ ...at, code: 'bad_path', param: pp.name, message: (e as Error).message });
           continue;
         }
-        paths.push({ ...pp, value: String(value), resolved });
+        paths.push({ ...pp, value, resolved });
         if (pp.mode === 'read') {
           readers.set(resolved, id);
           if (checkFiles) {

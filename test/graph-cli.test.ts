@@ -1,0 +1,202 @@
+/**
+ * The command line: exit codes, JSON events, overrides, provenance round trip, single-operation
+ * commands. Commands run in-process through `main()` (what bin/loraflow.js calls) to keep the
+ * suite fast; one test spawns the real binary to check the process wiring end to end.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../src/cli/main.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { writeSamples } from '../src/cli/commands/samples.ts';
+
+const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
+const GRAPHS = fileURLToPath(new URL('../graphs/', import.meta.url));
+let dir: string;
+const home = process.cwd();
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'loraflow-cli-'));
+  await writeSamples(join(dir, 'samples'));
+  process.chdir(dir);
+});
+afterAll(async () => {
+  process.chdir(home);
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** `loraflow ARGS…` in this process, cwd = the sample directory; stdout and stderr captured. */
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  try {
+    return { code: await main(args), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
+/** The real binary in a child process. */
+function spawnCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: dir, timeout: 60_000, env: { ...process.env, LORAFLOW_BACKEND: 'wasm' } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function tensorsOf(path: string): Promise<Map<string, Buffer>> {
+  const f = await SafetensorsFile.open(path);
+  try {
+    const out = new Map<string, Buffer>();
+    for (const t of f.tensors) out.set(t.name, Buffer.from(await f.readBytes(t.name)));
+    return out;
+  } finally {
+    await f.close();
+  }
+}
+
+const EVENT_TYPES = ['run.invalid', 'run.plan', 'run.start', 'node.cached', 'node.start', 'node.progress', 'node.log', 'node.done', 'run.success', 'run.error', 'run.cancelled'];
+
+describe('loraflow run', () => {
+  it('--json-events prints one event per line: run id, sequence, node ids (real process)', async () => {
+    const r = await spawnCli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'), '--json-events');
+    expect(r.code).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events[0]!.type).toBe('run.start');
+    expect(events.at(-1)).toMatchObject({ type: 'run.success', written: [join(dir, 'out/flux-merged.safetensors')] });
+    expect(new Set(events.map((e) => e.runId)).size).toBe(1);
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    for (const e of events) {
+      expect(EVENT_TYPES).toContain(e.type);
+      expect(typeof e.time).toBe('number');
+      if (String(e.type).startsWith('node.')) expect(e).toMatchObject({ nodeId: expect.any(String), nodeType: expect.any(String) });
+    }
+    const done = events.filter((e) => e.type === 'node.done').map((e) => e.nodeId);
+    expect(done).toEqual(['aitoolkit', 'kohya', 'merge', 'save']);
+    expect(events.filter((e) => e.type === 'node.progress').every((e) => typeof e.value === 'number' && typeof e.max === 'number')).toBe(true);
+  });
+
+  it('`loraflow recipe` on an output gives a recipe that reproduces the file byte for byte', async () => {
+    const out = join(dir, 'out/flux-merged.safetensors');
+    expect((await cli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'))).code).toBe(0);
+    await copyFile(out, join(dir, 'first.safetensors'));
+    const r = await cli('recipe', 'out/flux-merged.safetensors', '-o', 'recovered.json');
+    expect(r.code).toBe(0);
+    const recovered = JSON.parse(await readFile(join(dir, 'recovered.json'), 'utf8'));
+    expect(recovered).toMatchObject({ format: 'loraflow.recipe', nodes: { merge: { type: 'merge-loras', params: { weights: [1, 0.8] } } } });
+    expect(recovered).not.toHaveProperty('ui');
+    await rm(out);
+    expect((await cli('run', 'recovered.json')).code).toBe(0);
+    expect((await readFile(out)).equals(await readFile(join(dir, 'first.safetensors')))).toBe(true);
+  });
+
+  it('--set overrides are recorded, baked into the recovered recipe, and reproduce the same tensors', async () => {
+    const r = await cli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'), '--set', 'weights=[0.5,2]', '--set', 'output=out/set.safetensors');
+    expect(r.code).toBe(0);
+    const rec = await cli('recipe', 'out/set.safetensors');
+    expect(rec.stderr).toContain('overrides applied: weights=[0.5,2], output="out/set.safetensors"');
+    const recipe = JSON.parse(rec.stdout);
+    expect(recipe.nodes.merge.params.weights).toEqual([0.5, 2]);
+    expect(recipe.nodes.save.params.path).toBe('out/set.safetensors');
+    await copyFile(join(dir, 'out/set.safetensors'), join(dir, 'set-first.safetensors'));
+    await writeFile(join(dir, 'set.json'), rec.stdout);
+    expect((await cli('run', 'set.json')).code).toBe(0);
+    const [again, first] = [await tensorsOf(join(dir, 'out/set.safetensors')), await tensorsOf(join(dir, 'set-first.safetensors'))];
+    expect([...again.keys()]).toEqual([...first.keys()]);
+    expect([...again].filter(([k, v]) => !v.equals(first.get(k)!)).map(([k]) => k)).toEqual([]);
+    // The header differs only in provenance: this run had no overrides left to record.
+    expect((await readFile(join(dir, 'out/set.safetensors'))).equals(await readFile(join(dir, 'set-first.safetensors')))).toBe(false);
+  });
+
+  it('exit 2 for an invalid recipe, listing every problem with node ids; nothing is written', async () => {
+    await writeFile(
+      join(dir, 'bad.yaml'),
+      [
+        'format: loraflow.recipe',
+        'schemaVersion: 1',
+        'nodes:',
+        '  a: { type: load-lora, v: 1.0.0, params: { path: samples/missing.safetensors } }',
+        '  m: { type: merge-loras, v: 1.0.0, in: { loras: [a.lora, ghost.lora] }, params: { method: svd } }',
+        '  s: { type: save-lora, v: 1.0.0, in: { lora: m.report }, params: { path: ../escape.safetensors, format: onnx } }',
+        '  x: { type: frobnicate, v: 1.0.0 }',
+      ].join('\n'),
+    );
+    const r = await cli('run', 'bad.yaml');
+    expect(r.code).toBe(2);
+    for (const needle of [
+      'node "a" (load-lora) param "path"',
+      'no such file',
+      'node "m" (merge-loras) input "loras": link "ghost.lora": there is no node "ghost"',
+      'node "m" (merge-loras) param "rank": method svd needs a rank or an energy',
+      'node "s" (save-lora) input "lora": link "m.report" carries REPORT, but the input accepts LORA',
+      'node "s" (save-lora) param "format"',
+      'node "s" (save-lora) param "path": path "../escape.safetensors" is outside the output root',
+      'node "x" (frobnicate): unknown node type "frobnicate"',
+    ]) expect(r.stderr).toContain(needle);
+    expect(await readdir(dir)).not.toContain('escape.safetensors');
+  });
+
+  it('exit 2 for bad arguments and unreadable inputs, exit 1 for a run that fails', async () => {
+    expect((await cli('run')).code).toBe(2);
+    expect((await cli('run', 'nope.json')).stderr).toContain('nope.json: no such file');
+    expect((await cli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'), '--set', 'novalue')).code).toBe(2);
+    expect((await cli('convert', 'samples/flux-kohya-lora.safetensors', 'out/x.safetensors')).code).toBe(2);
+    await writeFile(join(dir, 'garbage.safetensors'), 'this is not a safetensors file at all');
+    const corrupt = await cli('convert', 'garbage.safetensors', 'out/g.safetensors', '--to', 'kohya');
+    expect(corrupt.code).toBe(2);
+    expect(corrupt.stderr).toContain('garbage.safetensors');
+    // A LoRA for twice the width does not fit the base: the run fails, naming the node.
+    await writeSampleLora(join(dir, 'wide.safetensors'), { format: 'kohya', factor: 32, rank: 2 });
+    const misfit = await cli('apply', 'samples/flux-base.safetensors', 'out/misfit.safetensors', 'wide.safetensors');
+    expect(misfit.code).toBe(1);
+    expect(misfit.stderr).toContain('node "apply" (merge-into-base) failed');
+    expect(await readdir(join(dir, 'out'))).not.toContain('misfit.safetensors');
+  });
+});
+
+describe('single-operation commands run through recipes', () => {
+  it('convert, resize and extract write their files; --dry-run writes nothing', async () => {
+    const c = await cli('convert', 'samples/flux-kohya-lora.safetensors', 'out/c.safetensors', '--to', 'ai-toolkit', '--dtype', 'BF16');
+    expect(c.code).toBe(0);
+    const converted = await SafetensorsFile.open(join(dir, 'out/c.safetensors'));
+    expect(converted.tensors.every((t) => t.dtype === 'BF16')).toBe(true);
+    expect(converted.tensors.some((t) => t.name.startsWith('transformer.single_transformer_blocks.0.attn.to_k.'))).toBe(true);
+    await converted.close();
+
+    const resize = await cli('resize', 'samples/flux-kohya-lora.safetensors', 'out/r.safetensors', '--rank', '2', '--json-events');
+    expect(resize.code).toBe(0);
+    expect(JSON.parse(resize.stdout.trim().split('\n').at(-1)!)).toMatchObject({ type: 'run.success', outputs: { save: { format: 'kohya' } } });
+
+    const extract = await cli('extract', 'samples/flux-base.safetensors', 'samples/flux-finetune.safetensors', 'out/e.safetensors', '--energy', '0.99');
+    expect(extract.code).toBe(0);
+    expect(extract.stdout).toContain('save: {');
+
+    const dry = await cli('merge', 'out/never.safetensors', 'samples/flux-aitoolkit-lora.safetensors', 'samples/flux-kohya-lora.safetensors:0.5', '--method', 'svd', '--rank', '8', '--block-weights', 'D00-D18=0', '--dry-run');
+    expect(dry.code).toBe(0);
+    expect(dry.stderr).toContain('plan (dry run, nothing written)');
+    expect(dry.stderr).toContain(`would write ${join(dir, 'out/never.safetensors')}`);
+    const applyDry = await cli('apply', 'samples/flux-base.safetensors', 'out/never2.safetensors', 'samples/flux-kohya-lora.safetensors:0.7', '--dtype', 'bf16', '--dry-run');
+    expect(applyDry.code).toBe(0);
+    expect(await readdir(join(dir, 'out'))).not.toContain('never.safetensors');
+    expect(await readdir(join(dir, 'out'))).not.toContain('never2.safetensors');
+  });
+
+  it('loraflow nodes --json lists every node type with JSON Schema params', async () => {
+    const r = await cli('nodes', '--json');
+    expect(r.code).toBe(0);
+    const defs = JSON.parse(r.stdout);
+    expect(Object.keys(defs)).toEqual([
+      'block-weights', 'convert', 'extract-lora', 'filter', 'inspect', 'load-lora', 'load-model', 'merge-into-base', 'merge-loras', 'resize-lora', 'save-lora', 'save-model', 'scale',
+    ]);
+    expect(defs['merge-loras'].paramsSchema.properties.method).toMatchObject({ enum: ['concat', 'svd'], default: 'concat' });
+    expect(defs['save-lora']).toMatchObject({ output: true, inputs: { lora: { type: 'LORA' } } });
+  });
+});

@@ -1,0 +1,230 @@
+/**
+ * Every recipe in graphs/ runs headless on the built-in samples, and its outputs are checked by
+ * value: the ΔW each output applies (dense, float64) against the intended combination of inputs.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLora } from '../src/formats/read.ts';
+import type { AdapterSet } from '../src/formats/model.ts';
+import { RunCache, readRecipeFile, runRecipe, type RunEvent, type RunOptions } from '../src/graph/index.ts';
+import { applyBlockWeights } from '../src/lora/blocks.ts';
+import { scaleSet } from '../src/lora/scale.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { compareDeltas, referenceDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { FINETUNE_RANK, writeSamples } from '../src/cli/commands/samples.ts';
+import { registry } from '../nodes/index.ts';
+
+let dir: string;
+const graph = (name: string) => readRecipeFile(new URL(`../graphs/${name}.json`, import.meta.url).pathname);
+const sample = (name: string) => join(dir, 'samples', name);
+const AITOOLKIT = 'flux-aitoolkit-lora.safetensors';
+const KOHYA = 'flux-kohya-lora.safetensors';
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'loraflow-recipes-'));
+  await writeSamples(join(dir, 'samples'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function run(doc: unknown, opts: Partial<RunOptions> = {}) {
+  const events: RunEvent[] = [];
+  const result = await runRecipe(doc, { registry, cwd: dir, onEvent: (e) => events.push(e), ...opts });
+  if (result.status !== 'success') throw new Error(`run ${result.status}: ${JSON.stringify(result.error ?? result.problems)}`);
+  return { result, events };
+}
+
+async function withLora<T>(path: string, fn: (set: AdapterSet) => Promise<T>): Promise<T> {
+  const h = await readLora(path);
+  try {
+    return await fn(h);
+  } finally {
+    await h.close();
+  }
+}
+const deltasOf = (path: string, transform: (s: AdapterSet) => AdapterSet = (s) => s) => withLora(path, (s) => referenceDeltas(transform(s)));
+
+function sum(...parts: Map<string, TargetDelta>[]): Map<string, TargetDelta> {
+  const out = new Map<string, TargetDelta>();
+  for (const part of parts)
+    for (const [k, d] of part) {
+      const have = out.get(k);
+      if (!have) out.set(k, { ...d, data: Float64Array.from(d.data) });
+      else for (let i = 0; i < d.data.length; i++) have.data[i]! += d.data[i]!;
+    }
+  return out;
+}
+
+function relFrobenius(a: Float64Array, b: Float64Array): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+describe('graphs/ recipes on the sample data', () => {
+  it('convert-aitoolkit-to-kohya: a kohya file applying exactly the same ΔW', async () => {
+    const { result } = await run(await graph('convert-aitoolkit-to-kohya'));
+    const out = join(dir, 'out/flux-aitoolkit-as-kohya.safetensors');
+    expect(result.written).toEqual([out]);
+    const cmp = compareDeltas(await deltasOf(sample(AITOOLKIT)), await deltasOf(out));
+    expect(cmp.maxRelError).toBe(0);
+    await withLora(out, async (s) => expect(s.format).toBe('kohya'));
+    const file = await SafetensorsFile.open(out);
+    expect(file.tensors.some((t) => t.name === 'lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight')).toBe(true);
+    expect(file.tensors.some((t) => t.name.includes('to_k'))).toBe(false);
+    await file.close();
+  });
+
+  it('merge-aitoolkit-kohya: ΔW = ΔW_aitoolkit + 0.8·ΔW_kohya, and a second run is all cached', async () => {
+    const cache = new RunCache();
+    try {
+      const { result } = await run(await graph('merge-aitoolkit-kohya'), { cache });
+      const out = join(dir, 'out/flux-merged.safetensors');
+      expect(result.written).toEqual([out]);
+      const expected = sum(await deltasOf(sample(AITOOLKIT)), await deltasOf(sample(KOHYA), (s) => scaleSet(s, 0.8).set));
+      expect(compareDeltas(expected, await deltasOf(out)).maxRelError).toBeLessThan(1e-6);
+      const again = await run(await graph('merge-aitoolkit-kohya'), { cache });
+      expect(again.result.cached).toEqual(['aitoolkit', 'kohya', 'merge', 'save']);
+      expect(again.result.executed).toEqual([]);
+      expect(again.events.filter((e) => e.type === 'node.cached')).toHaveLength(4);
+    } finally {
+      await cache.clear();
+    }
+  });
+
+  it('merge-aitoolkit-kohya with --set weights: the overrides reach the merge', async () => {
+    const { result } = await run(await graph('merge-aitoolkit-kohya'), { overrides: { weights: '[0, -1]', output: 'out/negated.safetensors' } });
+    expect(result.written).toEqual([join(dir, 'out/negated.safetensors')]);
+    const expected = await deltasOf(sample(KOHYA), (s) => scaleSet(s, -1).set);
+    expect(compareDeltas(expected, await deltasOf(join(dir, 'out/negated.safetensors'))).maxRelError).toBeLessThan(1e-6);
+  });
+
+  it('merge-into-checkpoint: every weight is W + 0.8·ΔW_a + 0.6·ΔW_b, everything else copied', async () => {
+    const { result } = await run(await graph('merge-into-checkpoint'));
+    const out = join(dir, 'out/flux-with-loras.safetensors');
+    expect(result.written).toEqual([out]);
+    const delta = sum(await deltasOf(sample(AITOOLKIT), (s) => scaleSet(s, 0.8).set), await deltasOf(sample(KOHYA), (s) => scaleSet(s, 0.6).set));
+    const base = await SafetensorsFile.open(sample('flux-base.safetensors'));
+    const merged = await SafetensorsFile.open(out);
+    try {
+      expect(merged.tensors.map((t) => t.name).sort()).toEqual(base.tensors.map((t) => t.name).sort());
+      let patched = 0;
+      let worst = 0;
+      for (const t of base.tensors) {
+        const d = delta.get(`transformer:${t.name}`);
+        const w = await base.readF32(t.name);
+        const o = await merged.readF32(t.name);
+        if (!d) {
+          expect(Buffer.from(await merged.readBytes(t.name)).equals(Buffer.from(await base.readBytes(t.name)))).toBe(true);
+          continue;
+        }
+        patched++;
+        // Normwise per tensor: the f32 product and one f32 rounding of W + ΔW.
+        let diff = 0;
+        let scale = 0;
+        for (let i = 0; i < w.length; i++) {
+          diff = Math.max(diff, Math.abs(o[i]! - (w[i]! + d.data[i]!)));
+          scale = Math.max(scale, Math.abs(w[i]! + d.data[i]!));
+        }
+        worst = Math.max(worst, diff / scale);
+      }
+      expect(patched).toBe(delta.size);
+      expect(worst).toBeLessThan(1e-6);
+      expect(JSON.parse(merged.metadata!['loraflow.recipe']!)).toMatchObject({ node: 'apply', recipe: { nodes: { apply: { type: 'merge-into-base' } } } });
+    } finally {
+      await base.close();
+      await merged.close();
+    }
+  });
+
+  it('extract-and-resize: the rank-8 extraction reproduces fine-tune − base, the rank-4 resize too', async () => {
+    const { result } = await run(await graph('extract-and-resize'));
+    expect(result.written.sort()).toEqual([join(dir, 'out/flux-extracted-r4.safetensors'), join(dir, 'out/flux-extracted-r8.safetensors')]);
+    const base = await SafetensorsFile.open(sample('flux-base.safetensors'));
+    const tuned = await SafetensorsFile.open(sample('flux-finetune.safetensors'));
+    const diff = new Map<string, Float64Array>();
+    try {
+      for (const t of base.tensors) {
+        const a = await base.readF32(t.name);
+        const b = await tuned.readF32(t.name);
+        if (a.some((v, i) => v !== b[i])) diff.set(`transformer:${t.name}`, Float64Array.from(b, (v, i) => v - a[i]!));
+      }
+    } finally {
+      await base.close();
+      await tuned.close();
+    }
+    expect(diff.size).toBeGreaterThan(100);
+    expect(FINETUNE_RANK).toBeLessThanOrEqual(4);
+    for (const [name, rank] of [['flux-extracted-r8.safetensors', 8], ['flux-extracted-r4.safetensors', 4]] as const) {
+      const got = await deltasOf(join(dir, 'out', name));
+      expect([...got.keys()].sort()).toEqual([...diff.keys()].sort());
+      let worst = 0;
+      for (const [k, d] of diff) worst = Math.max(worst, relFrobenius(got.get(k)!.data, d));
+      expect(worst).toBeLessThan(1e-4);
+      await withLora(join(dir, 'out', name), async (s) => {
+        const ranks = new Set(s.patches.filter((p) => p.adapter.kind === 'lora').map((p) => (p.adapter.kind === 'lora' ? p.adapter.down.shape[0] : 0)));
+        expect([...ranks]).toEqual([rank]);
+      });
+    }
+  });
+
+  it('block-weighted-merge: double blocks only from the ai-toolkit LoRA, single blocks the rank-8 SVD of 0.5·a + b', async () => {
+    const { result } = await run(await graph('block-weighted-merge'));
+    const out = join(dir, 'out/flux-block-weighted.safetensors');
+    expect(result.written).toEqual([out]);
+    const expected = sum(
+      await deltasOf(sample(AITOOLKIT), (s) => applyBlockWeights(s, 'S00-S37=0.5').set),
+      await deltasOf(sample(KOHYA), (s) => applyBlockWeights(s, 'D00-D18=0').set),
+    );
+    const got = await deltasOf(out);
+    expect([...got.keys()].sort()).toEqual([...expected.keys()].sort());
+    const report = (result.values.merge!.report as { modules: { module: string; relError: number }[] }).modules;
+    let doubles = 0;
+    let singles = 0;
+    for (const [k, e] of expected) {
+      const err = relFrobenius(got.get(k)!.data, e.data);
+      if (k.includes('double_blocks.')) {
+        // rank 4 from one LoRA fits in rank 8: exact.
+        expect(err).toBeLessThan(1e-5);
+        doubles++;
+      } else {
+        // rank 4 + 8 truncated to 8: the error is what the report says it is, and not zero.
+        const reported = report.find((m) => k.endsWith(m.module) || m.module.endsWith(k.split(':')[1]!));
+        expect(err).toBeGreaterThan(1e-3);
+        if (reported) expect(err).toBeCloseTo(reported.relError, 3);
+        singles++;
+      }
+    }
+    expect(doubles).toBeGreaterThan(0);
+    expect(singles).toBeGreaterThan(0);
+  });
+});
+
+describe('cancellation with real nodes', () => {
+  it('cancelling merge-into-base mid-way leaves no output or temporary file', async () => {
+    const controller = new AbortController();
+    const events: RunEvent[] = [];
+    const result = await runRecipe(await graph('merge-into-checkpoint'), {
+      registry,
+      cwd: dir,
+      signal: controller.signal,
+      overrides: { output: 'cancel/merged.safetensors' },
+      progressIntervalMs: 0,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'node.progress' && e.nodeId === 'apply' && e.value >= 100) controller.abort();
+      },
+    });
+    expect(result.status).toBe('cancelled');
+    expect(events.at(-1)).toMatchObject({ type: 'run.cancelled', nodeId: 'apply', executed: ['a', 'b', 'base'] });
+    expect(await readdir(dir)).not.toContain('cancel');
+    expect((await readdir(join(dir, 'out')).catch(() => [])).filter((f) => f.startsWith('.'))).toEqual([]);
+  });
+});
