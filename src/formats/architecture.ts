@@ -18,6 +18,7 @@ type Family = Exclude<Architecture, 'unknown'>;
 const SIGNALS: readonly { family: Family; re: RegExp; what: string }[] = [
   { family: 'flux', re: /(?:^|[._])(?:double_blocks|single_blocks|single_transformer_blocks)[._]\d+[._]/, what: 'FLUX double/single stream blocks' },
   { family: 'flux', re: /[._](?:norm_added_[qk]|guidance_embedder|x_embedder)[._]/, what: 'FLUX-only diffusers modules' },
+  { family: 'flux', re: /(?:^|[._])(?:img_in|txt_in|(?:time|vector|guidance)_in[._](?:in|out)_layer|final_layer)[._]/, what: 'FLUX embedders / final layer (BFL names)' },
   { family: 'sd3', re: /(?:^|[._])joint_blocks[._]\d+[._](?:x_block|context_block)[._]/, what: 'SD3 MMDiT joint blocks' },
   { family: 'sd3', re: /(?:^|[._])transformer_blocks[._]\d+[._]attn2[._]/, what: 'SD3.5 dual attention (attn2) in transformer blocks' },
   { family: 'sdxl', re: /(?:^|[._])input_blocks[._][4578][._]1[._]transformer_blocks[._][1-9][._]/, what: 'SDXL deep transformer stacks (sgm names)' },
@@ -31,6 +32,8 @@ const SIGNALS: readonly { family: Family; re: RegExp; what: string }[] = [
 /** UNet-family module names in general (no FLUX/SD3 name contains these). */
 const UNET = /(?:^|[._])(?:input_blocks|output_blocks|middle_block|down_blocks|up_blocks|mid_block)[._]/;
 const FLUX_SPLIT_DOUBLE = /(?:^|[._])transformer_blocks[._](\d+)[._]/;
+/** diffusers transformer-level names FLUX shares with SD3. */
+const SHARED_DIT = /^(?:transformer\.)?(?:base_model\.model\.)?(?:norm_out|proj_out|context_embedder|time_text_embed)[._]/;
 const T5 = /(?:^lora_te[23]_encoder_block|^text_encoders\.t5xxl\.|^text_encoder_2\.encoder\.block)/;
 
 const METADATA_HINTS: readonly { key: string; re: RegExp; family: Family }[] = [
@@ -110,6 +113,11 @@ export function guessArchitecture(tensors: readonly KeyInfo[], metadata?: Readon
     return finish('flux', meta?.family === 'flux' ? 0.9 : 0.6);
   }
   if (meta) return finish(meta.family, 0.7);
+  const shared = tensors.find((t) => SHARED_DIT.test(t.name));
+  if (shared) {
+    evidence.push(`only transformer-level diffusers modules FLUX shares with SD3 (e.g. ${shared.name}): FLUX assumed`);
+    return finish('flux', 0.5);
+  }
   if (tensors.some((t) => T5.test(t.name))) {
     evidence.push('text-encoder-only LoRA with a T5 encoder and no CLIP-G: FLUX assumed');
     return finish('flux', 0.5);

@@ -63,8 +63,9 @@ function rankDims(role: Role | undefined): number[] {
 }
 
 /**
- * Every width divided by `factor`; ranks, 0-d alphas, singleton dims and LoKr factors (whose
- * split into kron factors is arbitrary) are kept.
+ * Every width divided by `factor`; ranks, 0-d alphas and singleton dims are kept. LoKr kron
+ * factors (synthetic, and split between w1 and w2 arbitrarily) shrink by at most 16 each, so
+ * their product stays a few rows by a few hundred columns.
  */
 export function scaleKeyShapes(shapes: KeyShapes, factor: number): KeyShapes {
   if (factor === 1) return structuredClone(shapes);
@@ -72,9 +73,8 @@ export function scaleKeyShapes(shapes: KeyShapes, factor: number): KeyShapes {
   for (const [key, shape] of Object.entries(shapes)) {
     const role = parseRole(key)?.role;
     const keep = rankDims(role);
-    out[key] = role?.startsWith('lokr_')
-      ? [...shape]
-      : shape.map((d, i) => (keep.includes(i) || d % factor !== 0 ? d : d / factor));
+    const f = role?.startsWith('lokr_') ? Math.min(factor, 16) : factor;
+    out[key] = shape.map((d, i) => (keep.includes(i) || d % f !== 0 ? d : d / f));
   }
   return out;
 }
@@ -375,8 +375,10 @@ export async function writeSampleLora(path: string, opts: SampleLoraOptions): Pr
  * (a fused file stores explicit zero rows for parts a split file simply lacks). Also compares DoRA
  * magnitudes per target row range and `reshape` requests, which ΔW does not show.
  */
-export async function compareSets(expected: Pick<AdapterSet, 'patches'>, actual: Pick<AdapterSet, 'patches'>): Promise<{ maxRelError: number; worst: string }> {
-  const [e, a] = await Promise.all([referenceDeltas(expected), referenceDeltas(actual)]);
+export async function compareSets(expected: Pick<AdapterSet, 'patches'> | ExpectedDeltas, actual: Pick<AdapterSet, 'patches'>): Promise<{ maxRelError: number; worst: string }> {
+  const exp = 'deltas' in expected ? expected : await expectedDeltas(expected);
+  const e = exp.deltas;
+  const a = await referenceDeltas(actual);
   let maxRel = 0;
   let worst = '';
   const zero = (d: TargetDelta | undefined) => (d ? d.data : new Float64Array(0));
@@ -403,7 +405,7 @@ export async function compareSets(expected: Pick<AdapterSet, 'patches'>, actual:
       worst = `${key} (${cols} cols)`;
     }
   }
-  const doraE = await doraRows(expected.patches);
+  const doraE = exp.dora;
   const doraA = await doraRows(actual.patches);
   for (const key of new Set([...doraE.keys(), ...doraA.keys()])) {
     const x = doraE.get(key);
@@ -412,9 +414,21 @@ export async function compareSets(expected: Pick<AdapterSet, 'patches'>, actual:
     if (x.axis !== y.axis) throw new Error(`DoRA magnitude for ${key}: axis ${y.axis}, expected ${x.axis}`);
     if (x.values.length !== y.values.length || x.values.some((v, i) => v !== y.values[i])) throw new Error(`DoRA magnitude for ${key} differs`);
   }
-  const reshapes = (s: Pick<AdapterSet, 'patches'>) => JSON.stringify(s.patches.filter((p) => p.reshape).map((p) => [p.target, p.reshape]).sort());
-  if (reshapes(expected) !== reshapes(actual)) throw new Error(`reshape requests differ: ${reshapes(actual)} vs ${reshapes(expected)}`);
+  if (reshapes(actual) !== exp.reshapes) throw new Error(`reshape requests differ: ${reshapes(actual)} vs ${exp.reshapes}`);
   return { maxRelError: maxRel, worst };
+}
+
+const reshapes = (s: Pick<AdapterSet, 'patches'>) => JSON.stringify(s.patches.filter((p) => p.reshape).map((p) => [p.target, p.reshape]).sort());
+
+/** What `compareSets` compares against, computed once for a set that is compared many times. */
+export interface ExpectedDeltas {
+  deltas: Map<string, TargetDelta>;
+  dora: Map<string, { axis: string; values: number[] }>;
+  reshapes: string;
+}
+
+export async function expectedDeltas(set: Pick<AdapterSet, 'patches'>): Promise<ExpectedDeltas> {
+  return { deltas: await referenceDeltas(set), dora: await doraRows(set.patches), reshapes: reshapes(set) };
 }
 
 /** DoRA magnitudes per target, per output row (joined over row slices) or per input column. */

@@ -81,6 +81,7 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
   const out: OutTensor[] = [];
   const ranks: number[] = [];
   let rounded = 0;
+  const roundedTo = new Set<string>();
   for (const d of dests.values()) {
     const fused = await fuseLoraPieces(d.pieces, d.rows, { name: d.name, dtype });
     if (fused.dora && d.pieces.length > 1) {
@@ -88,7 +89,10 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
     }
     const target = dtype ?? (fused.down.dtype === fused.up.dtype ? fused.down.dtype : 'F32');
     const folded = foldScale(fused.down, fused.up, fused.scale, target);
-    if (folded.rounded && target !== 'F32' && target !== 'F64') rounded++;
+    if (folded.rounded && target !== 'F32' && target !== 'F64') {
+      rounded++;
+      roundedTo.add(target);
+    }
     out.push({ name: `${d.name}.${PEFT_SUFFIX.down}`, tensor: folded.down });
     out.push({ name: `${d.name}.${PEFT_SUFFIX.up}`, tensor: folded.up });
     if (fused.dora) out.push({ name: `${d.name}.${PEFT_SUFFIX.magnitude}`, tensor: cast(reshaped(fused.dora.magnitude, [d.rows]), dtype) });
@@ -97,7 +101,7 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
   const notes: string[] = [];
   if (chunked > 0) notes.push(`${chunked} fused modules had a block-diagonal up: their downs were divided between the parts (rank per part = rank / parts)`);
   if (copied > 0) notes.push(`${copied} fused modules were split by copying the down to each part (their ups are not block-diagonal)`);
-  if (rounded > 0) notes.push(`${rounded} modules' scales are not powers of two: folding them into the factors rounded them to ${dtype ?? 'their dtype'} (use --dtype f32 to keep them exact)`);
+  if (rounded > 0) notes.push(`${rounded} modules' scales are not powers of two: folding them into the factors rounded them to ${[...roundedTo].join('/')} (use --dtype f32 to keep them exact)`);
   if (dims.mlpAssumed && set.patches.some((p) => p.rows && fluxTarget(p.target)?.module.shape[0] === '3h+mlp')) {
     notes.push(`single-block mlp width not in the file; FLUX's mlp ratio 4 assumed`);
   }

@@ -1,0 +1,354 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  blockDiagonalColumns, convertLora, LoraFormatError, parseFormatName, readLora, WRITE_FORMATS, writeLora,
+  type AdapterSet, type LoraAdapter, type WriteFormat,
+} from '../src/formats/index.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { writeSafetensors } from '../src/safetensors/writer.ts';
+import { encodeFromF32 } from '../src/tensor/dtype.ts';
+import { memoryTensor } from '../src/tensor/lazy.ts';
+import {
+  compareSets, expectedDeltas, FIXTURE_NAMES, fixtureDir, writeFixture, writeKeyShapes, writeSampleLora, type FixtureName, type KeyShapes,
+} from '../src/testing/lora-fixtures.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await fixtureDir('loraflow-convert-');
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const p = (name: string) => join(dir, name);
+const exists = (path: string) => stat(path).then(() => true, () => false);
+
+/** What each fixture cannot be written as, and the words the error must contain. */
+const REFUSED: Partial<Record<FixtureName, Partial<Record<WriteFormat, RegExp>>>> = {
+  flux_control_lora_format: {
+    kohya: /norm\.(query|key)_norm.*kohya files cannot patch a norm scale/,
+    diffusers: /norm\.(query|key)_norm.*PEFT files cannot replace a weight/,
+  },
+  flux_dora_onetrainer_format: {
+    kohya: /DoRA on part of a fused weight \(lora_transformer_/,
+    comfyui: /DoRA on part of a fused weight \(lora_transformer_/,
+    diffusers: /lora_te.*DoRA magnitude per input column/,
+  },
+  flux_lokr_bfl_format: { diffusers: /diffusion_model\.double_blocks\.0\.img_attn\.proj.*not LoKr/ },
+};
+
+async function tensorsOf(path: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>> {
+  const f = await SafetensorsFile.open(path);
+  try {
+    const out = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
+    for (const t of f.tensors) out.set(t.name, { dtype: t.dtype, shape: t.shape, bytes: await f.readBytes(t.name) });
+    return out;
+  } finally {
+    await f.close();
+  }
+}
+
+async function sameTensors(a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([tensorsOf(a), tensorsOf(b)]);
+  if (x.size !== y.size) return false;
+  for (const [n, t] of x) {
+    const u = y.get(n);
+    if (!u || u.dtype !== t.dtype || Buffer.compare(Buffer.from(u.bytes), Buffer.from(t.bytes)) !== 0) return false;
+  }
+  return true;
+}
+
+async function withSet<R>(path: string, fn: (s: AdapterSet) => Promise<R>): Promise<R> {
+  const s = await readLora(path);
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+describe('every real key list converts to every writable format (or is refused, by name) and back', () => {
+  for (const name of FIXTURE_NAMES) {
+    it(name, async () => {
+      const src = p(`${name}.safetensors`);
+      await writeFixture(name, src);
+      const before = createHash('sha256').update(await readFile(src)).digest('hex');
+      await withSet(src, async (original) => {
+        const expected = await expectedDeltas(original);
+        const written: WriteFormat[] = [];
+        for (const to of WRITE_FORMATS) {
+          const out = p(`${name}.${to}.safetensors`);
+          const refusal = REFUSED[name]?.[to];
+          if (refusal) {
+            const err = await convertLora(src, out, { to }).catch((e: unknown) => e);
+            expect(err).toBeInstanceOf(LoraFormatError);
+            expect((err as LoraFormatError).code).toBe('INEXPRESSIBLE');
+            expect((err as Error).message).toMatch(refusal);
+            expect(await exists(out)).toBe(false);
+            continue;
+          }
+          const report = await convertLora(src, out, { to });
+          expect(report).toMatchObject({ from: original.format, to, architecture: 'flux', unknownKeys: [] });
+          await withSet(out, async (back) => {
+            expect(back.unknownKeys).toEqual([]);
+            // a pure conversion moves bytes only (all fixture scales are powers of two): bit-exact deltas
+            expect(await compareSets(expected, back)).toMatchObject({ maxRelError: 0 });
+          });
+          written.push(to);
+        }
+        // and onwards through the other writers (kohya → diffusers → comfyui → kohya)
+        for (const [i, from] of written.entries()) {
+          const to = written[(i + 1) % written.length]!;
+          if (to === from) continue;
+          const out = p(`${name}.${from}.${to}.safetensors`);
+          await convertLora(p(`${name}.${from}.safetensors`), out, { to });
+          // usually the same bytes as the direct conversion (checked above); otherwise compare deltas
+          if (!(await sameTensors(out, p(`${name}.${to}.safetensors`)))) {
+            await withSet(out, async (back) => expect((await compareSets(expected, back)).maxRelError).toBe(0));
+          }
+        }
+      });
+      expect(createHash('sha256').update(await readFile(src)).digest('hex')).toBe(before);
+    });
+  }
+});
+
+describe('the seed case: ai-toolkit and kohya FLUX LoRAs both convert to either layout', () => {
+  for (const format of ['aitoolkit', 'kohya'] as const) {
+    it(`${format} → kohya and diffusers`, async () => {
+      const src = p(`seed-${format}.safetensors`);
+      await writeSampleLora(src, { format, rank: 4, scale: 1, seed: 7 });
+      for (const to of ['kohya', 'diffusers'] as const) {
+        const out = p(`seed-${format}-${to}.safetensors`);
+        await convertLora(src, out, { to });
+        const names = [...(await tensorsOf(out)).keys()];
+        if (to === 'kohya') {
+          expect(names).toContain('lora_unet_single_blocks_0_linear1.lora_down.weight');
+          expect(names).toContain('lora_unet_single_blocks_0_linear1.alpha');
+          expect(names.every((n) => n.startsWith('lora_unet_'))).toBe(true);
+        } else {
+          expect(names).toContain('transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight');
+          expect(names.some((n) => n.endsWith('.alpha'))).toBe(false);
+        }
+        await withSet(src, (a) => withSet(out, async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+      }
+    });
+  }
+
+  it('ai-toolkit → kohya fuses q, k, v, mlp with a block-diagonal up and alpha = total rank; back to diffusers is bit-identical', async () => {
+    const src = p('seed-ait.safetensors');
+    await writeSampleLora(src, { format: 'aitoolkit', rank: 4, seed: 3, blocks: { double: 2, single: 2 } });
+    await convertLora(src, p('seed-ait-kohya.safetensors'), { to: 'kohya' });
+    const k = await tensorsOf(p('seed-ait-kohya.safetensors'));
+    expect(k.get('lora_unet_single_blocks_1_linear1.lora_down.weight')!.shape).toEqual([16, 48]);
+    expect(k.get('lora_unet_single_blocks_1_linear1.lora_up.weight')!.shape).toEqual([336, 16]);
+    expect(k.get('lora_unet_double_blocks_0_txt_attn_qkv.lora_up.weight')!.shape).toEqual([144, 12]);
+    const alpha = new Float32Array(k.get('lora_unet_single_blocks_1_linear1.alpha')!.bytes.slice().buffer);
+    expect(alpha[0]).toBe(16);
+    await convertLora(p('seed-ait-kohya.safetensors'), p('seed-ait-back.safetensors'), { to: 'diffusers' });
+    const original = await tensorsOf(src);
+    const back = await tensorsOf(p('seed-ait-back.safetensors'));
+    expect([...back.keys()].sort()).toEqual([...original.keys()].sort());
+    for (const [n, t] of original) expect(Buffer.compare(Buffer.from(back.get(n)!.bytes), Buffer.from(t.bytes)), n).toBe(0);
+  });
+});
+
+describe('fused → split', () => {
+  it('a block-diagonal up divides the down between parts; a dense one copies it', async () => {
+    const bd = p('bd.safetensors');
+    const dense = p('dense.safetensors');
+    await writeFixture('flux_lora_kohya_format', bd, { blockDiagonal: true });
+    await writeFixture('flux_lora_kohya_format', dense);
+    const r1 = await convertLora(bd, p('bd.diffusers.safetensors'), { to: 'diffusers' });
+    const r2 = await convertLora(dense, p('dense.diffusers.safetensors'), { to: 'diffusers' });
+    expect(r1.notes.join(' ')).toContain('downs were divided');
+    expect(r2.notes.join(' ')).toContain('copying the down');
+    const a = await tensorsOf(p('bd.diffusers.safetensors'));
+    const b = await tensorsOf(p('dense.diffusers.safetensors'));
+    // rank 16 over 3 parts: columns 0–5, 6–10, 11–15; over 4 parts: 4 each
+    expect(a.get('transformer.transformer_blocks.0.attn.to_q.lora_A.weight')!.shape).toEqual([6, 48]);
+    expect(a.get('transformer.transformer_blocks.0.attn.to_v.lora_A.weight')!.shape).toEqual([5, 48]);
+    expect(a.get('transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight')!.shape).toEqual([192, 4]);
+    expect(b.get('transformer.transformer_blocks.0.attn.to_q.lora_A.weight')!.shape).toEqual([16, 48]);
+    expect(b.get('transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight')!.shape).toEqual([192, 16]);
+    for (const [src, out] of [[bd, 'bd.diffusers'], [dense, 'dense.diffusers']] as const) {
+      await withSet(src, (x) => withSet(p(`${out}.safetensors`), async (y) => expect((await compareSets(x, y)).maxRelError).toBe(0)));
+    }
+  });
+
+  it('one non-zero off-diagonal entry makes the up dense (the down is then copied, never chunked)', () => {
+    // 6 rows in 2 parts of 3, rank 2; column 0 in part 0, column 1 in part 1
+    const up = Float32Array.from([1, 0, 2, 0, 3, 0, 0, 4, 0, 5, 0, 6]);
+    expect(blockDiagonalColumns(up, 6, 2, [[0, 3], [3, 6]])).toEqual([0, 1]);
+    up[1] = 1e-30;
+    expect(blockDiagonalColumns(up, 6, 2, [[0, 3], [3, 6]])).toBeUndefined();
+    // all-zero columns are shared out by position
+    expect(blockDiagonalColumns(new Float32Array(24), 6, 4, [[0, 3], [3, 6]])).toEqual([0, 0, 1, 1]);
+  });
+
+  it('kohya (alpha = rank) → diffusers → kohya gives back the same tensors (shared downs are recognised)', async () => {
+    const src = p('k-scale1.safetensors');
+    await writeFixture('flux_lora_kohya_with_te1_format', src, { alpha: (_, r) => r, dtype: 'BF16' });
+    await convertLora(src, p('k-scale1.d.safetensors'), { to: 'diffusers' });
+    await convertLora(p('k-scale1.d.safetensors'), p('k-scale1.k.safetensors'), { to: 'kohya' });
+    const original = await tensorsOf(src);
+    const back = await tensorsOf(p('k-scale1.k.safetensors'));
+    expect([...back.keys()].sort()).toEqual([...original.keys()].sort());
+    for (const [n, t] of original) {
+      expect(back.get(n)!.dtype, n).toBe(t.dtype);
+      expect(Buffer.compare(Buffer.from(back.get(n)!.bytes), Buffer.from(t.bytes)), n).toBe(0);
+    }
+  });
+
+  it('the final adaLN swaps the row halves of the up only, both ways', async () => {
+    const src = p('final.safetensors');
+    const up = Float32Array.from({ length: 96 * 2 }, (_, i) => i + 1);
+    const down = Float32Array.from({ length: 2 * 48 }, (_, i) => -(i + 1));
+    await writeSafetensors(src, [
+      { name: 'lora_unet_final_layer_adaLN_modulation_1.lora_down.weight', dtype: 'F32', shape: [2, 48], data: encodeFromF32(down, 'F32') },
+      { name: 'lora_unet_final_layer_adaLN_modulation_1.lora_up.weight', dtype: 'F32', shape: [96, 2], data: encodeFromF32(up, 'F32') },
+      { name: 'lora_unet_final_layer_adaLN_modulation_1.alpha', dtype: 'F32', shape: [], data: encodeFromF32(Float32Array.of(2), 'F32') },
+      { name: 'lora_unet_double_blocks_0_img_attn_proj.lora_down.weight', dtype: 'F32', shape: [2, 48], data: encodeFromF32(down, 'F32') },
+      { name: 'lora_unet_double_blocks_0_img_attn_proj.lora_up.weight', dtype: 'F32', shape: [48, 2], data: encodeFromF32(up.slice(0, 96), 'F32') },
+    ]);
+    await convertLora(src, p('final.d.safetensors'), { to: 'diffusers' });
+    const d = await tensorsOf(p('final.d.safetensors'));
+    const B = new Float32Array(d.get('transformer.norm_out.linear.lora_B.weight')!.bytes.slice().buffer);
+    expect([...B]).toEqual([...up.slice(96), ...up.slice(0, 96)]);
+    const A = new Float32Array(d.get('transformer.norm_out.linear.lora_A.weight')!.bytes.slice().buffer);
+    expect([...A]).toEqual([...down]);
+    await convertLora(p('final.d.safetensors'), p('final.k.safetensors'), { to: 'kohya' });
+    const k = await tensorsOf(p('final.k.safetensors'));
+    expect([...new Float32Array(k.get('lora_unet_final_layer_adaLN_modulation_1.lora_up.weight')!.bytes.slice().buffer)]).toEqual([...up]);
+    await withSet(src, (a) => withSet(p('final.d.safetensors'), async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+  });
+});
+
+describe('scales, dtypes and metadata', () => {
+  it('a scale that is not a power of two is folded into the factors within f32 rounding; bf16 rounding is reported', async () => {
+    await writeFixture('flux_lora_kohya_format', p('s3.safetensors'), { alpha: () => 3 });
+    await convertLora(p('s3.safetensors'), p('s3.d.safetensors'), { to: 'diffusers' });
+    await withSet(p('s3.safetensors'), (a) => withSet(p('s3.d.safetensors'), async (b) => {
+      const { maxRelError } = await compareSets(a, b);
+      expect(maxRelError).toBeGreaterThan(0);
+      expect(maxRelError).toBeLessThan(1e-6);
+    }));
+    await writeFixture('flux_lora_kohya_format', p('s3b.safetensors'), { alpha: () => 3, dtype: 'BF16' });
+    const r = await convertLora(p('s3b.safetensors'), p('s3b.d.safetensors'), { to: 'diffusers' });
+    expect(r.notes.join(' ')).toMatch(/494 modules' scales are not powers of two.*BF16/);
+    const r32 = await convertLora(p('s3b.safetensors'), p('s3b.d32.safetensors'), { to: 'diffusers', dtype: 'F32' });
+    expect(r32.notes.join(' ')).not.toContain('powers of two');
+    expect([...(await tensorsOf(p('s3b.d32.safetensors'))).values()].every((t) => t.dtype === 'F32')).toBe(true);
+  });
+
+  it('keeps each tensor dtype unless told; --dtype casts everything (alphas exact)', async () => {
+    await writeFixture('flux_lora_kohya_format', p('dt.safetensors'), { dtype: 'F16', alphaDtype: 'I64' });
+    await convertLora(p('dt.safetensors'), p('dt.c.safetensors'), { to: 'comfyui' });
+    const kept = await tensorsOf(p('dt.c.safetensors'));
+    expect(new Set([...kept].filter(([n]) => !n.endsWith('.alpha')).map(([, t]) => t.dtype))).toEqual(new Set(['F16']));
+    await convertLora(p('dt.safetensors'), p('dt.b.safetensors'), { to: 'kohya', dtype: 'BF16' });
+    const cast = await tensorsOf(p('dt.b.safetensors'));
+    expect(new Set([...cast.values()].map((t) => t.dtype))).toEqual(new Set(['BF16']));
+    await withSet(p('dt.b.safetensors'), async (s) => expect((s.patches[0]!.adapter as LoraAdapter).scale).toBe(0.5));
+  });
+
+  it('metadata is carried over and updated, with a loraflow provenance entry', async () => {
+    await writeFixture('flux_lora_kohya_format', p('meta.safetensors'), {
+      metadata: {
+        ss_network_dim: '8', ss_network_alpha: '1', ss_output_name: 'mine', lora_adapter_metadata: '{"transformer.lora_alpha": 3}',
+        loraflow: JSON.stringify({ operation: 'merge' }),
+      },
+    });
+    await convertLora(p('meta.safetensors'), p('meta.d.safetensors'), { to: 'diffusers', metadata: { ss_output_name: 'converted' } });
+    const f = await SafetensorsFile.open(p('meta.d.safetensors'));
+    const m = f.metadata!;
+    await f.close();
+    expect(m.ss_network_dim).toBe('16');
+    expect(m.ss_network_alpha).toBe('16');
+    expect(m.ss_output_name).toBe('converted');
+    expect(m.lora_adapter_metadata).toBeUndefined();
+    expect(m['modelspec.architecture']).toBe('flux-1-dev/lora');
+    expect(m.format).toBe('pt');
+    const prov = JSON.parse(m.loraflow!);
+    expect(prov).toMatchObject({ version: '0.1.0', operation: 'convert', source: { format: 'kohya' }, format: 'diffusers', previous: { operation: 'merge' } });
+    await convertLora(p('meta.safetensors'), p('meta.k.safetensors'), { to: 'kohya' });
+    const g = await SafetensorsFile.open(p('meta.k.safetensors'));
+    expect(g.metadata).toMatchObject({ ss_network_dim: '16', ss_network_alpha: '8', ss_network_module: 'networks.lora_flux' });
+    await g.close();
+  });
+});
+
+describe('refusals and safety', () => {
+  it('an SDXL LoRA is refused by name before anything is written', async () => {
+    const shapes: KeyShapes = {
+      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.lora_down.weight': [4, 64],
+      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.lora_up.weight': [64, 4],
+      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.alpha': [],
+    };
+    await writeKeyShapes(p('sdxl.safetensors'), shapes);
+    const set = await readLora(p('sdxl.safetensors'));
+    expect(set.architecture).toBe('sdxl');
+    expect(set.patches[0]).toMatchObject({ component: 'unet', target: 'input_blocks_4_1_transformer_blocks_1_attn1_to_q.weight' });
+    await set.close();
+    const err = await convertLora(p('sdxl.safetensors'), p('sdxl.out.safetensors'), { to: 'kohya' }).catch((e: unknown) => e);
+    expect((err as LoraFormatError).code).toBe('NOT_FLUX');
+    expect((err as Error).message).toMatch(/writing a kohya LoRA works on FLUX\.1 LoRAs only; this is a kohya LoRA for SDXL/);
+    expect(await exists(p('sdxl.out.safetensors'))).toBe(false);
+  });
+
+  it('refuses to write over its input', async () => {
+    await writeFixture('flux_lora_xlabs_format', p('same.safetensors'));
+    await expect(convertLora(p('same.safetensors'), p('./same.safetensors'), { to: 'kohya' })).rejects.toMatchObject({ code: 'SAME_PATH' });
+  });
+
+  it('a LoRA on a row slice with DoRA per output row survives split and fuse; LoKr in a fused module refuses PEFT', async () => {
+    const set: AdapterSet = {
+      architecture: 'flux', format: 'test', metadata: {}, unknownKeys: [], notes: [],
+      patches: ['to_q', 'to_k', 'to_v'].map((n, j) => ({
+        component: 'transformer' as const,
+        target: 'double_blocks.0.img_attn.qkv.weight',
+        rows: [j * 8, 8] as const,
+        adapter: { kind: 'lora' as const, down: memoryTensor(Float32Array.from({ length: 16 }, (_, i) => i + j), [2, 8]), up: memoryTensor(Float32Array.from({ length: 16 }, (_, i) => i - j), [8, 2]), scale: 1 },
+        dora: { axis: 'out' as const, magnitude: memoryTensor(Float32Array.from({ length: 8 }, (_, i) => 1 + i + 10 * j), [8]) },
+        source: { module: n, keys: [] },
+      })),
+    };
+    await writeLora(p('dora.k.safetensors'), set, { format: 'kohya' });
+    const k = await tensorsOf(p('dora.k.safetensors'));
+    expect(k.get('lora_unet_double_blocks_0_img_attn_qkv.dora_scale')!.shape).toEqual([24, 1]);
+    await convertLora(p('dora.k.safetensors'), p('dora.d.safetensors'), { to: 'diffusers' });
+    expect((await tensorsOf(p('dora.d.safetensors'))).get('transformer.transformer_blocks.0.attn.to_k.lora_magnitude_vector')!.shape).toEqual([8]);
+    await withSet(p('dora.d.safetensors'), async (b) => expect((await compareSets(set, b)).maxRelError).toBe(0));
+    // only two of three parts with DoRA: the fused magnitude would be unknown for the third
+    const partial = { ...set, patches: set.patches.map((x, i) => (i === 2 ? { ...x, dora: undefined } : x)) };
+    await expect(writeLora(p('dora.bad.safetensors'), partial, { format: 'comfyui' })).rejects.toThrow(/DoRA on part of a fused weight \(to_v\)/);
+    expect(await exists(p('dora.bad.safetensors'))).toBe(false);
+  });
+
+  it('cancellation stops mid-write and leaves neither output nor temp file; progress counts every tensor', async () => {
+    await writeFixture('flux_lora_kohya_format', p('cancel.safetensors'));
+    const ac = new AbortController();
+    const seen: number[] = [];
+    const err = await convertLora(p('cancel.safetensors'), p('cancel.out.safetensors'), {
+      to: 'diffusers',
+      ctx: { signal: ac.signal, onProgress: (done) => { seen.push(done); if (done === 10) ac.abort(); } },
+    }).catch((e: unknown) => e);
+    expect((err as Error).name).toBe('AbortError');
+    expect(Math.max(...seen)).toBe(10);
+    expect(await exists(p('cancel.out.safetensors'))).toBe(false);
+    expect((await readdir(dir)).filter((f) => f.includes('cancel.out'))).toEqual([]);
+    let last = [0, 0];
+    await convertLora(p('cancel.safetensors'), p('cancel.ok.safetensors'), { to: 'diffusers', ctx: { onProgress: (d, t) => (last = [d, t]) } });
+    expect(last).toEqual([988, 988]);
+  });
+
+  it('format names and aliases', () => {
+    expect(parseFormatName('sd-scripts')).toBe('kohya');
+    expect(parseFormatName('ai-toolkit')).toBe('diffusers');
+    expect(parseFormatName('PEFT')).toBe('diffusers');
+    expect(parseFormatName('bfl')).toBe('comfyui');
+    expect(() => parseFormatName('safetensors')).toThrow(/unknown LoRA format "safetensors".*kohya.*diffusers.*comfyui/);
+  });
+});
