@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { withSafetensors } from '../../safetensors/reader.ts';
 import { formatSummary, summarizeSafetensors } from '../../safetensors/summary.ts';
+import { formatDetection } from '../../formats/detect.ts';
+import { detectFile } from '../../formats/inspect.ts';
 import { UsageError, type Command } from '../command.ts';
 
 export const inspect: Command = {
@@ -24,8 +26,9 @@ Options:
       options: { json: { type: 'boolean', default: false }, tensors: { type: 'boolean', default: false } },
     });
     if (positionals.length !== 1) throw new UsageError(`inspect takes exactly one FILE, got ${positionals.length}`);
-    const summary = await withSafetensors(positionals[0]!, async (f) => summarizeSafetensors(f));
-    process.stdout.write(values.json ? `${JSON.stringify(summary, null, 2)}\n` : `${formatSummary(summary, { tensors: values.tensors })}\n`);
+    const { summary, detection } = await withSafetensors(positionals[0]!, async (f) => ({ summary: summarizeSafetensors(f), detection: await detectFile(f) }));
+    if (values.json) process.stdout.write(`${JSON.stringify({ ...summary, detection }, null, 2)}\n`);
+    else process.stdout.write(`${formatSummary(summary, { tensors: values.tensors })}\n${formatDetection(detection)}\n`);
     return 0;
   },
 };
