@@ -12,13 +12,14 @@ function version(): string {
   return pkg.version;
 }
 
-function overview(): string {
-  const width = Math.max(...commands.map((c) => c.name.length));
+async function overview(): Promise<string> {
+  const all = await Promise.all(commands.map((c) => c.load()));
+  const width = Math.max(...all.map((c) => c.name.length));
   return [
     'Usage: loraflow COMMAND [ARGS…]',
     '',
     'Commands:',
-    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    ...all.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
     'Run `loraflow COMMAND --help` for a command\'s arguments and options.',
     'Exit codes: 0 ok, 1 the run failed, 2 invalid input.',
@@ -46,21 +47,22 @@ function describe(error: unknown): string {
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
-    process.stderr.write(`${overview()}\n`);
+    process.stderr.write(`${await overview()}\n`);
     return EXIT_INVALID_INPUT;
   }
   if (name === '--help' || name === '-h' || name === 'help') {
     const target = rest[0] !== undefined ? commands.find((c) => c.name === rest[0]) : undefined;
     if (rest[0] !== undefined && !target) return unknownCommand(rest[0]);
-    process.stdout.write(`${target ? target.usage : overview()}\n`);
+    process.stdout.write(`${target ? (await target.load()).usage : await overview()}\n`);
     return EXIT_OK;
   }
   if (name === '--version' || name === '-v') {
     process.stdout.write(`${version()}\n`);
     return EXIT_OK;
   }
-  const command: Command | undefined = commands.find((c) => c.name === name);
-  if (!command) return unknownCommand(name);
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) return unknownCommand(name);
+  const command: Command = await entry.load();
   if (rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(`${command.usage}\n`);
     return EXIT_OK;
@@ -78,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-function unknownCommand(name: string): number {
-  process.stderr.write(`loraflow: unknown command "${name}"\n\n${overview()}\n`);
+async function unknownCommand(name: string): Promise<number> {
+  process.stderr.write(`loraflow: unknown command "${name}"\n\n${await overview()}\n`);
   return EXIT_INVALID_INPUT;
 }

@@ -34,7 +34,7 @@ export class SafetensorsFile {
       await readExactly(handle, lenBuf, 0, path);
       const n = new DataView(lenBuf.buffer).getBigUint64(0, true);
       if (n > BigInt(MAX_HEADER_BYTES)) {
-        throw new SafetensorsError('HEADER_TOO_LARGE', path, `header claims ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit`);
+        throw new SafetensorsError('HEADER_TOO_LARGE', path, `header claims ${n} bytes, over the ${MAX_HEADER_BYTES}-byte limit${textHint(lenBuf)}`);
       }
       const headerLen = Number(n);
       if (8 + headerLen > size) {
@@ -115,6 +115,12 @@ export async function withSafetensors<T>(path: string, fn: (f: SafetensorsFile) 
   } finally {
     await f.close();
   }
+}
+
+/** A "length" made of printable ASCII means the file is text: an HTML error page or a Git LFS pointer saved under the model's name. */
+function textHint(first8: Uint8Array): string {
+  if (!first8.every((b) => b >= 0x20 && b < 0x7f)) return '';
+  return `; the file starts with the text "${String.fromCharCode(...first8)}", so it is probably an HTML page or a Git LFS pointer, not a safetensors file`;
 }
 
 async function openForRead(path: string): Promise<FileHandle> {

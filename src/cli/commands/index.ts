@@ -1,15 +1,25 @@
 import type { Command } from '../command.ts';
-import { apply } from './apply.ts';
-import { convert } from './convert.ts';
-import { demo } from './demo.ts';
-import { extract } from './extract.ts';
-import { inspect } from './inspect.ts';
-import { merge } from './merge.ts';
-import { nodes } from './nodes.ts';
-import { recipe } from './recipe.ts';
-import { resize } from './resize.ts';
-import { run } from './run.ts';
-import { samples } from './samples.ts';
 
-/** Every command of `loraflow`, in the order `--help` lists them. Add a command: one file, one line here. */
-export const commands: readonly Command[] = [inspect, run, convert, merge, apply, extract, resize, nodes, recipe, samples, demo];
+/**
+ * Every command of `loraflow`, in the order `--help` lists them. Each module is imported only when
+ * its command runs, so `loraflow inspect` starts in milliseconds instead of first loading the
+ * graph engine and TensorFlow.js. Add a command: one file, one line here.
+ */
+export interface CommandEntry {
+  name: string;
+  load(): Promise<Command>;
+}
+
+export const commands: readonly CommandEntry[] = [
+  { name: 'inspect', load: async () => (await import('./inspect.ts')).inspect },
+  { name: 'run', load: async () => (await import('./run.ts')).run },
+  { name: 'convert', load: async () => (await import('./convert.ts')).convert },
+  { name: 'merge', load: async () => (await import('./merge.ts')).merge },
+  { name: 'apply', load: async () => (await import('./apply.ts')).apply },
+  { name: 'extract', load: async () => (await import('./extract.ts')).extract },
+  { name: 'resize', load: async () => (await import('./resize.ts')).resize },
+  { name: 'nodes', load: async () => (await import('./nodes.ts')).nodes },
+  { name: 'recipe', load: async () => (await import('./recipe.ts')).recipe },
+  { name: 'samples', load: async () => (await import('./samples.ts')).samples },
+  { name: 'demo', load: async () => (await import('./demo.ts')).demo },
+];
