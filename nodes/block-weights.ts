@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { parseBlockWeights } from '../src/lora/blocks.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
-import { compactReport, summarizeLora } from './types.ts';
+import { compactReport, plainSet, summarizeLora } from './types.ts';
 
 export const blockWeights = defineNode({
   type: 'block-weights',
@@ -29,7 +29,7 @@ export const blockWeights = defineNode({
     const { set, report } = applyBlockWeights(lora, p.weights);
     for (const note of report.notes) ctx.log(note);
     if (report.unassigned.length > 0) ctx.log(`${report.unassigned.length} module(s) belong to no block and keep weight 1`);
-    return { lora: set, report: { ...report } };
+    return { lora: plainSet(set), report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

@@ -39,11 +39,18 @@ export const mergeIntoBase = defineNode({
     return problems;
   },
   async run(ctx, { base, loras }, p) {
+    // The library writes to staging names; the report should name the files the user will see.
+    const finalOf = new Map<string, string>();
+    const output = async (value: string) => {
+      const staged = await ctx.outputPath(value);
+      finalOf.set(staged, ctx.resolvePath(value, 'output'));
+      return staged;
+    };
     const pair = async (inPath?: string, outPath?: string) =>
-      inPath && outPath ? { in: ctx.resolvePath(inPath, 'checkpoints'), out: await ctx.outputPath(outPath) } : undefined;
+      inPath && outPath ? { in: ctx.resolvePath(inPath, 'checkpoints'), out: await output(outPath) } : undefined;
     const report = await applyToBase({
       base: base.path,
-      out: await ctx.outputPath(p.path),
+      out: await output(p.path),
       loras: loras.map((set, i) => ({ set, weight: p.weights?.[i] ?? 1 })),
       dtype: p.dtype,
       stochasticFp8: p.stochasticFp8,
@@ -54,7 +61,8 @@ export const mergeIntoBase = defineNode({
       ctx: ctx.op,
     });
     ctx.log(`patched ${report.modules} module(s) into ${p.path} in ${report.seconds.toFixed(1)} s (backend ${report.backend})`);
-    return { report: { path: p.path, ...report } };
+    const files = report.files.map((f) => ({ ...f, out: finalOf.get(f.out) ?? f.out }));
+    return { report: { path: p.path, ...report, files } };
   },
   summarize: (o) => compactReport(o.report, ['files']),
 });

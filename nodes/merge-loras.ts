@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { mergeLoras as merge } from '../src/lora/merge.ts';
 import { energyParam, rankParam, weightsCheck, weightsParam } from './params.ts';
-import { compactReport, summarizeLora } from './types.ts';
+import { compactReport, plainSet, summarizeLora } from './types.ts';
 
 export const mergeLoras = defineNode({
   type: 'merge-loras',
@@ -31,7 +31,7 @@ export const mergeLoras = defineNode({
       { method: p.method, rank: p.rank, energy: p.energy, refactor: p.refactor, ctx: ctx.op },
     );
     ctx.log(`${report.method} merge of ${loras.length} LoRA(s): ${report.modules.length} module(s), relative error ${report.relError.toExponential(2)} (backend ${report.backend})`);
-    return { lora: set, report: { ...report } };
+    return { lora: plainSet(set), report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

@@ -71,7 +71,11 @@ export function compactReport(report: Record<string, unknown>, keepLists: readon
   return out;
 }
 
-/** An AdapterSet with only the canonical fields (no file handle), for results computed from another set. */
+/**
+ * An AdapterSet with only the canonical fields, for results computed from another set: library
+ * operations copy their input with a spread, which would carry a loaded file's `path` and `close`
+ * along and make a computed LoRA look like (and be closable as) the file it came from.
+ */
 export function plainSet(set: AdapterSet): AdapterSet {
   return { architecture: set.architecture, format: set.format, patches: set.patches, metadata: set.metadata, unknownKeys: set.unknownKeys, notes: set.notes };
 }

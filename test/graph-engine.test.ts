@@ -110,6 +110,16 @@ describe('running a recipe', () => {
   });
 });
 
+describe('run context', () => {
+  it('gives each run a temporary directory, removed when the run ends', async () => {
+    const { result } = await run(recipe({ t: { type: 'test.temp', v: '1.0.0' } }, { outputs: ['t'] }), { tempRoot: dir });
+    const tempDir = result.values.t!.dir as string;
+    expect(tempDir.startsWith(join(dir, 'loraflow-run-'))).toBe(true);
+    await expect(stat(tempDir)).rejects.toThrow();
+    expect(await readdir(dir)).toEqual([]);
+  });
+});
+
 describe('--set overrides', () => {
   it('coerce by the param type and reach the right node', async () => {
     const { result } = await run(arithmetic(), { overrides: { a: '7', scale: '0.5', where: 'out/other.json' } });

@@ -182,4 +182,20 @@ export const handleNode = defineNode({
   },
 });
 
-export const registry = new NodeRegistry([constNode, addNode, sumNode, floatOnlyNode, readNode, writeNode, slowNode, failNode, randomNode, handleNode]);
+export const tempNode = defineNode({
+  type: 'test.temp',
+  v: '1.0.0',
+  title: 'Temp',
+  category: 'test',
+  description: 'Writes a scratch file in the run\'s temporary directory and reports where.',
+  inputs: {},
+  outputs: { dir: { type: 'TEXT' } },
+  params: z.object({}),
+  async run(ctx) {
+    const dir = await ctx.tempDir();
+    await writeFile(`${dir}/scratch.bin`, 'x');
+    return { dir };
+  },
+});
+
+export const registry = new NodeRegistry([constNode, addNode, sumNode, floatOnlyNode, readNode, writeNode, slowNode, failNode, randomNode, handleNode, tempNode]);

@@ -50,7 +50,7 @@ Options:
     const dir = resolve(values.dir ?? '.');
     const say = (s: string) => void process.stdout.write(`${s}\n`);
     const show = (p: string) => relative(process.cwd(), p) || '.';
-    const reporter = humanReporter((s) => void process.stderr.write(s), !!process.stderr.isTTY, process.stderr.columns ?? 100);
+    const reporter = humanReporter((s) => void process.stderr.write(s), !!process.stderr.isTTY, process.stderr.columns || 100);
     const roots = { loras: dir, checkpoints: dir, output: dir };
 
     say(`1. Sample data (FLUX.1 key names and block counts, widths ÷64) in ${show(resolve(dir, 'samples'))}:`);

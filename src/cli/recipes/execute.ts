@@ -49,7 +49,7 @@ function printPlan(plan: PlanInfo, write: (s: string) => void): void {
 export async function executeRecipe(recipe: unknown, flags: RunFlags): Promise<number> {
   if (flags.backend) await setup({ backend: flags.backend });
   const err = (s: string) => void process.stderr.write(s);
-  const reporter = flags.jsonEvents ? jsonReporter((s) => void process.stdout.write(s)) : humanReporter(err, !!process.stderr.isTTY, process.stderr.columns ?? 100);
+  const reporter = flags.jsonEvents ? jsonReporter((s) => void process.stdout.write(s)) : humanReporter(err, !!process.stderr.isTTY, process.stderr.columns || 100);
   const controller = new AbortController();
   let interrupts = 0;
   const onSigint = () => {
