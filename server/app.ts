@@ -6,7 +6,8 @@ import type { RootsConfig } from '../src/graph/index.ts';
 import { Engine } from './engine.ts';
 import { errorHandler, notFoundHandler } from './errors.ts';
 import { EventHub } from './event-hub.ts';
-import { isLoopbackHost, originGuard } from './origin.ts';
+import { assertBindable, DEFAULT_HOST, DEFAULT_PORT, PublicBindError } from './bind.ts';
+import { originGuard } from './origin.ts';
 import { RecipeStore } from './recipe-store.ts';
 import { filesRouter } from './routes/files.ts';
 import { inspectRouter } from './routes/inspect.ts';
@@ -33,6 +34,8 @@ export interface ServerOptions {
   cwd?: string;
   /** The node package (default: loraflow's `nodes/index.ts`). */
   nodesModule?: string | URL;
+  /** Compute backend the run worker uses (auto, wasm, webgpu, tensorflow), as `loraflow run --backend`. */
+  backend?: string;
   /** Largest JSON body accepted, in bytes (default 2 MiB: recipes are small). */
   maxJsonBytes?: number;
   /** Largest safetensors header accepted by /api/recipe-from-file (default 16 MiB). */
@@ -50,23 +53,15 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export const DEFAULT_HOST = '127.0.0.1';
-export const DEFAULT_PORT = 8188;
-
-export class PublicBindError extends Error {
-  constructor(host: string) {
-    super(`refusing to listen on ${host}: it is not a loopback address, and this server can read and write files under its roots. Pass --allow-public if you really mean to expose it.`);
-    this.name = 'PublicBindError';
-  }
-}
+export { DEFAULT_HOST, DEFAULT_PORT, PublicBindError };
 
 /** Starts the HTTP API, the WebSocket event stream and the editor on one port. */
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const host = opts.host ?? DEFAULT_HOST;
   const allowPublic = opts.allowPublic ?? false;
-  if (!allowPublic && !isLoopbackHost(host)) throw new PublicBindError(host);
+  assertBindable(host, allowPublic);
   const cwd = path.resolve(opts.cwd ?? process.cwd());
-  const engine = await Engine.load({ nodesModule: opts.nodesModule, roots: opts.roots ?? {}, cwd });
+  const engine = await Engine.load({ nodesModule: opts.nodesModule, roots: opts.roots ?? {}, cwd, backend: opts.backend });
   const browseRoots = engine.browseRoots();
   const store = new RecipeStore(path.resolve(cwd, opts.recipesDir ?? 'recipes'));
   const examples = new RecipeStore(opts.examplesDir ? path.resolve(cwd, opts.examplesDir) : GRAPHS_DIR, true);

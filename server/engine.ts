@@ -17,6 +17,8 @@ export interface EngineOptions {
   roots: RootsConfig;
   /** What relative roots, and kinds with no root, resolve against. */
   cwd: string;
+  /** Given to the node package's `setup` in the worker (e.g. the compute backend). */
+  backend?: string;
 }
 
 function toUrl(m: string | URL): string {
@@ -40,6 +42,7 @@ export class Engine {
     private readonly nodesModule: string,
     readonly roots: RootsConfig,
     readonly cwd: string,
+    private readonly backend?: string,
   ) {
     this.resolvePath = createPathResolver(roots, cwd);
   }
@@ -48,7 +51,7 @@ export class Engine {
     const url = toUrl(opts.nodesModule ?? DEFAULT_NODES_MODULE);
     const mod = (await import(url)) as { registry?: unknown };
     if (!(mod.registry instanceof NodeRegistry)) throw new Error(`${url} does not export a NodeRegistry named "registry"`);
-    return new Engine(mod.registry, url, opts.roots, opts.cwd);
+    return new Engine(mod.registry, url, opts.roots, opts.cwd, opts.backend);
   }
 
   nodeDefinitions(): Record<string, NodeDefinitionJson> {
@@ -79,7 +82,7 @@ export class Engine {
 
   /** The executor the run queue drives: one run at a time in the worker, events forwarded as they come. */
   readonly execute: Executor = async (runId, job, emit, signal) => {
-    this.worker ??= new GraphWorker({ nodesModule: this.nodesModule });
+    this.worker ??= new GraphWorker({ nodesModule: this.nodesModule, setup: this.backend ? { backend: this.backend } : undefined });
     const worker = this.worker;
     const handle = worker.run(job.recipe, { runId, overrides: job.overrides, roots: this.roots, cwd: this.cwd, signal, onEvent: (e) => emit(forwardEvent(e)) });
     const result = await handle.result;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { PROVENANCE_KEY } from '../nodes/provenance.ts';
-import { RecipeSchema, exposePath, parseExposePath } from '../src/graph/index.ts';
-import { setAtPath } from '../src/graph/overrides.ts';
+import { bakeOverrides } from '../src/cli/commands/recipe.ts';
+import { RecipeSchema } from '../src/graph/index.ts';
 import { ApiError, zodDetails } from './errors.ts';
 
 export { PROVENANCE_KEY };
@@ -40,13 +40,11 @@ export function recipeFromProvenance(stored: string, source: string): RecoveredR
   if (!p.success) throw new ApiError(422, 'bad_provenance', `${source}: the "${PROVENANCE_KEY}" metadata has an unexpected shape`, zodDetails(p.error));
   const r = RecipeSchema.safeParse(p.data.recipe);
   if (!r.success) throw new ApiError(422, 'bad_provenance', `${source}: the stored recipe does not match the recipe schema`, zodDetails(r.error));
-  const recipe = structuredClone(p.data.recipe) as Record<string, unknown> & { nodes: Record<string, { params?: Record<string, unknown> }> };
-  for (const [name, value] of Object.entries(p.data.overrides)) {
-    const entry = r.data.expose?.[name];
-    const parts = entry === undefined ? undefined : parseExposePath(exposePath(entry));
-    const node = parts ? recipe.nodes[parts.nodeId] : undefined;
-    if (!parts || !node) throw new ApiError(422, 'bad_provenance', `${source}: override "${name}" names no exposed param of the stored recipe`);
-    node.params = setAtPath(node.params ?? {}, [parts.param, ...parts.rest], value);
+  let recipe: Record<string, unknown>;
+  try {
+    recipe = bakeOverrides(r.data as Record<string, unknown>, p.data.overrides);
+  } catch (e) {
+    throw new ApiError(422, 'bad_provenance', `${source}: ${(e as Error).message}`);
   }
   return { recipe, overrides: p.data.overrides, version: p.data.version, nodeId: p.data.node };
 }

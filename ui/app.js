@@ -45,7 +45,7 @@ const canvas = new LGraphCanvas(canvasEl, graph);
 canvas.background_image = '';
 canvas.clear_background_color = '#17191d';
 canvas.render_canvas_border = false;
-canvas.render_info = false;
+canvas.show_info = false;
 Object.assign(LGraphCanvas.link_type_colors, { LORA: '#c792ea', MODEL: '#82aaff', REPORT: '#c3e88d' });
 
 function fitCanvas() {
@@ -76,6 +76,16 @@ function fitView() {
   redraw();
 }
 
+/** Where a node's widget is on the page (CSS pixels), to click it like a user would. */
+function widgetScreenPos(rid, name) {
+  const n = nodes().find((x) => x.properties?.rid === rid);
+  const w = n?.widgets?.find((x) => x.name === name);
+  if (!w) return undefined;
+  const [x, y] = canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0] / 2, n.pos[1] + (w.last_y ?? 0) + LiteGraph.NODE_WIDGET_HEIGHT / 2]);
+  const r = canvasEl.getBoundingClientRect();
+  return { x: r.left + x, y: r.top + y };
+}
+
 function focusNode(id) {
   const n = nodes().find((x) => x.properties?.rid === id);
   if (!n) return;
@@ -94,7 +104,7 @@ function pathValues(path) {
 async function refreshFiles() {
   await Promise.all(state.roots.map(async ({ name }) => {
     try {
-      const listing = await api.files(name, '', { recursive: 1 });
+      const listing = await api.files(name, '', { recursive: 1, ext: 'safetensors' });
       state.files.set(name, listing.entries.filter((e) => e.type === 'file').map((e) => e.path));
     } catch (e) {
       console.warn(`cannot list root ${name}`, e);
@@ -124,7 +134,7 @@ function buildPalette() {
 
 function addNode(def) {
   const node = LiteGraph.createNode(litegraphType(def));
-  const [cx, cy] = canvas.convertOffsetToCanvas([canvasEl.clientWidth / 2, canvasEl.clientHeight / 2], [0, 0]);
+  const [cx, cy] = canvas.ds.convertCanvasToOffset([canvasEl.clientWidth / 2, canvasEl.clientHeight / 2]);
   node.pos = [cx - node.size[0] / 2 + (Math.random() - 0.5) * 40, cy - node.size[1] / 2 + (Math.random() - 0.5) * 40];
   graph.add(node);
   canvas.selectNode(node, false);
@@ -287,11 +297,18 @@ const panel = new RunPanel({
   redraw,
   focusNode,
   onStatus: (s) => setStatus(`run ${s}`, s === 'success' ? 'ok' : 'error'),
-  inspect: async (absPath) => {
-    const root = state.roots.filter((r) => absPath.startsWith(`${r.dir}/`)).sort((a, b) => b.dir.length - a.dir.length)[0];
-    if (!root) return;
+  inspect: async (target) => {
+    let root = target.root;
+    let rel = target.rel;
+    if (target.abs) {
+      // A written file's absolute path → the root it lies in (the longest matching root wins).
+      const r = state.roots.filter((x) => target.abs.startsWith(`${x.dir}/`)).sort((a, b) => b.dir.length - a.dir.length)[0];
+      if (!r) return;
+      root = r.name;
+      rel = target.abs.slice(r.dir.length + 1);
+    }
     try {
-      panel.showInspect(`${root.name}/${absPath.slice(root.dir.length + 1)}`, await api.inspect(root.name, absPath.slice(root.dir.length + 1)));
+      panel.showInspect(`${root}/${rel}`, await api.inspect(root, rel));
     } catch (e) {
       fail(e, 'inspect failed');
     }
@@ -434,7 +451,7 @@ async function main() {
     if (s === 'closed') setStatus('disconnected: reconnecting…', 'error');
   });
   // For tests and the console: the editor's state and conversions.
-  window.loraflow = { graph, canvas, currentRecipe, loadRecipe, state, panel };
+  window.loraflow = { graph, canvas, currentRecipe, loadRecipe, state, panel, widgetScreenPos };
   document.body.dataset.ready = 'true';
 }
 

@@ -146,6 +146,7 @@ export class RunPanel {
         const n = this.node(e.nodeId);
         if (n?.lf) n.lf.progress = { value: e.value, max: e.max, label: e.label };
         this.row(e.nodeId).bar.style.width = `${(100 * e.value) / Math.max(1, e.max)}%`;
+        this.progressEvents = (this.progressEvents ?? 0) + 1;
         this.overall(this.finished + e.value / Math.max(1, e.max));
         this.opts.redraw();
         break;
@@ -203,10 +204,19 @@ export class RunPanel {
     const box = $('results');
     box.replaceChildren();
     box.classList.remove('muted');
+    // Files to offer for inspection: those written now, and those outputs that came from the cache.
+    const targets = e.written.map((abs) => ({ abs }));
+    for (const summary of Object.values(e.outputs ?? {})) {
+      const rel = summary?.path;
+      if (typeof rel === 'string' && !e.written.some((w) => w.endsWith(`/${rel}`))) targets.push({ root: 'output', rel, cached: true });
+    }
     const files = el('div', { class: 'result-card' }, el('h4', {}, `Files written (${e.written.length})`));
-    if (e.written.length === 0) files.append(el('div', { class: 'muted' }, 'none (every output was already up to date in the cache)'));
-    for (const p of e.written) {
-      files.append(el('div', { class: 'path' }, p), el('button', { onclick: () => this.opts.inspect(p) }, 'Inspect'));
+    if (targets.length === 0) files.append(el('div', { class: 'muted' }, 'none'));
+    for (const t of targets) {
+      files.append(
+        el('div', { class: 'path' }, t.abs ?? `${t.root}/${t.rel}`, t.cached ? el('span', { class: 'muted' }, ' (unchanged: cached)') : undefined),
+        el('button', { onclick: () => this.opts.inspect(t) }, 'Inspect'),
+      );
     }
     box.append(files);
     for (const [id, summary] of Object.entries(e.outputs ?? {})) {
@@ -218,7 +228,7 @@ export class RunPanel {
     timings.append(el('dt', {}, 'total'), el('dd', {}, fmtMs(e.ms)));
     box.append(el('div', { class: 'result-card' }, el('h4', {}, 'Timings'), timings));
     this.showTab('results');
-    if (e.written[0]) void this.opts.inspect(e.written[0]);
+    if (targets[0]) void this.opts.inspect(targets[0]);
   }
 
   showInspect(path, report) {

@@ -26,6 +26,8 @@ export interface Listing {
 
 const MAX_ENTRIES = 5000;
 const MAX_DEPTH = 12;
+/** Not descended into by recursive listings (a root may well be a project folder). */
+const SKIP_DIRS = /^(\..*|node_modules)$/;
 
 const query = z.object({
   root: z.string().min(1),
@@ -36,8 +38,9 @@ const query = z.object({
 });
 
 /**
- * Lists one directory (or, recursive, every file below it) inside a configured root. Each entry is
- * re-checked after following symlinks, so a link pointing out of the root is never shown.
+ * Lists one directory (or, recursive, every file below it, skipping hidden folders and
+ * node_modules) inside a configured root. Each entry is re-checked after following symlinks, so a
+ * link pointing out of the root is never shown.
  */
 export async function listFiles(roots: Roots, root: string, rel: string, opts: { recursive: boolean; ext?: string }): Promise<Listing> {
   const dir = await resolveInRoot(roots, root, rel);
@@ -78,7 +81,7 @@ export async function listFiles(roots: Roots, root: string, rel: string, opts: {
       out.entries.push(entry);
     }
     if (opts.recursive && depth < MAX_DEPTH) {
-      for (const [abs2, rel2] of subdirs) await walk(abs2, rel2, depth + 1);
+      for (const [abs2, rel2] of subdirs) if (!SKIP_DIRS.test(path.basename(rel2))) await walk(abs2, rel2, depth + 1);
     }
   };
   await walk(dir.real, dir.rel, 0);

@@ -63,7 +63,7 @@ export async function startTestServer(opts: Partial<ServerOptions> & { nodes?: '
     const init: RequestInit = { method, headers: { ...headers } };
     if (body !== undefined) {
       if (body instanceof Uint8Array) {
-        init.body = body;
+        init.body = new Blob([new Uint8Array(body)]);
         (init.headers as Record<string, string>)['Content-Type'] ??= 'application/octet-stream';
       } else if (typeof body === 'string') {
         init.body = body;

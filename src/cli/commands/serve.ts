@@ -1,0 +1,76 @@
+import { parseArgs } from 'node:util';
+import { DEFAULT_HOST, DEFAULT_PORT, PublicBindError } from '../../../server/bind.ts';
+import { isLoopbackHost } from '../../../server/origin.ts';
+import { UsageError, type Command } from '../command.ts';
+import { RUN_OPTIONS, parseRoots, runFlags } from '../recipes/execute.ts';
+
+export const serve: Command = {
+  name: 'serve',
+  summary: 'Start the visual editor and HTTP/WebSocket API (loopback only by default)',
+  usage: `loraflow serve [--host 127.0.0.1] [--port 8188] [--root NAME=DIR …] [--recipes DIR] [--allow-public] [--backend NAME]
+
+Serves the node editor at http://HOST:PORT/ and the API under /api (node definitions, recipes,
+runs, file browser, header inspection) with live run events on ws://HOST:PORT/ws. Runs are queued
+and executed one at a time, off the server's event loop, by the same engine as \`loraflow run\`;
+a recipe saved or downloaded from the editor runs headless unchanged.
+
+Options:
+  --host HOST       address to listen on (default ${DEFAULT_HOST}); a non-loopback address
+                    needs --allow-public
+  --port N          port (default ${DEFAULT_PORT}; 0 picks a free one)
+  --root NAME=DIR   model root for file params of kind NAME (loras, checkpoints, output, …),
+                    as \`loraflow run\` takes it; repeatable; kinds without a root use the current
+                    directory. The file browser (first DIR of a kind) and every path in a run stay
+                    inside these roots.
+  --recipes DIR     folder of saved recipes (default ./recipes)
+  --allow-public    allow listening on a non-loopback address (anyone who can reach it can run
+                    recipes and read headers under the roots)
+  --backend NAME    compute backend for runs: auto, wasm, webgpu, tensorflow (default: auto)
+  -h, --help        show this help`,
+
+  async run(args) {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        host: { type: 'string', default: DEFAULT_HOST },
+        port: { type: 'string', default: String(DEFAULT_PORT) },
+        root: { type: 'string', multiple: true, default: [] },
+        recipes: { type: 'string', default: 'recipes' },
+        'allow-public': { type: 'boolean', default: false },
+        backend: RUN_OPTIONS.backend,
+      },
+    });
+    if (positionals.length > 0) throw new UsageError(`serve takes no positional arguments, got ${positionals.join(' ')}`);
+    const port = Number(values.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer 0–65535, got "${values.port}"`);
+    const roots = parseRoots(values.root);
+    const { backend } = runFlags({ backend: values.backend });
+    const allowPublic = values['allow-public'];
+    if (!allowPublic && !isLoopbackHost(values.host)) throw new UsageError(new PublicBindError(values.host).message);
+
+    // Loaded here, not at the top: other commands should not pay for express and the editor.
+    const { startServer } = await import('../../../server/app.ts');
+    const server = await startServer({ host: values.host, port, roots, recipesDir: values.recipes, allowPublic, backend });
+    const log = (s: string) => process.stderr.write(`${s}\n`);
+    if (!isLoopbackHost(server.host)) {
+      log(`WARNING: listening on ${server.host}, which is not loopback. Anyone who can reach this address can run recipes, read`);
+      log('         safetensors headers and write outputs under the configured roots. There is no authentication.');
+    }
+    log(`loraflow editor: ${server.url}/`);
+    for (const [kind, dir] of Object.entries(server.engine.browseRoots())) log(`  root ${kind.padEnd(12)} ${dir}`);
+    log('Press Ctrl+C to stop.');
+
+    await new Promise<void>((resolve) => {
+      const stop = () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        log('stopping: cancelling runs…');
+        void server.close().then(resolve);
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+    return 0;
+  },
+};
