@@ -22,4 +22,5 @@ export const commands: readonly CommandEntry[] = [
   { name: 'recipe', load: async () => (await import('./recipe.ts')).recipe },
   { name: 'samples', load: async () => (await import('./samples.ts')).samples },
   { name: 'demo', load: async () => (await import('./demo.ts')).demo },
+  { name: 'serve', load: async () => (await import('./serve.ts')).serve },
 ];
