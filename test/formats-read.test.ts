@@ -202,7 +202,7 @@ describe('layout details', () => {
       'diffusion_model.double_blocks.0.txt_attn.norm.query_norm.scale.diff': { shape: [2] },
       'text_encoders.clip_l.transformer.text_model.encoder.layers.3.self_attn.k_proj.lora_up.weight': { shape: [6, 2] },
       'text_encoders.clip_l.transformer.text_model.encoder.layers.3.self_attn.k_proj.lora_down.weight': { shape: [2, 6] },
-      'text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.weight.diff': { shape: [7, 6] },
+      'text_encoders.clip_l.transformer.text_model.embeddings.position_embedding.diff': { shape: [7, 6] },
       'text_encoders.t5xxl.transformer.encoder.block.0.layer.1.DenseReluDense.wo.lora_up.weight': { shape: [8, 2] },
       'text_encoders.t5xxl.transformer.encoder.block.0.layer.1.DenseReluDense.wo.lora_down.weight': { shape: [2, 20] },
     });
@@ -211,7 +211,7 @@ describe('layout details', () => {
     expect(set.unknownKeys).toEqual([]);
     const got = set.patches.map((p) => `${p.component}:${p.target}:${p.adapter.kind}`).sort();
     expect(got).toEqual([
-      'clip_l:text_model.embeddings.position_embedding.weight.weight:full',
+      'clip_l:text_model.embeddings.position_embedding.weight:full',
       'clip_l:text_model.encoder.layers.3.self_attn.k_proj.weight:lora',
       't5:encoder.block.0.layer.1.DenseReluDense.wo.weight:lora',
       'transformer:double_blocks.0.txt_attn.norm.query_norm.scale:full',
@@ -298,6 +298,24 @@ describe('layout details', () => {
     });
     await expect(readLora(part)).rejects.toThrow(/to_k: 6 output rows, but this part of double_blocks\.0\.img_attn\.qkv has 1×8/);
     await expect(readLora(join(dir, 'missing.safetensors'))).rejects.toThrow(/no such file/);
+  });
+
+  it('a split_qkv file is read exactly as stored (alpha over the fused rank), with a note', async () => {
+    const pair = (n: string, out: number, inp: number, r: number) => ({
+      [`lora_unet_${n}.lora_down.weight`]: { shape: [r, inp] },
+      [`lora_unet_${n}.lora_up.weight`]: { shape: [out, r] },
+      [`lora_unet_${n}.alpha`]: { shape: [], values: [2], dtype: 'BF16' as const },
+    });
+    const path = await file(
+      'splitqkv.safetensors',
+      { ...pair('double_blocks_0_img_attn_qkv', 24, 8, 6), ...pair('double_blocks_0_img_attn_proj', 8, 8, 2), ...pair('single_blocks_0_linear1', 56, 8, 8), ...pair('single_blocks_0_linear2', 8, 40, 2) },
+      { ss_network_args: JSON.stringify({ split_qkv: 'True' }) },
+    );
+    const set = await readLora(path);
+    const s = Object.fromEntries(set.patches.map((p) => [p.source.module, lora(p).scale]));
+    expect(s).toEqual({ lora_unet_double_blocks_0_img_attn_qkv: 2 / 6, lora_unet_double_blocks_0_img_attn_proj: 1, lora_unet_single_blocks_0_linear1: 2 / 8, lora_unet_single_blocks_0_linear2: 1 });
+    expect(set.notes.join(' ')).toMatch(/split_qkv file.*1\/3 \(qkv\) and 1\/4 \(linear1\)/);
+    await set.close();
   });
 
   it('a mixed file is read key by key', async () => {

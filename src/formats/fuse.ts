@@ -8,8 +8,9 @@
  */
 import type { DType } from '../tensor/dtype.ts';
 import type { LazyTensor } from '../tensor/lazy.ts';
-import type { DoraMagnitude, LoraAdapter, Patch } from './model.ts';
+import type { Adapter, DoraMagnitude, LoraAdapter, Patch } from './model.ts';
 import { LoraFormatError } from './errors.ts';
+import { fluxTarget, inferDims, rowsOf } from './flux/lookup.ts';
 import { concatRows, placeBlocks, reshaped, sameTensor, scaledTensor } from './tensor-ops.ts';
 
 export interface LoraPiece {
@@ -135,6 +136,34 @@ export async function fuseLoraPieces(pieces: readonly LoraPiece[], rows: number,
   };
 }
 
+/** Height of the weight a group of patches targets: a whole-weight patch's, else the module table's in the set's widths. */
+export function fullRows(patches: readonly Patch[], context: readonly Patch[]): number {
+  const whole = patches.find((p) => !p.rows);
+  if (whole) return adapterRows(whole.adapter);
+  const t = fluxTarget(patches[0]!.target);
+  const n = t ? rowsOf(t.module.shape[0]!, inferDims(context)) : undefined;
+  if (n === undefined) {
+    throw new LoraFormatError('INEXPRESSIBLE', `${patches[0]!.target}: cannot tell how many rows the fused weight has from this LoRA's shapes`, patches[0]!.source.module);
+  }
+  return Math.max(n, ...patches.map((p) => p.rows![0] + p.rows![1]));
+}
+
+/** Output rows of an adapter's ΔW. */
+export function adapterRows(a: Adapter): number {
+  switch (a.kind) {
+    case 'lora':
+      return a.up.shape[0]!;
+    case 'loha':
+      return a.w1a.shape[0]!;
+    case 'lokr':
+      return (a.w1 ?? a.w1a)!.shape[0]! * (a.w2 ?? a.w2a)!.shape[0]!;
+    case 'full':
+      return a.diff.shape[0] ?? 1;
+    case 'set':
+      return a.value.shape[0] ?? 1;
+  }
+}
+
 /** The LoRA patches of one target as pieces (scale and rows from each patch). */
 export function piecesOf(patches: readonly Patch[]): LoraPiece[] {
   return patches.map((p) => {
@@ -146,13 +175,17 @@ export function piecesOf(patches: readonly Patch[]): LoraPiece[] {
 /**
  * The LoRA patches of one target (row slices, or several LoRAs on the same weight) as one
  * whole-weight patch: concatenated downs, block-diagonal up, an alpha that keeps the common scale.
+ * `rows` (the weight's full height) defaults to a whole-weight patch's, else to the FLUX module's
+ * height in the widths `context` (e.g. the whole set) shows.
  */
-export async function fuseTargetPatches(patches: readonly Patch[], rows: number, opts: { dtype?: DType } = {}): Promise<Patch> {
+export async function fuseTargetPatches(patches: readonly Patch[], opts: { rows?: number; dtype?: DType; context?: readonly Patch[] } = {}): Promise<Patch> {
   const first = patches[0]!;
+  if (!first) throw new Error('fuseTargetPatches: no patches');
   for (const p of patches) {
     if (p.adapter.kind !== 'lora') throw new LoraFormatError('INEXPRESSIBLE', `${p.source.module}: a ${p.adapter.kind} adapter cannot be fused with LoRA row slices`, p.source.module);
     if (p.target !== first.target || p.component !== first.component) throw new Error(`fuseTargetPatches: ${p.target} is not ${first.target}`);
   }
+  const rows = opts.rows ?? fullRows(patches, opts.context ?? patches);
   const fused = await fuseLoraPieces(piecesOf(patches), rows, { name: first.target, dtype: opts.dtype });
   const adapter: LoraAdapter = { kind: 'lora', down: fused.down, up: fused.up, scale: fused.scale, alpha: fused.scale * fused.rank };
   const patch: Patch = {
