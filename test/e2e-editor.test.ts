@@ -4,7 +4,8 @@
  * its file params point nowhere (problems drawn on the nodes), points them at the sample files
  * through the file combos, runs it, watches progress, gets the result (files, inspect report),
  * downloads the recipe, and `loraflow run` on that download makes the same file, byte for byte.
- * Dropping the output file back into the editor recovers the recipe. Screenshots:
+ * The YAML download opens again as the same recipe, and dropping the output file on the canvas
+ * recovers the recipe from its header. Screenshots:
  * test-results/editor.png (finished run, results) and test-results/editor-running.png (mid-run).
  */
 import { spawn } from 'node:child_process';
@@ -134,8 +135,41 @@ describe('the editor, end to end', () => {
     const [fromEditor, fromCli] = await Promise.all([readFile(written), readFile(path.join(t.dir, 'out-cli', 'out', 'flux-merged.safetensors'))]);
     expect(fromCli.equals(fromEditor)).toBe(true);
 
-    // Dropping the output file into the editor brings the recipe back (from its header alone).
-    await page.setInputFiles('#file-input', written);
+    // Saved on the server by name, and loaded back.
+    await page.fill('#recipe-name', 'my-merge');
+    await page.click('#btn-save');
+    await expect.poll(() => page.textContent('#status')).toBe('saved my-merge.json');
+    const saved = await readFile(path.join(t.recipes, 'my-merge.json'), 'utf8');
+    expect(saved).toBe(recipeToJson(JSON.parse(saved)));
+    expect(recipeToJson(withoutUi(JSON.parse(saved)))).toBe(recipeToJson(withoutUi(JSON.parse(text))));
+    await page.click('#btn-new');
+    expect(await page.evaluate(() => window.loraflow.graph._nodes.length)).toBe(0);
+    expect(await page.inputValue('#recipe-name')).toBe('');
+    await page.fill('#recipe-name', 'my-merge');
+    await page.click('#btn-load');
+    await page.waitForFunction(() => window.loraflow.graph._nodes.length === 4);
+    await page.fill('#recipe-name', 'merge-aitoolkit-kohya');
+
+    // The YAML download opens again (file upload) as the same recipe.
+    const [yamlDownload] = await Promise.all([page.waitForEvent('download'), page.click('#btn-download-yaml')]);
+    expect(yamlDownload.suggestedFilename()).toBe('merge-aitoolkit-kohya.yaml');
+    const yamlPath = path.join(t.dir, 'downloaded.yaml');
+    await yamlDownload.saveAs(yamlPath);
+    await page.click('#btn-new');
+    await page.setInputFiles('#file-input', yamlPath);
+    await expect.poll(() => page.textContent('#status')).toContain('loaded downloaded.yaml');
+    expect(recipeToJson(withoutUi(await page.evaluate(() => window.loraflow.currentRecipe())))).toBe(recipeToJson(withoutUi(JSON.parse(text))));
+
+    // Dropping the output .safetensors on the canvas brings its recipe back (the page sends only the header).
+    await page.click('#btn-new');
+    const bytes = (await readFile(written)).toString('base64');
+    await page.evaluate((b64) => {
+      const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([data], 'flux-merged.safetensors'));
+      const target = document.getElementById('canvas-wrap')!;
+      for (const type of ['dragenter', 'dragover', 'drop']) target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, bytes);
     await expect.poll(() => page.textContent('#status')).toContain('loaded recipe of flux-merged.safetensors');
     const recovered = await page.evaluate(() => window.loraflow.currentRecipe());
     expect(recipeToJson(withoutUi(recovered))).toBe(recipeToJson(withoutUi(JSON.parse(text))));

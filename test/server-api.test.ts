@@ -1,4 +1,5 @@
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatProblems, recipeToJson } from '../src/graph/index.ts';
@@ -266,6 +267,23 @@ describe('POST /api/recipe-from-file', () => {
       expect(r.body.recipe.nodes.save.params.path).toBe('other.json');
       expect(r.body.recipe.nodes.read).toEqual(stored.nodes.read);
     }
+  });
+
+  it('answers from the header without waiting for the rest of a big upload', async () => {
+    const headerLen = 8 + Number(new DataView(file.buffer, file.byteOffset).getBigUint64(0, true));
+    const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: t.server.port, method: 'POST', path: '/api/recipe-from-file?name=big.safetensors', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(headerLen + 1e9) } }, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', (e) => (e.message.includes('EPIPE') || e.message.includes('ECONNRESET') ? undefined : reject(e)));
+      // The header, then a first megabyte of the announced gigabyte; the rest never comes.
+      req.write(file.subarray(0, headerLen));
+      req.write(new Uint8Array(1 << 20));
+    });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body).recipe.nodes.save.params.path).toBe('other.json');
   });
 
   it('says clearly when there is no recipe or no safetensors', async () => {

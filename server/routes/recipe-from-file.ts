@@ -13,7 +13,17 @@ export function recipeFromFileRouter(maxHeader = DEFAULT_MAX_HEADER_UPLOAD): Rou
   r.post('/recipe-from-file', async (req, res) => {
     const raw = typeof req.query.name === 'string' ? req.query.name : 'uploaded file';
     const name = raw.replace(/[^\w.\- ]/g, '_').slice(0, 200);
-    const header = await readUploadedHeader(req, name, maxHeader);
+    let header;
+    try {
+      header = await readUploadedHeader(req, name, maxHeader);
+    } finally {
+      if (!req.complete) {
+        // Only the header matters (or the upload was refused): answer, then drop the connection
+        // rather than reading the rest of a possibly huge upload.
+        res.set('Connection', 'close');
+        res.on('finish', () => req.destroy());
+      }
+    }
     const stored = header.metadata?.[PROVENANCE_KEY];
     if (stored === undefined) {
       const keys = Object.keys(header.metadata ?? {});

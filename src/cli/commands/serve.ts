@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { startServer } from '../../../server/app.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, PublicBindError } from '../../../server/bind.ts';
 import { isLoopbackHost } from '../../../server/origin.ts';
 import { UsageError, type Command } from '../command.ts';
@@ -49,8 +50,6 @@ Options:
     const allowPublic = values['allow-public'];
     if (!allowPublic && !isLoopbackHost(values.host)) throw new UsageError(new PublicBindError(values.host).message);
 
-    // Loaded here, not at the top: other commands should not pay for express and the editor.
-    const { startServer } = await import('../../../server/app.ts');
     const server = await startServer({ host: values.host, port, roots, recipesDir: values.recipes, allowPublic, backend });
     const log = (s: string) => process.stderr.write(`${s}\n`);
     if (!isLoopbackHost(server.host)) {
