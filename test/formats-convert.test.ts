@@ -210,21 +210,22 @@ describe('scales, dtypes and metadata', () => {
 });
 
 describe('refusals and safety', () => {
-  it('an SDXL LoRA is refused by name before anything is written', async () => {
+  it('an SD3 LoRA (recognised, not mapped) is refused by name before anything is written', async () => {
     const shapes: KeyShapes = {
-      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.lora_down.weight': [4, 64],
-      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.lora_up.weight': [64, 4],
-      'lora_unet_input_blocks_4_1_transformer_blocks_1_attn1_to_q.alpha': [],
+      'lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight': [4, 24],
+      'lora_unet_joint_blocks_0_x_block_attn_qkv.lora_up.weight': [72, 4],
+      'lora_unet_joint_blocks_0_x_block_attn_qkv.alpha': [],
     };
-    await writeKeyShapes(p('sdxl.safetensors'), shapes);
-    const set = await readLora(p('sdxl.safetensors'));
-    expect(set.architecture).toBe('sdxl');
-    expect(set.patches[0]).toMatchObject({ component: 'unet', target: 'input_blocks_4_1_transformer_blocks_1_attn1_to_q.weight' });
+    await writeKeyShapes(p('sd3.safetensors'), shapes);
+    const set = await readLora(p('sd3.safetensors'));
+    expect(set.architecture).toBe('sd3');
+    expect(set.patches[0]).toMatchObject({ component: 'transformer', target: 'joint_blocks_0_x_block_attn_qkv.weight' });
+    expect(set.unknownKeys).toEqual([]);
     await set.close();
-    const err = await convertLora(p('sdxl.safetensors'), p('sdxl.out.safetensors'), { to: 'kohya' }).catch((e: unknown) => e);
+    const err = await convertLora(p('sd3.safetensors'), p('sd3.out.safetensors'), { to: 'kohya' }).catch((e: unknown) => e);
     expect((err as LoraFormatError).code).toBe('NOT_FLUX');
-    expect((err as Error).message).toMatch(/writing a kohya LoRA works on FLUX\.1 LoRAs only; this is a kohya LoRA for SDXL/);
-    expect(await exists(p('sdxl.out.safetensors'))).toBe(false);
+    expect((err as Error).message).toMatch(/writing a kohya LoRA works on FLUX\.1 LoRAs only; this is a kohya LoRA for SD3/);
+    expect(await exists(p('sd3.out.safetensors'))).toBe(false);
   });
 
   it('refuses to write over its input', async () => {

@@ -8,7 +8,7 @@
 import type { LazyTensor } from '../tensor/lazy.ts';
 import type { DoraMagnitude, LoraAdapter } from './model.ts';
 import { LoraFormatError } from './errors.ts';
-import { gatherCols, gatherRows, placeBlocks, reshaped, rowSlice } from './tensor-ops.ts';
+import { gatherCols, gatherRows, placeBlocks, reshaped, rowSlice, sharedReads } from './tensor-ops.ts';
 
 export interface SplitPart {
   /** Destination module name. */
@@ -97,6 +97,8 @@ export async function splitLora(
     return { magnitude: rowSlice(reshaped(d.magnitude, [rows]), x.o0 - rowStart, x.o1 - x.o0), axis: 'out' };
   };
 
+  // every part reads the same up (and, when copied, the same down): read each once
+  const up = sharedReads(adapter.up, overlapping.length);
   if (overlapping.length > 1) {
     const ranges = overlapping.map((x) => [x.o0 - rowStart, x.o1 - rowStart] as [number, number]);
     const owner = blockDiagonalColumns(await adapter.up.f32(), rows, rank, ranges);
@@ -112,7 +114,7 @@ export async function splitLora(
         pieces.push({
           part: x.part,
           down: gatherRows(adapter.down, cols),
-          up: upFor(x, gatherCols(adapter.up, cols)),
+          up: upFor(x, gatherCols(up, cols)),
           scale: adapter.scale,
           dora: doraFor(x),
         });
@@ -120,8 +122,9 @@ export async function splitLora(
       return { pieces, chunked: true };
     }
   }
+  const down = sharedReads(adapter.down, overlapping.length);
   return {
-    pieces: overlapping.map((x) => ({ part: x.part, down: adapter.down, up: upFor(x, adapter.up), scale: adapter.scale, dora: doraFor(x) })),
+    pieces: overlapping.map((x) => ({ part: x.part, down, up: upFor(x, up), scale: adapter.scale, dora: doraFor(x) })),
     chunked: false,
   };
 }

@@ -148,3 +148,24 @@ export async function sameTensor(a: LazyTensor, b: LazyTensor): Promise<boolean>
   for (let i = 0; i < x.byteLength; i++) if (x[i] !== y[i]) return false;
   return true;
 }
+
+/**
+ * The same tensor, read from its source once for `uses` readers (the parts a fused LoRA is split
+ * into all slice the same up and down): the bytes are kept until the last reader has them, then
+ * dropped, so memory holds one module's factors, not the file's.
+ */
+export function sharedReads(t: LazyTensor, uses: number): LazyTensor {
+  if (uses <= 1) return t;
+  let pending: Promise<Uint8Array> | undefined;
+  let left = uses;
+  const bytes = () => {
+    pending ??= t.bytes();
+    const p = pending;
+    if (--left <= 0) {
+      pending = undefined;
+      left = uses;
+    }
+    return p;
+  };
+  return { shape: t.shape, dtype: t.dtype, origin: t.origin, bytes, f32: async () => decodeToF32(await bytes(), t.dtype) };
+}
