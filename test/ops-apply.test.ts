@@ -127,7 +127,7 @@ describe.each(BACKENDS)('applyToBase on %s', (backend) => {
     const b = await base(dtype, prefix);
     const out = outPath();
     const loras = mixedLoras();
-    const report = await applyToBase({ base: b, out, loras, dtype: 'keep' });
+    const report = await applyToBase({ threads: 0, base: b, out, loras, dtype: 'keep' });
     const patched = await checkOutput(b, out, loras, (d) => d, prefix);
     expect(report.files[0]!.patched).toBe(patched);
     expect(patched).toBe(8);
@@ -142,11 +142,11 @@ describe.each(BACKENDS)('applyToBase on %s', (backend) => {
     const b = await base('BF16');
     const loras = mixedLoras();
     const half = outPath();
-    const r1 = await applyToBase({ base: b, out: half, loras, dtype: 'fp16' });
+    const r1 = await applyToBase({ threads: 0, base: b, out: half, loras, dtype: 'fp16' });
     await checkOutput(b, half, loras, () => 'F16', '');
     expect(r1.files[0]!.converted).toBe(r1.files[0]!.tensors - r1.files[0]!.patched);
     const fp8 = outPath();
-    const r2 = await applyToBase({ base: b, out: fp8, loras, dtype: 'F8_E4M3' });
+    const r2 = await applyToBase({ threads: 0, base: b, out: fp8, loras, dtype: 'F8_E4M3' });
     await checkOutput(b, fp8, loras, (d, shape) => (shape.length < 2 ? d : 'F8_E4M3'), '');
     expect(r2.files[0]!.keptPrecision).toBeGreaterThan(0);
     expect(r2.notes.join()).toMatch(/1-D tensors \(biases, norm scales\) kept at their own precision/);
@@ -164,7 +164,7 @@ describe.each(BACKENDS)('applyToBase on %s', (backend) => {
     const plain = loraPatch({ target: 'double_blocks.0.img_attn.proj.weight', rank: 2 }, 3);
     const out = outPath();
     const strength = 0.7;
-    await applyToBase({ base: b, out, loras: [{ set: adapterSet([plain]), weight: 1 }, { set: adapterSet([pOut, pIn]), weight: strength }] });
+    await applyToBase({ threads: 0, base: b, out, loras: [{ set: adapterSet([plain]), weight: 1 }, { set: adapterSet([pOut, pIn]), weight: strength }] });
     const f = await SafetensorsFile.open(b);
     const o = await SafetensorsFile.open(out);
     try {
@@ -204,7 +204,7 @@ describe('applyToBase numerics and checks', () => {
     const b = await base('F8_E4M3');
     const big = (target: string, v: number): Patch => ({ component: 'transformer', target, adapter: { kind: 'full', diff: memoryTensor(new Float32Array(48 * 48).fill(v), [48, 48]) }, source: { module: target, keys: [] } });
     const out = outPath();
-    const report = await applyToBase({ base: b, out, loras: [{ set: adapterSet([big('double_blocks.0.img_attn.proj.weight', 1000), big('double_blocks.0.txt_attn.proj.weight', -1e6)]), weight: 1 }] });
+    const report = await applyToBase({ threads: 0, base: b, out, loras: [{ set: adapterSet([big('double_blocks.0.img_attn.proj.weight', 1000), big('double_blocks.0.txt_attn.proj.weight', -1e6)]), weight: 1 }] });
     expect(report.files[0]!.outOfRange).toBe(2 * 48 * 48);
     await withSafetensors(out, async (o) => {
       expect([...new Set(await o.readBytes('double_blocks.0.img_attn.proj.weight'))]).toEqual([0x7e]);
@@ -221,9 +221,9 @@ describe('applyToBase numerics and checks', () => {
     const b = await base('F8_E4M3');
     const loras = [{ set: kohyaLike(4, 1, 5), weight: 0.05 }];
     const [o1, o2, o3] = [outPath(), outPath(), outPath()];
-    await applyToBase({ base: b, out: o1, loras, stochasticFp8: true });
-    await applyToBase({ base: b, out: o2, loras, stochasticFp8: true });
-    await applyToBase({ base: b, out: o3, loras });
+    await applyToBase({ threads: 0, base: b, out: o1, loras, stochasticFp8: true });
+    await applyToBase({ threads: 0, base: b, out: o2, loras, stochasticFp8: true });
+    await applyToBase({ threads: 0, base: b, out: o3, loras });
     const refs = [{ map: await referenceDeltas(loras[0]!.set), weight: 0.05 }];
     let differFromNearest = 0;
     let total = 0;
@@ -259,14 +259,14 @@ describe('applyToBase numerics and checks', () => {
     const te = loraPatch({ target: clipTarget, rank: 2, component: 'clip_l', cols: 12, height: 12 }, 10);
     const loras = [{ set: adapterSet([te, ...kohyaLike(2, 2, 11).patches]), weight: 1 }];
     const out = outPath();
-    await expect(applyToBase({ base: b, out, loras })).rejects.toThrow(new RegExp(`text-encoder modules have no file.*${te.source.module.replace(/[.[\]]/g, '\\$&')} \\(LoRA 1, clip_l\\)`));
+    await expect(applyToBase({ threads: 0, base: b, out, loras })).rejects.toThrow(new RegExp(`text-encoder modules have no file.*${te.source.module.replace(/[.[\]]/g, '\\$&')} \\(LoRA 1, clip_l\\)`));
     expect(await readdir(dir)).not.toContain(out.split('/').pop());
-    const ignored = await applyToBase({ base: b, out, loras, ignoreTextEncoders: true });
+    const ignored = await applyToBase({ threads: 0, base: b, out, loras, ignoreTextEncoders: true });
     expect(ignored.ignoredTextEncoders).toEqual([`${te.source.module} (LoRA 1, clip_l)`]);
     expect(ignored.notes.join()).toMatch(/1 text-encoder modules left out/);
     const clipOut = join(dir, 'clip-out.safetensors');
     const out2 = outPath();
-    const report = await applyToBase({ base: b, out: out2, loras, clipL: { in: clip, out: clipOut } });
+    const report = await applyToBase({ threads: 0, base: b, out: out2, loras, clipL: { in: clip, out: clipOut } });
     expect(report.files.map((f) => [f.role, f.patched])).toEqual([['base', 5], ['clip_l', 1]]);
     const d = (await referenceDeltas(adapterSet([te]))).get(`clip_l:${clipTarget}`)!;
     const before = await randomTensor([12, 12], 9).f32();
@@ -281,7 +281,7 @@ describe('applyToBase numerics and checks', () => {
     const slice = loraPatch({ target: 'double_blocks.0.img_attn.qkv.weight', rank: 2, rows: [120, 48] }, 14);
     const out = outPath();
     const before = (await readdir(dir)).sort();
-    const error = await applyToBase({ base: b, out, loras: [{ set: kohyaLike(2, 2, 15), weight: 1 }, { set: adapterSet([bad, missing, slice]), weight: 1 }] }).catch((e: Error) => e);
+    const error = await applyToBase({ threads: 0, base: b, out, loras: [{ set: kohyaLike(2, 2, 15), weight: 1 }, { set: adapterSet([bad, missing, slice]), weight: 1 }] }).catch((e: Error) => e);
     expect(error).toBeInstanceOf(Error);
     const message = (error as Error).message;
     expect(message).toMatch(/3 patches do not fit the base \(nothing was written\)/);
@@ -289,7 +289,20 @@ describe('applyToBase numerics and checks', () => {
     expect(message).toContain(`lora_unet_double_blocks_7_img_attn_proj (LoRA 2): ${b} has no weight double_blocks.7.img_attn.proj.weight`);
     expect(message).toContain(`${slice.source.module} → double_blocks.0.img_attn.qkv.weight [144,48]: rows 120..168 are outside the weight's 144 rows`);
     expect((await readdir(dir)).sort()).toEqual(before);
-    await expect(applyToBase({ base: b, out: b, loras: [] })).rejects.toThrow(/is an input file/);
+    await expect(applyToBase({ threads: 0, base: b, out: b, loras: [] })).rejects.toThrow(/is an input file/);
+  });
+
+  it('gives the same bytes on the worker pool as inline', async () => {
+    const b = await base('BF16');
+    const loras = mixedLoras();
+    const [inline, pooled] = [outPath(), outPath()];
+    await applyToBase({ threads: 0, base: b, out: inline, loras, dtype: 'F8_E5M2', stochasticFp8: true });
+    const logs: string[] = [];
+    await applyToBase({ threads: 2, base: b, out: pooled, loras, dtype: 'F8_E5M2', stochasticFp8: true, ctx: { log: (m) => logs.push(m) } });
+    expect(logs.join()).toMatch(/computing on 2 worker threads/);
+    await withSafetensors(inline, async (a) => withSafetensors(pooled, async (p) => {
+      for (const t of a.tensors) expect(Buffer.from(await p.readBytes(t.name)).equals(Buffer.from(await a.readBytes(t.name))), t.name).toBe(true);
+    }));
   });
 
   it('leaves no output and no temporary file when cancelled mid-way', async () => {
@@ -299,7 +312,7 @@ describe('applyToBase numerics and checks', () => {
     const controller = new AbortController();
     let seen = 0;
     const ctx = { signal: controller.signal, onProgress: (done: number) => { seen = done; if (done === 20) controller.abort(); } };
-    await expect(applyToBase({ base: b, out, loras: mixedLoras(), ctx })).rejects.toThrow(/abort/i);
+    await expect(applyToBase({ threads: 0, base: b, out, loras: mixedLoras(), ctx })).rejects.toThrow(/abort/i);
     expect(seen).toBe(20);
     expect((await readdir(dir)).sort()).toEqual(before);
   });

@@ -1,21 +1,21 @@
 /**
- * Merging LoRAs into a base checkpoint, streamed: each base tensor is read, decoded to f32, given
- * Σ wᵢ·ΔWᵢ, encoded once to the output dtype and written before the next is read, so memory holds
- * about one tensor whatever the model size. The output mirrors the base (same tensor order and
- * metadata). Everything is checked against the headers first; outputs appear only when every file
- * is complete (temporary files renamed at the end), so a failure or a cancel leaves nothing.
+ * Merging LoRAs into a base checkpoint, streamed: each base tensor gets Σ wᵢ·ΔWᵢ (computed in f32,
+ * ΔW from the LoRA factors on the compute backend) and is encoded once to the output dtype, one
+ * tensor at a time with reading and writing overlapped (apply-stream.ts), so memory is bounded by
+ * the largest tensor, not the model. The output mirrors the base (same tensor order and metadata).
+ * Everything is checked against the headers first (apply-plan.ts); outputs appear only when every
+ * file is complete (temporary files renamed at the end), so a failure or a cancel leaves nothing.
  */
 import { SafetensorsWriter, type TensorSpec } from '../safetensors/writer.ts';
 import type { TensorInfo } from '../safetensors/reader.ts';
 import type { AdapterSet } from '../formats/model.ts';
 import { activeBackend, useBackend } from '../tensor/backend.ts';
-import { decodeToF32, encodeFromF32, isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
+import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
 import { planApply, ApplyError, type FilePlan } from './apply-plan.ts';
-import { patchWeight } from './apply-tensor.ts';
+import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
-import { encodeFp8, encodeFp8Stochastic, isFp8 } from './fp8-round.ts';
-import { matrixOf } from './geometry.ts';
-import { seedFromName } from './seed.ts';
+import { ComputePool, defaultThreads } from './compute-pool.ts';
+import { isFp8 } from './fp8-round.ts';
 
 export { ApplyError } from './apply-plan.ts';
 
@@ -31,6 +31,8 @@ export interface ApplyOptions {
   ignoreTextEncoders?: boolean;
   /** fp8 outputs: round stochastically (seeded by the tensor key) instead of to nearest. */
   stochasticFp8?: boolean;
+  /** Worker threads for the per-tensor math (default: one per core on CPU backends, none on GPU backends; 0 = inline). */
+  threads?: number;
   /** Extra metadata for the outputs (over the base's own). */
   metadata?: Record<string, string>;
   ctx?: OpContext;
@@ -65,29 +67,11 @@ export interface ApplyReport {
   seconds: number;
 }
 
-/** Largest finite value per dtype, for counting what does not fit. */
-const MAX_FINITE: Partial<Record<DType, number>> = { F16: 65504, F8_E4M3: 448, F8_E5M2: 57344 };
-
 function outputDtype(choice: DType | 'keep', info: TensorInfo): DType | string {
   if (choice === 'keep' || !isCodecDType(info.dtype) || !isFloatDType(info.dtype)) return info.dtype;
   // Biases and norm scales are tiny and sensitive: fp8 is for the matrices (as every fp8 checkpoint does it).
   if (isFp8(choice) && info.shape.length < 2) return info.dtype;
   return choice;
-}
-
-function countBeyond(values: Float32Array, max: number | undefined): number {
-  if (max === undefined) return 0;
-  let n = 0;
-  for (let i = 0; i < values.length; i++) {
-    const a = Math.abs(values[i]!);
-    if (a > max && a !== Infinity) n++;
-  }
-  return n;
-}
-
-function encode(values: Float32Array, dtype: DType, key: string, stochastic: boolean): Uint8Array {
-  if (isFp8(dtype)) return stochastic ? encodeFp8Stochastic(values, dtype, seedFromName(key)) : encodeFp8(values, dtype);
-  return encodeFromF32(values, dtype);
 }
 
 function parseChoice(dtype: ApplyOptions['dtype']): DType | 'keep' {
@@ -113,7 +97,11 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const total = plan.files.reduce((s, f) => s + f.file.tensors.length, 0);
   let done = 0;
   const writers: SafetensorsWriter[] = [];
+  const threads = options.threads ?? defaultThreads(backend);
+  let pool: ComputePool | undefined;
   try {
+    pool = await ComputePool.start(threads, backend);
+    if (threads) log?.(`computing on ${threads} worker threads`);
     for (const file of plan.files) {
       const specs: TensorSpec[] = file.file.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: outputDtype(dtype, t) }));
       const metadata = {
@@ -127,36 +115,19 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
       };
       const writer = await SafetensorsWriter.create(file.out, specs, { metadata, order: 'given' });
       writers.push(writer);
-      const fr: ApplyFileReport = { role: file.role, in: file.in, out: file.out, tensors: specs.length, patched: 0, converted: 0, copied: 0, keptPrecision: 0, outOfRange: 0, bytes: 0 };
-      for (const [i, info] of file.file.tensors.entries()) {
-        checkAborted(ctx);
-        const out = specs[i]!.dtype as DType;
-        if (dtype !== 'keep' && out !== dtype && out === info.dtype && isCodecDType(info.dtype) && isFloatDType(info.dtype)) fr.keptPrecision++;
-        const planned = file.byKey.get(info.name);
-        let bytes: Uint8Array;
-        if (planned) {
-          const w = await file.file.readF32(info.name);
-          await patchWeight(w, matrixOf(info.shape).cols, planned);
-          fr.outOfRange += countBeyond(w, MAX_FINITE[out]);
-          bytes = encode(w, out, info.name, Boolean(options.stochasticFp8));
-          fr.patched++;
-          report.modules += planned.length;
-        } else if (out === info.dtype) {
-          bytes = await file.file.readBytes(info.name);
-          fr.copied++;
-        } else {
-          const values = decodeToF32(await file.file.readBytes(info.name), info.dtype as DType);
-          fr.outOfRange += countBeyond(values, MAX_FINITE[out]);
-          bytes = encode(values, out, info.name, Boolean(options.stochasticFp8));
-          fr.converted++;
-        }
-        await writer.write(info.name, bytes);
-        fr.bytes += bytes.byteLength;
-        ctx?.onProgress?.(++done, total, info.name);
-      }
-      report.files.push(fr);
-      if (fr.outOfRange) log?.(`${file.out}: ${fr.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
-      if (fr.keptPrecision) report.notes.push(`${file.out}: ${fr.keptPrecision} 1-D tensors (biases, norm scales) kept at their own precision instead of ${dtype}`);
+      const counts = await streamFile(file, writer, {
+        pool,
+        outDtypes: specs.map((s) => s.dtype as DType),
+        stochasticFp8: Boolean(options.stochasticFp8),
+        ctx,
+        onTensor: (name) => ctx?.onProgress?.(++done, total, name),
+      });
+      const keptPrecision = dtype === 'keep' ? 0 : file.file.tensors.filter((t, i) => specs[i]!.dtype !== dtype && isCodecDType(t.dtype) && isFloatDType(t.dtype)).length;
+      const { modules, ...fileCounts } = counts;
+      report.modules += modules;
+      report.files.push({ role: file.role, in: file.in, out: file.out, tensors: specs.length, keptPrecision, ...fileCounts });
+      if (counts.outOfRange) log?.(`${file.out}: ${counts.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
+      if (keptPrecision) report.notes.push(`${file.out}: ${keptPrecision} 1-D tensors (biases, norm scales) kept at their own precision instead of ${dtype}`);
     }
     checkAborted(ctx);
     for (const w of writers) await w.commit();
@@ -164,6 +135,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
     await Promise.all(writers.map((w) => w.abort()));
     throw e;
   } finally {
+    await pool?.close();
     await Promise.all(plan.files.map((f) => f.file.close()));
   }
   report.seconds = (performance.now() - started) / 1000;

@@ -3,8 +3,9 @@
  * fp8 number becomes that number, never NaN (PyTorch's plain cast turns |x| ≥ 480 into NaN for
  * e4m3fn). The stochastic one rounds up with probability equal to the distance from the lower
  * neighbour, so small LoRA updates survive on average instead of vanishing under round-to-nearest
- * (ComfyUI does the same when it patches fp8 weights); its random stream is seeded by the tensor
- * key, so the same inputs always give the same file.
+ * (ComfyUI does the same when it patches fp8 weights). The random number of each element is a hash
+ * of (seed, element index): seeded by the tensor key it is reproducible, and it does not depend on
+ * how the tensor was cut into chunks for computing.
  */
 import { encodeFromF32 } from '../tensor/dtype.ts';
 
@@ -45,8 +46,22 @@ export function encodeFp8(values: Float32Array, dtype: Fp8DType): Uint8Array {
   return encodeFromF32(values, dtype);
 }
 
-/** Stochastic rounding to fp8 (saturating), reproducible for a given seed. */
-export function encodeFp8Stochastic(values: Float32Array, dtype: Fp8DType, seed: number): Uint8Array {
+/** A uniform number in [0, 1) from (seed, index): murmur3's finaliser over their mix. */
+function uniform(seed: number, index: number): number {
+  let x = (seed ^ Math.imul(index, 0x9e3779b9)) | 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return (x >>> 0) / 4294967296;
+}
+
+/**
+ * Stochastic rounding to fp8 (saturating), reproducible for a given seed. `firstIndex` is the
+ * position of values[0] in its tensor, so a chunk rounds exactly as it would inside the whole.
+ */
+export function encodeFp8Stochastic(values: Float32Array, dtype: Fp8DType, seed: number, firstIndex = 0): Uint8Array {
   const f = FORMATS[dtype];
   const M = f.mantissaBits;
   const shift = 23 - M;
@@ -56,14 +71,8 @@ export function encodeFp8Stochastic(values: Float32Array, dtype: Fp8DType, seed:
   const minNormalExp = 1 - f.bias;
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const out = new Uint8Array(values.length);
-  let state = seed | 0;
   for (let i = 0; i < values.length; i++) {
-    // mulberry32: one 32-bit uniform per element.
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), state | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-
+    const u = uniform(seed, firstIndex + i);
     const b = bits[i]!;
     const sign = b >>> 31 ? 0x80 : 0;
     const abs = b & 0x7fffffff;
