@@ -64,10 +64,18 @@ export function rankForEnergy(s: Vector, energy: number, totalEnergy?: number): 
   return s.length;
 }
 
-/** Σ_{i<k} sᵢ² / total, or 1 when total is 0 (nothing to lose). */
-export function energyFraction(s: Vector, k: number, total: number): number {
-  if (total <= 0) return 1;
+/** Σ_{i<k} sᵢ², summed in index order. */
+export function keptEnergy(s: Vector, k: number): number {
   let kept = 0;
   for (let i = 0; i < k; i++) kept += s[i] * s[i];
-  return Math.min(1, kept / total);
+  return kept;
+}
+
+/**
+ * Σ_{i<k} sᵢ² / total, or 1 when total is 0 (nothing to lose). With total = keptEnergy(s, s.length)
+ * the full spectrum gives exactly 1.
+ */
+export function energyFraction(s: Vector, k: number, total: number): number {
+  if (total <= 0) return 1;
+  return Math.min(1, keptEnergy(s, k) / total);
 }

@@ -17,16 +17,21 @@ export interface ColMajorQr {
   /** R, column-major p×n, upper trapezoidal, non-negative diagonal. */
   r: Float64Array;
   p: number;
+  /** With column pivoting: A[:, perm]= Q·R, and |R₀₀| ≥ |R₁₁| ≥ … . */
+  perm?: Int32Array;
 }
 
 /**
  * Factors the column-major m×n matrix `a` (overwritten). Yields after each column so callers can
- * run it cooperatively.
+ * run it cooperatively. With `pivot`, each step takes the remaining column of largest norm
+ * (rank-revealing QR), which the Jacobi SVD uses as a preconditioner.
  */
-export function* householderQr(a: Float64Array, m: number, n: number): Steps<ColMajorQr> {
+export function* householderQr(a: Float64Array, m: number, n: number, pivot = false): Steps<ColMajorQr> {
   const p = Math.min(m, n);
   const tau = new Float64Array(p);
+  const perm = pivot ? Int32Array.from({ length: n }, (_, j) => j) : undefined;
   for (let j = 0; j < p; j++) {
+    if (perm) pivotLargest(a, m, n, j, perm);
     tau[j] = makeReflector(a, m, j);
     if (tau[j] !== 0) applyReflector(a, m, j, tau[j], a, j + 1, n);
     yield;
@@ -51,7 +56,34 @@ export function* householderQr(a: Float64Array, m: number, n: number): Steps<Col
       for (let i = 0; i < m; i++) q[j * m + i] = -q[j * m + i];
     }
   }
-  return { q, r, p };
+  return { q, r, p, perm };
+}
+
+/**
+ * Swaps into position j the column (among j..n-1) with the largest norm over rows j..m-1. Norms
+ * are recomputed rather than downdated: downdating cancels exactly on the rank-deficient inputs
+ * pivoting is for, and recomputing costs no more than the reflector application.
+ */
+function pivotLargest(a: Float64Array, m: number, n: number, j: number, perm: Int32Array): void {
+  let best = j;
+  let bestNorm = -1;
+  for (let c = j; c < n; c++) {
+    let ss = 0;
+    for (let i = j; i < m; i++) ss += a[c * m + i] * a[c * m + i];
+    if (ss > bestNorm) {
+      bestNorm = ss;
+      best = c;
+    }
+  }
+  if (best === j) return;
+  for (let i = 0; i < m; i++) {
+    const t = a[j * m + i];
+    a[j * m + i] = a[best * m + i];
+    a[best * m + i] = t;
+  }
+  const t = perm[j];
+  perm[j] = perm[best];
+  perm[best] = t;
 }
 
 /**

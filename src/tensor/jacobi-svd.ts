@@ -1,7 +1,9 @@
 /**
- * Small dense SVD in float64: Householder QR to square the problem, then one-sided (Hestenes)
- * Jacobi on R. One-sided Jacobi is slower than Golub–Kahan for large matrices but is simple, has no
- * convergence corner cases, and computes small singular values to high relative accuracy. The
+ * Small dense SVD in float64, after Drmač & Veselić's preconditioned one-sided Jacobi: Householder
+ * QR with column pivoting, A·P = Q·R, then one-sided (Hestenes) Jacobi on Rᵀ. Pivoting makes R
+ * rank-revealing, so the rounding-noise rows of a rank-deficient input are dropped before Jacobi
+ * ever sees them, and Jacobi on the graded Rᵀ converges in a few sweeps. One-sided Jacobi has no
+ * convergence corner cases and computes small singular values to high relative accuracy. The
  * matrices it sees here are the cores of LoRA merges and randomized SVDs: up to a few hundred
  * columns.
  */
@@ -43,94 +45,119 @@ function* svdTall(a: Float64Array, m: number, n: number): Steps<ColMajorSvd> {
   const scale = maxAbs > 0 ? 1 / maxAbs : 1;
   if (scale !== 1) for (let i = 0; i < a.length; i++) a[i] *= scale;
 
-  let x: Float64Array;
-  let q: Float64Array | undefined;
-  if (m > n) {
-    const qr = yield* householderQr(a, m, n);
-    x = qr.r;
-    q = qr.q;
-  } else {
-    x = a;
+  const { q, r, perm } = yield* householderQr(a, m, n, true);
+  // Rows of R below max(m, n)·eps·|R₀₀| are rounding noise (pivoting sorts |Rⱼⱼ| descending).
+  const noise = Math.max(m, n) * EPS * Math.abs(r[0]);
+  let rank = 0;
+  while (rank < n && Math.abs(r[rank * n + rank]) > noise) rank++;
+  // X = Rᵀ restricted to the numerical rank: column j of X is row j of R (zero past the rank).
+  const x = new Float64Array(n * n);
+  for (let j = 0; j < rank; j++) {
+    for (let c = j; c < n; c++) x[j * n + c] = r[c * n + j];
   }
-  const v = new Float64Array(n * n);
-  for (let j = 0; j < n; j++) v[j * n + j] = 1;
-  yield* jacobiSweeps(x, n, n, v);
+  // Jacobi on the columns of Rᵀ gives Rᵀ·W = Ũ·Σ, so R = W·Σ·Ũᵀ and A·P = (Q·W)·Σ·Ũᵀ.
+  const w = new Float64Array(n * n);
+  for (let j = 0; j < n; j++) w[j * n + j] = 1;
+  const { norms2, negligible } = yield* jacobiSweeps(x, n, n, w);
 
-  const norms = new Float64Array(n);
-  for (let j = 0; j < n; j++) {
-    let ss = 0;
-    for (let i = 0; i < n; i++) ss += x[j * n + i] * x[j * n + i];
-    norms[j] = Math.sqrt(ss);
-  }
-  const order = Array.from({ length: n }, (_, j) => j).sort((p, r) => norms[r] - norms[p]);
+  const order = Array.from({ length: n }, (_, j) => j).sort((p, t) => norms2[t] - norms2[p]);
   const s = new Float64Array(k);
-  const ux = new Float64Array(n * k);
-  const vs = new Float64Array(n * k);
+  const ut = new Float64Array(n * k); // Ũ, becomes V after un-pivoting
+  const ws = new Float64Array(n * k); // W sorted, becomes U after multiplying by Q
   const present: boolean[] = [];
   for (let t = 0; t < k; t++) {
     const j = order[t];
-    s[t] = norms[j] / scale;
-    const usable = norms[j] > 1e-290;
-    present.push(usable);
-    if (usable) {
-      const inv = 1 / norms[j];
-      for (let i = 0; i < n; i++) ux[t * n + i] = x[j * n + i] * inv;
+    const norm = Math.sqrt(norms2[j]);
+    s[t] = norm / scale;
+    present.push(!negligible[j]);
+    if (!negligible[j]) {
+      const inv = 1 / norm;
+      for (let i = 0; i < n; i++) ut[t * n + i] = x[j * n + i] * inv;
     }
-    vs.set(v.subarray(j * n, j * n + n), t * n);
+    ws.set(w.subarray(j * n, j * n + n), t * n);
   }
-  completeOrthonormal(ux, n, k, present);
-  if (!q) return { u: ux, s, v: vs, k };
-  // U = Q·U_R: m×n times n×k.
+  completeOrthonormal(ut, n, k, present);
+  const v = new Float64Array(n * k);
+  const p = perm as Int32Array;
+  for (let t = 0; t < k; t++) {
+    for (let i = 0; i < n; i++) v[t * n + p[i]] = ut[t * n + i];
+  }
+  // U = Q·W: m×n times n×k.
   const u = new Float64Array(m * k);
   for (let t = 0; t < k; t++) {
     const dst = t * m;
     for (let j = 0; j < n; j++) {
-      const coef = ux[t * n + j];
+      const coef = ws[t * n + j];
       if (coef === 0) continue;
       const src = j * m;
       for (let i = 0; i < m; i++) u[dst + i] += coef * q[src + i];
     }
     yield;
   }
-  return { u, s, v: vs, k };
+  return { u, s, v, k };
 }
 
 /**
  * Cyclic one-sided Jacobi: rotates column pairs of the column-major rows×cols `x` until every pair
- * is orthogonal to working precision, accumulating the rotations into `v` (cols×cols).
+ * is orthogonal to working precision, accumulating the rotations into `v` (cols×cols). Zero
+ * columns (past the numerical rank) are skipped and reported in `negligible`; the caller completes
+ * their directions. Returns the squared column norms.
  */
-function* jacobiSweeps(x: Float64Array, rows: number, cols: number, v: Float64Array): Steps<void> {
+function* jacobiSweeps(x: Float64Array, rows: number, cols: number, v: Float64Array): Steps<{ norms2: Float64Array; negligible: boolean[] }> {
   const tol = Math.max(1, Math.sqrt(rows)) * EPS;
+  const norms2 = new Float64Array(cols);
   for (let sweep = 0; sweep < MAX_SWEEPS; sweep++) {
+    // Fresh norms each sweep; within a sweep the rotations keep them current.
+    for (let j = 0; j < cols; j++) {
+      let ss = 0;
+      for (let i = 0; i < rows; i++) ss += x[j * rows + i] * x[j * rows + i];
+      norms2[j] = ss;
+    }
+    const negligible = Array.from(norms2, (n2) => !(n2 > 1e-300));
     let rotated = false;
     for (let p = 0; p < cols - 1; p++) {
+      if (negligible[p]) continue;
       const xp = p * rows;
       for (let r = p + 1; r < cols; r++) {
+        if (negligible[r]) continue;
         const xr = r * rows;
-        let alpha = 0;
-        let beta = 0;
         let gamma = 0;
-        for (let i = 0; i < rows; i++) {
-          const a = x[xp + i];
-          const b = x[xr + i];
-          alpha += a * a;
-          beta += b * b;
-          gamma += a * b;
-        }
+        for (let i = 0; i < rows; i++) gamma += x[xp + i] * x[xr + i];
+        const alpha = norms2[p];
+        const beta = norms2[r];
         if (gamma === 0 || Math.abs(gamma) <= tol * Math.sqrt(alpha * beta)) continue;
         rotated = true;
         const zeta = (beta - alpha) / (2 * gamma);
         const t = (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
         const c = 1 / Math.sqrt(1 + t * t);
         const s = c * t;
-        rotate(x, xp, xr, rows, c, s);
+        const [np2, nr2] = rotateMeasured(x, xp, xr, rows, c, s);
+        norms2[p] = np2;
+        norms2[r] = nr2;
         rotate(v, p * cols, r * cols, cols, c, s);
       }
       yield;
     }
-    if (!rotated) return;
+    if (!rotated) return { norms2, negligible };
   }
   throw new LinalgError(`Jacobi SVD did not converge in ${MAX_SWEEPS} sweeps (${rows}×${cols}); the input is likely corrupt`);
+}
+
+/** rotate() that also returns the new squared norms of both columns. */
+function rotateMeasured(x: Float64Array, p: number, r: number, len: number, c: number, s: number): [number, number] {
+  let np2 = 0;
+  let nr2 = 0;
+  for (let i = 0; i < len; i++) {
+    const a = x[p + i];
+    const b = x[r + i];
+    const a2 = c * a - s * b;
+    const b2 = s * a + c * b;
+    x[p + i] = a2;
+    x[r + i] = b2;
+    np2 += a2 * a2;
+    nr2 += b2 * b2;
+  }
+  return [np2, nr2];
 }
 
 function rotate(x: Float64Array, p: number, r: number, len: number, c: number, s: number): void {

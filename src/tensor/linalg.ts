@@ -17,5 +17,5 @@ export {
   type EnergySvd,
   type EnergySvdOptions,
 } from './randomized-svd.ts';
-export { rankForEnergy, frobeniusNorm, relativeError, sumOfSquares, energyFraction } from './energy.ts';
+export { rankForEnergy, frobeniusNorm, relativeError, sumOfSquares, keptEnergy, energyFraction } from './energy.ts';
 export { LinalgError } from './linalg-error.ts';

@@ -11,7 +11,7 @@ import { runCooperatively } from './cooperative.ts';
 import { householderQr } from './householder.ts';
 import { svdColMajor } from './jacobi-svd.ts';
 import { assertFinite, assertShape, colMajorToRowMajorF32, toColMajorF64 } from './layout.ts';
-import { energyFraction, sumOfSquares } from './energy.ts';
+import { energyFraction, keptEnergy } from './energy.ts';
 import { LinalgError } from './linalg-error.ts';
 
 export interface LowRankSvd {
@@ -78,7 +78,7 @@ export async function lowRankSvd(
     // V column-major n×k is Vᵀ row-major k×n.
     vt: Float32Array.from(v),
     k,
-    energyKept: energyFraction(svd.s, k, sumOfSquares(svd.s)),
+    energyKept: energyFraction(svd.s, k, keptEnergy(svd.s, svd.k)),
   };
 }
 

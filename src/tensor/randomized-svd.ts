@@ -11,7 +11,7 @@ import { svdColMajor } from './jacobi-svd.ts';
 import { orthonormalBasis } from './sketch-basis.ts';
 import { assertFinite, assertShape, colMajorToRowMajorF32, toColMajorF64 } from './layout.ts';
 import { DenseOperand, readAndDispose } from './matmul.ts';
-import { energyFraction, rankForEnergy, sumOfSquares } from './energy.ts';
+import { energyFraction, keptEnergy, rankForEnergy, sumOfSquares } from './energy.ts';
 import { LinalgError } from './linalg-error.ts';
 
 export interface RandomizedSvdOptions {
@@ -96,7 +96,7 @@ export async function randomizedSvdByEnergy(w: Float32Array, m: number, n: numbe
     for (;;) {
       const full = await sketchSvd(operand, rank, settings);
       const k = rankForEnergy(full.s, opts.energy, totalEnergy);
-      const reached = sumOfSquares(full.s.subarray(0, k)) >= opts.energy * totalEnergy;
+      const reached = keptEnergy(full.s, k) >= opts.energy * totalEnergy;
       if (reached || rank === limit) {
         return { ...truncate(full, k, m, n), energyKept: energyFraction(full.s, k, totalEnergy), totalEnergy };
       }
