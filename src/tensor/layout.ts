@@ -21,6 +21,24 @@ export function transposeF32(a: Float32Array, rows: number, cols: number): Float
   return out;
 }
 
+/** Columns c0..c1-1 of a row-major rows×cols matrix, transposed: a new (c1−c0)×rows row-major matrix. */
+export function transposeColumns(a: Float32Array, rows: number, cols: number, c0: number, c1: number): Float32Array {
+  const width = c1 - c0;
+  const out = new Float32Array(width * rows);
+  const B = 32;
+  for (let i0 = 0; i0 < rows; i0 += B) {
+    const i1 = Math.min(rows, i0 + B);
+    for (let j0 = c0; j0 < c1; j0 += B) {
+      const j1 = Math.min(c1, j0 + B);
+      for (let i = i0; i < i1; i++) {
+        const src = i * cols;
+        for (let j = j0; j < j1; j++) out[(j - c0) * rows + i] = a[src + j];
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * Row-major rows×cols (f32 or f64) to column-major float64, rejecting NaN and infinities: they would
  * turn every singular value into NaN without saying where they came from.

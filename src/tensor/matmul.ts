@@ -13,7 +13,7 @@
  */
 import { activeBackend, tf, useBackend } from './backend.ts';
 import { yieldToEventLoop } from './cooperative.ts';
-import { assertShape, transposeF32 } from './layout.ts';
+import { assertShape, transposeColumns, transposeF32 } from './layout.ts';
 import { LinalgError } from './linalg-error.ts';
 
 /** Elements per row block of a large operand (32 MiB of float32). */
@@ -65,9 +65,6 @@ export async function matmul(
   if (n === 0 || m === 0 || k === 0) return new Float32Array(n * m);
   await ensureBackend();
 
-  // Row blocks of op(a) are contiguous only when a is untransposed; a transpose in JavaScript
-  // costs one pass over a, against k·m passes for the product.
-  const aRows = opts.transposeA ? transposeF32(a, aShape[0], aShape[1]) : a;
   const nativeB = Boolean(opts.transposeB) && transposesNatively();
   const bArg = opts.transposeB && !nativeB ? transposeF32(b, bShape[0], bShape[1]) : b;
   const out = new Float32Array(n * m);
@@ -75,7 +72,10 @@ export async function matmul(
   try {
     for (let r0 = 0; r0 < n; r0 += rowsPerBlock) {
       const r1 = Math.min(n, r0 + rowsPerBlock);
-      const ablock = tf.tensor2d(aRows.subarray(r0 * k, r1 * k), [r1 - r0, k]);
+      // Rows r0..r1 of op(a); with transposeA they are columns of the stored a, transposed here in
+      // JavaScript (one pass over the block, against m passes for its product).
+      const rows = opts.transposeA ? transposeColumns(a, k, n, r0, r1) : a.subarray(r0 * k, r1 * k);
+      const ablock = tf.tensor2d(rows, [r1 - r0, k]);
       const product = tf.matMul(ablock, bt, false, nativeB);
       ablock.dispose();
       out.set(await readAndDispose(product), r0 * m);

@@ -76,7 +76,7 @@ export async function randomizedSvd(w: Float32Array, m: number, n: number, opts:
  * uploaded W.
  */
 export async function randomizedSvdByEnergy(w: Float32Array, m: number, n: number, opts: EnergySvdOptions): Promise<EnergySvd> {
-  checkMatrix(w, m, n, 'randomizedSvdByEnergy');
+  const totalEnergy = checkMatrix(w, m, n, 'randomizedSvdByEnergy');
   const settings = resolve(opts, 'randomizedSvdByEnergy');
   if (!(opts.energy > 0 && opts.energy <= 1)) {
     throw new LinalgError(`randomizedSvdByEnergy: energy must be in (0, 1], got ${opts.energy}`);
@@ -85,7 +85,6 @@ export async function randomizedSvdByEnergy(w: Float32Array, m: number, n: numbe
     throw new LinalgError(`randomizedSvdByEnergy: maxRank must be a positive integer, got ${opts.maxRank}`);
   }
   const limit = Math.min(opts.maxRank, m, n);
-  const totalEnergy = sumOfSquares(w);
   if (totalEnergy === 0 || limit === 0) {
     const k = 0;
     return { u: new Float32Array(0), s: new Float32Array(0), vt: new Float32Array(0), k, energyKept: 1, totalEnergy };
@@ -125,9 +124,12 @@ function resolve(opts: Omit<RandomizedSvdOptions, 'rank'>, fn: string): Settings
   return { oversample, powerIters, seed };
 }
 
-function checkMatrix(w: Float32Array, m: number, n: number, fn: string): void {
+/** Validates W and returns ‖W‖²_F (one pass: a NaN or infinity makes the sum non-finite). */
+function checkMatrix(w: Float32Array, m: number, n: number, fn: string): number {
   assertShape(w, m, n, `${fn}: w`);
-  assertFinite(w, `${fn}: w`);
+  const total = sumOfSquares(w);
+  if (!Number.isFinite(total)) assertFinite(w, `${fn}: w`);
+  return total;
 }
 
 async function sketchSvd(op: DenseOperand, rank: number, { oversample, powerIters, seed }: Settings): Promise<RandomizedSvd> {
