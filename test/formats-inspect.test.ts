@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readLora } from '../src/formats/index.ts';
 import { detectFile } from '../src/formats/inspect.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { fixtureDir, writeFixture, writeKeyShapes } from '../src/testing/lora-fixtures.ts';
@@ -59,6 +60,7 @@ describe('loraflow inspect shows the detected format', () => {
     const f = await SafetensorsFile.open(path);
     const d = await detectFile(f);
     await f.close();
-    expect(d).toMatchObject({ format: 'checkpoint', architecture: 'flux', unknownKeys: [] });
+    expect(d).toMatchObject({ format: 'checkpoint', architecture: 'flux', unknownKeys: [], modules: [] });
+    await expect(readLora(path)).rejects.toThrow(/base\.safetensors: a flux model checkpoint \(no adapter tensors\), not a LoRA/);
   });
 });

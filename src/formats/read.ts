@@ -18,9 +18,6 @@ export interface LoraHandle extends AdapterSet {
   close(): Promise<void>;
 }
 
-/** Roles whose tensors hold one value (read up front). */
-const SCALAR_ROLES = ['alpha'] as const;
-
 export async function readLora(path: string): Promise<LoraHandle> {
   const file = await SafetensorsFile.open(path);
   try {
@@ -33,16 +30,15 @@ export async function readLora(path: string): Promise<LoraHandle> {
   }
 }
 
-async function readScalars(file: SafetensorsFile, analysis: Analysis): Promise<Map<string, number>> {
+/** The alphas (one value each, any dtype) of every module. */
+async function readAlphas(file: SafetensorsFile, analysis: Analysis): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const spec of analysis.plan.specs) {
-    for (const role of SCALAR_ROLES) {
-      const k = spec.tensors[role];
-      if (!k || out.has(k.name)) continue;
-      const v = await file.readF32(k.name);
-      if (!Number.isFinite(v[0])) throw new LoraFormatError('BAD_SHAPES', `alpha ${k.name} is ${v[0]}`, spec.source.module);
-      out.set(k.name, v[0]!);
-    }
+    const k = spec.tensors.alpha;
+    if (!k || out.has(k.name)) continue;
+    const v = (await file.readF32(k.name))[0]!;
+    if (!Number.isFinite(v)) throw new LoraFormatError('BAD_SHAPES', `alpha ${k.name} is ${v}`, spec.source.module);
+    out.set(k.name, v);
   }
   return out;
 }
@@ -52,7 +48,10 @@ async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
   const keys = file.tensors.map((t) => ({ name: t.name, shape: t.shape }));
   // alphas decide the split_qkv note, so the key set is analysed once they are known
   const first = analyzeKeys(keys, metadata);
-  const scalars = await readScalars(file, first);
+  if (first.format === 'checkpoint') {
+    throw new LoraFormatError('UNKNOWN_FORMAT', `a ${first.architecture === 'unknown' ? '' : `${first.architecture} `}model checkpoint (no adapter tensors), not a LoRA`);
+  }
+  const scalars = await readAlphas(file, first);
   const analysis = analyzeKeys(keys, metadata, scalars);
   if (analysis.plan.problems.length > 0) throw analysis.plan.problems[0]!;
   const peft = parsePeftMetadata(metadata);
@@ -72,14 +71,10 @@ async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
   };
 }
 
-function tensorOf(file: SafetensorsFile, name: string): LazyTensor {
-  return fileTensor(file, name);
-}
-
 async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined): Promise<Patch> {
   const t = (role: keyof PatchSpec['tensors']) => {
     const k = spec.tensors[role];
-    return k ? tensorOf(file, k.name) : undefined;
+    return k ? fileTensor(file, k.name) : undefined;
   };
   const rowsOrdered = (x: LazyTensor) => (spec.swapHalves ? swapRowHalves(x) : x);
   let alpha = spec.tensors.alpha ? scalars.get(spec.tensors.alpha.name) : undefined;
