@@ -295,6 +295,34 @@ describe('refusals and safety', () => {
     await expect(fuseTargetPatches(patches)).resolves.toMatchObject({ target: 'single_blocks.0.linear1.weight' });
   });
 
+  it('x-flux single-block qkv (rows 0:3h of linear1) splits into q, k, v and fuses with zero mlp rows', async () => {
+    const src = p('xflux-sample.safetensors');
+    await writeSampleLora(src, { format: 'xlabs', rank: 4, seed: 5, blocks: { double: 1, single: 1 } });
+    await convertLora(src, p('xflux.d.safetensors'), { to: 'diffusers' });
+    await convertLora(src, p('xflux.k.safetensors'), { to: 'kohya' });
+    const d = await tensorsOf(p('xflux.d.safetensors'));
+    expect(d.get('transformer.single_transformer_blocks.0.attn.to_v.lora_B.weight')!.shape).toEqual([48, 4]);
+    expect(d.has('transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight')).toBe(false);
+    const k = await tensorsOf(p('xflux.k.safetensors'));
+    expect(k.get('lora_unet_single_blocks_0_linear1.lora_up.weight')!.shape).toEqual([336, 4]);
+    for (const out of ['xflux.d', 'xflux.k']) {
+      await withSet(src, (a) => withSet(p(`${out}.safetensors`), async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+    }
+  });
+
+  it('a LyCORIS adapter on a diffusers part cannot go into a fused module', async () => {
+    await writeKeyShapes(p('lokr-part.safetensors'), {
+      'lycoris_transformer_blocks_0_attn_to_k.lokr_w1': [2, 2],
+      'lycoris_transformer_blocks_0_attn_to_k.lokr_w2': [24, 24],
+    });
+    for (const to of ['kohya', 'comfyui'] as const) {
+      await expect(convertLora(p('lokr-part.safetensors'), p(`lokr-part.${to}.safetensors`), { to })).rejects.toThrow(
+        /double_blocks\.0\.img_attn\.qkv\.weight \(lycoris_transformer_blocks_0_attn_to_k\): a lokr adapter on a row slice/,
+      );
+    }
+    await expect(convertLora(p('lokr-part.safetensors'), p('lokr-part.d.safetensors'), { to: 'diffusers' })).rejects.toThrow(/not LoKr/);
+  });
+
   it('format names and aliases', () => {
     expect(parseFormatName('sd-scripts')).toBe('kohya');
     expect(parseFormatName('ai-toolkit')).toBe('diffusers');
