@@ -64,8 +64,16 @@ async function main(): Promise<void> {
     const tCp = performance.now();
     execFileSync('cp', [src, join(dir, 'copy.safetensors')]);
     const cpSeconds = (performance.now() - tCp) / 1000;
+    // loraflow's writer fsyncs before it renames the file into place; cp does not
+    const tSync = performance.now();
+    execFileSync('cp', [src, join(dir, 'copy2.safetensors')]);
+    execFileSync('sync', [join(dir, 'copy2.safetensors')]);
+    const syncSeconds = (performance.now() - tSync) / 1000;
 
-    const rows: [string, number, number | undefined, string][] = [['cp (baseline)', cpSeconds, undefined, `${(size / 1e6).toFixed(1)} MB`]];
+    const rows: [string, number, number | undefined, string][] = [
+      ['cp (baseline)', cpSeconds, undefined, `${(size / 1e6).toFixed(1)} MB`],
+      ['cp + sync', syncSeconds, undefined, `${(size / 1e6).toFixed(1)} MB, fsynced like loraflow's writer`],
+    ];
     for (const to of WRITE_FORMATS) {
       const out = join(dir, `out.${to}.safetensors`);
       const r = runChild(src, out, to);

@@ -144,9 +144,7 @@ export async function sameTensor(a: LazyTensor, b: LazyTensor): Promise<boolean>
   if (a === b) return true;
   if (a.dtype !== b.dtype || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i])) return false;
   const [x, y] = await Promise.all([a.bytes(), b.bytes()]);
-  if (x.byteLength !== y.byteLength) return false;
-  for (let i = 0; i < x.byteLength; i++) if (x[i] !== y[i]) return false;
-  return true;
+  return Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
 }
 
 /**
