@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../src/safetensors/errors.ts';
-import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
+import { withSafetensors } from '../src/safetensors/reader.ts';
 import { SafetensorsWriter, buildHeader, orderTensors, writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
 import { DTYPES, decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
 
@@ -102,6 +102,41 @@ describe('write → read round trips', () => {
         expect(Buffer.compare(Buffer.from(got.buffer), Buffer.from(values.buffer)), name).toBe(0);
       }
     });
+  });
+
+  it('writeF32 encodes in chunks to the declared dtype (same bytes as encodeFromF32); readF32 fills a given buffer', async () => {
+    const path = fresh('f32');
+    const count = 4_500_001; // several 8 MiB chunks for F16/BF16, odd tail
+    const values = new Float32Array(count).map((_, i) => Math.sin(i) * 1000);
+    const specs = [
+      { name: 'a', dtype: 'BF16', shape: [count] },
+      { name: 'b', dtype: 'F8_E4M3', shape: [count] },
+      { name: 'c', dtype: 'F32', shape: [1, count] },
+      { name: 'd', dtype: 'I16', shape: [0] },
+    ];
+    const w = await SafetensorsWriter.create(path, specs, { order: 'given' });
+    await w.writeF32('a', values);
+    await w.writeF32('b', values);
+    await w.writeF32('c', values);
+    await w.writeF32('d', new Float32Array(0));
+    await w.commit();
+    await withSafetensors(path, async (f) => {
+      for (const dtype of ['BF16', 'F8_E4M3', 'F32'] as const) {
+        const name = { BF16: 'a', F8_E4M3: 'b', F32: 'c' }[dtype];
+        const expected = encodeFromF32(values, dtype);
+        expect(Buffer.compare(await f.readBytes(name), expected), name).toBe(0);
+        const into = new Float32Array(count + 2).fill(7);
+        const got = await f.readF32(name, into.subarray(1, count + 1));
+        expect(got.buffer).toBe(into.buffer);
+        expect([into[0], into[count + 1]]).toEqual([7, 7]);
+        expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(decodeToF32(expected, dtype).buffer)), name).toBe(0);
+      }
+      await expect(f.readF32('a', new Float32Array(3))).rejects.toThrow(/tensor "a" has 4500001 values, the output buffer 3/);
+    });
+    const raw = await SafetensorsWriter.create(fresh('raw-f32'), [{ name: 'u', dtype: 'U16', shape: [1] }]);
+    await expectCode(raw.writeF32('u', Float32Array.of(1)), 'WRITE_FAILED', 'cannot encode Float32 values as U16');
+    const short = await SafetensorsWriter.create(fresh('short-f32'), [{ name: 'v', dtype: 'F16', shape: [3] }]);
+    await expectCode(short.writeF32('v', Float32Array.of(1, 2)), 'WRITE_FAILED', 'got 4 bytes', 'needs 6');
   });
 
   it('a file with no tensors (header "{}") round-trips', async () => {

@@ -75,31 +75,41 @@ export class SafetensorsFile {
   }
 
   /**
-   * One tensor decoded to Float32 (the compute format). Read and decoded in chunks, so memory holds
-   * the floats plus one chunk, not the floats plus the whole stored tensor.
+   * One tensor decoded to Float32 (the compute format), into `out` when given (it must hold exactly
+   * the tensor's values; reusing one buffer across tensors spares the page faults of a fresh one).
+   * Read and decoded in chunks with the next chunk's read in flight while one is decoded, so memory
+   * holds the floats plus two chunks, never the floats plus the whole stored tensor.
    */
-  async readF32(name: string): Promise<Float32Array> {
+  async readF32(name: string, out?: Float32Array): Promise<Float32Array> {
     const t = this.info(name);
     if (!isCodecDType(t.dtype)) {
       throw new SafetensorsError('UNKNOWN_DTYPE', this.path, `dtype ${t.dtype} is valid safetensors but loraflow cannot decode it`, name);
     }
-    const size = dtypeBytes(t.dtype);
+    const dtype = t.dtype;
+    const size = dtypeBytes(dtype);
     const n = (t.end - t.begin) / size;
-    const out = new Float32Array(n);
+    if (out && out.length !== n) throw new RangeError(`${this.path}: tensor "${name}" has ${n} values, the output buffer ${out.length}`);
+    const dst = out ?? new Float32Array(n);
     const start = this.dataStart + t.begin;
-    if (t.dtype === 'F32') {
-      await readExactly(this.handle, new Uint8Array(out.buffer), start, this.path, name);
-      return out;
+    if (dtype === 'F32') {
+      await readExactly(this.handle, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), start, this.path, name);
+      return dst;
     }
     const step = Math.max(1, Math.floor(READ_CHUNK_BYTES / size));
-    const scratch = new Uint8Array(Math.min(n, step) * size);
-    for (let i = 0; i < n; i += step) {
-      const count = Math.min(step, n - i);
-      const chunk = scratch.subarray(0, count * size);
-      await readExactly(this.handle, chunk, start + i * size, this.path, name);
-      decodeInto(chunk, t.dtype, out.subarray(i, i + count));
+    const buffers = [0, 1].map(() => new Uint8Array(Math.min(n, step) * size));
+    const read = (k: number) => {
+      const count = Math.min(step, n - k * step);
+      const chunk = buffers[k % 2]!.subarray(0, count * size);
+      return readExactly(this.handle, chunk, start + k * step * size, this.path, name).then(() => chunk);
+    };
+    const chunks = Math.ceil(n / step);
+    let next = chunks > 0 ? read(0) : undefined;
+    for (let k = 0; k < chunks; k++) {
+      const chunk = await next!;
+      next = k + 1 < chunks ? read(k + 1) : undefined;
+      decodeInto(chunk, dtype, dst.subarray(k * step, k * step + chunk.byteLength / size));
     }
-    return out;
+    return dst;
   }
 
   async close(): Promise<void> {

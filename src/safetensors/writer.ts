@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { DTYPE_BITS, REFERENCE_DTYPE_ORDER } from '../tensor/dtype.ts';
+import { DTYPE_BITS, REFERENCE_DTYPE_ORDER, dtypeBytes, encodeInto, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
+
+/** Bytes encoded per step by writeF32. */
+const WRITE_CHUNK_BYTES = 8 << 20;
 
 export interface TensorSpec {
   name: string;
@@ -139,24 +142,62 @@ export class SafetensorsWriter {
     return this.order[this.next];
   }
 
-  async write(name: string, bytes: Uint8Array): Promise<void> {
+  /** Checks that `name` is the tensor due next and `bytes` its exact size; aborts the file otherwise. */
+  private async expect(name: string, bytes: number): Promise<TensorSpec> {
     const spec = this.order[this.next];
     if (!spec || spec.name !== name) {
       await this.abort();
       throw new SafetensorsError('WRITE_FAILED', this.path, `tensors must be written in header order; expected "${spec?.name ?? '(none)'}"`, name);
     }
-    if (bytes.byteLength !== byteLength(spec)) {
+    if (bytes !== byteLength(spec)) {
       await this.abort();
-      throw new SafetensorsError('WRITE_FAILED', this.path, `got ${bytes.byteLength} bytes for shape [${spec.shape}] ${spec.dtype}, which needs ${byteLength(spec)}`, name);
+      throw new SafetensorsError('WRITE_FAILED', this.path, `got ${bytes} bytes for shape [${spec.shape}] ${spec.dtype}, which needs ${byteLength(spec)}`, name);
     }
-    await this.guard(async () => {
-      let done = 0;
-      while (done < bytes.byteLength) {
-        const { bytesWritten } = await this.handle.write(bytes, done, Math.min(1 << 30, bytes.byteLength - done), this.position + done);
-        done += bytesWritten;
-      }
-    }, name);
+    return spec;
+  }
+
+  private async writeAt(bytes: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < bytes.byteLength) {
+      const { bytesWritten } = await this.handle.write(bytes, done, Math.min(1 << 30, bytes.byteLength - done), position + done);
+      done += bytesWritten;
+    }
+  }
+
+  /** Writes the stored bytes of the tensor due next. */
+  async write(name: string, bytes: Uint8Array): Promise<void> {
+    await this.expect(name, bytes.byteLength);
+    await this.guard(() => this.writeAt(bytes, this.position), name);
     this.position += bytes.byteLength;
+    this.next++;
+  }
+
+  /**
+   * Encodes Float32 values to the declared dtype and writes them, chunk by chunk through two reused
+   * buffers (one being encoded while the other is written), so no stored copy of the whole tensor
+   * is ever allocated.
+   */
+  async writeF32(name: string, values: Float32Array): Promise<void> {
+    const declared = this.order[this.next]?.dtype;
+    if (declared === undefined || !isCodecDType(declared)) {
+      await this.abort();
+      throw new SafetensorsError('WRITE_FAILED', this.path, `cannot encode Float32 values as ${declared ?? '(no tensor due)'}`, name);
+    }
+    const size = dtypeBytes(declared);
+    await this.expect(name, values.length * size);
+    const step = Math.max(1, Math.floor(WRITE_CHUNK_BYTES / size));
+    const buffers = [0, 1].map(() => new Uint8Array(Math.min(values.length, step) * size));
+    await this.guard(async () => {
+      let writing: Promise<void> | undefined;
+      for (let k = 0, i = 0; i < values.length; k++, i += step) {
+        const part = values.subarray(i, Math.min(values.length, i + step));
+        const chunk = encodeInto(part, declared, buffers[k % 2]!.subarray(0, part.length * size));
+        await writing;
+        writing = this.writeAt(chunk, this.position + i * size);
+      }
+      await writing;
+    }, name);
+    this.position += values.length * size;
     this.next++;
   }
 

@@ -55,7 +55,9 @@ export function parseDType(text: string): DType {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small floats: one parametrised encoder serves F16 and both FP8 variants.
+// Small floats: one parametrised codec serves F16 and both FP8 variants. Encoding works on the
+// f32 bit pattern as an int32, so the hot loops run on integers only (multi-GB checkpoints pass
+// through them).
 
 interface MiniFloat {
   mantissaBits: number;
@@ -74,36 +76,77 @@ const F16: MiniFloat = { mantissaBits: 10, bias: 15, maxFinite: 0x7bff, inf: 0x7
 const E4M3: MiniFloat = { mantissaBits: 3, bias: 7, maxFinite: 0x7e, inf: null, nan: 0x7f, saturate: true, signBit: 0x80 };
 const E5M2: MiniFloat = { mantissaBits: 2, bias: 15, maxFinite: 0x7b, inf: 0x7c, nan: 0x7e, saturate: true, signBit: 0x80 };
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** Integer constants of the fast path, derived once per format. */
+interface MiniPlan {
+  f: MiniFloat;
+  /** f32 bits of the smallest normal of the target: from here up to Inf the fast path applies. */
+  normalMin: number;
+  /** Subtracting this from f32 bits rebiases the exponent to the target's. */
+  rebias: number;
+  shift: number;
+  /** Half a target ulp minus one, in f32 mantissa units (round to nearest; the lsb makes ties even). */
+  half: number;
+  overflow: number;
+}
 
-function encodeMini(x: number, f: MiniFloat): number {
-  f32Scratch[0] = x;
-  const bits = u32Scratch[0]!;
-  const sign = bits >>> 31 ? f.signBit : 0;
+function plan(f: MiniFloat): MiniPlan {
+  const shift = 23 - f.mantissaBits;
+  return {
+    f,
+    normalMin: (127 + 1 - f.bias) << 23,
+    rebias: (127 - f.bias) << 23,
+    shift,
+    half: (1 << (shift - 1)) - 1,
+    overflow: f.saturate || f.inf === null ? f.maxFinite : f.inf,
+  };
+}
+
+const F16_PLAN = plan(F16);
+const E4M3_PLAN = plan(E4M3);
+const E5M2_PLAN = plan(E5M2);
+
+const f32Scratch = new Float32Array(1);
+const i32Scratch = new Int32Array(f32Scratch.buffer);
+
+/** The cases off the fast path: NaN, Inf, and values that are subnormal (or zero) in the target. */
+function encodeMiniSlow(bits: number, p: MiniPlan): number {
+  const f = p.f;
+  const sign = bits < 0 ? f.signBit : 0;
   const abs = bits & 0x7fffffff;
   if (abs > 0x7f800000) return sign | f.nan;
-  const overflow = f.saturate || f.inf === null ? f.maxFinite : f.inf;
   if (abs === 0x7f800000) return sign | (f.inf ?? f.maxFinite);
-  const exp = (abs >>> 23) - 127;
-  const M = f.mantissaBits;
-  let code: number;
-  if (exp >= 1 - f.bias) {
-    // Normal in the target: round the f32 mantissa to M bits, ties to even (carry may bump the exponent).
-    const shift = 23 - M;
-    const rounded = abs + ((1 << (shift - 1)) - 1) + ((abs >>> shift) & 1);
-    const e = (rounded >>> 23) - 127 + f.bias;
-    code = (e << M) | ((rounded >>> shift) & ((1 << M) - 1));
-    if (e > 30 || code > f.maxFinite) return sign | overflow;
-  } else {
-    // Subnormal in the target: count units of the smallest subnormal, ties to even.
-    const q = Math.abs(f32Scratch[0]!) * 2 ** (f.bias - 1 + M);
-    let r = Math.floor(q);
-    const frac = q - r;
-    if (frac > 0.5 || (frac === 0.5 && (r & 1) === 1)) r++;
-    code = r;
+  if (abs >= p.normalMin) {
+    const r = abs - p.rebias;
+    const code = (r + p.half + ((r >>> p.shift) & 1)) >>> p.shift;
+    return sign | (code > f.maxFinite ? p.overflow : code);
   }
-  return sign | code;
+  // Subnormal in the target: count units of the smallest subnormal, ties to even.
+  i32Scratch[0] = abs;
+  const q = f32Scratch[0]! * 2 ** (f.bias - 1 + f.mantissaBits);
+  let r = Math.floor(q);
+  const frac = q - r;
+  if (frac > 0.5 || (frac === 0.5 && (r & 1) === 1)) r++;
+  return sign | r;
+}
+
+function encodeMiniArray(values: Float32Array, p: MiniPlan, dst: Uint16Array | Uint8Array): void {
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const { normalMin, rebias, shift, half, overflow } = p;
+  const maxFinite = p.f.maxFinite;
+  const signShift = p.f.signBit === 0x8000 ? 16 : 24;
+  const signBit = p.f.signBit;
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    const abs = b & 0x7fffffff;
+    if (abs >= normalMin && abs < 0x7f800000) {
+      // Normal in the target: rebias, round the mantissa to nearest even (a carry bumps the exponent).
+      const r = abs - rebias;
+      const code = (r + half + ((r >>> shift) & 1)) >>> shift;
+      dst[i] = ((b >>> signShift) & signBit) | (code > maxFinite ? overflow : code);
+    } else {
+      dst[i] = encodeMiniSlow(b, p);
+    }
+  }
 }
 
 function decodeMini(code: number, f: MiniFloat): number {
@@ -148,6 +191,25 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
   return decodeInto(bytes, dtype, new Float32Array(elementCount(bytes.byteLength, dtype)));
 }
 
+function decodeBF16(bytes: Uint8Array, out: Float32Array): void {
+  const n = out.length;
+  const dst = new Int32Array(out.buffer, out.byteOffset, n);
+  if (bytes.byteOffset % 4 !== 0) {
+    const src = view(bytes, 2, (b, o, l) => new Uint16Array(b, o, l));
+    for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
+    return;
+  }
+  // Two values per 32-bit load: the low half is the first value (little-endian), the high half the second.
+  const pairs = n >>> 1;
+  const src = new Int32Array(bytes.buffer, bytes.byteOffset, pairs);
+  for (let i = 0; i < pairs; i++) {
+    const w = src[i]!;
+    dst[2 * i] = w << 16;
+    dst[2 * i + 1] = w & -65536;
+  }
+  if (n & 1) dst[n - 1] = (bytes[2 * n - 2]! | (bytes[2 * n - 1]! << 8)) << 16;
+}
+
 /**
  * Decodes `bytes` into `out` (which must hold exactly their values): lets a reader decode a large
  * tensor chunk by chunk into one buffer instead of holding the stored bytes and the floats at once.
@@ -162,12 +224,9 @@ export function decodeInto(bytes: Uint8Array, dtype: DType, out: Float32Array): 
     case 'F64':
       out.set(view(bytes, 8, (b, o, l) => new Float64Array(b, o, l)));
       break;
-    case 'BF16': {
-      const src = view(bytes, 2, (b, o, l) => new Uint16Array(b, o, l));
-      const dst = new Uint32Array(out.buffer, out.byteOffset, n);
-      for (let i = 0; i < n; i++) dst[i] = src[i]! << 16;
+    case 'BF16':
+      decodeBF16(bytes, out);
       break;
-    }
     case 'F16': {
       const src = view(bytes, 2, (b, o, l) => new Uint16Array(b, o, l));
       const t = (f16Table ??= table(65536, F16));
@@ -225,52 +284,81 @@ function toI64(v: number): bigint {
   return i < I64_MIN ? I64_MIN : i > I64_MAX ? I64_MAX : i;
 }
 
-/** Encodes Float32 values as little-endian bytes of `dtype` (round to nearest even; FP8 saturates). */
-export function encodeFromF32(values: Float32Array, dtype: DType): Uint8Array {
+function encodeBF16(values: Float32Array, dst: Uint16Array): void {
+  const src = new Int32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < src.length; i++) {
+    const b = src[i]!;
+    // NaN stays a (quiet) NaN; otherwise add half an ulp minus one plus the lsb (ties to even) and
+    // keep the top half. `| 0` keeps the sum a wrapping int32, whose top 16 bits are the result.
+    dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : ((b + 0x7fff + ((b >>> 16) & 1)) | 0) >>> 16;
+  }
+}
+
+type IntView = (b: ArrayBufferLike, o: number, l: number) => { [i: number]: number };
+const INT_RANGES: Record<'I32' | 'I16' | 'I8' | 'U8', [min: number, max: number, view: IntView]> = {
+  I32: [-(2 ** 31), 2 ** 31 - 1, (b, o, l) => new Int32Array(b, o, l)],
+  I16: [-32768, 32767, (b, o, l) => new Int16Array(b, o, l)],
+  I8: [-128, 127, (b, o, l) => new Int8Array(b, o, l)],
+  U8: [0, 255, (b, o, l) => new Uint8Array(b, o, l)],
+};
+
+/**
+ * Encodes Float32 values into `out` as little-endian bytes of `dtype` (round to nearest even; FP8
+ * saturates); `out` must be exactly `values.length` values long. Lets a writer encode a large
+ * tensor in chunks through one reused buffer.
+ */
+export function encodeInto(values: Float32Array, dtype: DType, out: Uint8Array): Uint8Array {
   const n = values.length;
+  const size = dtypeBytes(dtype);
+  if (out.byteLength !== n * size) throw new Error(`encode: ${n} ${dtype} values need ${n * size} bytes, the output has ${out.byteLength}`);
+  if (out.byteOffset % size !== 0) {
+    out.set(encodeFromF32(values, dtype));
+    return out;
+  }
+  const as = <T>(make: new (b: ArrayBufferLike, o: number, l: number) => T): T => new make(out.buffer, out.byteOffset, n);
   switch (dtype) {
     case 'F32':
-      return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+      out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+      break;
     case 'F64':
-      return new Uint8Array(Float64Array.from(values).buffer);
-    case 'BF16': {
-      const src = new Uint32Array(values.buffer, values.byteOffset, n);
-      const dst = new Uint16Array(n);
-      for (let i = 0; i < n; i++) {
-        const b = src[i]!;
-        if ((b & 0x7fffffff) > 0x7f800000) dst[i] = (b >>> 16) | 0x40; // keep NaN a (quiet) NaN
-        else dst[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-      }
-      return new Uint8Array(dst.buffer);
+      as(Float64Array).set(values);
+      break;
+    case 'BF16':
+      encodeBF16(values, as(Uint16Array));
+      break;
+    case 'F16':
+      encodeMiniArray(values, F16_PLAN, as(Uint16Array));
+      break;
+    case 'F8_E4M3':
+      encodeMiniArray(values, E4M3_PLAN, out);
+      break;
+    case 'F8_E5M2':
+      encodeMiniArray(values, E5M2_PLAN, out);
+      break;
+    case 'I64': {
+      const dst = as(BigInt64Array);
+      for (let i = 0; i < n; i++) dst[i] = toI64(values[i]!);
+      break;
     }
-    case 'F16': {
-      const dst = new Uint16Array(n);
-      for (let i = 0; i < n; i++) dst[i] = encodeMini(values[i]!, F16);
-      return new Uint8Array(dst.buffer);
-    }
-    case 'F8_E4M3': {
-      const dst = new Uint8Array(n);
-      for (let i = 0; i < n; i++) dst[i] = encodeMini(values[i]!, E4M3);
-      return dst;
-    }
-    case 'F8_E5M2': {
-      const dst = new Uint8Array(n);
-      for (let i = 0; i < n; i++) dst[i] = encodeMini(values[i]!, E5M2);
-      return dst;
-    }
-    case 'I64':
-      return new Uint8Array(BigInt64Array.from(values, toI64).buffer);
     case 'I32':
-      return new Uint8Array(Int32Array.from(values, (v) => toInteger(v, -(2 ** 31), 2 ** 31 - 1)).buffer);
     case 'I16':
-      return new Uint8Array(Int16Array.from(values, (v) => toInteger(v, -32768, 32767)).buffer);
     case 'I8':
-      return new Uint8Array(Int8Array.from(values, (v) => toInteger(v, -128, 127)).buffer);
-    case 'U8':
-      return Uint8Array.from(values, (v) => toInteger(v, 0, 255));
+    case 'U8': {
+      const [min, max, intView] = INT_RANGES[dtype];
+      const dst = intView(out.buffer, out.byteOffset, n);
+      for (let i = 0; i < n; i++) dst[i] = toInteger(values[i]!, min, max);
+      break;
+    }
     case 'BOOL':
-      return Uint8Array.from(values, (v) => (v !== 0 ? 1 : 0));
+      for (let i = 0; i < n; i++) out[i] = values[i] !== 0 ? 1 : 0;
+      break;
   }
+  return out;
+}
+
+/** Encodes Float32 values as little-endian bytes of `dtype` (round to nearest even; FP8 saturates). */
+export function encodeFromF32(values: Float32Array, dtype: DType): Uint8Array {
+  return encodeInto(values, dtype, new Uint8Array(values.length * dtypeBytes(dtype)));
 }
 
 /** Rounds values to what `dtype` can hold, in place (encode then decode). */
