@@ -228,6 +228,21 @@ describe('refusals and safety', () => {
     expect(await exists(p('sd3.out.safetensors'))).toBe(false);
   });
 
+  it('keys the reader could not place are reported by name, never dropped silently', async () => {
+    await writeKeyShapes(p('junk.safetensors'), {
+      'lora_unet_img_in.lora_down.weight': [2, 1],
+      'lora_unet_img_in.lora_up.weight': [48, 2],
+      'lora_unet_img_in.alpha': [],
+      'optimizer.state.step': [1],
+    });
+    const logs: string[] = [];
+    const r = await convertLora(p('junk.safetensors'), p('junk.k.safetensors'), { to: 'kohya', ctx: { log: (m) => logs.push(m) } });
+    expect(r.unknownKeys).toEqual(['optimizer.state.step']);
+    expect(r.notes.join(' ')).toContain('1 input keys could not be placed and are not in the output: optimizer.state.step');
+    expect(logs.join(' ')).toContain('optimizer.state.step');
+    expect([...(await tensorsOf(p('junk.k.safetensors'))).keys()].sort()).toEqual(['lora_unet_img_in.alpha', 'lora_unet_img_in.lora_down.weight', 'lora_unet_img_in.lora_up.weight']);
+  });
+
   it('refuses to write over its input', async () => {
     await writeFixture('flux_lora_xlabs_format', p('same.safetensors'));
     await expect(convertLora(p('same.safetensors'), p('./same.safetensors'), { to: 'kohya' })).rejects.toMatchObject({ code: 'SAME_PATH' });
