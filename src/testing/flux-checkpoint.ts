@@ -7,7 +7,7 @@
  * regenerated alone (`fluxTensorValues`) without writing or reading the file.
  */
 import { encodeFromF32, type DType } from '../tensor/dtype.ts';
-import { byteLength, writeSafetensors, type TensorEntry, type TensorOrder } from '../safetensors/writer.ts';
+import { SafetensorsWriter, byteLength, type TensorEntry, type TensorOrder } from '../safetensors/writer.ts';
 
 export interface FluxCheckpointOptions {
   /** Every width (hidden, mlp, head dim, channels, embedder inputs) is divided by this; 1 = real FLUX.1. Must divide 64. */
@@ -172,7 +172,15 @@ export interface WriteFluxOptions extends FluxCheckpointOptions {
 
 /** Writes the checkpoint one tensor at a time (memory stays at one tensor, whatever the file size). */
 export async function writeFluxCheckpoint(path: string, opts: WriteFluxOptions = {}): Promise<{ tensors: number; dataBytes: number }> {
-  const entries = fluxCheckpointEntries(opts);
-  await writeSafetensors(path, entries, { metadata: opts.metadata, order: opts.order ?? 'reference' });
-  return { tensors: entries.length, dataBytes: entries.reduce((s, t) => s + byteLength(t), 0) };
+  const specs = fluxCheckpointShapes(opts);
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const writer = await SafetensorsWriter.create(path, specs, { metadata: opts.metadata, order: opts.order ?? 'reference' });
+  try {
+    for (const { name } of writer.order) await writer.writeF32(name, fluxTensorValues(byName.get(name)!, opts));
+    await writer.commit();
+  } catch (e) {
+    await writer.abort();
+    throw e;
+  }
+  return { tensors: specs.length, dataBytes: specs.reduce((s, t) => s + byteLength(t), 0) };
 }
