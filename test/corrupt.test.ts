@@ -55,6 +55,8 @@ const PROBE_AS_NOBODY = `
 const [file, root] = process.argv.slice(1);
 const { main } = await import(new URL('src/cli/main.ts', root));
 const { SafetensorsFile } = await import(new URL('src/safetensors/reader.ts', root));
+const { commands } = await import(new URL('src/cli/commands/index.ts', root));
+await commands.find((c) => c.name === 'inspect').load(); // before dropping privileges: the repo may be unreadable to nobody
 process.setgid(${NOBODY});
 process.setuid(${NOBODY});
 let outcome;

@@ -10,17 +10,23 @@ export interface CommandEntry {
   load(): Promise<Command>;
 }
 
+/** Imports on first use, once: later calls get the same command without touching the disk. */
+function lazy(name: string, load: () => Promise<Command>): CommandEntry {
+  let loaded: Promise<Command> | undefined;
+  return { name, load: () => (loaded ??= load()) };
+}
+
 export const commands: readonly CommandEntry[] = [
-  { name: 'inspect', load: async () => (await import('./inspect.ts')).inspect },
-  { name: 'run', load: async () => (await import('./run.ts')).run },
-  { name: 'convert', load: async () => (await import('./convert.ts')).convert },
-  { name: 'merge', load: async () => (await import('./merge.ts')).merge },
-  { name: 'apply', load: async () => (await import('./apply.ts')).apply },
-  { name: 'extract', load: async () => (await import('./extract.ts')).extract },
-  { name: 'resize', load: async () => (await import('./resize.ts')).resize },
-  { name: 'nodes', load: async () => (await import('./nodes.ts')).nodes },
-  { name: 'recipe', load: async () => (await import('./recipe.ts')).recipe },
-  { name: 'samples', load: async () => (await import('./samples.ts')).samples },
-  { name: 'demo', load: async () => (await import('./demo.ts')).demo },
-  { name: 'serve', load: async () => (await import('./serve.ts')).serve },
+  lazy('inspect', async () => (await import('./inspect.ts')).inspect),
+  lazy('run', async () => (await import('./run.ts')).run),
+  lazy('convert', async () => (await import('./convert.ts')).convert),
+  lazy('merge', async () => (await import('./merge.ts')).merge),
+  lazy('apply', async () => (await import('./apply.ts')).apply),
+  lazy('extract', async () => (await import('./extract.ts')).extract),
+  lazy('resize', async () => (await import('./resize.ts')).resize),
+  lazy('nodes', async () => (await import('./nodes.ts')).nodes),
+  lazy('recipe', async () => (await import('./recipe.ts')).recipe),
+  lazy('samples', async () => (await import('./samples.ts')).samples),
+  lazy('demo', async () => (await import('./demo.ts')).demo),
+  lazy('serve', async () => (await import('./serve.ts')).serve),
 ];
