@@ -5,6 +5,9 @@
  */
 import type { Architecture } from './model.ts';
 import { guessArchitecture } from './architecture.ts';
+import { classifyStableDiffusion } from './sd/architecture.ts';
+import { checkpointArchitecture } from './sd/checkpoint.ts';
+import { isSdArchitecture } from './sd/unet.ts';
 import { groupKeys, layoutCounts, type KeyGroups, type KeyInfo } from './keys/group.ts';
 import { planPatches, type PatchPlan, type PatchSpec } from './keys/plan.ts';
 import type { Layout } from './keys/resolve.ts';
@@ -102,8 +105,14 @@ export function analyzeKeys(
   metadata?: Readonly<Record<string, string>>,
   scalars?: ReadonlyMap<string, number>,
 ): Analysis {
-  const arch = guessArchitecture(tensors, metadata);
+  const guessed = guessArchitecture(tensors, metadata);
   const groups = groupKeys(tensors);
+  // names place a file in the SD family; which member it is takes its block layout and shapes
+  const sd = isSdArchitecture(guessed.architecture) ? classifyStableDiffusion(groups, guessed, metadata) : undefined;
+  // no key has any adapter role: a model checkpoint, whose architecture its own key names tell
+  const ckpt = groups.modules.length === 0 && tensors.length > 0 ? checkpointArchitecture(tensors) : undefined;
+  const knownCheckpoint = ckpt !== undefined && ckpt.architecture !== 'unknown';
+  const arch = knownCheckpoint ? { architecture: ckpt.architecture, confidence: 1, evidence: [ckpt.evidence] } : (sd ?? guessed);
   const control = isControl(groups);
   const plan = planPatches(groups, arch.architecture, { control });
   const layouts = layoutCounts(groups);
@@ -114,7 +123,7 @@ export function analyzeKeys(
   for (const [layout, n] of ranked) evidence.push(`${n} keys in ${LAYOUT_EVIDENCE[layout]}`);
   let format = ranked.length === 0 ? 'unknown' : LAYOUT_FORMAT[ranked[0]![0]];
   const kinds = new Set(plan.specs.map((s) => s.kind));
-  if (plan.specs.length === 0 && tensors.length > 0 && tensors.every((t) => /\.(?:weight|bias|scale)$/.test(t.name))) {
+  if (plan.specs.length === 0 && tensors.length > 0 && (knownCheckpoint || tensors.every((t) => /\.(?:weight|bias|scale)$/.test(t.name)))) {
     // a base model, not an adapter: its keys are weights, not "unplaced" LoRA keys
     format = 'checkpoint';
     evidence.push('no adapter tensors; every key is a plain weight, bias or scale: a model checkpoint');
@@ -127,7 +136,8 @@ export function analyzeKeys(
     evidence.push(`LyCORIS ${[...kinds].filter((k) => k === 'loha' || k === 'lokr').join('/')} tensors`);
   }
   if (isMixed(groups)) notes.push(`mixed layouts (${ranked.map(([l, n]) => `${l}: ${n} keys`).join(', ')}): each key read by its own naming`);
-  if (arch.architecture !== 'flux' && arch.architecture !== 'unknown') {
+  if (sd?.legacy && format === 'bfl') format = 'diffusers';
+  if (arch.architecture !== 'flux' && arch.architecture !== 'unknown' && !sd) {
     notes.push(`${arch.architecture} LoRA: recognised, but loraflow maps FLUX module names only; targets keep the file's module names and FLUX operations refuse it`);
   }
   if ((layouts.xlabs ?? 0) > 0) notes.push("x-flux's own pipeline multiplies both factors by lora_weight (strength²); loraflow reads the file at scale 1 like ComfyUI and diffusers");

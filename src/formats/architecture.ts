@@ -18,9 +18,10 @@ type Family = Exclude<Architecture, 'unknown'>;
 const SIGNALS: readonly { family: Family; re: RegExp; what: string }[] = [
   { family: 'flux', re: /(?:^|[._])(?:double_blocks|single_blocks|single_transformer_blocks)[._]\d+[._]/, what: 'FLUX double/single stream blocks' },
   { family: 'flux', re: /[._](?:norm_added_[qk]|guidance_embedder|x_embedder)[._]/, what: 'FLUX-only diffusers modules' },
-  { family: 'flux', re: /(?:^|[._])(?:img_in|txt_in|(?:time|vector|guidance)_in[._](?:in|out)_layer|final_layer)[._]/, what: 'FLUX embedders / final layer (BFL names)' },
+  { family: 'flux', re: /(?:^|[._])(?:img_in|txt_in|(?:time|vector|guidance)_in[._](?:in|out)_layer|final_layer(?!_norm))[._]/, what: 'FLUX embedders / final layer (BFL names)' },
   { family: 'sd3', re: /(?:^|[._])joint_blocks[._]\d+[._](?:x_block|context_block)[._]/, what: 'SD3 MMDiT joint blocks' },
-  { family: 'sd3', re: /(?:^|[._])transformer_blocks[._]\d+[._]attn2[._]/, what: 'SD3.5 dual attention (attn2) in transformer blocks' },
+  // not a UNet attention's transformer_blocks (`attentions.0.transformer_blocks.0.attn2`, `input_blocks_4_1_transformer_blocks_…`)
+  { family: 'sd3', re: /(?:^|[._])(?<!\d[._])transformer_blocks[._]\d+[._]attn2[._]/, what: 'SD3.5 dual attention (attn2) in transformer blocks' },
   { family: 'sdxl', re: /(?:^|[._])input_blocks[._][4578][._]1[._]transformer_blocks[._][1-9][._]/, what: 'SDXL deep transformer stacks (sgm names)' },
   { family: 'sdxl', re: /(?:^|[._])(?:down|up)_blocks[._]\d+[._]attentions[._]\d+[._]transformer_blocks[._][1-9][._]/, what: 'SDXL deep transformer stacks (diffusers names)' },
   { family: 'sdxl', re: /^(?:lora_te2_text_model|text_encoder_2\.text_model|text_encoders\.clip_g\.)/, what: 'second CLIP text encoder (CLIP-G)' },

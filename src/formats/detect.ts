@@ -8,6 +8,8 @@ import type { AdapterKind, AdapterSet, Architecture, Component, RowSlice } from 
 import { analyzeKeys } from './analyze.ts';
 import { LoraFormatError } from './errors.ts';
 import type { Layout } from './keys/resolve.ts';
+import { sdBlockOf } from './sd/blocks.ts';
+import { isSdArchitecture } from './sd/unet.ts';
 
 export interface ModuleSummary {
   /** The module as the file spells it. */
@@ -28,6 +30,8 @@ export interface Coverage {
   finalLayer: string[];
   /** Layers / blocks patched per text encoder. */
   textEncoders: Partial<Record<'clip_l' | 'clip_g' | 't5', number[]>>;
+  /** Stable Diffusion: UNet blocks patched, by LoRA Block Weight id (IN04, MID, OUT00, …). */
+  unetBlocks?: string[];
 }
 
 export interface Detection {
@@ -98,6 +102,7 @@ export function detectFormat(
     else if (f?.group === 'single') add(coverage.singleBlocks, f.block!);
     else if (f?.group === 'embedder') add(coverage.embedders, f.module.bfl);
     else if (f?.group === 'final') add(coverage.finalLayer, f.module.bfl);
+    else if (s.component === 'unet' && isSdArchitecture(a.architecture)) add((coverage.unetBlocks ??= []), sdBlockOf(s, a.architecture) ?? s.target.split('.')[0]!);
     else if (s.component === 'clip_l' || s.component === 'clip_g' || s.component === 't5') {
       const i = TE_INDEX.exec(s.target);
       const list = (coverage.textEncoders[s.component] ??= []);
@@ -148,7 +153,8 @@ export function formatDetection(d: Detection): string {
   if (alphas.length > 0) lines.push(`alphas:       ${alphas.length <= 4 ? alphas.join(', ') : `${alphas.length} distinct values`}`);
   const c = d.coverage;
   const span = (xs: number[]) => (xs.length === 0 ? 'none' : `${xs.length} (${compactRanges(xs)})`);
-  lines.push(`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`);
+  if (isSdArchitecture(d.architecture)) lines.push(`coverage:     UNet blocks ${c.unetBlocks?.join(', ') ?? 'none'}`);
+  else lines.push(`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`);
   if (c.embedders.length + c.finalLayer.length > 0) lines.push(`              ${[...c.embedders, ...c.finalLayer].join(', ')}`);
   for (const [te, layers] of Object.entries(c.textEncoders)) lines.push(`              text encoder ${te}: ${span(layers)}`);
   for (const e of d.evidence) lines.push(`evidence:     ${e}`);

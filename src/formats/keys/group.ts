@@ -4,6 +4,7 @@
  */
 import { parseRole, type Role } from './roles.ts';
 import { isResolved, resolveModule, type Layout, type ResolvedModule, type UnresolvedModule } from './resolve.ts';
+import { modernModuleName } from '../sd/legacy-names.ts';
 
 export interface KeyInfo {
   name: string;
@@ -45,7 +46,7 @@ export function groupKeys(tensors: readonly KeyInfo[]): KeyGroups {
     }
     let mod = byName.get(parsed.module);
     if (!mod) {
-      mod = { name: parsed.module, resolved: resolveWithParam(parsed.module), keys: new Map() };
+      mod = { name: parsed.module, resolved: resolveWithParam(modernModuleName(parsed.module)), keys: new Map() };
       byName.set(parsed.module, mod);
     }
     if (mod.keys.has(parsed.role)) unparsed.push(t.name);

@@ -9,6 +9,8 @@ import type { KeyGroups, KeyInfo, ModuleKeys } from './group.ts';
 import { isResolved, type FluxPlace, type Layout } from './resolve.ts';
 import type { Role } from './roles.ts';
 import type { PartRows } from '../flux/modules.ts';
+import { sdPlace } from '../sd/place.ts';
+import { isSdArchitecture } from '../sd/unet.ts';
 
 export interface PatchSpec {
   component: Component;
@@ -55,6 +57,10 @@ const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
 function placeOf(mod: ModuleKeys, architecture: Architecture): Place | undefined {
   const r = mod.resolved;
+  if (isSdArchitecture(architecture)) {
+    const sd = sdPlace(r, architecture);
+    return sd && { ...sd, swapHalves: false, layout: r.layout };
+  }
   if (isResolved(r)) {
     if (architecture !== 'flux' && r.component === 'transformer') return generic(mod, architecture);
     return { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves ?? false, flux: r.flux, layout: r.layout };

@@ -11,7 +11,7 @@ import { CLIP_MODULES, T5_MODULES, type TextEncoderModule } from '../text-encode
 /** The naming scheme of one key, by its prefix. `bfl` = bare BFL names (BFL control LoRAs, x-flux). */
 export type Layout = 'kohya' | 'diffusers' | 'comfyui' | 'onetrainer' | 'lycoris' | 'xlabs' | 'bfl';
 
-type Names = 'transformer' | 'clip' | 't5' | 'te2';
+type Names = 'transformer' | 'clip' | 'clipg' | 't5' | 'te2';
 type Spelling = 'dotted' | 'underscore';
 
 interface Namespace {
@@ -40,7 +40,9 @@ const NAMESPACES: readonly Namespace[] = [
   { prefix: /^base_model\.model\./, layout: 'diffusers', spelling: 'dotted', names: 'transformer', generic: 'denoiser' },
   { prefix: /^diffusion_model\./, layout: 'comfyui', spelling: 'dotted', names: 'transformer', generic: 'denoiser' },
   { prefix: /^text_encoders\.clip_l\.transformer\./, layout: 'comfyui', spelling: 'dotted', names: 'clip', generic: 'clip_l' },
-  { prefix: /^text_encoders\.clip_g\.transformer\./, layout: 'comfyui', spelling: 'dotted', names: 'clip', generic: 'clip_g' },
+  { prefix: /^text_encoders\.clip_g\.transformer\./, layout: 'comfyui', spelling: 'dotted', names: 'clipg', generic: 'clip_g' },
+  // SD2's OpenCLIP-H, its single text encoder (carried as clip_l)
+  { prefix: /^text_encoders\.clip_h\.transformer\./, layout: 'comfyui', spelling: 'dotted', names: 'clip', generic: 'clip_l' },
   { prefix: /^text_encoders\.t5xxl\.transformer\./, layout: 'comfyui', spelling: 'dotted', names: 't5', generic: 't5' },
   { prefix: /^/, layout: 'bfl', spelling: 'dotted', names: 'transformer', generic: 'denoiser' },
 ];
@@ -132,6 +134,8 @@ const MATCHERS: Record<`${Names}:${Spelling}`, Matcher[]> = {
   'transformer:underscore': fluxMatchers('underscore'),
   'clip:dotted': encoderMatchers(CLIP_MODULES, 'clip_l', 'dotted'),
   'clip:underscore': encoderMatchers(CLIP_MODULES, 'clip_l', 'underscore'),
+  'clipg:dotted': encoderMatchers(CLIP_MODULES, 'clip_g', 'dotted'),
+  'clipg:underscore': encoderMatchers(CLIP_MODULES, 'clip_g', 'underscore'),
   't5:dotted': encoderMatchers(T5_MODULES, 't5', 'dotted'),
   't5:underscore': encoderMatchers(T5_MODULES, 't5', 'underscore'),
   // second text encoder: T5 for FLUX (OneTrainer `lora_te2_`, diffusers `text_encoder_2.`), CLIP-G for SDXL

@@ -5,7 +5,8 @@
  */
 import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
-import type { Adapter, AdapterSet, LohaAdapter, LokrAdapter, Patch } from '../model.ts';
+import type { Adapter, AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../model.ts';
+import { plainLora } from '../sd/tucker.ts';
 import { LoraFormatError } from '../errors.ts';
 import { fluxTarget, inferDims, rowsOf, type SetDims } from '../flux/lookup.ts';
 import { fuseLoraPieces, piecesOf } from '../fuse.ts';
@@ -67,7 +68,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
     if (param === 'scale' && format === 'kohya') {
       throw new LoraFormatError('INEXPRESSIBLE', `${where}: kohya files cannot patch a norm scale (a ${kind} adapter); write comfyui instead`, first.source.module);
     }
-    const base = fusedModuleName(format, first.component, param === 'scale' ? `${path}.scale` : path);
+    const base = fusedModuleName(format, first.component, param === 'scale' ? `${path}.scale` : path, set.architecture);
     if (first.reshape && format === 'kohya') {
       throw new LoraFormatError('INEXPRESSIBLE', `${where}: needs the base weight widened to [${first.reshape}] (BFL control LoRA), which only comfyui files can say`, first.source.module);
     }
@@ -76,13 +77,17 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
       case 'lora': {
         if (param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: a LoRA on a ${param}`, first.source.module);
         const rows = targetRows(group, (p) => (p.adapter as { up: LazyTensor }).up.shape[0]!, dims);
-        const fused = await fuseLoraPieces(piecesOf(group), rows, { name: first.target, dtype });
+        // a LoCon Tucker core is kept for a lone patch; several on one weight are folded first
+        const tucker = group.length === 1 ? (first.adapter as LoraAdapter).mid : undefined;
+        const loras = tucker ? group : group.map((p) => ({ ...p, adapter: plainLora(p.adapter as LoraAdapter, p.source.module) }));
+        const fused = await fuseLoraPieces(piecesOf(loras), rows, { name: first.target, dtype });
         if (fused.rounded) rounded++;
         const stored = group.length === 1 ? (first.adapter as { alpha?: number }).alpha : undefined;
         const alpha = alphaFor(fused.scale, fused.rank, stored);
         emit(base, FUSED_SUFFIX.down, fused.down);
         emit(base, FUSED_SUFFIX.up, fused.up);
         emit(base, FUSED_SUFFIX.alpha, alphaTensor(alpha, fused.down.dtype, `${base} alpha`));
+        if (tucker) emit(base, FUSED_SUFFIX.mid, cast(tucker));
         if (fused.dora) {
           const shape = fused.dora.axis === 'out' ? [rows, 1] : [1, fused.down.shape[1]!];
           emit(base, FUSED_SUFFIX.dora, cast(reshaped(fused.dora.magnitude, shape)));

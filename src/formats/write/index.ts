@@ -8,6 +8,7 @@ import { byteLength, writeSafetensors, type TensorEntry } from '../../safetensor
 import type { DType } from '../../tensor/dtype.ts';
 import type { AdapterSet } from '../model.ts';
 import { assertFlux } from '../detect.ts';
+import { isSdArchitecture } from '../sd/unet.ts';
 import { planFused } from './fused.ts';
 import { outputMetadata } from './metadata.ts';
 import type { WriteFormat } from './names.ts';
@@ -34,7 +35,7 @@ export interface WriteReport {
 }
 
 export async function writeLora(path: string, set: AdapterSet, opts: WriteOptions): Promise<WriteReport> {
-  assertFlux(set, `writing a ${opts.format} LoRA`);
+  if (!isSdArchitecture(set.architecture)) assertFlux(set, `writing a ${opts.format} LoRA`);
   checkAborted(opts.ctx);
   const plan = opts.format === 'diffusers' ? await planSplit(set, opts.dtype) : await planFused(set, opts.format, opts.dtype);
   const metadata = outputMetadata({

@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import type { AdapterSet } from '../model.ts';
 import type { WriteFormat } from './names.ts';
+import { SD_LORA_METADATA } from '../sd/names.ts';
+import { isSdArchitecture } from '../sd/unet.ts';
 
 let version: string | undefined;
 export function loraflowVersion(): string {
@@ -38,13 +40,14 @@ export function outputMetadata(m: MetadataInput): Record<string, string> {
     out.ss_network_dim = dim;
     out.ss_network_alpha = uniform(m.alphas)!;
   }
+  const defaults = isSdArchitecture(m.set.architecture) ? SD_LORA_METADATA[m.set.architecture] : { modelspec: 'flux-1-dev/lora', networkModule: 'networks.lora_flux' };
   const arch = out['modelspec.architecture'];
-  if (arch === undefined) out['modelspec.architecture'] = 'flux-1-dev/lora';
+  if (arch === undefined) out['modelspec.architecture'] = defaults.modelspec;
   else if (!arch.endsWith('/lora')) out['modelspec.architecture'] = `${arch}/lora`;
   if (m.format === 'kohya') {
     const module = out.ss_network_module;
     if (m.lycoris) out.ss_network_module = 'lycoris.kohya';
-    else if (module === undefined || !module.startsWith('networks.lora')) out.ss_network_module = 'networks.lora_flux';
+    else if (module === undefined || !module.startsWith('networks.lora')) out.ss_network_module = defaults.networkModule;
   }
   if (m.format === 'diffusers') out.format ??= 'pt';
   const previous = out.loraflow;

@@ -3,8 +3,10 @@
  * kohya = sd-scripts fused BFL names with `.` → `_`; comfyui = `diffusion_model.` + BFL names;
  * diffusers = PEFT `transformer.` + diffusers names, as ai-toolkit writes.
  */
-import type { Component } from '../model.ts';
+import type { Architecture, Component } from '../model.ts';
 import { LoraFormatError } from '../errors.ts';
+import { sdModuleName } from '../sd/names.ts';
+import { isSdArchitecture } from '../sd/unet.ts';
 
 export const WRITE_FORMATS = ['kohya', 'diffusers', 'comfyui'] as const;
 export type WriteFormat = (typeof WRITE_FORMATS)[number];
@@ -34,6 +36,7 @@ export const FUSED_SUFFIX = {
   diff_b: 'diff_b',
   set: 'set_weight',
   reshape: 'reshape_weight',
+  mid: 'lora_mid.weight',
 } as const;
 
 export const PEFT_SUFFIX = { down: 'lora_A.weight', up: 'lora_B.weight', magnitude: 'lora_magnitude_vector' } as const;
@@ -47,14 +50,16 @@ const COMFY_PREFIX: Partial<Record<Component, string>> = {
 const PEFT_PREFIX: Partial<Record<Component, string>> = { transformer: 'transformer.', clip_l: 'text_encoder.', t5: 'text_encoder_2.' };
 
 /** Module name of a canonical module path (target without its parameter) in a fused format. */
-export function fusedModuleName(format: 'kohya' | 'comfyui', component: Component, path: string): string {
+export function fusedModuleName(format: 'kohya' | 'comfyui', component: Component, path: string, architecture?: Architecture): string {
+  if (architecture && isSdArchitecture(architecture)) return sdModuleName(format, architecture, component, path);
   const prefix = (format === 'kohya' ? KOHYA_PREFIX : COMFY_PREFIX)[component];
   if (prefix === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} files for FLUX have no place for the ${component} component`, path);
   return prefix + (format === 'kohya' ? path.replaceAll('.', '_') : path);
 }
 
-/** Module name of a diffusers module path in PEFT layout. */
-export function peftModuleName(component: Component, path: string): string {
+/** Module name of a diffusers module path in PEFT layout (for SD: of a canonical LDM / Hugging Face path). */
+export function peftModuleName(component: Component, path: string, architecture?: Architecture): string {
+  if (architecture && isSdArchitecture(architecture)) return sdModuleName('diffusers', architecture, component, path);
   const prefix = PEFT_PREFIX[component];
   if (prefix === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${path}: diffusers files for FLUX have no place for the ${component} component`, path);
   return prefix + path;

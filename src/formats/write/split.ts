@@ -14,6 +14,7 @@ import { fuseLoraPieces, type LoraPiece } from '../fuse.ts';
 import { splitLora, type SplitPart } from '../split.ts';
 import { reshaped, scaledTensor, swapRowHalves } from '../tensor-ops.ts';
 import { PEFT_SUFFIX, peftModuleName } from './names.ts';
+import { plainLora } from '../sd/tucker.ts';
 import { foldScale } from './scale.ts';
 import type { OutPlan, OutTensor } from './plan.ts';
 
@@ -48,10 +49,11 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
     if (p.dora?.axis === 'in') {
       throw new LoraFormatError('INEXPRESSIBLE', `${where}: DoRA magnitude per input column (LyCORIS/OneTrainer dora_scale [1, in]); PEFT's lora_magnitude_vector is per output row (write kohya or comfyui)`, p.source.module);
     }
-    const a = p.adapter;
+    // PEFT has no Tucker core: a LoCon lora_mid is folded into the down
+    const a = plainLora(p.adapter, p.source.module);
     const path = p.target.slice(0, p.target.lastIndexOf('.'));
     if (p.component !== 'transformer') {
-      add(peftModuleName(p.component, path), a.up.shape[0]!, { down: a.down, up: a.up, scale: a.scale, row: 0, dora: p.dora, module: p.source.module });
+      add(peftModuleName(p.component, path, set.architecture), a.up.shape[0]!, { down: a.down, up: a.up, scale: a.scale, row: 0, dora: p.dora, module: p.source.module });
       continue;
     }
     const t = fluxTarget(p.target);
