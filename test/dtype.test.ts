@@ -4,6 +4,7 @@
  * own output.
  */
 import { describe, expect, it } from 'vitest';
+import { bf16SimdAvailable, encodeBF16Simd } from '../src/tensor/bf16-simd.ts';
 import { decodeInto, decodeToF32, dtypeBytes, encodeFromF32, parseDType, roundTo, type DType } from '../src/tensor/dtype.ts';
 
 const bitsF32 = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
@@ -70,6 +71,50 @@ describe('BF16 encode: round to nearest, ties to even', () => {
       expect((c! & 0x7f80) === 0x7f80 && (c! & 0x7f) !== 0, bits.toString(16)).toBe(true);
       expect(c! >> 15, 'sign kept').toBe(bits >>> 31);
     }
+  });
+});
+
+describe('BF16 encode in bulk (SIMD groups of eight plus the scalar tail)', () => {
+  /** Nearest BF16 by distance, ties to the even code; independent of the bit tricks under test. */
+  function nearestBF16(bits: number): number {
+    const x = bitsF32(bits);
+    if (Number.isNaN(x)) return -1; // checked separately: any NaN code
+    const lo = (bits >>> 16) & 0xffff;
+    const hi = (lo + 1) & 0xffff;
+    const value = (code: number) => {
+      const v = bitsF32((code << 16) >>> 0);
+      // One step past the largest finite value is the overflow boundary 2^128 (encoded as Inf).
+      return Number.isFinite(v) ? v : Math.sign(v) * 2 ** 128;
+    };
+    if (!Number.isFinite(x)) return lo;
+    const dLo = Math.abs(x - value(lo));
+    const dHi = Math.abs(x - value(hi));
+    return dLo < dHi || (dLo === dHi && (lo & 1) === 0) ? lo : hi;
+  }
+
+  it('the SIMD kernel is available in this runtime (so the fast path is the one tested)', () => {
+    expect(bf16SimdAvailable).toBe(true);
+    expect(encodeBF16Simd(new Float32Array(21), new Uint16Array(21))).toBe(16);
+  });
+
+  it('every value of a large mixed batch rounds to the nearest BF16, ties to even', () => {
+    const n = (1 << 18) + 5; // not a multiple of 8: the scalar tail runs too
+    const bits = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const r = Math.imul(i + 1, 0x9e3779b1) ^ Math.imul(i >>> 3, 0x85ebca6b);
+      // Every fourth value is an exact tie (low half 0x8000) or one off it, the rest random.
+      bits[i] = i % 4 === 0 ? (r & ~0xffff) | 0x8000 : i % 4 === 1 ? (r & ~0xffff) | 0x7fff : r;
+    }
+    bits.set([0x7f7fffff, 0xff7fffff | 0, 0x7f7f8000, 0x7f800000, 0xff800000 | 0, 0x7fc00000, 0x7f800001, 0xffffffff | 0], 0);
+    const got = new Uint16Array(encodeFromF32(new Float32Array(bits.buffer), 'BF16').buffer);
+    const wrong: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const b = bits[i]!;
+      const want = nearestBF16(b);
+      const ok = want === -1 ? (got[i]! & 0x7f80) === 0x7f80 && (got[i]! & 0x7f) !== 0 && got[i]! >> 15 === b >>> 31 : got[i] === want;
+      if (!ok) wrong.push(`${(b >>> 0).toString(16)} -> ${got[i]!.toString(16)} (want ${want.toString(16)})`);
+    }
+    expect(wrong.slice(0, 10)).toEqual([]);
   });
 });
 
@@ -213,7 +258,7 @@ describe('integer and bool dtypes', () => {
   ] as const)('%s rounds to nearest even and saturates instead of wrapping', (dtype, expected) => {
     const bytes = encodeFromF32(Float32Array.from(ints), dtype);
     const stored = { I8: Int8Array, U8: Uint8Array, I16: Int16Array, I32: Int32Array }[dtype];
-    expect([...new stored(bytes.buffer, bytes.byteOffset, ints.length)]).toEqual(expected);
+    expect([...new stored(bytes.buffer as ArrayBuffer, bytes.byteOffset, ints.length)]).toEqual(expected);
   });
 
   it('I32 saturates 3e9 and decodes little-endian bytes', () => {

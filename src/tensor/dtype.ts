@@ -7,6 +7,7 @@
  * encoders also round to nearest even and saturate at the type's range (NaN → 0) instead of
  * wrapping around.
  */
+import { encodeBF16Simd } from './bf16-simd.ts';
 
 export const DTYPES = ['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
 export type DType = (typeof DTYPES)[number];
@@ -286,7 +287,8 @@ function toI64(v: number): bigint {
 
 function encodeBF16(values: Float32Array, dst: Uint16Array): void {
   const src = new Int32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < src.length; i++) {
+  // The SIMD kernel takes whole groups of eight; this loop (same arithmetic) does the rest, or all without SIMD.
+  for (let i = encodeBF16Simd(values, dst); i < src.length; i++) {
     const b = src[i]!;
     // NaN stays a (quiet) NaN; otherwise add half an ulp minus one plus the lsb (ties to even) and
     // keep the top half. `| 0` keeps the sum a wrapping int32, whose top 16 bits are the result.
