@@ -129,14 +129,16 @@ export class DenseOperand {
   async times(x: tf.Tensor2D): Promise<tf.Tensor2D> {
     if (x.shape[0] !== this.n) throw new LinalgError(`DenseOperand.times: expected ${this.n} rows, got ${x.shape[0]}`);
     const parts: tf.Tensor2D[] = [];
+    let result: tf.Tensor2D | undefined;
     try {
       for (let i = 0; i < this.blocks.length; i++) {
         parts.push(tf.matMul(this.blocks[i], x));
         if (i + 1 < this.blocks.length) await yieldToEventLoop();
       }
-      return parts.length === 1 ? parts[0] : tf.concat2d(parts, 0);
+      result = parts.length === 1 ? parts[0] : tf.concat2d(parts, 0);
+      return result;
     } finally {
-      if (parts.length > 1) for (const t of parts) t.dispose();
+      for (const t of parts) if (t !== result) t.dispose();
     }
   }
 
