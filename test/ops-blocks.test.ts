@@ -132,8 +132,9 @@ describe('applyBlockWeights', () => {
     expect(report.scaled).toBe(3);
   });
 
-  it('refuses non-FLUX sets', () => {
-    expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'sdxl' }, 'IN=0')).toThrow(/do not apply to a sdxl LoRA/);
+  it('refuses sets of models without block ids, and FLUX ids on an SDXL LoRA', () => {
+    expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'sd3' }, 'IN=0')).toThrow(/not to a sd3 LoRA/);
+    expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'sdxl' }, 'IN=0')).toThrow(/unknown block id "IN"/);
   });
 });
 

@@ -9,6 +9,7 @@ import { SafetensorsFile, type TensorInfo } from '../safetensors/reader.ts';
 import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
 import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
+import { crossArchitectureProblem, locateOpenClipPatch } from '../formats/sd/checkpoint.ts';
 
 export type FileRole = 'base' | 'clip_l' | 't5';
 
@@ -43,7 +44,7 @@ export class ApplyError extends Error {
 const KEY_PREFIXES: Record<Component, readonly string[]> = {
   transformer: ['', 'model.diffusion_model.', 'diffusion_model.'],
   unet: ['', 'model.diffusion_model.', 'diffusion_model.'],
-  clip_l: ['', 'text_encoders.clip_l.transformer.', 'clip_l.transformer.', 'cond_stage_model.transformer.'],
+  clip_l: ['', 'text_encoders.clip_l.transformer.', 'clip_l.transformer.', 'cond_stage_model.transformer.', 'conditioner.embedders.0.transformer.'],
   clip_g: ['', 'text_encoders.clip_g.transformer.', 'clip_g.transformer.'],
   t5: ['', 'text_encoders.t5xxl.transformer.', 't5xxl.transformer.'],
 };
@@ -139,6 +140,8 @@ export async function planApply(input: PlanInput): Promise<Plan> {
     for (const o of outputs) files.push({ ...o, file: await openFile(o.in, opened), prefixes: {}, byKey: new Map() });
     const fileFor = (role: FileRole) => files.find((f) => f.role === role);
     const baseFile = fileFor('base')!;
+    const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
+    if (foreign) throw new ApplyError(foreign);
 
     const routed = new Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>();
     const ignored: string[] = [];
@@ -154,7 +157,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
         const own = COMPONENT_FILE[patch.component];
         let dest = own ? fileFor(own) : baseFile;
         // A text encoder without its own file may still live in the base (full checkpoints hold them).
-        if (!dest && KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target))) dest = baseFile;
+        if (!dest && (KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target)) || locateOpenClipPatch(baseFile.file, patch))) dest = baseFile;
         if (!dest) {
           (input.ignoreTextEncoders ? ignored : homeless).push(name);
           continue;
@@ -172,9 +175,13 @@ export async function planApply(input: PlanInput): Promise<Plan> {
     for (const [plan, list] of routed) {
       const components = [...new Set(list.map((p) => p.patch.component))];
       for (const c of components) plan.prefixes[c] = bestPrefix(plan.file, c, list.filter((p) => p.patch.component === c).map((p) => p.patch.target));
-      for (const planned of list) {
+      for (const listed of list) {
+        let planned = listed;
+        let key = plan.prefixes[planned.patch.component]! + planned.patch.target;
+        // OpenCLIP text encoders (SD2, SDXL's CLIP-G) keep q, k and v as row thirds of one in_proj weight
+        const openClip = plan.file.has(key) ? undefined : locateOpenClipPatch(plan.file, planned.patch);
+        if (openClip) [key, planned] = [openClip.key, { ...planned, patch: openClip.patch }];
         const { patch } = planned;
-        const key = plan.prefixes[patch.component]! + patch.target;
         if (!plan.file.has(key)) {
           problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}`);
           continue;

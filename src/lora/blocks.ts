@@ -4,6 +4,8 @@
  */
 import type { AdapterSet, Patch } from '../formats/model.ts';
 import { scalePatches } from './scale.ts';
+import { parseSdBlockWeights, sdBlockIds, sdBlockOf } from '../formats/sd/blocks.ts';
+import { isSdArchitecture } from '../formats/sd/unet.ts';
 
 export const FLUX_DOUBLE_BLOCKS = 19;
 export const FLUX_SINGLE_BLOCKS = 38;
@@ -140,15 +142,47 @@ export interface BlockWeightReport {
   notes: string[];
 }
 
-/** Weights each patch of a FLUX set by the weight of its block. */
-export function applyBlockWeights(set: AdapterSet, spec: BlockWeightSpec | BlockWeights): { set: AdapterSet; report: BlockWeightReport } {
-  if (set.architecture !== 'flux') {
-    throw new BlockWeightError(`the 61 FLUX block ids do not apply to a ${set.architecture} LoRA (format ${set.format})`);
+/** The block ids of a set's model: FLUX's 61, or the Stable Diffusion slots (SD1.5/SD2: 26, SDXL: 20; formats/sd/blocks.ts). */
+function schemeOf(set: AdapterSet): { ids: readonly string[]; parse: (spec: BlockWeightSpec) => BlockWeights; blockOf: (patch: Patch) => string | undefined } {
+  const arch = set.architecture;
+  if (isSdArchitecture(arch)) {
+    const parse = (spec: BlockWeightSpec) => {
+      const r = parseSdBlockWeights(arch, spec);
+      if ('error' in r) throw new BlockWeightError(r.error);
+      return r.weights;
+    };
+    return { ids: sdBlockIds(arch), parse, blockOf: (patch) => sdBlockOf(patch, arch) };
   }
-  const weights = spec instanceof Map ? (spec as BlockWeights) : parseBlockWeights(spec as BlockWeightSpec);
+  if (arch !== 'flux') throw new BlockWeightError(`block weights apply to FLUX, SD1.5/SD2 and SDXL LoRAs, not to a ${arch} LoRA (format ${set.format})`);
+  return { ids: FLUX_BLOCK_IDS, parse: parseBlockWeights, blockOf };
+}
+
+/** Undefined when `spec` is a block-weight spec for some model (FLUX, SD1.5/SD2 or SDXL), else why not. */
+export function checkBlockWeightSpec(spec: BlockWeightSpec): string | undefined {
+  const problems: string[] = [];
+  try {
+    parseBlockWeights(spec);
+    return undefined;
+  } catch (e) {
+    problems.push(`FLUX: ${(e as Error).message.replace(/^block weights: /, '')}`);
+  }
+  for (const arch of ['sd1', 'sdxl'] as const) {
+    const r = parseSdBlockWeights(arch, spec);
+    if (!('error' in r)) return undefined;
+    problems.push(`${arch === 'sd1' ? 'SD1.5/SD2' : 'SDXL'}: ${r.error}`);
+  }
+  return problems.join('; ');
+}
+
+/** Weights each patch of a FLUX or Stable Diffusion set by the weight of its block. */
+export function applyBlockWeights(set: AdapterSet, spec: BlockWeightSpec | BlockWeights): { set: AdapterSet; report: BlockWeightReport } {
+  const scheme = schemeOf(set);
+  const weights = spec instanceof Map ? (spec as BlockWeights) : scheme.parse(spec as BlockWeightSpec);
+  const foreign = [...weights.keys()].filter((id) => !scheme.ids.includes(id));
+  if (foreign.length) throw new BlockWeightError(`${foreign.slice(0, 5).join(', ')} are not block ids of a ${set.architecture} LoRA (${scheme.ids[0]}, …, ${scheme.ids.at(-1)})`);
   const unassigned: string[] = [];
   const { set: out, report } = scalePatches(set, (patch) => {
-    const block = blockOf(patch);
+    const block = scheme.blockOf(patch);
     if (block === undefined) {
       unassigned.push(patch.source.module);
       return 1;

@@ -7,6 +7,7 @@ import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { matmul } from '../tensor/linalg.ts';
 import { AdapterShapeError, loraDims } from './factors.ts';
+import { plainLora } from '../formats/sd/tucker.ts';
 
 export interface DenseMatrix {
   rows: number;
@@ -58,9 +59,10 @@ function scaled(m: DenseMatrix, s: number): DenseMatrix {
 export async function denseDelta(adapter: Adapter, module: string): Promise<DenseMatrix> {
   switch (adapter.kind) {
     case 'lora': {
-      const { rows, rank, cols } = loraDims(adapter, module);
-      const data = await matmul(await adapter.up.f32(), [rows, rank], await adapter.down.f32(), [rank, cols]);
-      return scaled({ rows, cols, data }, adapter.scale);
+      const lora = plainLora(adapter, module);
+      const { rows, rank, cols } = loraDims(lora, module);
+      const data = await matmul(await lora.up.f32(), [rows, rank], await lora.down.f32(), [rank, cols]);
+      return scaled({ rows, cols, data }, lora.scale);
     }
     case 'loha': {
       if (adapter.t1 || adapter.t2) throw new AdapterShapeError(module, 'LoHa Tucker factors (hada_t1/hada_t2) are not supported; FLUX LoHa files have none');

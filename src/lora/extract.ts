@@ -12,6 +12,9 @@ import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
+import { checkpointArchitecture } from '../formats/sd/checkpoint.ts';
+import { canonicalExtraction } from '../formats/sd/extracted.ts';
+import { isSdArchitecture } from '../formats/sd/unet.ts';
 
 export interface ExtractOptions extends RankChoice {
   base: string;
@@ -202,9 +205,19 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     }
   }
   ctx?.onProgress?.(pairs.length, pairs.length);
+  // Stable Diffusion checkpoints keep text encoders under their own key names (OpenCLIP's fused
+  // in_proj among them); a LoRA names every patch by its canonical target
+  const sd = checkpointArchitecture(base.tensors).architecture;
+  if (isSdArchitecture(sd)) {
+    const shapes = new Map(pairs.map((p) => [p.name, base.info(p.baseKey).shape]));
+    const canonical = canonicalExtraction(sd, patches, (name) => shapes.get(name)!);
+    patches.splice(0, patches.length, ...canonical.patches);
+    report.skipped.push(...canonical.skipped);
+    report.architecture = sd;
+  }
   report.relError = overallError(fits);
   const notes = report.skipped.map((s) => `not extracted: ${s.key}: ${s.reason}`);
-  if (!arch) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
+  if (!arch && !isSdArchitecture(sd)) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
   const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches, metadata: {}, unknownKeys: [], notes };
   ctx?.log?.(`extracted ${report.modules.length} matrices (relative error ${report.relError.toExponential(2)}), ${report.unchanged} unchanged, ${report.fullDiffs.length} full diffs, ${report.skipped.length} skipped`);
   return { set, report };

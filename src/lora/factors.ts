@@ -6,6 +6,7 @@
  * SVD merges, applying several LoRAs at once, and fusing row-slice patches.
  */
 import type { LoraAdapter, Patch } from '../formats/model.ts';
+import { plainLora } from '../formats/sd/tucker.ts';
 import { numel } from '../tensor/lazy.ts';
 
 export class AdapterShapeError extends Error {
@@ -17,9 +18,8 @@ export class AdapterShapeError extends Error {
 
 /** A LoRA's rows, rank and input width (conv weights flattened to [out, in·kh·kw]), checked for consistency. */
 export function loraDims(adapter: LoraAdapter, module: string): { rows: number; rank: number; cols: number } {
-  if (adapter.mid) {
-    throw new AdapterShapeError(module, 'Tucker conv factors (lora_mid) are not supported by the LoRA operations; FLUX LoRAs have none');
-  }
+  // a LoCon Tucker core folds into the down (same rank, conv kernel moves into the down)
+  if (adapter.mid) return loraDims(plainLora(adapter, module), module);
   const rank = adapter.down.shape[0] ?? 0;
   const rows = adapter.up.shape[0] ?? 0;
   if (adapter.down.shape.length < 2 || adapter.up.shape.length < 2 || rank === 0) {
@@ -46,9 +46,10 @@ export interface FactorPart {
 /** Reads one LoRA patch's factors (rowStart relative to `originRow`). */
 export async function readFactorPart(patch: Patch, factor: number, originRow = 0): Promise<FactorPart> {
   if (patch.adapter.kind !== 'lora') throw new AdapterShapeError(patch.source.module, `is a ${patch.adapter.kind} adapter, not a LoRA`);
-  const { rows, rank, cols } = loraDims(patch.adapter, patch.source.module);
-  const [up, down] = await Promise.all([patch.adapter.up.f32(), patch.adapter.down.f32()]);
-  return { up, down, rows, rank, cols, rowStart: (patch.rows?.[0] ?? 0) - originRow, factor: factor * patch.adapter.scale };
+  const adapter = plainLora(patch.adapter, patch.source.module);
+  const { rows, rank, cols } = loraDims(adapter, patch.source.module);
+  const [up, down] = await Promise.all([adapter.up.f32(), adapter.down.f32()]);
+  return { up, down, rows, rank, cols, rowStart: (patch.rows?.[0] ?? 0) - originRow, factor: factor * adapter.scale };
 }
 
 export interface StackedFactors {

@@ -1,7 +1,7 @@
 /** The LoRA operations: what graph nodes and CLI commands call. */
 export { checkAborted, type OpContext, type ProgressFn } from './context.ts';
 export {
-  FLUX_BLOCK_IDS, applyBlockWeights, blockOf, isFluxBlockId, parseBlockWeights, BlockWeightError,
+  FLUX_BLOCK_IDS, applyBlockWeights, blockOf, checkBlockWeightSpec, isFluxBlockId, parseBlockWeights, BlockWeightError,
   type BlockWeightReport, type BlockWeightSpec, type BlockWeights,
 } from './blocks.ts';
 export { filterPatches, FilterError, type FilterOptions, type FilterReport } from './filter.ts';

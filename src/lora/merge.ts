@@ -19,6 +19,7 @@ import { loraDims, readFactorPart, stackFactors } from './factors.ts';
 import { commonDtype, placedUpTensor, stackedDownTensor, type StackSource } from './lazy-stack.ts';
 import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
+import { plainLora } from '../formats/sd/tucker.ts';
 
 export type MergeMethod = 'concat' | 'svd';
 
@@ -264,7 +265,9 @@ export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOp
   const dora: string[] = [];
   inputs.forEach(({ set, weight }, input) => {
     report.ignoredKeys.push(...set.unknownKeys.map((k) => `input ${input + 1}: ${k}`));
-    for (const patch of set.patches) {
+    for (const raw of set.patches) {
+      // a LoCon Tucker core folds into its down exactly, so such a patch merges like any conv LoRA
+      const patch = raw.adapter.kind === 'lora' && raw.adapter.mid ? { ...raw, adapter: plainLora(raw.adapter, raw.source.module) } : raw;
       const part = { patch, weight, input };
       if (weight === 0) report.omitted.push(`input ${input + 1}: ${patch.source.module}`);
       else if (patch.dora) dora.push(`${patch.source.module} (input ${input + 1})`);

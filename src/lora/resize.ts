@@ -8,6 +8,7 @@ import { activeBackend } from '../tensor/backend.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { loraDims } from './factors.ts';
+import { plainLora } from '../formats/sd/tucker.ts';
 import { checkRankChoice, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 
 export interface ResizeOptions extends RankChoice {
@@ -42,8 +43,9 @@ export async function resizeLora(set: AdapterSet, options: ResizeOptions): Promi
   for (const [i, patch] of set.patches.entries()) {
     checkAborted(ctx);
     ctx?.onProgress?.(i, set.patches.length, patch.source.module);
-    const adapter = patch.adapter;
-    if (adapter.kind !== 'lora' || adapter.mid) {
+    // a LoCon Tucker core is folded into the down first (resizing the product it makes)
+    const adapter = patch.adapter.kind === 'lora' ? plainLora(patch.adapter, patch.source.module) : patch.adapter;
+    if (adapter.kind !== 'lora') {
       report.passthrough.push(patch.source.module);
       patches.push(patch);
       continue;

@@ -48,11 +48,29 @@ async function factor(w?: { shape: readonly number[]; f32(): Promise<Float32Arra
   return { data: matmul(await f64(A), await f64(B), A.shape[0]!, k, cols), rows: A.shape[0]!, cols };
 }
 
+/** LoCon Tucker: ΔW[o, (c, s)] = scale · Σᵢⱼ up[o, i] · mid[i, j, s] · down[j, c] (down [r, in, 1, 1], mid [r, r, kh, kw]). */
+async function tuckerDelta(upT: { shape: readonly number[]; f32(): Promise<Float32Array> }, midT: typeof upT, downT: typeof upT, scale: number): Promise<DenseDelta> {
+  const [up, mid, down] = await Promise.all([f64(upT), f64(midT), f64(downT)]);
+  const out = upT.shape[0]!;
+  const ri = midT.shape[0]!;
+  const rj = midT.shape[1]!;
+  const k = numel(midT.shape.slice(2));
+  const inputs = numel(downT.shape) / downT.shape[0]!;
+  const cols = inputs * k;
+  const d = new Float64Array(out * cols);
+  for (let o = 0; o < out; o++)
+    for (let i = 0; i < ri; i++)
+      for (let j = 0; j < rj; j++)
+        for (let c = 0; c < inputs; c++)
+          for (let s = 0; s < k; s++) d[o * cols + c * k + s]! += scale * up[o * ri + i]! * mid[(i * rj + j) * k + s]! * down[j * inputs + c]!;
+  return { rows: out, cols, data: d };
+}
+
 /** Dense ΔW of one adapter (shape [rows, cols]); `set` adapters return their replacement values. */
 export async function referenceAdapterDelta(adapter: Adapter): Promise<DenseDelta> {
   switch (adapter.kind) {
     case 'lora': {
-      if (adapter.mid) throw new Error('reference delta: Tucker lora_mid is not supported here');
+      if (adapter.mid) return tuckerDelta(adapter.up, adapter.mid, adapter.down, adapter.scale);
       const [out, r] = adapter.up.shape as [number, number];
       const cols = numel(adapter.down.shape) / adapter.down.shape[0]!;
       const d = matmul(await f64(adapter.up), await f64(adapter.down), out, r, cols);

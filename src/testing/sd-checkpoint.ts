@@ -13,6 +13,9 @@ import { encodeFromF32, type DType } from '../tensor/dtype.ts';
 import { CLIP_VOCAB, SD_TEXT_ENCODERS, type SdTextEncoder } from '../formats/sd/text-encoders.ts';
 import { sdUnetModules, type SdArchitecture } from '../formats/sd/unet.ts';
 import { fluxTensorValues, type FluxTensorSpec } from './flux-checkpoint.ts';
+import { referenceDeltas } from './reference-delta.ts';
+import { withSafetensors } from '../safetensors/reader.ts';
+import type { AdapterSet } from '../formats/model.ts';
 
 export const UNET_PREFIX = 'model.diffusion_model.';
 
@@ -149,4 +152,49 @@ export async function writeSdCheckpoint(path: string, opts: SdCheckpointOptions 
   const entries = sdCheckpointEntries(opts);
   await writeSafetensors(path, entries, { metadata: opts.metadata, order: 'reference' });
   return { tensors: entries.length, dataBytes: entries.reduce((s, t) => s + byteLength(t), 0) };
+}
+
+/**
+ * Where a canonical target sits in a single-file checkpoint of `arch` at `factor`, written out here
+ * independently of the mapping code it checks: UNet behind `model.diffusion_model.`, CLIP-L under
+ * Hugging Face names behind its prefix, OpenCLIP (SD2's encoder, SDXL's CLIP-G) q/k/v as row
+ * thirds of `attn.in_proj_*`, out_proj / fc1 / fc2 as `attn.out_proj`, `mlp.c_fc`, `mlp.c_proj`.
+ */
+export function checkpointPlace(arch: SdArchitecture, component: string, target: string, factor = 64): { key: string; row: number } {
+  if (component === 'unet') return { key: `${UNET_PREFIX}${target}`, row: 0 };
+  if (component === 'clip_l' && arch === 'sd1') return { key: `cond_stage_model.transformer.${target}`, row: 0 };
+  if (component === 'clip_l' && arch === 'sdxl') return { key: `conditioner.embedders.0.transformer.${target}`, row: 0 };
+  const prefix = arch === 'sd2' ? 'cond_stage_model.model.' : 'conditioner.embedders.1.model.';
+  const d = scaledWidth(arch === 'sd2' ? 1024 : 1280, factor);
+  const m = /^text_model\.encoder\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(target);
+  if (!m) throw new Error(`checkpointPlace: ${target} is not a text-encoder layer parameter`);
+  const block = `${prefix}transformer.resblocks.${m[1]}.`;
+  const qkv = /^self_attn\.([qkv])_proj$/.exec(m[2]!);
+  if (qkv) return { key: `${block}attn.in_proj_${m[3]}`, row: 'qkv'.indexOf(qkv[1]!) * d };
+  const names: Record<string, string> = { 'self_attn.out_proj': 'attn.out_proj', 'mlp.fc1': 'mlp.c_fc', 'mlp.fc2': 'mlp.c_proj', layer_norm1: 'ln_1', layer_norm2: 'ln_2' };
+  return { key: `${block}${names[m[2]!]}.${m[3]}`, row: 0 };
+}
+
+/**
+ * base + Σ wᵢ·ΔWᵢ in float64 for every checkpoint tensor the LoRAs touch (dense reference deltas,
+ * routed by `checkpointPlace`): what merging them into the checkpoint must give before rounding.
+ */
+export async function mergedReference(arch: SdArchitecture, basePath: string, loras: readonly { set: Pick<AdapterSet, 'patches'>; weight: number }[], factor = 64): Promise<Map<string, Float64Array>> {
+  const out = new Map<string, Float64Array>();
+  await withSafetensors(basePath, async (base) => {
+    for (const { set, weight } of loras) {
+      for (const delta of (await referenceDeltas(set)).values()) {
+        const { key, row } = checkpointPlace(arch, delta.component, delta.target, factor);
+        if (!base.has(key)) throw new Error(`mergedReference: ${basePath} has no ${key} for ${delta.component}:${delta.target}`);
+        let want = out.get(key);
+        if (!want) {
+          want = Float64Array.from(await base.readF32(key));
+          out.set(key, want);
+        }
+        const at = row * (want.length / (base.info(key).shape[0] ?? 1));
+        for (let i = 0; i < delta.data.length; i++) want[at + i]! += weight * delta.data[i]!;
+      }
+    }
+  });
+  return out;
 }

@@ -39,6 +39,8 @@ export interface SdLoraOptions {
   tucker?: boolean;
   /** Text-encoder modules (default: true where the layout has them). */
   textEncoders?: boolean;
+  /** Only the first n layers of each text encoder (a smaller file). */
+  teLayers?: number;
   /** DoRA magnitudes on the linear modules. */
   dora?: boolean;
   rank?: number;
@@ -176,7 +178,7 @@ export function sdLoraKeyShapes(opts: SdLoraOptions): KeyShapes {
       const prefix = te[enc.component];
       if (prefix === undefined) continue;
       const w = (e: 'd' | 'ff') => scaledWidth(e === 'd' ? enc.d : enc.ff, factor);
-      for (let i = 0; i < enc.layers; i++) {
+      for (let i = 0; i < Math.min(enc.layers, opts.teLayers ?? enc.layers); i++) {
         for (const mod of CLIP_MODULES) {
           if (targets === 'attention' && !/self_attn/.test(mod.path) && opts.layout !== 'diffusers-old') continue;
           const path = textEncoderModule(fillIndex(mod.path, i), opts.layout);

@@ -6,6 +6,7 @@ import { encodeFromF32 } from '../../tensor/dtype.ts';
 import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../../testing/flux-checkpoint.ts';
 import { keyedRandom, writeSampleLora, type SampleLoraOptions } from '../../testing/lora-fixtures.ts';
 import { UsageError, type Command } from '../command.ts';
+import { writeSdSamples } from '../../testing/sd-samples.ts';
 
 /**
  * Built-in sample data: FLUX.1-shaped files with every real key name and block count, widths
@@ -73,17 +74,19 @@ export async function writeSamples(dir: string): Promise<SampleFile[]> {
   );
   await writeSafetensors(join(dir, SAMPLE_FINETUNE), tuned, { order: 'reference' });
   written.push({ file: join(dir, SAMPLE_FINETUNE), what: `a "fine-tune" of it: rank-${FINETUNE_RANK} changes to double-block qkv/txt_mlp.0 and single-block linear1/linear2, two biases` });
+  written.push(...(await writeSdSamples(dir)));
   return written;
 }
 
 export const samples: Command = {
   name: 'samples',
-  summary: 'Write the built-in sample files (FLUX-shaped LoRAs, base, fine-tune) the graphs/ recipes use',
+  summary: 'Write the built-in sample files (FLUX- and SDXL-shaped LoRAs and checkpoints) the graphs/ recipes use',
   usage: `loraflow samples [DIR]
 
 Writes deterministic FLUX.1-shaped sample files into DIR (default: ./samples): an ai-toolkit
-LoRA, a kohya LoRA, a base checkpoint and a "fine-tune" of it. Every key name and block count is
-FLUX.1-dev's; widths are divided by ${SAMPLE_FACTOR}, so the recipes in graphs/ run in seconds:
+LoRA, a kohya LoRA, a base checkpoint and a "fine-tune" of it; and SDXL-shaped ones: a kohya
+LoCon, a diffusers LoRA and a single-file checkpoint. Every key name and block count is the real
+model's; widths are divided by ${SAMPLE_FACTOR}, so the recipes in graphs/ run in seconds:
 
   loraflow samples && loraflow run graphs/merge-aitoolkit-kohya.json`,
 
