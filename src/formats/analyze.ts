@@ -123,11 +123,14 @@ export function analyzeKeys(
   for (const [layout, n] of ranked) evidence.push(`${n} keys in ${LAYOUT_EVIDENCE[layout]}`);
   let format = ranked.length === 0 ? 'unknown' : LAYOUT_FORMAT[ranked[0]![0]];
   const kinds = new Set(plan.specs.map((s) => s.kind));
-  if (plan.specs.length === 0 && tensors.length > 0 && (knownCheckpoint || tensors.every((t) => /\.(?:weight|bias|scale)$/.test(t.name)))) {
-    // a base model, not an adapter: its keys are weights, not "unplaced" LoRA keys
+  const adapterKeys = groups.modules.some((m) => [...m.keys.keys()].some((role) => role !== 'set'));
+  if (tensors.length > 0 && !adapterKeys && (knownCheckpoint || tensors.every((t) => /\.(?:weight|bias|scale)$/.test(t.name)))) {
+    // a base model, not an adapter: its keys are weights (its norm scales look like BFL control
+    // replacements, but without any LoRA beside them they are just the model's own)
     format = 'checkpoint';
     evidence.push('no adapter tensors; every key is a plain weight, bias or scale: a model checkpoint');
     plan.unknownKeys.length = 0;
+    plan.specs.length = 0;
   } else if (control) {
     format = 'bfl-control';
     evidence.push('BFL control LoRA: lora_A/lora_B on bare BFL names with replacement norm scales');

@@ -5,11 +5,11 @@
  */
 import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
-import type { Adapter, AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../model.ts';
+import type { AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../model.ts';
 import { plainLora } from '../sd/tucker.ts';
 import { LoraFormatError } from '../errors.ts';
-import { fluxTarget, inferDims, rowsOf, type SetDims } from '../flux/lookup.ts';
-import { fuseLoraPieces, piecesOf } from '../fuse.ts';
+import { fluxTarget, inferDims } from '../flux/lookup.ts';
+import { adapterRows, fullRows, fuseLoraPieces, piecesOf } from '../fuse.ts';
 import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../tensor-ops.ts';
 import { FUSED_SUFFIX, fusedModuleName } from './names.ts';
 import { alphaFor, alphaTensor } from './scale.ts';
@@ -30,16 +30,6 @@ function groupByTarget(patches: readonly Patch[]): Patch[][] {
 function splitTarget(target: string): { path: string; param: string } {
   const i = target.lastIndexOf('.');
   return { path: target.slice(0, i), param: target.slice(i + 1) };
-}
-
-/** All rows of the target: from a whole-weight patch, else from the module table and the set's widths. */
-function targetRows(patches: readonly Patch[], rowsOfPatch: (p: Patch) => number, dims: SetDims): number {
-  const whole = patches.find((p) => !p.rows);
-  if (whole) return rowsOfPatch(whole);
-  const t = fluxTarget(patches[0]!.target);
-  const n = t ? rowsOf(t.module.shape[0]!, dims) : undefined;
-  if (n === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${patches[0]!.target}: cannot tell how many rows the fused weight has from this LoRA's shapes`, patches[0]!.source.module);
-  return n;
 }
 
 export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dtype: DType | undefined): Promise<OutPlan> {
@@ -76,7 +66,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
     switch (kind) {
       case 'lora': {
         if (param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: a LoRA on a ${param}`, first.source.module);
-        const rows = targetRows(group, (p) => (p.adapter as { up: LazyTensor }).up.shape[0]!, dims);
+        const rows = fullRows(group, set.patches);
         // a LoCon Tucker core is kept for a lone patch; several on one weight are folded first
         const tucker = group.length === 1 ? (first.adapter as LoraAdapter).mid : undefined;
         const loras = tucker ? group : group.map((p) => ({ ...p, adapter: plainLora(p.adapter as LoraAdapter, p.source.module) }));
@@ -107,7 +97,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
       }
       case 'full': {
         const suffix = param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff;
-        emit(base, suffix, cast(placeFull(group, dims)));
+        emit(base, suffix, cast(placeFull(group, set.patches)));
         break;
       }
       case 'set': {
@@ -151,13 +141,6 @@ function lycorisTensors(a: LohaAdapter | LokrAdapter): [string, LazyTensor][] {
   return out;
 }
 
-function adapterRows(a: Adapter): number {
-  if (a.kind === 'loha') return a.w1a.shape[0]!;
-  if (a.kind === 'lokr') return (a.w1 ?? a.w1a)!.shape[0]! * (a.w2 ?? a.w2a)!.shape[0]!;
-  if (a.kind === 'lora') return a.up.shape[0]!;
-  return 0;
-}
-
 function doraShaped(p: Patch): LazyTensor {
   const d = p.dora!;
   if (d.axis === 'out') return reshaped(d.magnitude, [adapterRows(p.adapter), 1]);
@@ -166,10 +149,10 @@ function doraShaped(p: Patch): LazyTensor {
 }
 
 /** Full diffs of one target as one dense diff (row slices placed, zeros elsewhere). */
-function placeFull(group: readonly Patch[], dims: SetDims): LazyTensor {
+function placeFull(group: readonly Patch[], context: readonly Patch[]): LazyTensor {
   const diffs = group.map((p) => ({ p, d: (p.adapter as { diff: LazyTensor }).diff }));
   if (diffs.length === 1 && !diffs[0]!.p.rows) return diffs[0]!.d;
-  const rows = targetRows(group, (p) => (p.adapter as { diff: LazyTensor }).diff.shape[0]!, dims);
+  const rows = fullRows(group, context);
   const first = diffs[0]!.d;
   const cols = first.shape.length > 1 ? first.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
   const sorted = [...diffs].sort((a, b) => (a.p.rows?.[0] ?? 0) - (b.p.rows?.[0] ?? 0));
