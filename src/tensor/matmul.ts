@@ -3,13 +3,14 @@
  *
  * The wasm backend (XNNPACK) has one fast path: A·B with neither operand transposed. Any transpose
  * flag sends it to a naive triple loop about 40× slower (9 s instead of 0.2 s for 21504×3072 ·
- * 3072×40 on this project's CI machine), and its own transpose kernel is 3× slower than a blocked
- * JavaScript one. So on wasm, operands are transposed in JavaScript and products run untransposed;
- * the other backends transpose natively.
+ * 3072×40 on this project's 2-core dev machine), and its own transpose kernel is 3× slower than a
+ * blocked JavaScript one. So on wasm, operands are transposed in JavaScript and products run
+ * untransposed; the other backends take transposeB natively.
  *
- * Large products are split into row blocks with a turn of the event loop between blocks, so a
- * 264 MB FLUX weight never holds the loop for more than a few tens of milliseconds on wasm and
- * never needs one GPU buffer larger than the WebGPU default binding limit (128 MiB).
+ * Large products are split into row blocks of op(a) (and DenseOperand keeps W as row blocks) with
+ * a turn of the event loop between blocks, so a 264 MB FLUX weight never holds the loop for more
+ * than a few tens of milliseconds on wasm and is never one GPU buffer larger than the WebGPU
+ * default binding limit (128 MiB). The second operand of matmul() is uploaded whole.
  */
 import { activeBackend, tf, useBackend } from './backend.ts';
 import { yieldToEventLoop } from './cooperative.ts';

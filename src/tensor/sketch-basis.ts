@@ -64,11 +64,26 @@ async function choleskyQr2(sketch: tf.Tensor2D, y: Float32Array, rows: number, c
 /** YᵀY (cols×cols, row-major, full) of a row-major rows×cols float32 matrix, in float64. */
 export function gram(y: Float32Array, rows: number, cols: number): Float64Array {
   const g = new Float64Array(cols * cols);
-  for (let i = 0; i < rows; i++) {
+  let i = 0;
+  // Four rows per pass: one load-add-store of each Gram entry serves four rank-1 updates.
+  for (; i + 3 < rows; i += 4) {
+    const r0 = i * cols;
+    const r1 = r0 + cols;
+    const r2 = r1 + cols;
+    const r3 = r2 + cols;
+    for (let p = 0; p < cols; p++) {
+      const a0 = y[r0 + p];
+      const a1 = y[r1 + p];
+      const a2 = y[r2 + p];
+      const a3 = y[r3 + p];
+      const gp = p * cols;
+      for (let q = p; q < cols; q++) g[gp + q] += a0 * y[r0 + q] + a1 * y[r1 + q] + a2 * y[r2 + q] + a3 * y[r3 + q];
+    }
+  }
+  for (; i < rows; i++) {
     const row = i * cols;
     for (let p = 0; p < cols; p++) {
       const yp = y[row + p];
-      if (yp === 0) continue;
       const gp = p * cols;
       for (let q = p; q < cols; q++) g[gp + q] += yp * y[row + q];
     }
