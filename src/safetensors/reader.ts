@@ -2,11 +2,9 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import { decodeInto, dtypeBytes, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
 import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from './header.ts';
+import { SCRATCH_BYTES, giveScratch, takeScratch } from './scratch.ts';
 
 export type { TensorInfo } from './header.ts';
-
-/** Stored bytes decoded per step by readF32: large enough that syscalls don't matter, small next to a tensor. */
-const READ_CHUNK_BYTES = 8 << 20;
 
 /**
  * A safetensors file opened lazily: only the header is read and validated up front; each tensor is
@@ -95,19 +93,23 @@ export class SafetensorsFile {
       await readExactly(this.handle, new Uint8Array(dst.buffer, dst.byteOffset, dst.byteLength), start, this.path, name);
       return dst;
     }
-    const step = Math.max(1, Math.floor(READ_CHUNK_BYTES / size));
-    const buffers = [0, 1].map(() => new Uint8Array(Math.min(n, step) * size));
+    const step = Math.floor(SCRATCH_BYTES / size);
+    const buffers = [takeScratch(), takeScratch()];
     const read = (k: number) => {
       const count = Math.min(step, n - k * step);
       const chunk = buffers[k % 2]!.subarray(0, count * size);
       return readExactly(this.handle, chunk, start + k * step * size, this.path, name).then(() => chunk);
     };
     const chunks = Math.ceil(n / step);
-    let next = chunks > 0 ? read(0) : undefined;
-    for (let k = 0; k < chunks; k++) {
-      const chunk = await next!;
-      next = k + 1 < chunks ? read(k + 1) : undefined;
-      decodeInto(chunk, dtype, dst.subarray(k * step, k * step + chunk.byteLength / size));
+    try {
+      let next = chunks > 0 ? read(0) : undefined;
+      for (let k = 0; k < chunks; k++) {
+        const chunk = await next!;
+        next = k + 1 < chunks ? read(k + 1) : undefined;
+        decodeInto(chunk, dtype, dst.subarray(k * step, k * step + chunk.byteLength / size));
+      }
+    } finally {
+      buffers.forEach(giveScratch);
     }
     return dst;
   }

@@ -3,9 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DTYPE_BITS, REFERENCE_DTYPE_ORDER, dtypeBytes, encodeInto, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
-
-/** Bytes encoded per step by writeF32. */
-const WRITE_CHUNK_BYTES = 8 << 20;
+import { SCRATCH_BYTES, giveScratch, takeScratch } from './scratch.ts';
 
 export interface TensorSpec {
   name: string;
@@ -185,18 +183,22 @@ export class SafetensorsWriter {
     }
     const size = dtypeBytes(declared);
     await this.expect(name, values.length * size);
-    const step = Math.max(1, Math.floor(WRITE_CHUNK_BYTES / size));
-    const buffers = [0, 1].map(() => new Uint8Array(Math.min(values.length, step) * size));
-    await this.guard(async () => {
-      let writing: Promise<void> | undefined;
-      for (let k = 0, i = 0; i < values.length; k++, i += step) {
-        const part = values.subarray(i, Math.min(values.length, i + step));
-        const chunk = encodeInto(part, declared, buffers[k % 2]!.subarray(0, part.length * size));
+    const step = Math.floor(SCRATCH_BYTES / size);
+    const buffers = [takeScratch(), takeScratch()];
+    try {
+      await this.guard(async () => {
+        let writing: Promise<void> | undefined;
+        for (let k = 0, i = 0; i < values.length; k++, i += step) {
+          const part = values.subarray(i, Math.min(values.length, i + step));
+          const chunk = encodeInto(part, declared, buffers[k % 2]!.subarray(0, part.length * size));
+          await writing;
+          writing = this.writeAt(chunk, this.position + i * size);
+        }
         await writing;
-        writing = this.writeAt(chunk, this.position + i * size);
-      }
-      await writing;
-    }, name);
+      }, name);
+    } finally {
+      buffers.forEach(giveScratch);
+    }
     this.position += values.length * size;
     this.next++;
   }
