@@ -141,7 +141,7 @@ export class SafetensorsWriter {
   }
 
   /** Checks that `name` is the tensor due next and `bytes` its exact size; aborts the file otherwise. */
-  private async expect(name: string, bytes: number): Promise<TensorSpec> {
+  private async checkNext(name: string, bytes: number): Promise<TensorSpec> {
     const spec = this.order[this.next];
     if (!spec || spec.name !== name) {
       await this.abort();
@@ -164,7 +164,7 @@ export class SafetensorsWriter {
 
   /** Writes the stored bytes of the tensor due next. */
   async write(name: string, bytes: Uint8Array): Promise<void> {
-    await this.expect(name, bytes.byteLength);
+    await this.checkNext(name, bytes.byteLength);
     await this.guard(() => this.writeAt(bytes, this.position), name);
     this.position += bytes.byteLength;
     this.next++;
@@ -182,7 +182,7 @@ export class SafetensorsWriter {
       throw new SafetensorsError('WRITE_FAILED', this.path, `cannot encode Float32 values as ${declared ?? '(no tensor due)'}`, name);
     }
     const size = dtypeBytes(declared);
-    await this.expect(name, values.length * size);
+    await this.checkNext(name, values.length * size);
     const step = Math.floor(SCRATCH_BYTES / size);
     const buffers = [takeScratch(), takeScratch()];
     try {
