@@ -83,7 +83,9 @@ function cases(arch: SdArchitecture): Case[] {
     },
     { name: 'kohya LoHa', opts: { ...base, layout: 'kohya', targets: 'locon', algo: 'loha' }, refused: { diffusers: /PEFT files hold lora_A\/lora_B only, not LoHa/ } },
     { name: 'lycoris LoKr', opts: { ...base, layout: 'lycoris', targets: 'locon', algo: 'lokr' }, refused: { diffusers: /lycoris_.*not LoKr/ } },
-    { name: 'kohya DoRA (dora_scale per input column)', opts: { ...base, layout: 'kohya', dora: true }, refused: { diffusers: /DoRA magnitude per input column/ } },
+    { name: 'kohya LoHa with Tucker hada_t1/t2', opts: { ...base, layout: 'kohya', targets: 'locon', algo: 'loha', tucker: true }, refused: { diffusers: /not LoHa/ } },
+    { name: 'comfyui LoKr with Tucker lokr_t2', opts: { ...base, layout: 'comfyui', targets: 'locon', algo: 'lokr', tucker: true }, refused: { diffusers: /not LoKr/ } },
+    { name: 'kohya DoRA (dora_scale per input column; convs [out, 1, 1, 1] / [1, in, 1, 1])', opts: { ...base, layout: 'kohya', targets: 'locon', dora: true }, refused: { diffusers: /DoRA magnitude per input column/ } },
     { name: 'diffusers DoRA (lora_magnitude_vector per output row)', opts: { ...base, layout: 'diffusers', dora: true } },
   );
   return out;
@@ -235,6 +237,24 @@ describe('SDXL kohya ⇄ diffusers', () => {
     expect(peft.get('unet.down_blocks.0.resnets.0.conv1.lora_A.weight')!.shape).toEqual([4, 5, 3, 3]);
     expect(peft.get('unet.down_blocks.0.resnets.0.conv1.lora_B.weight')!.shape).toEqual([5, 4, 1, 1]);
     expect([...peft.keys()].some((n) => n.includes('mid'))).toBe(false);
+  });
+});
+
+describe('conv DoRA magnitudes', () => {
+  it('keep LyCORIS\'s 4-D shapes through kohya and ComfyUI, byte for byte', async () => {
+    const src = p('dora-conv.safetensors');
+    await writeSdLora(src, { arch: 'sdxl', layout: 'kohya', targets: 'locon', dora: true, only: /^input_blocks\.4\.0\.(?:in_layers\.2|skip_connection)$/, textEncoders: false });
+    await convertLora(src, p('dora-conv.c.safetensors'), { to: 'comfyui' });
+    const original = await tensorsOf(src);
+    const comfy = await tensorsOf(p('dora-conv.c.safetensors'));
+    for (const [k, c] of [['lora_unet_input_blocks_4_0_in_layers_2', 'diffusion_model.input_blocks.4.0.in_layers.2'], ['lora_unet_input_blocks_4_0_skip_connection', 'diffusion_model.input_blocks.4.0.skip_connection']]) {
+      const a = original.get(`${k}.dora_scale`)!;
+      const b = comfy.get(`${c}.dora_scale`)!;
+      expect(b.shape).toEqual(a.shape);
+      expect(b.bytes.equals(a.bytes)).toBe(true);
+    }
+    expect(original.get('lora_unet_input_blocks_4_0_in_layers_2.dora_scale')!.shape).toEqual([10, 1, 1, 1]);
+    expect(original.get('lora_unet_input_blocks_4_0_skip_connection.dora_scale')!.shape).toEqual([1, 5, 1, 1]);
   });
 });
 

@@ -130,16 +130,49 @@ describe('merging SD LoRAs into single-file checkpoints', () => {
       await writeSdCheckpoint(base, { arch, dtype, metadata: { note: 'base' } });
       const a = await lora({ arch, layout: 'kohya', targets: 'locon', tucker: true, only: SMALL, teLayers: 3, seed: 7 });
       const b = await lora({ arch, layout: 'diffusers', only: SMALL, teLayers: 2, seed: 8, dora: false });
-      const loras = [{ set: a as AdapterSet, weight: 0.8 }, { set: b as AdapterSet, weight: -0.5 }];
+      // LyCORIS Tucker LoHa / LoKr on convs go through the dense path
+      const c = await lora({ arch, layout: 'kohya', algo: 'loha', targets: 'locon', tucker: true, only: /^input_blocks\.[12]\.0\./, textEncoders: false, seed: 9 });
+      const e = await lora({ arch, layout: 'comfyui', algo: 'lokr', targets: 'locon', tucker: true, only: /^(?:input_blocks\.[23]\.0\.|middle_block\.0\.|middle_block\.1\.transformer_blocks\.0\.attn2)/, textEncoders: false, seed: 10 });
+      const loras = [{ set: a as AdapterSet, weight: 0.8 }, { set: b as AdapterSet, weight: -0.5 }, { set: c as AdapterSet, weight: 0.3 }, { set: e as AdapterSet, weight: 2 }];
       const out = p(`${arch}-merged.safetensors`);
       const report = await applyToBase({ base, out, loras, threads: 0 });
-      expect(report.modules).toBe(a.patches.length + b.patches.length);
+      expect(report.modules).toBe(a.patches.length + b.patches.length + c.patches.length + e.patches.length);
       const patched = await checkMerged(arch, base, out, loras, dtype);
       expect(patched).toBe(report.files[0]!.patched);
       await withSafetensors(out, async (o) => expect(o.metadata?.note).toBe('base'));
-      await Promise.all([a.close(), b.close()]);
+      await Promise.all([a.close(), b.close(), c.close(), e.close()]);
     });
   }
+
+  it('DoRA on convs: a 3×3 conv renormalised per output channel, a 1×1 shortcut per input channel', async () => {
+    const base = p('sd1-dora-base.safetensors');
+    await writeSdCheckpoint(base, { arch: 'sd1', dtype: 'F32', textEncoders: false, vae: false });
+    const set = await lora({ arch: 'sd1', layout: 'kohya', targets: 'locon', dora: true, only: /^input_blocks\.4\.0\.(?:in_layers\.2|skip_connection)$/, textEncoders: false, seed: 12 });
+    expect(set.patches.map((x) => [x.target, x.dora?.axis])).toEqual([['input_blocks.4.0.in_layers.2.weight', 'out'], ['input_blocks.4.0.skip_connection.weight', 'in']]);
+    const out = p('sd1-dora-out.safetensors');
+    const strength = 0.7;
+    await applyToBase({ base, out, loras: [{ set, weight: strength }], threads: 0 });
+    const deltas = await referenceDeltas(set);
+    await withSafetensors(base, (b) => withSafetensors(out, async (o) => {
+      for (const x of set.patches) {
+        const key = `model.diffusion_model.${x.target}`;
+        const w = Float64Array.from(await b.readF32(key));
+        const d = deltas.get(`unet:${x.target}`)!;
+        const m = Float64Array.from(await x.dora!.magnitude.f32());
+        const { rows, cols } = d;
+        const v = w.map((wi, i) => wi + d.data[i]!);
+        const norm = new Float64Array(x.dora!.axis === 'out' ? rows : cols);
+        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) norm[x.dora!.axis === 'out' ? i : j]! += v[i * cols + j]! ** 2;
+        const want = w.map((wi, i) => {
+          const n = x.dora!.axis === 'out' ? Math.floor(i / cols) : i % cols;
+          return wi + strength * ((m[n]! * v[i]!) / Math.sqrt(norm[n]!) - wi);
+        });
+        expect(m.length).toBe(x.dora!.axis === 'out' ? rows : cols);
+        expect(relFrobenius(await o.readF32(key), want), key).toBeLessThan(1e-6);
+      }
+    }));
+    await set.close();
+  });
 
   it('refuses LoRAs of another model, naming both, and writes nothing', async () => {
     const flux = p('flux-base.safetensors');

@@ -7,7 +7,7 @@ import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { matmul } from '../tensor/linalg.ts';
 import { AdapterShapeError, loraDims } from './factors.ts';
-import { plainLora } from '../formats/sd/tucker.ts';
+import { withoutTucker } from '../formats/sd/tucker.ts';
 
 export interface DenseMatrix {
   rows: number;
@@ -56,16 +56,16 @@ function scaled(m: DenseMatrix, s: number): DenseMatrix {
 }
 
 /** ΔW of `adapter` (for `set`: the replacement values). The returned array is fresh and may be modified. */
-export async function denseDelta(adapter: Adapter, module: string): Promise<DenseMatrix> {
+export async function denseDelta(tucker: Adapter, module: string): Promise<DenseMatrix> {
+  // LyCORIS Tucker cores (conv LoCon/LoHa/LoKr) fold into plain factors of the same rank
+  const adapter = withoutTucker(tucker, module);
   switch (adapter.kind) {
     case 'lora': {
-      const lora = plainLora(adapter, module);
-      const { rows, rank, cols } = loraDims(lora, module);
-      const data = await matmul(await lora.up.f32(), [rows, rank], await lora.down.f32(), [rank, cols]);
-      return scaled({ rows, cols, data }, lora.scale);
+      const { rows, rank, cols } = loraDims(adapter, module);
+      const data = await matmul(await adapter.up.f32(), [rows, rank], await adapter.down.f32(), [rank, cols]);
+      return scaled({ rows, cols, data }, adapter.scale);
     }
     case 'loha': {
-      if (adapter.t1 || adapter.t2) throw new AdapterShapeError(module, 'LoHa Tucker factors (hada_t1/hada_t2) are not supported; FLUX LoHa files have none');
       const a = await product(adapter.w1a, adapter.w1b, module, 'hada_w1');
       const b = await product(adapter.w2a, adapter.w2b, module, 'hada_w2');
       if (a.rows !== b.rows || a.cols !== b.cols) throw new AdapterShapeError(module, `LoHa halves are [${a.rows},${a.cols}] and [${b.rows},${b.cols}]`);
@@ -73,7 +73,6 @@ export async function denseDelta(adapter: Adapter, module: string): Promise<Dens
       return scaled(a, adapter.scale);
     }
     case 'lokr': {
-      if (adapter.t2) throw new AdapterShapeError(module, 'LoKr Tucker factor (lokr_t2) is not supported; FLUX LoKr files have none');
       const w1 = await wholeOrProduct(adapter.w1, adapter.w1a, adapter.w1b, module, 'lokr_w1');
       const w2 = await wholeOrProduct(adapter.w2, adapter.w2a, adapter.w2b, module, 'lokr_w2');
       return scaled(kron(w1, w2), adapter.scale);

@@ -6,6 +6,7 @@
 import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { AdapterShapeError, loraDims } from './factors.ts';
+import { withoutTucker } from '../formats/sd/tucker.ts';
 
 export interface Geometry {
   rows: number;
@@ -27,7 +28,8 @@ function factorGeometry(whole: LazyTensor | undefined, a: LazyTensor | undefined
 }
 
 /** The ΔW shape of `adapter`; for `full` and `set`, the shape of their values. */
-export function adapterGeometry(adapter: Adapter, module: string): Geometry {
+export function adapterGeometry(tucker: Adapter, module: string): Geometry {
+  const adapter = withoutTucker(tucker, module);
   switch (adapter.kind) {
     case 'lora': {
       const { rows, cols } = loraDims(adapter, module);

@@ -66,6 +66,23 @@ async function tuckerDelta(upT: { shape: readonly number[]; f32(): Promise<Float
   return { rows: out, cols, data: d };
 }
 
+/** LoHa/LoKr Tucker factor: m[p, (c, s)] = Σᵢⱼ core[i, j, s] · a[i, p] · b[j, c] (a [r, out], b [r, in], core [r, r, kh, kw]). */
+async function tuckerFactor(coreT: { shape: readonly number[]; f32(): Promise<Float32Array> }, aT: typeof coreT, bT: typeof coreT) {
+  const [core, a, b] = await Promise.all([f64(coreT), f64(aT), f64(bT)]);
+  const [ri, rj] = coreT.shape as [number, number];
+  const k = numel(coreT.shape.slice(2));
+  const rows = aT.shape[1]!;
+  const inputs = bT.shape[1]!;
+  const cols = inputs * k;
+  const data = new Float64Array(rows * cols);
+  for (let p = 0; p < rows; p++)
+    for (let i = 0; i < ri; i++)
+      for (let j = 0; j < rj; j++)
+        for (let c = 0; c < inputs; c++)
+          for (let s = 0; s < k; s++) data[p * cols + c * k + s]! += core[(i * rj + j) * k + s]! * a[i * rows + p]! * b[j * inputs + c]!;
+  return { data, rows, cols };
+}
+
 /** Dense ΔW of one adapter (shape [rows, cols]); `set` adapters return their replacement values. */
 export async function referenceAdapterDelta(adapter: Adapter): Promise<DenseDelta> {
   switch (adapter.kind) {
@@ -78,15 +95,15 @@ export async function referenceAdapterDelta(adapter: Adapter): Promise<DenseDelt
       return { rows: out, cols, data: d };
     }
     case 'loha': {
-      const w1 = await factor(undefined, adapter.w1a, adapter.w1b);
-      const w2 = await factor(undefined, adapter.w2a, adapter.w2b);
+      const w1 = adapter.t1 ? await tuckerFactor(adapter.t1, adapter.w1a, adapter.w1b) : await factor(undefined, adapter.w1a, adapter.w1b);
+      const w2 = adapter.t2 ? await tuckerFactor(adapter.t2, adapter.w2a, adapter.w2b) : await factor(undefined, adapter.w2a, adapter.w2b);
       const d = new Float64Array(w1.data.length);
       for (let i = 0; i < d.length; i++) d[i] = adapter.scale * w1.data[i]! * w2.data[i]!;
       return { rows: w1.rows, cols: w1.cols, data: d };
     }
     case 'lokr': {
       const w1 = await factor(adapter.w1, adapter.w1a, adapter.w1b);
-      const w2 = await factor(adapter.w2, adapter.w2a, adapter.w2b);
+      const w2 = adapter.t2 ? await tuckerFactor(adapter.t2, adapter.w2a!, adapter.w2b!) : await factor(adapter.w2, adapter.w2a, adapter.w2b);
       const d = kron(w1.data, w1.rows, w1.cols, w2.data, w2.rows, w2.cols);
       for (let i = 0; i < d.length; i++) d[i]! *= adapter.scale;
       return { rows: w1.rows * w2.rows, cols: w1.cols * w2.cols, data: d };

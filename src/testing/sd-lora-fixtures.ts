@@ -35,13 +35,20 @@ export interface SdLoraOptions {
   layout: SdLoraLayout;
   algo?: 'lora' | 'loha' | 'lokr';
   targets?: SdTargets;
-  /** LoCon 3×3 convs as Tucker (down [r, in, 1, 1], lora_mid [r, r, 3, 3], up [out, r, 1, 1]). */
+  /**
+   * 3×3 convs as Tucker: LoCon down [r, in, 1, 1], lora_mid [r, r, 3, 3], up [out, r, 1, 1];
+   * LoHa hada_t1/t2 [r, r, 3, 3] with hada_w*_a [r, out], hada_w*_b [r, in]; LoKr lokr_t2 with lokr_w2_a [r, out/a], lokr_w2_b [r, in/b].
+   */
   tucker?: boolean;
   /** Text-encoder modules (default: true where the layout has them). */
   textEncoders?: boolean;
   /** Only the first n layers of each text encoder (a smaller file). */
   teLayers?: number;
-  /** DoRA magnitudes on the linear modules. */
+  /**
+   * DoRA magnitudes: linear modules per input column (LyCORIS `dora_scale` [1, in]) or per output row
+   * (PEFT `lora_magnitude_vector` [out]); LyCORIS conv modules too, 3×3 per output channel
+   * ([out, 1, 1, 1], wd_on_out) and 1×1 per input channel ([1, in, 1, 1]).
+   */
   dora?: boolean;
   rank?: number;
   /** Rank of the 3×3 convs (sd-scripts conv_dim; default `rank`). */
@@ -144,18 +151,21 @@ export function sdLoraKeyShapes(opts: SdLoraOptions): KeyShapes {
     const r = k3 ? convRank : rank;
     const flatIn = cols! * kernel.reduce((a, b) => a * b, 1);
     const s = naming.suffix;
+    const tucker = k3 && opts.tucker;
     if (algo === 'loha') {
-      out[`${module}.hada_w1_a`] = [rows!, r];
-      out[`${module}.hada_w1_b`] = [r, flatIn];
-      out[`${module}.hada_w2_a`] = [rows!, r];
-      out[`${module}.hada_w2_b`] = [r, flatIn];
+      for (const i of [1, 2]) {
+        out[`${module}.hada_w${i}_a`] = tucker ? [r, rows!] : [rows!, r];
+        out[`${module}.hada_w${i}_b`] = [r, tucker ? cols! : flatIn];
+        if (tucker) out[`${module}.hada_t${i}`] = [r, r, ...kernel];
+      }
     } else if (algo === 'lokr') {
       const a = smallestDivisor(rows!);
-      const b = smallestDivisor(flatIn);
+      const b = smallestDivisor(tucker ? cols! : flatIn);
       out[`${module}.lokr_w1`] = [a, b];
-      out[`${module}.lokr_w2_a`] = [rows! / a, r];
-      out[`${module}.lokr_w2_b`] = [r, flatIn / b];
-    } else if (k3 && opts.tucker && s.mid) {
+      out[`${module}.lokr_w2_a`] = tucker ? [r, rows! / a] : [rows! / a, r];
+      out[`${module}.lokr_w2_b`] = [r, (tucker ? cols! : flatIn) / b];
+      if (tucker) out[`${module}.lokr_t2`] = [r, r, ...kernel];
+    } else if (tucker && s.mid) {
       out[`${module}.${s.down}`] = [r, cols!, 1, 1];
       out[`${module}.${s.mid}`] = [r, r, ...kernel];
       out[`${module}.${s.up}`] = [rows!, r, 1, 1];
@@ -164,7 +174,8 @@ export function sdLoraKeyShapes(opts: SdLoraOptions): KeyShapes {
       out[`${module}.${s.up}`] = conv ? [rows!, r, 1, 1] : [rows!, r];
     }
     if (s.alpha) out[`${module}.${s.alpha}`] = [];
-    if (opts.dora && linear && s.dora) out[`${module}.${s.dora}`] = s.dora === 'dora_scale' ? [1, cols!] : [rows!];
+    if (opts.dora && s.dora === 'dora_scale' && algo === 'lora') out[`${module}.dora_scale`] = !conv ? [1, cols!] : k3 ? [rows!, 1, 1, 1] : [1, cols!, 1, 1];
+    else if (opts.dora && s.dora && linear) out[`${module}.${s.dora}`] = [rows!];
   };
 
   for (const m of sdUnetModules(opts.arch)) {

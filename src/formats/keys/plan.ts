@@ -119,8 +119,9 @@ function rankOf(kind: AdapterKind, t: Partial<Record<Role, KeyInfo>>): number | 
   return undefined;
 }
 
-function doraAxis(shape: readonly number[], dims: { out: number; in?: number }, module: string): 'in' | 'out' {
-  // PEFT lora_magnitude_vector [out]; LyCORIS dora_scale [out, 1] (wd_on_out) or [1, in]
+function doraAxis(stored: readonly number[], dims: { out: number; in?: number }, module: string): 'in' | 'out' {
+  // PEFT lora_magnitude_vector [out]; LyCORIS dora_scale [out, 1] (wd_on_out) or [1, in], conv modules with singleton kernel dims
+  const shape = stored.length > 2 && stored.slice(2).every((d) => d === 1) ? stored.slice(0, 2) : stored;
   if (shape.length === 2 && shape[1] === 1 && shape[0] === dims.out) return 'out';
   if (shape.length === 2 && shape[0] === 1 && shape[1] === dims.in) return 'in';
   if (shape.length === 1 && shape[0] === dims.out) return 'out';

@@ -31,10 +31,33 @@ function deltaShape(keys: ReadonlyMap<Role, KeyInfo>): { out: number; inFlat: nu
   }
   const w1a = keys.get('hada_w1_a');
   const w1b = keys.get('hada_w1_b');
-  if (w1a && w1b && !keys.has('hada_t1') && w1a.shape.length === 2) return { out: w1a.shape[0]!, inFlat: numel(w1b.shape) / w1b.shape[0]! };
+  const t1 = keys.get('hada_t1');
+  // LoHa: w1a [out, r] @ w1b [r, in·k]; with a Tucker core w1a is [r, out], w1b [r, in] and the kernel is the core's
+  if (w1a && w1b && t1) return { out: w1a.shape[1]!, inFlat: w1b.shape[1]! * numel(t1.shape.slice(2)), conv: true };
+  if (w1a && w1b && w1a.shape.length === 2) return { out: w1a.shape[0]!, inFlat: numel(w1b.shape) / w1b.shape[0]! };
+  const lokr = lokrShape(keys);
+  if (lokr) return lokr;
   const diff = keys.get('diff');
   if (diff && diff.shape.length >= 2) return { out: diff.shape[0]!, inFlat: numel(diff.shape) / diff.shape[0]!, conv: diff.shape.length === 4 };
   return undefined;
+}
+
+/** LoKr ΔW = kron(w1, w2): rows multiply, flattened inputs multiply (w2 may be whole, a product, or Tucker with w2_a [r, out]). */
+function lokrShape(keys: ReadonlyMap<Role, KeyInfo>): { out: number; inFlat: number; conv?: boolean } | undefined {
+  const w1 = keys.get('lokr_w1');
+  const w1a = keys.get('lokr_w1_a');
+  const w1b = keys.get('lokr_w1_b');
+  const a = w1 ? [w1.shape[0]!, w1.shape[1]!] : w1a && w1b ? [w1a.shape[0]!, w1b.shape[1]!] : undefined;
+  const w2 = keys.get('lokr_w2');
+  const w2a = keys.get('lokr_w2_a');
+  const w2b = keys.get('lokr_w2_b');
+  const t2 = keys.get('lokr_t2');
+  let b: { rows: number; inFlat: number; conv?: boolean } | undefined;
+  if (w2) b = { rows: w2.shape[0]!, inFlat: numel(w2.shape) / w2.shape[0]!, conv: w2.shape.length === 4 ? true : undefined };
+  else if (w2a && w2b && t2) b = { rows: w2a.shape[1]!, inFlat: w2b.shape[1]! * numel(t2.shape.slice(2)), conv: true };
+  else if (w2a && w2b) b = { rows: w2a.shape[0]!, inFlat: numel(w2b.shape) / w2b.shape[0]! };
+  if (!a || !b) return undefined;
+  return { out: a[0]! * b.rows, inFlat: a[1]! * b.inFlat, conv: b.conv };
 }
 
 /** The width factor table/file of one module, or NaN when its shapes fit the table at no single factor. */
@@ -111,8 +134,8 @@ export function classifyStableDiffusion(groups: KeyGroups, guess: ArchitectureGu
     if (r.component !== 'clip_l') continue;
     const layer = TE_LAYER.exec(`${r.module}.`);
     if (layer) deepestTe = Math.max(deepestTe, Number(layer[1]));
-    const down = mod.keys.get('down');
-    if (!teWidth && down && /self_attn\.q_proj$/.test(r.module)) teWidth = { name: mod.name, d: down.shape[1]! };
+    const shape = /self_attn\.q_proj$/.test(r.module) ? deltaShape(mod.keys) : undefined;
+    if (!teWidth && shape) teWidth = { name: mod.name, d: shape.inFlat };
   }
   const legacy = groups.modules.some((m) => isLegacyModuleName(m.name));
   if (legacy) evidence.push('old diffusers attention-processor names (processor.to_q_lora / lora_linear_layer)');

@@ -1,13 +1,14 @@
 /**
- * LoCon's Tucker-decomposed conv LoRA (`lora_mid`, research/lora-formats.md §1.8): down [r, in, 1, 1],
- * mid [r, r, kh, kw], up [out, r, 1, 1] with ΔW[o, c, s] = Σᵢⱼ up[o, i] · mid[i, j, s] · down[j, c]
- * (LyCORIS `einsum("i j ..., i p, j r -> p r ...")`, ComfyUI folds mid into down the same way).
- * Folding the core into the down gives an ordinary conv LoRA of the same rank, down' [r, in, kh, kw],
- * exact up to f32 rounding: what PEFT files and the dense operations need.
+ * LyCORIS's Tucker-decomposed conv adapters (research/lora-formats.md §1.8). LoCon: down [r, in, 1, 1],
+ * `lora_mid` [r, r, kh, kw], up [out, r, 1, 1] with ΔW[o, c, s] = Σᵢⱼ up[o, i] · mid[i, j, s] · down[j, c]
+ * (LyCORIS `einsum("i j ..., i p, j r -> p r ...")`; ComfyUI folds mid into down the same way).
+ * LoHa (`hada_t1`/`hada_t2`) and LoKr (`lokr_t2`) use the same product with their `_a` factor
+ * stored transposed ([r, out]). Folding the core into the `_b`/down factor gives the ordinary
+ * adapter of the same rank, exact up to f32 rounding: what PEFT files and the dense operations need.
  */
-import type { LoraAdapter } from '../model.ts';
+import type { Adapter, LohaAdapter, LokrAdapter, LoraAdapter } from '../model.ts';
 import { LoraFormatError } from '../errors.ts';
-import { encodeFromF32 } from '../../tensor/dtype.ts';
+import { dtypeBytes, encodeFromF32 } from '../../tensor/dtype.ts';
 import { numel, type LazyTensor } from '../../tensor/lazy.ts';
 
 /** down'[i, c, s] = Σⱼ mid[i, j, s] · down[j, c]. */
@@ -43,4 +44,58 @@ export function plainLora(adapter: LoraAdapter, module?: string): LoraAdapter {
   if (!adapter.mid) return adapter;
   const { mid, ...rest } = adapter;
   return { ...rest, down: foldTuckerDown(adapter.down, mid, module) };
+}
+
+/** A 2-D tensor transposed (bytes moved, no arithmetic). */
+function transposed(t: LazyTensor): LazyTensor {
+  const [rows, cols] = t.shape as [number, number];
+  const es = dtypeBytes(t.dtype);
+  const bytes = async () => {
+    const src = await t.bytes();
+    const out = new Uint8Array(src.byteLength);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out.set(src.subarray((r * cols + c) * es, (r * cols + c + 1) * es), (c * rows + r) * es);
+    return out;
+  };
+  const f32 = async () => {
+    const v = await t.f32();
+    const out = new Float32Array(v.length);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c]!;
+    return out;
+  };
+  return { shape: [cols, rows], dtype: t.dtype, origin: `${t.origin}ᵀ`, f32, bytes };
+}
+
+/** A Tucker pair (a [r, out], b [r, in], core [r, r, kh, kw]) as plain factors a' [out, r] @ b' [r, in·kh·kw]. */
+function foldPair(a: LazyTensor, b: LazyTensor, core: LazyTensor, module: string): { a: LazyTensor; b: LazyTensor } {
+  if (a.shape.length !== 2 || a.shape[0] !== core.shape[0]) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: Tucker core [${core.shape}] does not fit factor [${a.shape}] (expected [${core.shape[0]}, out])`, module);
+  }
+  const folded = foldTuckerDown(b, core, module);
+  return { a: transposed(a), b: { ...folded, shape: [folded.shape[0]!, numel(folded.shape) / folded.shape[0]!] } };
+}
+
+/** The same adapter without Tucker cores (LoCon lora_mid, LoHa hada_t1/t2, LoKr lokr_t2); unchanged when it has none. */
+export function withoutTucker(adapter: Adapter, module = 'adapter'): Adapter {
+  switch (adapter.kind) {
+    case 'lora':
+      return plainLora(adapter, module);
+    case 'loha': {
+      if (!adapter.t1 && !adapter.t2) return adapter;
+      const { t1, t2, ...rest } = adapter;
+      const out: LohaAdapter = { ...rest };
+      if (t1) ({ a: out.w1a, b: out.w1b } = foldPair(adapter.w1a, adapter.w1b, t1, module));
+      if (t2) ({ a: out.w2a, b: out.w2b } = foldPair(adapter.w2a, adapter.w2b, t2, module));
+      return out;
+    }
+    case 'lokr': {
+      if (!adapter.t2) return adapter;
+      if (!adapter.w2a || !adapter.w2b) throw new LoraFormatError('BAD_SHAPES', `${module}: lokr_t2 without lokr_w2_a / lokr_w2_b`, module);
+      const { t2, ...rest } = adapter;
+      const { a, b } = foldPair(adapter.w2a, adapter.w2b, t2, module);
+      const out: LokrAdapter = { ...rest, w2a: a, w2b: b };
+      return out;
+    }
+    default:
+      return adapter;
+  }
 }

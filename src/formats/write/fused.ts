@@ -79,7 +79,9 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
         emit(base, FUSED_SUFFIX.alpha, alphaTensor(alpha, fused.down.dtype, `${base} alpha`));
         if (tucker) emit(base, FUSED_SUFFIX.mid, cast(tucker));
         if (fused.dora) {
-          const shape = fused.dora.axis === 'out' ? [rows, 1] : [1, fused.down.shape[1]!];
+          // conv modules keep LyCORIS's singleton kernel dims ([out, 1, 1, 1] / [1, in, 1, 1])
+          const kernel = fused.down.shape.slice(2).map(() => 1);
+          const shape = fused.dora.axis === 'out' ? [rows, 1, ...kernel] : [1, fused.down.shape[1]!, ...kernel];
           emit(base, FUSED_SUFFIX.dora, cast(reshaped(fused.dora.magnitude, shape)));
         }
         ranks.push(fused.rank);
