@@ -185,7 +185,7 @@ describe('merging SD LoRAs into single-file checkpoints', () => {
     const fluxLora = await readLora(p('flux-lora.safetensors'));
     const out = p('refused.safetensors');
     await expect(applyToBase({ base: flux, out, loras: [{ set: xl, weight: 1 }], threads: 0 })).rejects.toThrow(/is a FLUX\.1 checkpoint .*but LoRA 1 is a kohya LoRA for SDXL/);
-    await expect(applyToBase({ base: xlBase, out, loras: [{ set: xl, weight: 1 }, { set: sd1, weight: 1 }], threads: 0 })).rejects.toThrow(/is a SDXL checkpoint .*LoRA 2 is a kohya LoRA for SD1\.5/);
+    await expect(applyToBase({ base: xlBase, out, loras: [{ set: xl, weight: 1 }, { set: sd1, weight: 1 }], threads: 0 })).rejects.toThrow(/is an SDXL checkpoint .*LoRA 2 is a kohya LoRA for SD1\.5/);
     await expect(applyToBase({ base: xlBase, out, loras: [{ set: fluxLora, weight: 1 }], threads: 0 })).rejects.toThrow(/LoRA 1 is a kohya LoRA for FLUX\.1/);
     expect(await exists(out)).toBe(false);
     await Promise.all([xl.close(), sd1.close(), fluxLora.close()]);
@@ -320,9 +320,9 @@ describe('block weights', () => {
 
   it('wrong vectors are refused with the lengths each model takes; the node check accepts any model\'s vector', async () => {
     const set = await lora({ arch: 'sdxl', layout: 'kohya', only: SMALL, teLayers: 1 });
-    expect(() => applyBlockWeights(set, Array.from({ length: 17 }, () => 1))).toThrow(/SDXL weight list has 20 or 12 values, got 17/);
+    expect(() => applyBlockWeights(set, Array.from({ length: 17 }, () => 1))).toThrow(/an SDXL weight list has 20 or 12 values, got 17/);
     expect(() => applyBlockWeights(set, 'D00=0')).toThrow(/unknown block id "D00"/);
-    expect(() => applyBlockWeights(set, 'IN09=0')).toThrow(/IN09 is not a SDXL block/);
+    expect(() => applyBlockWeights(set, 'IN09=0')).toThrow(/IN09 is not an SDXL block/);
     expect(checkBlockWeightSpec(Array.from({ length: 12 }, () => 1))).toBeUndefined();
     expect(checkBlockWeightSpec(Array.from({ length: 17 }, () => 1))).toBeUndefined();
     expect(checkBlockWeightSpec(Array.from({ length: 61 }, () => 1))).toBeUndefined();

@@ -56,13 +56,20 @@ export function sdBlockOf(patch: Pick<Patch, 'component' | 'target'>, arch: SdAr
 
 export type SdBlockWeightSpec = string | readonly number[] | Readonly<Record<string, number>>;
 
+/** "BASE, IN00–IN11, MID, OUT00–OUT11". */
+function slotRanges(scheme: Scheme): string {
+  const of = (kind: string) => scheme.slots.filter((s) => s.startsWith(kind));
+  const span = (ids: string[]) => `${ids[0]}–${ids.at(-1)}`;
+  return `BASE, ${span(of('IN'))}, MID, ${span(of('OUT'))}`;
+}
+
 /** `IN4`, `in04`, `OUT00-OUT05` → slot ids; an error text when a token names no slot. */
 function expand(token: string, scheme: Scheme): string[] | string {
   const id = token.trim().toUpperCase();
   const single = /^(BASE|MID)$|^(IN|OUT)(\d{1,2})$/.exec(id);
   if (single) {
     const norm = single[1] ?? `${single[2]}${pad2(Number(single[3]))}`;
-    return scheme.slots.includes(norm) ? [norm] : `${token.trim()} is not a ${scheme.label} block (${scheme.slots[0]}, ${scheme.slots[1]}–…, MID, …, ${scheme.slots.at(-1)})`;
+    return scheme.slots.includes(norm) ? [norm] : `${token.trim()} is not an ${scheme.label} block (${slotRanges(scheme)})`;
   }
   const r = /^(IN|OUT)(\d{1,2})-(?:(IN|OUT))?(\d{1,2})$/.exec(id);
   if (r && (!r[3] || r[3] === r[1])) {
@@ -84,7 +91,7 @@ export function parseSdBlockWeights(arch: SdArchitecture, spec: SdBlockWeightSpe
   const lengths = [...scheme.vectors.keys()].join(' or ');
   const fromList = (values: readonly number[]): string | undefined => {
     const ids = scheme.vectors.get(values.length);
-    if (!ids) return `a ${scheme.label} weight list has ${lengths} values, got ${values.length}`;
+    if (!ids) return `an ${scheme.label} weight list has ${lengths} values, got ${values.length}`;
     const bad = values.findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) return `value ${bad + 1} (${ids[bad]}) is not a finite number`;
     ids.forEach((id, i) => weights.set(id, values[i]!));

@@ -117,11 +117,16 @@ export function locateOpenClipPatch<P extends Pick<Patch, 'component' | 'target'
   return { key: at.key, patch: { ...patch, rows } };
 }
 
-const LABELS: Readonly<Record<Architecture, string>> = { flux: 'FLUX.1', sdxl: 'SDXL', sd1: 'SD1.5', sd2: 'SD2', sd3: 'SD3', unknown: 'an unrecognised model' };
+const LABELS: Readonly<Record<Architecture, string>> = { flux: 'FLUX.1', sdxl: 'SDXL', sd1: 'SD1.5', sd2: 'SD2', sd3: 'SD3', unknown: 'unrecognised model' };
 
 /** How messages name a model family. */
 export function architectureLabel(a: Architecture): string {
   return LABELS[a];
+}
+
+/** The label with its article ("an SDXL", "a FLUX.1"). */
+function withArticle(a: Architecture): string {
+  return `${/^[SU]/i.test(LABELS[a]) ? 'an' : 'a'} ${LABELS[a]}`;
 }
 
 /**
@@ -133,5 +138,5 @@ export function crossArchitectureProblem(base: { path: string; keys: readonly Ch
   if (guess.architecture === 'unknown') return undefined;
   const foreign = loras.flatMap((l, i) => (l.architecture !== 'unknown' && l.architecture !== guess.architecture ? [`LoRA ${i + 1} is a ${l.format} LoRA for ${architectureLabel(l.architecture)}`] : []));
   if (foreign.length === 0) return undefined;
-  return `${base.path} is a ${architectureLabel(guess.architecture)} checkpoint (${guess.evidence}), but ${foreign.join('; ')}: a LoRA only fits the model it was trained for`;
+  return `${base.path} is ${withArticle(guess.architecture)} checkpoint (${guess.evidence}), but ${foreign.join('; ')}: a LoRA only fits the model it was trained for`;
 }
