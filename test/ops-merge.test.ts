@@ -101,6 +101,18 @@ describe.each(BACKENDS)('mergeLoras on %s', (backend) => {
     expect(report.relError).toBeLessThan(1e-6);
   });
 
+  it('svd handles rank-deficient stacks (a LoRA merged with itself, a zero module)', async () => {
+    const a = kohyaLike(5, 5, 12);
+    const zero: Patch = { ...loraPatch({ target: 'img_in.weight', rank: 2 }, 13, shapes) };
+    zero.adapter = { ...(zero.adapter as LoraAdapter), up: memoryTensor(new Float32Array(48 * 2), [48, 2]) };
+    const set = adapterSet([...a.patches, zero]);
+    const { set: out, report } = await mergeLoras([{ set, weight: 0.5 }, { set, weight: 1.5 }], { method: 'svd', rank: 5 });
+    const expected = weightedSum([await referenceDeltas(set)], [2]);
+    expect(compareDeltas(expected, await referenceDeltas(out)).maxRelError).toBeLessThan(1e-5);
+    expect(report.relError).toBeLessThan(1e-6);
+    for (const m of report.modules) expect(m.rank, m.module).toBe(m.module.includes('img_in') ? 1 : 5);
+  });
+
   it('refuses LoHa without refactor, naming the module; refactors it at full rank exactly', async () => {
     const loha: Patch = {
       component: 'transformer',

@@ -58,6 +58,29 @@ describe.each(BACKENDS)('resizeLora on %s', (backend) => {
     expect((out.patches[0]!.adapter as LoraAdapter).alpha).toBe(0.5);
   });
 
+  it('stays optimal on an ill-conditioned LoRA (singular values from 1 down to 1e-7)', async () => {
+    // up = U·diag(σ), down = random: a spectrum spanning seven orders of magnitude.
+    const r = 8;
+    const u = await randomTensor([48, r], 21).f32();
+    const scaled = u.map((v, i) => v * 10 ** -(i % r));
+    const patch: Patch = {
+      component: 'transformer', target: 'double_blocks.0.img_attn.proj.weight',
+      adapter: { kind: 'lora', down: randomTensor([r, 48], 22), up: memoryTensor(scaled, [48, r]), alpha: r, scale: 1 },
+      source: { module: 'steep', keys: [] },
+    };
+    const set = adapterSet([patch]);
+    const d = (await referenceDeltas(set)).get('transformer:double_blocks.0.img_attn.proj.weight')!;
+    for (const rank of [2, 4, 6]) {
+      const { set: out, report } = await resizeLora(set, { rank });
+      const got = (await referenceDeltas(out)).get('transformer:double_blocks.0.img_attn.proj.weight')!;
+      const { approx, s } = bestRankK(d.data, 48, 48, rank);
+      expect(relFrobenius(got.data, approx), `rank ${rank}`).toBeLessThan(1e-5);
+      const want = Math.sqrt(s.slice(rank).reduce((x, v) => x + v * v, 0) / s.reduce((x, v) => x + v * v, 0));
+      // Reported error matches the optimal one (directions under 1e-7 of σ₁ are below float32 resolution).
+      expect(Math.abs(report.modules[0]!.relError - want), `rank ${rank}`).toBeLessThanOrEqual(Math.max(1e-3 * want, 1e-7));
+    }
+  });
+
   it('chooses the rank by energy per module, capped by rank', async () => {
     const set = kohyaLike(8, 8, 2);
     const energy = 0.8;

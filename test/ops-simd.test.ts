@@ -63,3 +63,17 @@ describe('SIMD codec kernels', () => {
     for (let i = 0; i < 1000; i++) if (!Number.isNaN(sums[i]!)) expect(gotU[i], `${i}`).toBe(wantU[i]);
   });
 });
+
+describe('SIMD Gram kernel', () => {
+  it.each([[5, 13], [3, 8], [64, 1000], [1, 1]])('equals naive float64 dot products (%i rows of %i)', async (count, len) => {
+    const { rowGram } = await import('../src/lora/simd-gram.ts');
+    const rows = Array.from({ length: count }, (_, p) => Float64Array.from({ length: len }, (_, j) => Math.sin(p * 7.1 + j * 0.37) * (1 + p)));
+    const g = rowGram(count, len, (view, stride) => rows.forEach((r, p) => view.set(r, p * stride)));
+    for (let p = 0; p < count; p++)
+      for (let q = 0; q < count; q++) {
+        let s = 0;
+        for (let j = 0; j < len; j++) s += rows[p]![j]! * rows[q]![j]!;
+        expect(Math.abs(g[p * count + q]! - s), `${p},${q}`).toBeLessThanOrEqual(1e-12 * Math.max(1, Math.abs(s)));
+      }
+  });
+});

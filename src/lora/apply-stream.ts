@@ -21,8 +21,8 @@ import { countOutOfRange, encodeValues } from './fused-codec.ts';
 import { matrixOf } from './geometry.ts';
 import { seedFromName } from './seed.ts';
 
-/** Values per chunk task (4 MiB of f32 ΔW): small enough to spread a weight over every worker. */
-const CHUNK_ELEMENTS = 1 << 20;
+/** Values per chunk task (16 MiB of f32 ΔW; allocations stay under the allocator’s 32 MiB mmap threshold): small enough to spread a weight over every worker. */
+const CHUNK_ELEMENTS = 1 << 22;
 
 export interface StreamOptions {
   pool: ComputePool;

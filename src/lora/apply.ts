@@ -58,6 +58,8 @@ export interface ApplyFileReport {
 
 export interface ApplyReport {
   backend: string;
+  /** Worker threads the math ran on (0: inline on the calling thread). */
+  threads: number;
   files: ApplyFileReport[];
   /** Patches applied. */
   modules: number;
@@ -87,7 +89,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const plan = await planApply(options);
   const backend = activeBackend() === 'none' ? await useBackend() : activeBackend();
   const report: ApplyReport = {
-    backend, files: [], modules: 0, omitted: plan.omitted, ignoredTextEncoders: plan.ignored, notes: [], seconds: 0,
+    backend, threads: 0, files: [], modules: 0, omitted: plan.omitted, ignoredTextEncoders: plan.ignored, notes: [], seconds: 0,
   };
   const log = ctx?.log;
   log?.(`apply ${options.loras.length} LoRA${options.loras.length === 1 ? '' : 's'} to ${plan.files.map((f) => f.in).join(', ')} on the ${backend} backend`);
@@ -101,6 +103,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   let pool: ComputePool | undefined;
   try {
     pool = await ComputePool.start(threads, backend);
+    report.threads = threads;
     if (threads) log?.(`computing on ${threads} worker threads`);
     for (const file of plan.files) {
       const specs: TensorSpec[] = file.file.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: outputDtype(dtype, t) }));

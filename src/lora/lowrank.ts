@@ -2,8 +2,9 @@
  * Choosing a rank and measuring what it costs: the factorisations behind merge (svd), resize,
  * extract and refactor, with the relative Frobenius error ‖ΔW − ΔWₖ‖ / ‖ΔW‖ each one reports.
  */
-import { lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy, svdSmall } from '../tensor/linalg.ts';
+import { matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy } from '../tensor/linalg.ts';
 import { splitSvd } from './factors.ts';
+import { productSvd } from './product-svd.ts';
 
 export interface RankChoice {
   /** Fixed rank (an upper bound when `energy` is also given). */
@@ -55,34 +56,19 @@ function chooseRank(s: ArrayLike<number>, choice: RankChoice): number {
 }
 
 /**
- * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (QR of both factors,
- * SVD of the R×R core), with k chosen from the exact spectrum. When R ≥ min(m, n) the product is no
- * larger than its factors, so it is formed and decomposed directly.
+ * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (product-svd.ts),
+ * with k chosen from the exact spectrum of the product.
  */
 export async function truncateProduct(up: Float32Array, down: Float32Array, m: number, R: number, n: number, choice: RankChoice): Promise<LowRank> {
-  let u: Float32Array;
-  let s: Float64Array;
-  let vt: Float32Array;
-  let full: number;
-  if (R >= Math.min(m, n)) {
-    const dense = await matmul(up, [m, R], down, [R, n]);
-    const svd = svdSmall(Float64Array.from(dense), m, n);
-    full = svd.s.length;
-    u = Float32Array.from(svd.u);
-    s = svd.s;
-    vt = Float32Array.from(svd.vt);
-  } else {
-    const svd = await lowRankSvd(up, down, m, R, n, R);
-    full = svd.k;
-    u = svd.u;
-    s = Float64Array.from(svd.s);
-    vt = svd.vt;
-  }
-  const total = sumSquares(s);
-  const k = chooseRank(s, choice);
-  const discarded = sumSquares(s, k);
-  const { up: outUp, down: outDown } = splitSvd(u, s, vt, m, full, n, k);
-  return { up: outUp, down: outDown, k, relError: total > 0 ? Math.sqrt(discarded / total) : 0, totalEnergy: total, discardedEnergy: discarded };
+  let total = 0;
+  let discarded = 0;
+  const svd = await productSvd(up, down, m, R, n, (s) => {
+    const k = chooseRank(s, choice);
+    total = sumSquares(s);
+    discarded = sumSquares(s, k);
+    return k;
+  });
+  return { up: svd.up, down: svd.down, k: svd.k, relError: total > 0 ? Math.sqrt(discarded / total) : 0, totalEnergy: total, discardedEnergy: discarded };
 }
 
 /** Residual energy ‖w − up@down‖² in float64, for when the spectral estimate is swamped by rounding. */

@@ -5,79 +5,14 @@
  * made the codec, not the matrix product, the slowest part of merging a LoRA into FLUX; these run
  * at memory speed.
  *
- * The module is assembled here from its opcodes (a few dozen bytes; no toolchain needed) and is
- * checked bit for bit against the JavaScript loops in test/ops-simd-codec.test.ts. Where
+ * The module is assembled from its opcodes (wasm-asm.ts) and is checked bit for bit against the
+ * reference codec in test/ops-simd.test.ts. Where
  * WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use JavaScript.
  *
  * Each kernel instance owns a private memory: callers copy a chunk in, run, and copy it out.
  */
 
-// ---- a minimal WebAssembly binary writer ----------------------------------------------------
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte);
-      return out;
-    }
-    out.push(byte | 0x80);
-  }
-}
-
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
-const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
-
-const I32 = 0x7f;
-const V128 = 0x7b;
-
-/** Instructions (opcode bytes; SIMD ones behind the 0xfd prefix with a LEB128 index). */
-const op = {
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  end: [0x0b],
-  br: (d: number) => [0x0c, ...uleb(d)],
-  brIf: (d: number) => [0x0d, ...uleb(d)],
-  get: (i: number) => [0x20, ...uleb(i)],
-  set: (i: number) => [0x21, ...uleb(i)],
-  tee: (i: number) => [0x22, ...uleb(i)],
-  i32: (v: number) => [0x41, ...sleb(v)],
-  i32eqz: [0x45],
-  i32add: [0x6a],
-  i32sub: [0x6b],
-  simd: (code: number, ...imm: number[]) => [0xfd, ...uleb(code), ...imm],
-};
-const mem = (align: number) => [...uleb(align), ...uleb(0)];
-const v128 = {
-  load: op.simd(0x00, ...mem(0)),
-  load16x4u: op.simd(0x04, ...mem(0)),
-  store: op.simd(0x0b, ...mem(0)),
-  store64lane0: op.simd(0x5b, ...mem(0), 0),
-  splat32: (v: number) => [...op.i32(v | 0), ...op.simd(0x11)],
-  and: op.simd(0x4e),
-  or: op.simd(0x50),
-  bitselect: op.simd(0x52),
-  i32gtU: op.simd(0x3c),
-  i32shl: op.simd(0xab),
-  i32shrU: op.simd(0xad),
-  i32add: op.simd(0xae),
-  f32add: op.simd(0xe4),
-  narrowU: op.simd(0x86),
-};
+import { I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from './wasm-asm.ts';
 
 /** Loop over n4 groups of four values; `body` may use locals 0..3 (src, delta, dst, n4) and 4, 5 (v128). */
 function loop4(body: number[], steps: [local: number, bytes: number][]): number[] {
@@ -96,7 +31,7 @@ function loop4(body: number[], steps: [local: number, bytes: number][]): number[
 const BF16_ADD = loop4([
   ...op.get(2), // address of the store, below the value on the stack
   ...op.get(0), ...v128.load16x4u, ...op.i32(16), ...v128.i32shl,
-  ...op.get(1), ...v128.load, ...v128.f32add, ...op.set(4),
+  ...op.get(1), ...v128.load(), ...v128.f32add, ...op.set(4),
   // NaN: (b >>> 16) | 0x40
   ...op.get(4), ...op.i32(16), ...v128.i32shrU, ...v128.splat32(0x40), ...v128.or,
   // (b + 0x7fff + ((b >>> 16) & 1)) >>> 16
@@ -111,25 +46,14 @@ const BF16_ADD = loop4([
 
 /** f32_add(src, delta, dst, n4): dst = src + delta. */
 const F32_ADD = loop4([
-  ...op.get(2), ...op.get(0), ...v128.load, ...op.get(1), ...v128.load, ...v128.f32add, ...v128.store,
+  ...op.get(2), ...op.get(0), ...v128.load(), ...op.get(1), ...v128.load(), ...v128.f32add, ...v128.store,
 ], [[0, 16], [1, 16], [2, 16]]);
 
-function moduleBytes(): Uint8Array<ArrayBuffer> {
-  const kernels = [BF16_ADD, F32_ADD];
-  const type = [0x60, ...vec([[I32], [I32], [I32], [I32]]), 0x00];
-  const body = (code: number[]) => {
-    const b = [...vec([[2, V128]]), ...code, ...op.end];
-    return [...uleb(b.length), ...b];
-  };
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec([type])),
-    ...section(3, vec(kernels.map(() => [0]))),
-    ...section(5, vec([[0x00, 1]])),
-    ...section(7, vec([[...name('mem'), 0x02, 0], [...name('bf16_add'), 0x00, 0], [...name('f32_add'), 0x00, 1]])),
-    ...section(10, vec(kernels.map(body))),
-  ]);
-}
+const PARAMS = [I32, I32, I32, I32];
+const compile = compileOnce(() => assemble([
+  { name: 'bf16_add', params: PARAMS, results: [], locals: [V128, V128], code: BF16_ADD },
+  { name: 'f32_add', params: PARAMS, results: [], locals: [V128, V128], code: F32_ADD },
+]));
 
 // ---- the kernels as JavaScript functions ------------------------------------------------------
 
@@ -139,17 +63,6 @@ export interface SimdKernels {
   /** dst = src + delta. */
   f32Add(src: Float32Array, delta: Float32Array, dst: Float32Array): void;
 }
-
-let compiled: WebAssembly.Module | null | undefined;
-
-function compile(): WebAssembly.Module | null {
-  if (compiled !== undefined) return compiled;
-  const bytes = moduleBytes();
-  compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  return compiled;
-}
-
-const PAGE = 65536;
 
 /** A kernel instance (one per thread), or undefined where WebAssembly SIMD is not available. */
 export function simdKernels(): SimdKernels | undefined {
@@ -162,8 +75,7 @@ export function simdKernels(): SimdKernels | undefined {
   const layout = (a: number, b: number, c: number) => {
     const align = (x: number) => Math.ceil(x / 16) * 16;
     const offsets = [0, align(a), align(a) + align(b)] as const;
-    const need = offsets[2] + align(c);
-    if (memory.buffer.byteLength < need) memory.grow(Math.ceil((need - memory.buffer.byteLength) / PAGE));
+    ensureMemory(memory, offsets[2] + align(c));
     return offsets;
   };
   const run = (kernel: (...a: number[]) => void, srcBytes: Uint8Array, delta: Float32Array, dstBytes: Uint8Array, n: number, dstPer: number) => {

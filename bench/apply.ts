@@ -1,0 +1,120 @@
+/**
+ * Merging a rank-32 LoRA into a FLUX-width bf16 checkpoint (real FLUX shapes, fewer blocks, ≥ 4 GB
+ * by default), against `cp` of the same file measured in the same run. The apply runs in a child
+ * process so its peak RSS is its own. Extrapolates to the 23.8 GB FLUX.1-dev.
+ *
+ *   npm run bench:apply [-- --double 4 --single 5 --rank 32 --backend wasm --keep]
+ *
+ * Targets: throughput ≥ 60% of cp, peak RSS < 1.5 GB. Generated files are deleted afterwards.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import { applyToBase } from '../src/lora/apply.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { writeSafetensors } from '../src/safetensors/writer.ts';
+import { useBackend, type BackendChoice } from '../src/tensor/backend.ts';
+import { encodeFromF32 } from '../src/tensor/dtype.ts';
+import { fileTensor } from '../src/tensor/lazy.ts';
+import { fluxCheckpointShapes, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
+
+const FLUX_DEV_BYTES = 23.8e9;
+const DATA = resolve('bench/data');
+
+const { values: args } = parseArgs({
+  options: {
+    double: { type: 'string', default: '4' },
+    single: { type: 'string', default: '5' },
+    rank: { type: 'string', default: '32' },
+    backend: { type: 'string', default: 'wasm' },
+    keep: { type: 'boolean', default: false },
+    child: { type: 'string' },
+    threads: { type: 'string' },
+  },
+});
+
+const checkpoint: FluxCheckpointOptions = { scale: 1, doubleBlocks: Number(args.double), singleBlocks: Number(args.single), dtype: 'BF16' };
+const paths = { base: join(DATA, 'apply-base.safetensors'), lora: join(DATA, 'apply-lora.safetensors'), out: join(DATA, 'apply-out.safetensors'), copy: join(DATA, 'apply-cp.safetensors') };
+
+/** One whole-weight LoRA patch on every block matrix, stored as a bf16 file (read back lazily, like a real LoRA). */
+async function writeLora(rank: number): Promise<void> {
+  const entries = [];
+  let seed = 1;
+  for (const t of fluxCheckpointShapes(checkpoint)) {
+    if (t.role !== 'weight' || !/^(double|single)_blocks\./.test(t.name)) continue;
+    const [out, inp] = t.shape as [number, number];
+    for (const [suffix, shape] of [['down', [rank, inp]], ['up', [out, rank]]] as const) {
+      let s = seed++ * 2654435761;
+      const values = Float32Array.from({ length: shape[0] * shape[1] }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32 - 0.5) * 0.02);
+      entries.push({ name: `${t.name}.${suffix}`, dtype: 'BF16', shape, data: encodeFromF32(values, 'BF16') });
+    }
+  }
+  await writeSafetensors(paths.lora, entries);
+}
+
+async function loraSet(file: SafetensorsFile, rank: number): Promise<AdapterSet> {
+  const patches: Patch[] = [];
+  for (const t of file.tensors) {
+    if (!t.name.endsWith('.down')) continue;
+    const target = t.name.slice(0, -'.down'.length);
+    patches.push({
+      component: 'transformer', target,
+      adapter: { kind: 'lora', down: fileTensor(file, t.name), up: fileTensor(file, `${target}.up`), alpha: rank, scale: 1 },
+      source: { module: target, keys: [t.name, `${target}.up`] },
+    });
+  }
+  return { architecture: 'flux', format: 'bench', patches, metadata: {}, unknownKeys: [], notes: [] };
+}
+
+async function child(): Promise<void> {
+  const backend = await useBackend(args.backend as BackendChoice);
+  const lora = await SafetensorsFile.open(paths.lora);
+  const set = await loraSet(lora, Number(args.rank));
+  const t0 = performance.now();
+  const report = await applyToBase({ base: paths.base, out: paths.out, loras: [{ set, weight: 1 }], threads: args.threads === undefined ? undefined : Number(args.threads) });
+  const seconds = (performance.now() - t0) / 1000;
+  await lora.close();
+  const usage = process.resourceUsage();
+  const cpuSeconds = (usage.userCPUTime + usage.systemCPUTime) / 1e6;
+  process.stdout.write(JSON.stringify({ backend, seconds, cpuSeconds, threads: report.threads, peakRssMB: usage.maxRSS / 1024, patched: report.files[0]!.patched, modules: report.modules }) + '\n');
+}
+
+function timed(cmd: string, argv: string[]): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, argv, { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed`);
+  return (performance.now() - t0) / 1000;
+}
+
+async function main(): Promise<void> {
+  await mkdir(DATA, { recursive: true });
+  try {
+    console.log(`generating a FLUX-width bf16 checkpoint (${checkpoint.doubleBlocks} double, ${checkpoint.singleBlocks} single blocks) and a rank-${args.rank} LoRA …`);
+    await writeFluxCheckpoint(paths.base, checkpoint);
+    await writeLora(Number(args.rank));
+    const bytes = (await stat(paths.base)).size;
+    // Warm the page cache for both contenders alike, then time cp and the apply.
+    timed('cp', [paths.base, paths.copy]);
+    await rm(paths.copy);
+    const cpSeconds = timed('cp', [paths.base, paths.copy]);
+    await rm(paths.copy);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/apply.ts', '--child', '1', '--backend', args.backend!, '--rank', args.rank!, '--double', args.double!, '--single', args.single!], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+    if (r.status !== 0) throw new Error(`apply child failed (${r.status})`);
+    const result = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { backend: string; seconds: number; peakRssMB: number; patched: number; modules: number };
+    const mbps = (s: number) => bytes / 1e6 / s;
+    const rows = [
+      ['cp', cpSeconds.toFixed(2), mbps(cpSeconds).toFixed(0), '100%', '', (FLUX_DEV_BYTES / 1e6 / mbps(cpSeconds)).toFixed(0)],
+      [`apply rank ${args.rank} (${result.backend})`, result.seconds.toFixed(2), mbps(result.seconds).toFixed(0), `${((100 * cpSeconds) / result.seconds).toFixed(0)}%`, result.peakRssMB.toFixed(0), (FLUX_DEV_BYTES / 1e6 / mbps(result.seconds)).toFixed(0)],
+    ];
+    console.log(`\nbase ${(bytes / 1e9).toFixed(2)} GB, ${result.patched} weights patched (${result.modules} LoRA modules)`);
+    console.log(['what', 's', 'MB/s', '% of cp', 'peak RSS MB', 'FLUX.1-dev 23.8 GB est. s'].join('\t'));
+    for (const row of rows) console.log(row.join('\t'));
+    console.log(`\ntargets: ≥ 60% of cp (${((100 * cpSeconds) / result.seconds).toFixed(0)}%), peak RSS < 1500 MB (${result.peakRssMB.toFixed(0)} MB)`);
+  } finally {
+    if (!args.keep) for (const p of Object.values(paths)) await rm(p, { force: true });
+  }
+}
+
+await (args.child ? child() : main());

@@ -1,0 +1,124 @@
+/**
+ * A minimal WebAssembly binary writer for the few SIMD kernels of the LoRA operations: enough
+ * opcodes to write small loops, and a module with one exported memory and exported functions.
+ * (No toolchain at build or install time; the kernels are a few dozen bytes each and are tested
+ * bit for bit against JavaScript.)
+ */
+
+export function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+export function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+export const I32 = 0x7f;
+export const F64 = 0x7c;
+export const V128 = 0x7b;
+
+/** Instructions (opcode bytes; SIMD ones behind the 0xfd prefix with a LEB128 index). */
+export const op = {
+  block: [0x02, 0x40],
+  loop: [0x03, 0x40],
+  end: [0x0b],
+  br: (d: number) => [0x0c, ...uleb(d)],
+  brIf: (d: number) => [0x0d, ...uleb(d)],
+  get: (i: number) => [0x20, ...uleb(i)],
+  set: (i: number) => [0x21, ...uleb(i)],
+  tee: (i: number) => [0x22, ...uleb(i)],
+  i32: (v: number) => [0x41, ...sleb(v)],
+  i32eqz: [0x45],
+  i32add: [0x6a],
+  i32sub: [0x6b],
+  f64add: [0xa0],
+  simd: (code: number, ...imm: number[]) => [0xfd, ...uleb(code), ...imm],
+};
+
+/** memarg: alignment hint 0 (any), byte offset. */
+const mem = (offset = 0) => [...uleb(0), ...uleb(offset)];
+
+export const v128 = {
+  load: (offset = 0) => op.simd(0x00, ...mem(offset)),
+  load16x4u: op.simd(0x04, ...mem()),
+  store: op.simd(0x0b, ...mem()),
+  store64lane0: op.simd(0x5b, ...mem(), 0),
+  splat32: (v: number) => [...op.i32(v | 0), ...op.simd(0x11)],
+  and: op.simd(0x4e),
+  or: op.simd(0x50),
+  bitselect: op.simd(0x52),
+  i32gtU: op.simd(0x3c),
+  i32shl: op.simd(0xab),
+  i32shrU: op.simd(0xad),
+  i32add: op.simd(0xae),
+  f32add: op.simd(0xe4),
+  f64lane: (lane: number) => op.simd(0x21, lane),
+  f64add: op.simd(0xf0),
+  f64mul: op.simd(0xf2),
+  narrowU: op.simd(0x86),
+};
+
+export interface WasmFunction {
+  name: string;
+  params: number[];
+  results: number[];
+  /** Extra locals, by type, after the parameters. */
+  locals: number[];
+  code: number[];
+}
+
+const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
+
+/** A module exporting memory `mem` (1 page to start; callers grow it) and the functions. */
+export function assemble(funcs: readonly WasmFunction[]): Uint8Array<ArrayBuffer> {
+  const types = funcs.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))]);
+  const bodies = funcs.map((f) => {
+    const b = [...vec(f.locals.map((t) => [1, t])), ...f.code, ...op.end];
+    return [...uleb(b.length), ...b];
+  });
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, vec(types)),
+    ...section(3, vec(funcs.map((_, i) => uleb(i)))),
+    ...section(5, vec([[0x00, 1]])),
+    ...section(7, vec([[...name('mem'), 0x02, 0], ...funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)])])),
+    ...section(10, vec(bodies)),
+  ]);
+}
+
+/** Compiles `bytes` once; null where WebAssembly (with SIMD) is unavailable. */
+export function compileOnce(bytes: () => Uint8Array<ArrayBuffer>): () => WebAssembly.Module | null {
+  let compiled: WebAssembly.Module | null | undefined;
+  return () => {
+    if (compiled === undefined) {
+      const b = bytes();
+      compiled = typeof WebAssembly === 'object' && WebAssembly.validate(b) ? new WebAssembly.Module(b) : null;
+    }
+    return compiled;
+  };
+}
+
+const PAGE = 65536;
+
+/** Grows `memory` to at least `bytes`. */
+export function ensureMemory(memory: WebAssembly.Memory, bytes: number): void {
+  if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / PAGE));
+}
