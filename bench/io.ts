@@ -1,7 +1,8 @@
 /**
  * Safetensors I/O benchmark: generates a BF16 FLUX-shaped checkpoint (≥ 2 GB by default), then
  * measures, in the same run and on the same file:
- *   cp                 the baseline (plain copy, and copy + fsync, since our writer fsyncs before rename)
+ *   cp                 the baseline (plain copy, and copy + fsync, since our writer fsyncs before rename),
+ *                      and dd (the same bytes through user space, as a writer of new bytes must)
  *   read + decode      SafetensorsFile.readF32 of every tensor (BF16 → F32), into a new array per
  *                      tensor, and into one reused buffer
  *   encode + write     SafetensorsWriter.writeF32 (F32 → BF16, chunked) of the same tensors + commit
@@ -131,6 +132,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
 
     const cp: number[] = [];
     const cpSync: number[] = [];
+    const ddSync: number[] = [];
     const reads: PhaseResult[] = [];
     const reuses: PhaseResult[] = [];
     const writes: PhaseResult[] = [];
@@ -138,6 +140,10 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
       cp.push(timeCommand('cp', [src, copy]));
       await rm(copy);
       cpSync.push(timeCommand('sh', ['-c', 'cp "$1" "$2" && sync "$2"', 'sh', src, copy]));
+      await rm(copy);
+      // cp copies inside the kernel (copy_file_range); dd moves the bytes through user space with
+      // read/write, as any writer of new bytes must: the baseline for the same path without encoding.
+      ddSync.push(timeCommand('dd', [`if=${src}`, `of=${copy}`, 'bs=4M', 'conv=fsync', 'status=none']));
       await rm(copy);
       reads.push(runChild(['--phase', 'read', '--src', src]));
       reuses.push(runChild(['--phase', 'read-reuse', '--src', src]));
@@ -148,6 +154,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
 
     const cpBest = Math.min(...cp);
     const cpSyncBest = Math.min(...cpSync);
+    const ddSyncBest = Math.min(...ddSync);
     const read = best(reads);
     const reuse = best(reuses);
     const write = best(writes);
@@ -155,6 +162,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
     const rows: [string, number, string, string, string][] = [
       ['cp', cpBest, '100%', '', '—'],
       ['cp + fsync', cpSyncBest, `${((cpBest / cpSyncBest) * 100).toFixed(0)}%`, '100%', '—'],
+      ['dd bs=4M conv=fsync', ddSyncBest, `${((cpBest / ddSyncBest) * 100).toFixed(0)}%`, `${((cpSyncBest / ddSyncBest) * 100).toFixed(0)}%`, '—'],
       ['read + decode BF16→F32 (new arrays)', read.measuredSeconds, `${((cpBest / read.measuredSeconds) * 100).toFixed(0)}%`, '', `${read.maxRssMB.toFixed(0)} MB`],
       ['read + decode BF16→F32 (reused)', reuse.measuredSeconds, `${((cpBest / reuse.measuredSeconds) * 100).toFixed(0)}%`, '', `${reuse.maxRssMB.toFixed(0)} MB`],
       [
@@ -182,6 +190,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
         ` (of cp + fsync: ${verdict(cpSyncBest / write.measuredSeconds >= TARGETS.writeOfCp)}); ` +
         `peak RSS < ${TARGETS.rssMB} MB: ${verdict(peak < TARGETS.rssMB)} (${peak.toFixed(0)} MB)`,
     );
+    console.log(`write against dd + fsync (the same user-space write path, no encoding): ${((ddSyncBest / write.measuredSeconds) * 100).toFixed(0)}%`);
   } finally {
     await cleanup();
   }
