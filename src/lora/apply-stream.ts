@@ -21,8 +21,11 @@ import { countOutOfRange, encodeValues } from './fused-codec.ts';
 import { matrixOf } from './geometry.ts';
 import { seedFromName } from './seed.ts';
 
-/** Values per chunk task (16 MiB of f32 ΔW; allocations stay under the allocator’s 32 MiB mmap threshold): small enough to spread a weight over every worker. */
-const CHUNK_ELEMENTS = 1 << 22;
+/**
+ * Values per chunk task: 16 MiB of f32 ΔW inline or on two threads (under the allocator's 32 MiB
+ * mmap threshold, so buffers are reused), 4 MiB on more threads, whose working sets add up.
+ */
+const chunkElements = (threads: number) => (threads > 2 ? 1 << 20 : 1 << 22);
 
 export interface StreamOptions {
   pool: ComputePool;
@@ -103,7 +106,7 @@ async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, gro
   const { rows, cols } = matrixOf(info.shape);
   const inPer = dtypeBytes(info.dtype as DType);
   const outPer = dtypeBytes(outDtype);
-  const step = Math.max(1, Math.floor(CHUNK_ELEMENTS / Math.max(1, cols)));
+  const step = Math.max(1, Math.floor(chunkElements(pool.threads) / Math.max(1, cols)));
   const tasks: ChunkTask[] = [];
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
