@@ -54,16 +54,18 @@ function isFastPath(planned: readonly PlannedPatch[]): boolean {
  * Reused buffers for whole tensors. Allocating a fresh buffer per tensor costs a page fault per
  * 4 KiB on first touch (the allocator maps large blocks anew each time), which made a plain
  * read-and-write copy five times slower than cp; a few buffers of the largest tensor's size,
- * reused in turn, avoid that.
+ * reused in turn, avoid that. They are SharedArrayBuffers even without workers: Node reads into
+ * and writes from shared memory about twice as fast as from an ordinary ArrayBuffer (measured on
+ * this project's VM: a 4.3 GB read-and-write copy took 2.8–3.5 s against 4.8–6.4 s).
  */
 class BufferRing {
-  private readonly buffers: (ArrayBuffer | SharedArrayBuffer)[] = [];
-  constructor(private readonly count: number, private readonly capacity: number, private readonly shared: boolean) {}
+  private readonly buffers: SharedArrayBuffer[] = [];
+  constructor(private readonly count: number, private readonly capacity: number) {}
 
   /** A view of `length` bytes of buffer `i mod count`. */
   view(i: number, length: number): Uint8Array {
     const k = i % this.count;
-    this.buffers[k] ??= this.shared ? new SharedArrayBuffer(this.capacity) : new ArrayBuffer(this.capacity);
+    this.buffers[k] ??= new SharedArrayBuffer(this.capacity);
     return new Uint8Array(this.buffers[k]!, 0, length);
   }
 }
@@ -136,8 +138,8 @@ export async function streamFile(file: FilePlan, writer: SafetensorsWriter, opts
   const outBytes = (i: number) => (tensors[i]!.end - tensors[i]!.begin) / dtypeBytes(tensors[i]!.dtype as DType) * dtypeBytes(opts.outDtypes[i]!);
   // Three inputs (current, next being read, previous still being written when it was copied
   // through) and two outputs (current, previous being written).
-  const inputs = new BufferRing(3, Math.max(0, ...tensors.map((t) => t.end - t.begin)), shared);
-  const outputs = new BufferRing(2, Math.max(0, ...tensors.map((_, i) => outBytes(i))), shared);
+  const inputs = new BufferRing(3, Math.max(0, ...tensors.map((t) => t.end - t.begin)));
+  const outputs = new BufferRing(2, Math.max(0, ...tensors.map((_, i) => outBytes(i))));
   const handle = await open(file.in, 'r');
   const load = (i: number) => readTensor(handle, file.file.dataStart, tensors[i]!, inputs.view(i, tensors[i]!.end - tensors[i]!.begin), file.in);
   let next: Promise<Uint8Array> | undefined = tensors.length ? load(0) : undefined;
