@@ -6,17 +6,18 @@
  *         both sides, SVD of the small core), never from the dense ΔW; error reported per module.
  *
  * Patches on one target with overlapping row slices (a kohya fused qkv and a diffusers to_q) are
- * fused into one patch over their union first: the ups are placed at their rows in their own
- * columns (block-diagonal), which is the same identity. Disjoint slices stay separate patches.
+ * fused into one patch over their union: the ups are placed at their rows in their own columns
+ * (block-diagonal), which is the same identity (the formats layer's fusion, with the weights folded
+ * in). Disjoint slices stay separate patches.
  */
 import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../formats/model.ts';
 import { activeBackend } from '../tensor/backend.ts';
-import { encodeFromF32 } from '../tensor/dtype.ts';
-import { memoryTensor } from '../tensor/lazy.ts';
+import { encodeFromF32, type DType } from '../tensor/dtype.ts';
+import { memoryTensor, type LazyTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { denseDelta } from './dense-delta.ts';
 import { loraDims, readFactorPart, stackFactors } from './factors.ts';
-import { commonDtype, placedUpTensor, stackedDownTensor, type StackSource } from './lazy-stack.ts';
+import { concatRows, placeBlocks, reshaped, scaledTensor } from '../formats/tensor-ops.ts';
 import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { plainLora } from '../formats/sd/tucker.ts';
@@ -98,6 +99,12 @@ interface Group {
 }
 
 const targetKey = (p: Pick<Patch, 'component' | 'target'>) => `${p.component}:${p.target}`;
+
+/** The dtype every tensor shares, else F32 (mixing precisions must not lose the finer one). */
+function commonDtype(tensors: readonly LazyTensor[]): DType {
+  const first = tensors[0]?.dtype ?? 'F32';
+  return tensors.every((t) => t.dtype === first) ? first : 'F32';
+}
 
 function listNames(names: readonly string[], max = 8): string {
   return names.length <= max ? names.join(', ') : `${names.slice(0, max).join(', ')} and ${names.length - max} more`;
@@ -181,20 +188,25 @@ function stackShapes(group: Group, rank: number): { down: number[]; up: number[]
   return { down: [rank, ...down.slice(1)], up: conv ? [group.height, rank, 1, 1] : [group.height, rank] };
 }
 
+/** Concatenated downs and the ups side by side (each times wᵢ·scaleᵢ, at its rows), as lazy tensors over the inputs. */
 function concatGroup(group: Group): Patch {
   const origin = group.rows?.[0] ?? 0;
-  const sources: StackSource[] = group.parts.map(({ patch, weight }) => {
-    const adapter = patch.adapter as LoraAdapter;
-    return { adapter, ...loraDims(adapter, patch.source.module), rowStart: (patch.rows?.[0] ?? 0) - origin, factor: weight * adapter.scale };
+  const adapters = group.parts.map((p) => p.patch.adapter as LoraAdapter);
+  const dtype = commonDtype(adapters.flatMap((a) => [a.up, a.down]));
+  let col = 0;
+  const blocks = group.parts.map(({ patch, weight }, i) => {
+    const a = adapters[i]!;
+    const { rows, rank } = loraDims(a, patch.source.module);
+    const block = { t: scaledTensor(reshaped(a.up, [rows, rank]), weight * a.scale, dtype), row: (patch.rows?.[0] ?? 0) - origin, col };
+    col += rank;
+    return block;
   });
-  const rank = sources.reduce((s, p) => s + p.rank, 0);
-  const dtype = commonDtype(sources.flatMap((s) => [s.adapter.up, s.adapter.down]));
-  const shapes = stackShapes(group, rank);
+  const shapes = stackShapes(group, col);
   const adapter: LoraAdapter = {
     kind: 'lora',
-    down: stackedDownTensor(sources, shapes.down, dtype, `merged ${group.key} down`),
-    up: placedUpTensor(sources, group.height, shapes.up, dtype, `merged ${group.key} up`),
-    alpha: rank,
+    down: concatRows(adapters.map((a) => a.down), dtype, `merged ${group.key} down`),
+    up: reshaped(placeBlocks([group.height, col], blocks, dtype, `merged ${group.key} up`), shapes.up),
+    alpha: col,
     scale: 1,
   };
   return { component: group.component, target: group.target, rows: group.rows, adapter, source: sourceOf(group.key, group.parts) };
