@@ -31,7 +31,7 @@ export interface ApplyOptions {
   ignoreTextEncoders?: boolean;
   /** fp8 outputs: round stochastically (seeded by the tensor key) instead of to nearest. */
   stochasticFp8?: boolean;
-  /** Worker threads for the per-tensor math (default: one per core on CPU backends, none on GPU backends; 0 = inline). */
+  /** Worker threads for the per-tensor math (default: cores − 1 (at least 2, at most 6) on CPU backends for inputs of 256 MiB or more, else none; 0 = inline). */
   threads?: number;
   /** Extra metadata for the outputs (over the base's own). */
   metadata?: Record<string, string>;
@@ -69,6 +69,9 @@ export interface ApplyReport {
   seconds: number;
 }
 
+/** Inputs smaller than this run inline by default (the pool's start-up would dominate). */
+const POOL_MIN_BYTES = 256 * 2 ** 20;
+
 function outputDtype(choice: DType | 'keep', info: TensorInfo): DType | string {
   if (choice === 'keep' || !isCodecDType(info.dtype) || !isFloatDType(info.dtype)) return info.dtype;
   // Biases and norm scales are tiny and sensitive: fp8 is for the matrices (as every fp8 checkpoint does it).
@@ -99,7 +102,9 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const total = plan.files.reduce((s, f) => s + f.file.tensors.length, 0);
   let done = 0;
   const writers: SafetensorsWriter[] = [];
-  const threads = options.threads ?? defaultThreads(backend);
+  // Starting workers costs a second or two (each loads its backend): worth it for real checkpoints only.
+  const totalBytes = plan.files.reduce((s, f) => s + f.file.fileSize, 0);
+  const threads = options.threads ?? (totalBytes < POOL_MIN_BYTES ? 0 : defaultThreads(backend));
   let pool: ComputePool | undefined;
   try {
     pool = await ComputePool.start(threads, backend);
