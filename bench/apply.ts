@@ -117,7 +117,7 @@ async function main(): Promise<void> {
     // checkpoint), so cp followed by sync is the like-for-like baseline.
     const syncSeconds = timed('sync', []);
     await rm(paths.copy);
-    const copyThrough = runChild(['--rank', '0']);
+    const copyThrough = runChild(['--rank', '0', '--threads', '0']);
     const inline = runChild(['--rank', args.rank!, '--threads', '0']);
     const pooled = runChild(['--rank', args.rank!]);
     const mbps = (s: number) => bytes / 1e6 / s;
