@@ -21,7 +21,7 @@ function addScaled(w: Float32Array, offset: number, delta: Float32Array, weight:
 }
 
 /** w[rows rowStart.., :] += up [rows, R] @ down [R, cols], a chunk of rows at a time. */
-export async function addProduct(w: Float32Array, cols: number, rowStart: number, up: Float32Array, down: Float32Array, rows: number, rank: number): Promise<void> {
+async function addProduct(w: Float32Array, cols: number, rowStart: number, up: Float32Array, down: Float32Array, rows: number, rank: number): Promise<void> {
   const step = Math.max(1, Math.floor(CHUNK_ELEMENTS / Math.max(1, cols)));
   for (let r0 = 0; r0 < rows; r0 += step) {
     const r1 = Math.min(rows, r0 + step);

@@ -61,7 +61,7 @@ export interface StackedFactors {
 }
 
 /** The ups of `parts` side by side in one [rows, ΣR] matrix: each multiplied by its factor, at its row slice, in its own columns. */
-export function placeUps(parts: readonly Omit<FactorPart, 'down' | 'cols'>[], rows: number): Float32Array {
+function placeUps(parts: readonly Omit<FactorPart, 'down' | 'cols'>[], rows: number): Float32Array {
   const rank = parts.reduce((s, p) => s + p.rank, 0);
   const up = new Float32Array(rows * rank);
   let c0 = 0;
@@ -78,7 +78,7 @@ export function placeUps(parts: readonly Omit<FactorPart, 'down' | 'cols'>[], ro
 }
 
 /** The downs of `parts` stacked into one [ΣR, cols] matrix. */
-export function stackDowns(parts: readonly Pick<FactorPart, 'down' | 'rank' | 'cols'>[], cols: number): Float32Array {
+function stackDowns(parts: readonly Pick<FactorPart, 'down' | 'rank' | 'cols'>[], cols: number): Float32Array {
   const down = new Float32Array(parts.reduce((s, p) => s + p.rank, 0) * cols);
   let r0 = 0;
   for (const p of parts) {

@@ -15,30 +15,18 @@ interface Fp8Format {
   mantissaBits: number;
   bias: number;
   maxCode: number;
-  maxValue: number;
   nan: number;
   /** Code for +Inf where the format has one. */
   inf?: number;
 }
 
 const FORMATS: Record<Fp8DType, Fp8Format> = {
-  F8_E4M3: { mantissaBits: 3, bias: 7, maxCode: 0x7e, maxValue: 448, nan: 0x7f },
-  F8_E5M2: { mantissaBits: 2, bias: 15, maxCode: 0x7b, maxValue: 57344, nan: 0x7e, inf: 0x7c },
+  F8_E4M3: { mantissaBits: 3, bias: 7, maxCode: 0x7e, nan: 0x7f },
+  F8_E5M2: { mantissaBits: 2, bias: 15, maxCode: 0x7b, nan: 0x7e, inf: 0x7c },
 };
 
 export function isFp8(dtype: string): dtype is Fp8DType {
   return Object.hasOwn(FORMATS, dtype);
-}
-
-/** How many finite values lie beyond the format's largest finite value (they are written saturated). */
-export function countSaturated(values: Float32Array, dtype: Fp8DType): number {
-  const max = FORMATS[dtype].maxValue;
-  let n = 0;
-  for (let i = 0; i < values.length; i++) {
-    const a = Math.abs(values[i]!);
-    if (a > max && a !== Infinity) n++;
-  }
-  return n;
 }
 
 /** Round-to-nearest-even, saturating. */
