@@ -126,6 +126,27 @@ describe.each(BACKENDS)('extractLora on %s', (backend) => {
   });
 });
 
+describe('extractLora on conv weights', () => {
+  it('flattens a 4-D conv difference to [out, in·kh·kw] and gives conv-shaped factors', async () => {
+    const shape = [6, 4, 3, 3];
+    const n = 6 * 36;
+    const next = random(300);
+    const b = Float32Array.from({ length: n }, next);
+    const t = b.map((v, i) => v + 0.1 * Math.sin(i));
+    const cb = join(dir, 'conv-base.safetensors');
+    const ct = join(dir, 'conv-tuned.safetensors');
+    await writeSafetensors(cb, [{ name: 'input_blocks.0.0.weight', dtype: 'F32', shape, data: encodeFromF32(b, 'F32') }]);
+    await writeSafetensors(ct, [{ name: 'input_blocks.0.0.weight', dtype: 'F32', shape, data: encodeFromF32(t, 'F32') }]);
+    const { set, report } = await extractLora({ base: cb, tuned: ct, rank: 6 });
+    const a = set.patches[0]!.adapter as LoraAdapter;
+    expect(a.down.shape).toEqual([6, 4, 3, 3]);
+    expect(a.up.shape).toEqual([6, 6, 1, 1]);
+    expect(report.modules[0]!.relError).toBeLessThan(1e-5);
+    const d = [...(await referenceDeltas(set)).values()][0]!;
+    expect(relFrobenius(d.data, Float64Array.from(t, (v, i) => v - b[i]!))).toBeLessThan(1e-5);
+  });
+});
+
 describe('extractLora input errors', () => {
   it('names tensors that differ in shape or exist in one file only', async () => {
     const other = join(dir, 'other.safetensors');
