@@ -86,6 +86,19 @@ describe('migrations', () => {
     expect(r.plan.nodes.get('add')!.params).toEqual({ scale: 2 });
     expect((r.plan.recipe.nodes as Record<string, { v: string; params: unknown }>).add).toEqual({ type: 'test.add', v: '2.1.0', in: { a: 'c.value' }, params: { scale: 2 } });
   });
+
+  it('reads a node without v as the installed version and writes that version into the normalised recipe', () => {
+    const r = validateRecipe(
+      { format: 'loraflow.recipe', schemaVersion: 1, nodes: { c: { type: 'test.const', params: { value: 2 } }, add: { type: 'test.add', in: { a: 'c.value' }, params: { scale: 3 } } }, outputs: ['add'] },
+      registry,
+    );
+    expect(r.problems).toEqual([]);
+    if (!r.ok) return;
+    const nodes = r.plan.recipe.nodes as Record<string, { v: string }>;
+    expect(nodes.add!.v).toBe('2.1.0');
+    expect(nodes.c!.v).toBe(registry.get('test.const')!.v);
+    expect(r.plan.nodes.get('add')!.params).toEqual({ scale: 3 });
+  });
 });
 
 describe('port types', () => {

@@ -25,7 +25,11 @@ const Link = z.string().regex(LINK_PATTERN, 'a link is "<node id>.<output name>"
 export const RecipeNodeSchema = z
   .strictObject({
     type: z.string().min(1).describe('Node type id, e.g. "merge-loras" (see `loraflow nodes`).'),
-    v: z.string().regex(SEMVER_PATTERN, 'v must be a major.minor.patch version').describe('Version of the node type this recipe was written for.'),
+    v: z
+      .string()
+      .regex(SEMVER_PATTERN, 'v must be a major.minor.patch version')
+      .optional()
+      .describe('Version of the node type this recipe was written for; omitted in a hand-written recipe, it means the installed version. Saved recipes always carry it.'),
     title: z.string().optional().describe('Display name; not used by execution.'),
     params: z.record(z.string(), z.unknown()).optional().describe('Param values by name; missing params take their defaults.'),
     in: z

@@ -134,14 +134,14 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
       continue;
     }
     const node = parsed.data;
-    const entry: Entry = { id, type: node.type, title: node.title, v: node.v, params: node.params ?? {}, in: node.in ?? {} };
-    entries.set(id, entry);
     const def = registry.get(node.type);
+    const entry: Entry = { id, type: node.type, title: node.title, v: node.v ?? def?.v ?? '', params: node.params ?? {}, in: node.in ?? {} };
+    entries.set(id, entry);
     if (!def) {
       problems.push({ code: 'unknown_node_type', nodeId: id, nodeType: node.type, message: `unknown node type "${node.type}" (this loraflow has: ${registry.types().join(', ')})` });
       continue;
     }
-    const m = migrateNodeDoc(def, { v: node.v, params: entry.params, in: entry.in });
+    const m = migrateNodeDoc(def, { v: entry.v, params: entry.params, in: entry.in });
     if (!m.ok) {
       problems.push({ code: 'node_version', nodeId: id, nodeType: node.type, message: m.message });
       continue;
