@@ -1,6 +1,5 @@
-import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdir } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import {
   blockDiagonalColumns, convertLora, fuseTargetPatches, LoraFormatError, parseFormatName, readLora, writeLora,
   type AdapterSet, type LoraAdapter,
@@ -9,40 +8,14 @@ import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import {
-  compareSets, fixtureDir, writeFixture, writeKeyShapes, writeSampleLora, type KeyShapes,
-} from '../src/testing/lora-fixtures.ts';
+import { compareSets, writeFixture, writeKeyShapes, writeSampleLora, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { exists } from './helpers/files.ts';
+import { compareFiles, withLora } from './helpers/lora.ts';
+import { tensorsOf } from './helpers/tensors.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-convert-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const p = (name: string) => join(dir, name);
-const exists = (path: string) => stat(path).then(() => true, () => false);
-
-async function tensorsOf(path: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>> {
-  const f = await SafetensorsFile.open(path);
-  try {
-    const out = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
-    for (const t of f.tensors) out.set(t.name, { dtype: t.dtype, shape: t.shape, bytes: await f.readBytes(t.name) });
-    return out;
-  } finally {
-    await f.close();
-  }
-}
-
-async function withSet<R>(path: string, fn: (s: AdapterSet) => Promise<R>): Promise<R> {
-  const s = await readLora(path);
-  try {
-    return await fn(s);
-  } finally {
-    await s.close();
-  }
-}
+const tmp = useTempDir('loraflow-convert-');
+const p = tmp.path;
 
 describe('the seed case: ai-toolkit and kohya FLUX LoRAs both convert to either layout', () => {
   for (const format of ['aitoolkit', 'kohya'] as const) {
@@ -61,7 +34,7 @@ describe('the seed case: ai-toolkit and kohya FLUX LoRAs both convert to either 
           expect(names).toContain('transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight');
           expect(names.some((n) => n.endsWith('.alpha'))).toBe(false);
         }
-        await withSet(src, (a) => withSet(out, async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+        expect((await compareFiles(src, out)).maxRelError).toBe(0);
       }
     });
   }
@@ -103,7 +76,7 @@ describe('fused → split', () => {
     expect(b.get('transformer.transformer_blocks.0.attn.to_q.lora_A.weight')!.shape).toEqual([16, 48]);
     expect(b.get('transformer.single_transformer_blocks.0.proj_mlp.lora_B.weight')!.shape).toEqual([192, 16]);
     for (const [src, out] of [[bd, 'bd.diffusers'], [dense, 'dense.diffusers']] as const) {
-      await withSet(src, (x) => withSet(p(`${out}.safetensors`), async (y) => expect((await compareSets(x, y)).maxRelError).toBe(0)));
+      expect((await compareFiles(src, p(`${out}.safetensors`))).maxRelError).toBe(0);
     }
   });
 
@@ -151,7 +124,7 @@ describe('fused → split', () => {
     await convertLora(p('final.d.safetensors'), p('final.k.safetensors'), { to: 'kohya' });
     const k = await tensorsOf(p('final.k.safetensors'));
     expect([...new Float32Array(k.get('lora_unet_final_layer_adaLN_modulation_1.lora_up.weight')!.bytes.slice().buffer)]).toEqual([...up]);
-    await withSet(src, (a) => withSet(p('final.d.safetensors'), async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+    expect((await compareFiles(src, p('final.d.safetensors'))).maxRelError).toBe(0);
   });
 });
 
@@ -159,11 +132,9 @@ describe('scales, dtypes and metadata', () => {
   it('a scale that is not a power of two is folded into the factors within f32 rounding; bf16 rounding is reported', async () => {
     await writeFixture('flux_lora_kohya_format', p('s3.safetensors'), { alpha: () => 3 });
     await convertLora(p('s3.safetensors'), p('s3.d.safetensors'), { to: 'diffusers' });
-    await withSet(p('s3.safetensors'), (a) => withSet(p('s3.d.safetensors'), async (b) => {
-      const { maxRelError } = await compareSets(a, b);
-      expect(maxRelError).toBeGreaterThan(0);
-      expect(maxRelError).toBeLessThan(1e-6);
-    }));
+    const { maxRelError } = await compareFiles(p('s3.safetensors'), p('s3.d.safetensors'));
+    expect(maxRelError).toBeGreaterThan(0);
+    expect(maxRelError).toBeLessThan(1e-6);
     await writeFixture('flux_lora_kohya_format', p('s3b.safetensors'), { alpha: () => 3, dtype: 'BF16' });
     const r = await convertLora(p('s3b.safetensors'), p('s3b.d.safetensors'), { to: 'diffusers' });
     expect(r.notes.join(' ')).toMatch(/494 modules' scales are not powers of two.*BF16/);
@@ -180,7 +151,7 @@ describe('scales, dtypes and metadata', () => {
     await convertLora(p('dt.safetensors'), p('dt.b.safetensors'), { to: 'kohya', dtype: 'BF16' });
     const cast = await tensorsOf(p('dt.b.safetensors'));
     expect(new Set([...cast.values()].map((t) => t.dtype))).toEqual(new Set(['BF16']));
-    await withSet(p('dt.b.safetensors'), async (s) => expect((s.patches[0]!.adapter as LoraAdapter).scale).toBe(0.5));
+    await withLora(p('dt.b.safetensors'), async (s) => expect((s.patches[0]!.adapter as LoraAdapter).scale).toBe(0.5));
   });
 
   it('metadata is carried over and updated, with a loraflow provenance entry', async () => {
@@ -265,7 +236,7 @@ describe('refusals and safety', () => {
     expect(k.get('lora_unet_double_blocks_0_img_attn_qkv.dora_scale')!.shape).toEqual([24, 1]);
     await convertLora(p('dora.k.safetensors'), p('dora.d.safetensors'), { to: 'diffusers' });
     expect((await tensorsOf(p('dora.d.safetensors'))).get('transformer.transformer_blocks.0.attn.to_k.lora_magnitude_vector')!.shape).toEqual([8]);
-    await withSet(p('dora.d.safetensors'), async (b) => expect((await compareSets(set, b)).maxRelError).toBe(0));
+    await withLora(p('dora.d.safetensors'), async (b) => expect((await compareSets(set, b)).maxRelError).toBe(0));
     // only two of three parts with DoRA: the fused magnitude would be unknown for the third
     const partial = { ...set, patches: set.patches.map((x, i) => (i === 2 ? { ...x, dora: undefined } : x)) };
     await expect(writeLora(p('dora.bad.safetensors'), partial, { format: 'comfyui' })).rejects.toThrow(/DoRA on part of a fused weight \(to_v\)/);
@@ -283,7 +254,7 @@ describe('refusals and safety', () => {
     expect((err as Error).name).toBe('AbortError');
     expect(Math.max(...seen)).toBe(10);
     expect(await exists(p('cancel.out.safetensors'))).toBe(false);
-    expect((await readdir(dir)).filter((f) => f.includes('cancel.out'))).toEqual([]);
+    expect((await readdir(tmp.dir)).filter((f) => f.includes('cancel.out'))).toEqual([]);
     let last = [0, 0];
     await convertLora(p('cancel.safetensors'), p('cancel.ok.safetensors'), { to: 'diffusers', ctx: { onProgress: (d, t) => (last = [d, t]) } });
     expect(last).toEqual([988, 988]);
@@ -321,7 +292,7 @@ describe('refusals and safety', () => {
     const k = await tensorsOf(p('xflux.k.safetensors'));
     expect(k.get('lora_unet_single_blocks_0_linear1.lora_up.weight')!.shape).toEqual([336, 4]);
     for (const out of ['xflux.d', 'xflux.k']) {
-      await withSet(src, (a) => withSet(p(`${out}.safetensors`), async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+      expect((await compareFiles(src, p(`${out}.safetensors`))).maxRelError).toBe(0);
     }
   });
 

@@ -5,47 +5,19 @@
  * refused by name) with the same ΔW per base weight (dense f64 reference), and onwards through the
  * other writers; the SDXL kohya ⇄ diffusers round trip is bit-exact.
  */
-import { createHash } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertLora, LoraFormatError, readLora, writeLora, WRITE_FORMATS, type AdapterSet, type WriteFormat } from '../src/formats/index.ts';
+import { describe, expect, it } from 'vitest';
+import { convertLora, LoraFormatError, writeLora, WRITE_FORMATS, type WriteFormat } from '../src/formats/index.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { compareSets, expectedDeltas, fixtureDir } from '../src/testing/lora-fixtures.ts';
+import { compareSets, expectedDeltas } from '../src/testing/lora-fixtures.ts';
 import { writeSdLora, type SdLoraLayout, type SdLoraOptions } from '../src/testing/sd-lora-fixtures.ts';
 import type { SdArchitecture } from '../src/formats/sd/unet.ts';
+import { expectInexpressible, onwardPairs } from './helpers/convert.ts';
+import { exists, sha256 } from './helpers/files.ts';
+import { compareFiles, withLora } from './helpers/lora.ts';
+import { sameBytes, tensorsOf } from './helpers/tensors.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-sd-convert-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const p = (name: string) => join(dir, name);
-const exists = (path: string) => stat(path).then(() => true, () => false);
-const sha = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
-
-async function tensorsOf(path: string): Promise<Map<string, { dtype: string; shape: number[]; bytes: Buffer }>> {
-  const f = await SafetensorsFile.open(path);
-  try {
-    const out = new Map<string, { dtype: string; shape: number[]; bytes: Buffer }>();
-    for (const t of f.tensors) out.set(t.name, { dtype: t.dtype, shape: t.shape, bytes: Buffer.from(await f.readBytes(t.name)) });
-    return out;
-  } finally {
-    await f.close();
-  }
-}
-
-async function withSet<R>(path: string, fn: (s: AdapterSet) => Promise<R>): Promise<R> {
-  const s = await readLora(path);
-  try {
-    return await fn(s);
-  } finally {
-    await s.close();
-  }
-}
+const p = useTempDir('loraflow-sd-convert-').path;
 
 /**
  * A few blocks of each kind (a ResNet with shortcut, a downsampler, attention with its first
@@ -100,8 +72,8 @@ for (const arch of ['sd1', 'sd2', 'sdxl'] as const) {
         const tag = `${arch}-${c.name.replace(/\W+/g, '-')}`;
         const src = p(`${tag}.safetensors`);
         await writeSdLora(src, c.opts);
-        const before = await sha(src);
-        await withSet(src, async (original) => {
+        const before = await sha256(src);
+        await withLora(src, async (original) => {
           expect(original.architecture).toBe(arch);
           expect(original.unknownKeys).toEqual([]);
           const expected = await expectedDeltas(original);
@@ -110,16 +82,12 @@ for (const arch of ['sd1', 'sd2', 'sdxl'] as const) {
             const out = p(`${tag}.${to}.safetensors`);
             const refusal = c.refused?.[to];
             if (refusal) {
-              const err = await convertLora(src, out, { to }).catch((e: unknown) => e);
-              expect(err).toBeInstanceOf(LoraFormatError);
-              expect((err as LoraFormatError).code).toBe('INEXPRESSIBLE');
-              expect((err as Error).message).toMatch(refusal);
-              expect(await exists(out)).toBe(false);
+              await expectInexpressible(src, out, to, refusal);
               continue;
             }
             const report = await convertLora(src, out, { to });
             expect(report).toMatchObject({ to, architecture: arch, unknownKeys: [] });
-            await withSet(out, async (back) => {
+            await withLora(out, async (back) => {
               expect(back).toMatchObject({ format: c.opts.algo && c.opts.algo !== 'lora' ? 'lycoris' : FORMAT_OF[to], architecture: arch, unknownKeys: [] });
               expect(back.patches.length).toBe(original.patches.length);
               const { maxRelError } = await compareSets(expected, back);
@@ -128,19 +96,17 @@ for (const arch of ['sd1', 'sd2', 'sdxl'] as const) {
             });
             written.push(to);
           }
-          // onwards through the other writers (kohya → comfyui → diffusers → kohya)
-          for (const [i, from] of written.entries()) {
-            const to = written[(i + 1) % written.length]!;
-            if (to === from) continue;
+          // onwards through the other writers (kohya → diffusers → comfyui → kohya)
+          for (const [from, to] of onwardPairs(written)) {
             const out = p(`${tag}.${from}.${to}.safetensors`);
             await convertLora(p(`${tag}.${from}.safetensors`), out, { to });
-            await withSet(out, async (back) => {
+            await withLora(out, async (back) => {
               const { maxRelError } = await compareSets(expected, back);
               expect(maxRelError).toBeLessThanOrEqual(Math.max(c.tolerance?.[to] ?? 0, c.tolerance?.[from] ?? 0));
             });
           }
         });
-        expect(await sha(src)).toBe(before);
+        expect(await sha256(src)).toBe(before);
       });
     }
   });
@@ -209,7 +175,7 @@ describe('SDXL kohya ⇄ diffusers', () => {
       const b = back.get(n)!;
       expect(b.dtype, n).toBe(t.dtype);
       expect(b.shape, n).toEqual(t.shape);
-      expect(b.bytes.equals(t.bytes), n).toBe(true);
+      expect(sameBytes(b.bytes, t.bytes), n).toBe(true);
     }
   });
 
@@ -219,7 +185,7 @@ describe('SDXL kohya ⇄ diffusers', () => {
       await writeSdLora(src, { arch: 'sdxl', layout: 'kohya', targets: 'locon', only: SMALL, teLayers: 2, alpha, dtype: 'BF16' });
       await convertLora(src, p(`xl-scale-${i}.d.safetensors`), { to: 'diffusers' });
       await convertLora(p(`xl-scale-${i}.d.safetensors`), p(`xl-scale-${i}.k.safetensors`), { to: 'kohya' });
-      await withSet(src, (a) => withSet(p(`xl-scale-${i}.k.safetensors`), async (b) => expect((await compareSets(a, b)).maxRelError).toBe(0)));
+      expect((await compareFiles(src, p(`xl-scale-${i}.k.safetensors`))).maxRelError).toBe(0);
     }
   });
 
@@ -233,7 +199,7 @@ describe('SDXL kohya ⇄ diffusers', () => {
     const peft = await tensorsOf(p('xl-tucker.d.safetensors'));
     const mid = original.get('lora_unet_input_blocks_1_0_in_layers_2.lora_mid.weight')!;
     expect(mid.shape).toEqual([4, 4, 3, 3]);
-    expect(comfy.get('diffusion_model.input_blocks.1.0.in_layers.2.lora_mid.weight')!.bytes.equals(mid.bytes)).toBe(true);
+    expect(sameBytes(comfy.get('diffusion_model.input_blocks.1.0.in_layers.2.lora_mid.weight')!.bytes, mid.bytes)).toBe(true);
     expect(peft.get('unet.down_blocks.0.resnets.0.conv1.lora_A.weight')!.shape).toEqual([4, 5, 3, 3]);
     expect(peft.get('unet.down_blocks.0.resnets.0.conv1.lora_B.weight')!.shape).toEqual([5, 4, 1, 1]);
     expect([...peft.keys()].some((n) => n.includes('mid'))).toBe(false);
@@ -251,7 +217,7 @@ describe('conv DoRA magnitudes', () => {
       const a = original.get(`${k}.dora_scale`)!;
       const b = comfy.get(`${c}.dora_scale`)!;
       expect(b.shape).toEqual(a.shape);
-      expect(b.bytes.equals(a.bytes)).toBe(true);
+      expect(sameBytes(b.bytes, a.bytes)).toBe(true);
     }
     expect(original.get('lora_unet_input_blocks_4_0_in_layers_2.dora_scale')!.shape).toEqual([10, 1, 1, 1]);
     expect(original.get('lora_unet_input_blocks_4_0_skip_connection.dora_scale')!.shape).toEqual([1, 5, 1, 1]);
@@ -283,7 +249,7 @@ describe('metadata and refusals', () => {
   it('a patch an SD layout has no name for is refused by name, and nothing is written', async () => {
     const src = p('refuse.safetensors');
     await writeSdLora(src, { arch: 'sd1', layout: 'kohya', only: /^input_blocks\.1\.1\.proj_in$/, textEncoders: false });
-    await withSet(src, async (set) => {
+    await withLora(src, async (set) => {
       const g = { ...set, patches: set.patches.map((x) => ({ ...x, component: 'clip_g' as const })) };
       const err = await writeLora(p('refuse.out.safetensors'), g, { format: 'kohya' }).catch((e: unknown) => e);
       expect((err as Error).message).toMatch(/kohya files for SD1 have no place for the clip_g component/);
