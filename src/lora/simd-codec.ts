@@ -5,14 +5,15 @@
  * made the codec, not the matrix product, the slowest part of merging a LoRA into FLUX; these run
  * at memory speed.
  *
- * The module is assembled from its opcodes (wasm-asm.ts) and is checked bit for bit against the
+ * The module is assembled from its opcodes (tensor/wasm-asm.ts) and is checked bit for bit against the
  * reference codec in test/ops-simd.test.ts. Where
  * WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use JavaScript.
  *
  * Each kernel instance owns a private memory: callers copy a chunk in, run, and copy it out.
  */
 
-import { I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from './wasm-asm.ts';
+import { roundToBf16Lanes } from '../tensor/bf16-simd.ts';
+import { I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from '../tensor/wasm-asm.ts';
 
 /** Loop over n4 groups of four values; `body` may use locals 0..3 (src, delta, dst, n4) and 4, 5 (v128). */
 function loop4(body: number[], steps: [local: number, bytes: number][]): number[] {
@@ -32,15 +33,7 @@ const BF16_ADD = loop4([
   ...op.get(2), // address of the store, below the value on the stack
   ...op.get(0), ...v128.load16x4u, ...op.i32(16), ...v128.i32shl,
   ...op.get(1), ...v128.load(), ...v128.f32add, ...op.set(4),
-  // NaN: (b >>> 16) | 0x40
-  ...op.get(4), ...op.i32(16), ...v128.i32shrU, ...v128.splat32(0x40), ...v128.or,
-  // (b + 0x7fff + ((b >>> 16) & 1)) >>> 16
-  ...op.get(4),
-  ...op.get(4), ...op.i32(16), ...v128.i32shrU, ...v128.splat32(1), ...v128.and,
-  ...v128.i32add, ...v128.splat32(0x7fff), ...v128.i32add, ...op.i32(16), ...v128.i32shrU,
-  // (b & 0x7fffffff) > 0x7f800000 selects the NaN form
-  ...op.get(4), ...v128.splat32(0x7fffffff), ...v128.and, ...v128.splat32(0x7f800000), ...v128.i32gtU,
-  ...v128.bitselect, ...op.tee(5), ...op.get(5), ...v128.narrowU,
+  ...roundToBf16Lanes(4, 5), ...op.tee(5), ...op.get(5), ...v128.narrowU,
   ...v128.store64lane0,
 ], [[0, 8], [1, 16], [2, 8]]);
 

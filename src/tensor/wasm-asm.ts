@@ -1,8 +1,8 @@
 /**
- * A minimal WebAssembly binary writer for the few SIMD kernels of the LoRA operations: enough
- * opcodes to write small loops, and a module with one exported memory and exported functions.
- * (No toolchain at build or install time; the kernels are a few dozen bytes each and are tested
- * bit for bit against JavaScript.)
+ * A minimal WebAssembly binary writer for loraflow's SIMD kernels (BF16 encoding, add-and-round,
+ * Gram dot products): enough opcodes to write small loops, and a module with one exported memory
+ * and exported functions. (No toolchain at build or install time; the kernels are a few dozen bytes
+ * each and are tested bit for bit against JavaScript.)
  */
 
 export function uleb(n: number): number[] {
@@ -45,8 +45,10 @@ export const op = {
   tee: (i: number) => [0x22, ...uleb(i)],
   i32: (v: number) => [0x41, ...sleb(v)],
   i32eqz: [0x45],
+  i32geU: [0x4f],
   i32add: [0x6a],
   i32sub: [0x6b],
+  i32shl: [0x74],
   f64add: [0xa0],
   simd: (code: number, ...imm: number[]) => [0xfd, ...uleb(code), ...imm],
 };
@@ -59,11 +61,13 @@ export const v128 = {
   load16x4u: op.simd(0x04, ...mem()),
   store: op.simd(0x0b, ...mem()),
   store64lane0: op.simd(0x5b, ...mem(), 0),
-  splat32: (v: number) => [...op.i32(v | 0), ...op.simd(0x11)],
+  /** v128.const with v in all four i32 lanes. */
+  const32: (v: number) => op.simd(0x0c, ...new Uint8Array(Int32Array.of(v, v, v, v).buffer)),
   and: op.simd(0x4e),
   or: op.simd(0x50),
   bitselect: op.simd(0x52),
-  i32gtU: op.simd(0x3c),
+  /** Signed: one x86 instruction, where unsigned needs several (kernels compare non-negative values). */
+  i32gtS: op.simd(0x3b),
   i32shl: op.simd(0xab),
   i32shrU: op.simd(0xad),
   i32add: op.simd(0xae),
@@ -104,16 +108,15 @@ export function assemble(funcs: readonly WasmFunction[]): Uint8Array<ArrayBuffer
   ]);
 }
 
-/** Compiles `bytes` once; null where WebAssembly (with SIMD) is unavailable. */
+/** The compiled module; null where WebAssembly (with SIMD) is unavailable. */
+export function compile(bytes: Uint8Array<ArrayBuffer>): WebAssembly.Module | null {
+  return typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+}
+
+/** compile() on first use, for kernels instantiated once per thread. */
 export function compileOnce(bytes: () => Uint8Array<ArrayBuffer>): () => WebAssembly.Module | null {
   let compiled: WebAssembly.Module | null | undefined;
-  return () => {
-    if (compiled === undefined) {
-      const b = bytes();
-      compiled = typeof WebAssembly === 'object' && WebAssembly.validate(b) ? new WebAssembly.Module(b) : null;
-    }
-    return compiled;
-  };
+  return () => (compiled === undefined ? (compiled = compile(bytes())) : compiled);
 }
 
 const PAGE = 65536;
