@@ -1,24 +1,19 @@
 /** Node types the example graphs do not cover, each run through the engine and checked by value. */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readLora } from '../src/formats/read.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { RunCache, runRecipe, runRecipeInWorker } from '../src/graph/index.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { roundTo } from '../src/tensor/dtype.ts';
-import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
+import { compareDeltas } from '../src/testing/reference-delta.ts';
 import { writeSamples } from '../src/cli/commands/samples.ts';
 import { NODES_MODULE, registry } from '../nodes/index.ts';
+import type { AdapterSet } from '../src/formats/model.ts';
+import { deltasOf } from './helpers/lora.ts';
+import { runOk } from './helpers/recipes.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
+const tmp = useTempDir('loraflow-nodes-');
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-nodes-'));
-  await writeSamples(join(dir, 'samples'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await writeSamples(tmp.path('samples'));
 });
 
 const AITOOLKIT = 'samples/flux-aitoolkit-lora.safetensors';
@@ -26,20 +21,9 @@ const KOHYA = 'samples/flux-kohya-lora.safetensors';
 const doc = (nodes: Record<string, unknown>, outputs?: string[]) => ({ format: 'loraflow.recipe', schemaVersion: 1, nodes, ...(outputs ? { outputs } : {}) });
 const load = (path: string) => ({ type: 'load-lora', v: '1.0.0', params: { path } });
 
-async function run(recipe: unknown, cache?: RunCache) {
-  const r = await runRecipe(recipe, { registry, cwd: dir, cache });
-  if (r.status !== 'success') throw new Error(`${r.status}: ${JSON.stringify(r.error ?? r.problems)}`);
-  return r;
-}
-
-async function deltas(path: string, transform: (s: AdapterSet) => AdapterSet = (s) => s) {
-  const h = await readLora(join(dir, path));
-  try {
-    return await referenceDeltas(transform(h));
-  } finally {
-    await h.close();
-  }
-}
+const run = async (recipe: unknown, cache?: RunCache) => (await runOk(recipe, { cwd: tmp.dir, cache })).result;
+/** ΔW of a LoRA file given relative to the temp dir. */
+const deltas = (path: string, transform?: (s: AdapterSet) => AdapterSet) => deltasOf(tmp.path(path), transform);
 
 describe('nodes', () => {
   it('inspect reports the detected layout of a file and the modules of a computed LoRA', async () => {
@@ -87,7 +71,7 @@ describe('nodes', () => {
   it('filter refuses a bad pattern and needs a rule, at validation', async () => {
     const r = await runRecipe(
       doc({ k: load(KOHYA), f1: { type: 'filter', v: '1.0.0', in: { lora: 'k.lora' }, params: { keep: '([' } }, f2: { type: 'filter', v: '1.0.0', in: { lora: 'k.lora' } } }, ['f1', 'f2']),
-      { registry, cwd: dir },
+      { registry, cwd: tmp.dir },
     );
     expect(r.problems!.map((p) => `${p.nodeId} ${p.param ?? ''}`)).toEqual(['f1 keep', 'f2 ']);
   });
@@ -100,7 +84,7 @@ describe('nodes', () => {
         save: { type: 'save-lora', v: '1.0.0', in: { lora: 'c.lora' }, params: { path: 'out/peft.safetensors' } },
       }),
     );
-    const f = await SafetensorsFile.open(join(dir, 'out/peft.safetensors'));
+    const f = await SafetensorsFile.open(tmp.path('out/peft.safetensors'));
     expect(f.tensors.every((t) => t.dtype === 'BF16')).toBe(true);
     expect(f.tensors.some((t) => t.name === 'transformer.transformer_blocks.0.attn.to_q.lora_A.weight')).toBe(true);
     await f.close();
@@ -118,8 +102,8 @@ describe('nodes', () => {
     );
     expect(r.values.m!.model).toMatchObject({ architecture: 'flux', tensors: 780, dtypes: { F32: 780 } });
     expect(r.outputs.s).toMatchObject({ tensors: 780, converted: 780, copied: 0 });
-    const base = await SafetensorsFile.open(join(dir, 'samples/flux-base.safetensors'));
-    const out = await SafetensorsFile.open(join(dir, 'out/base-bf16.safetensors'));
+    const base = await SafetensorsFile.open(tmp.path('samples/flux-base.safetensors'));
+    const out = await SafetensorsFile.open(tmp.path('out/base-bf16.safetensors'));
     try {
       expect(out.tensors.map((t) => t.name)).toEqual(base.tensors.map((t) => t.name));
       for (const name of ['double_blocks.0.img_attn.qkv.weight', 'final_layer.linear.bias']) {
@@ -142,13 +126,13 @@ describe('nodes', () => {
       }),
     );
     const report = r.values.a!.report as { files: { out: string }[] };
-    expect(report.files.map((f) => f.out)).toEqual([join(dir, 'out/applied.safetensors')]);
+    expect(report.files.map((f) => f.out)).toEqual([tmp.path('out/applied.safetensors')]);
   });
 
   it('weights must match the number of linked LoRAs', async () => {
     const r = await runRecipe(
       doc({ a: load(AITOOLKIT), b: load(KOHYA), m: { type: 'merge-loras', v: '1.0.0', in: { loras: ['a.lora', 'b.lora'] }, params: { weights: [1] } } }, ['m']),
-      { registry, cwd: dir },
+      { registry, cwd: tmp.dir },
     );
     expect(r.problems).toEqual([expect.objectContaining({ code: 'node_check', nodeId: 'm', param: 'weights', message: '1 weight for 2 linked LoRAs' })]);
   });
@@ -156,10 +140,10 @@ describe('nodes', () => {
   it('runs in a worker with the real node package (what the server uses)', async () => {
     const handle = runRecipeInWorker(
       doc({ k: load(KOHYA), save: { type: 'save-lora', v: '1.0.0', in: { lora: 'k.lora' }, params: { path: 'out/worker.safetensors', format: 'comfyui' } } }),
-      { nodesModule: NODES_MODULE, setup: { backend: 'wasm' }, cwd: dir },
+      { nodesModule: NODES_MODULE, setup: { backend: 'wasm' }, cwd: tmp.dir },
     );
     const result = await handle.result;
-    expect(result).toMatchObject({ status: 'success', written: [join(dir, 'out/worker.safetensors')], outputs: { save: { format: 'comfyui' } } });
+    expect(result).toMatchObject({ status: 'success', written: [tmp.path('out/worker.safetensors')], outputs: { save: { format: 'comfyui' } } });
     expect(compareDeltas(await deltas(KOHYA), await deltas('out/worker.safetensors')).maxRelError).toBe(0);
   });
 });

@@ -2,76 +2,36 @@
  * Every recipe in graphs/ runs headless on the built-in samples, and its outputs are checked by
  * value: the ΔW each output applies (dense, float64) against the intended combination of inputs.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readLora } from '../src/formats/read.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
-import { RunCache, readRecipeFile, runRecipe, type RunEvent, type RunOptions } from '../src/graph/index.ts';
+import { readdir } from 'node:fs/promises';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { RunCache, runRecipe, type RunEvent, type RunOptions } from '../src/graph/index.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { scaleSet } from '../src/lora/scale.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { compareDeltas, referenceDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { compareDeltas } from '../src/testing/reference-delta.ts';
 import { FINETUNE_RANK, writeSamples } from '../src/cli/commands/samples.ts';
 import { registry } from '../nodes/index.ts';
+import { deltasOf, withLora } from './helpers/lora.ts';
+import { graph, runOk } from './helpers/recipes.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
+import { relFrobenius, weightedSum } from './ops-fixtures.ts';
 
-let dir: string;
-const graph = (name: string) => readRecipeFile(new URL(`../graphs/${name}.json`, import.meta.url).pathname);
-const sample = (name: string) => join(dir, 'samples', name);
+const tmp = useTempDir('loraflow-recipes-');
+const sample = (name: string) => tmp.path('samples', name);
 const AITOOLKIT = 'flux-aitoolkit-lora.safetensors';
 const KOHYA = 'flux-kohya-lora.safetensors';
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-recipes-'));
-  await writeSamples(join(dir, 'samples'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await writeSamples(tmp.path('samples'));
 });
 
-async function run(doc: unknown, opts: Partial<RunOptions> = {}) {
-  const events: RunEvent[] = [];
-  const result = await runRecipe(doc, { registry, cwd: dir, onEvent: (e) => events.push(e), ...opts });
-  if (result.status !== 'success') throw new Error(`run ${result.status}: ${JSON.stringify(result.error ?? result.problems)}`);
-  return { result, events };
-}
-
-async function withLora<T>(path: string, fn: (set: AdapterSet) => Promise<T>): Promise<T> {
-  const h = await readLora(path);
-  try {
-    return await fn(h);
-  } finally {
-    await h.close();
-  }
-}
-const deltasOf = (path: string, transform: (s: AdapterSet) => AdapterSet = (s) => s) => withLora(path, (s) => referenceDeltas(transform(s)));
-
-function sum(...parts: Map<string, TargetDelta>[]): Map<string, TargetDelta> {
-  const out = new Map<string, TargetDelta>();
-  for (const part of parts)
-    for (const [k, d] of part) {
-      const have = out.get(k);
-      if (!have) out.set(k, { ...d, data: Float64Array.from(d.data) });
-      else for (let i = 0; i < d.data.length; i++) have.data[i]! += d.data[i]!;
-    }
-  return out;
-}
-
-function relFrobenius(a: Float64Array, b: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+const run = (doc: unknown, opts: Partial<RunOptions> = {}) => runOk(doc, { cwd: tmp.dir, ...opts });
+const sum = (...parts: Parameters<typeof weightedSum>[0]) => weightedSum(parts, parts.map(() => 1));
 
 describe('graphs/ recipes on the sample data', () => {
   it('convert-aitoolkit-to-kohya: a kohya file applying exactly the same ΔW', async () => {
     const { result } = await run(await graph('convert-aitoolkit-to-kohya'));
-    const out = join(dir, 'out/flux-aitoolkit-as-kohya.safetensors');
+    const out = tmp.path('out/flux-aitoolkit-as-kohya.safetensors');
     expect(result.written).toEqual([out]);
     const cmp = compareDeltas(await deltasOf(sample(AITOOLKIT)), await deltasOf(out));
     expect(cmp.maxRelError).toBe(0);
@@ -86,7 +46,7 @@ describe('graphs/ recipes on the sample data', () => {
     const cache = new RunCache();
     try {
       const { result } = await run(await graph('merge-aitoolkit-kohya'), { cache });
-      const out = join(dir, 'out/flux-merged.safetensors');
+      const out = tmp.path('out/flux-merged.safetensors');
       expect(result.written).toEqual([out]);
       const expected = sum(await deltasOf(sample(AITOOLKIT)), await deltasOf(sample(KOHYA), (s) => scaleSet(s, 0.8).set));
       expect(compareDeltas(expected, await deltasOf(out)).maxRelError).toBeLessThan(1e-6);
@@ -101,14 +61,14 @@ describe('graphs/ recipes on the sample data', () => {
 
   it('merge-aitoolkit-kohya with --set weights: the overrides reach the merge', async () => {
     const { result } = await run(await graph('merge-aitoolkit-kohya'), { overrides: { weights: '[0, -1]', output: 'out/negated.safetensors' } });
-    expect(result.written).toEqual([join(dir, 'out/negated.safetensors')]);
+    expect(result.written).toEqual([tmp.path('out/negated.safetensors')]);
     const expected = await deltasOf(sample(KOHYA), (s) => scaleSet(s, -1).set);
-    expect(compareDeltas(expected, await deltasOf(join(dir, 'out/negated.safetensors'))).maxRelError).toBeLessThan(1e-6);
+    expect(compareDeltas(expected, await deltasOf(tmp.path('out/negated.safetensors'))).maxRelError).toBeLessThan(1e-6);
   });
 
   it('merge-into-checkpoint: every weight is W + 0.8·ΔW_a + 0.6·ΔW_b, everything else copied', async () => {
     const { result } = await run(await graph('merge-into-checkpoint'));
-    const out = join(dir, 'out/flux-with-loras.safetensors');
+    const out = tmp.path('out/flux-with-loras.safetensors');
     expect(result.written).toEqual([out]);
     const delta = sum(await deltasOf(sample(AITOOLKIT), (s) => scaleSet(s, 0.8).set), await deltasOf(sample(KOHYA), (s) => scaleSet(s, 0.6).set));
     const base = await SafetensorsFile.open(sample('flux-base.safetensors'));
@@ -146,7 +106,7 @@ describe('graphs/ recipes on the sample data', () => {
 
   it('extract-and-resize: the rank-8 extraction reproduces fine-tune − base, the rank-4 resize too', async () => {
     const { result } = await run(await graph('extract-and-resize'));
-    expect(result.written.sort()).toEqual([join(dir, 'out/flux-extracted-r4.safetensors'), join(dir, 'out/flux-extracted-r8.safetensors')]);
+    expect(result.written.sort()).toEqual([tmp.path('out/flux-extracted-r4.safetensors'), tmp.path('out/flux-extracted-r8.safetensors')]);
     const base = await SafetensorsFile.open(sample('flux-base.safetensors'));
     const tuned = await SafetensorsFile.open(sample('flux-finetune.safetensors'));
     const diff = new Map<string, Float64Array>();
@@ -163,12 +123,12 @@ describe('graphs/ recipes on the sample data', () => {
     expect(diff.size).toBeGreaterThan(100);
     expect(FINETUNE_RANK).toBeLessThanOrEqual(4);
     for (const [name, rank] of [['flux-extracted-r8.safetensors', 8], ['flux-extracted-r4.safetensors', 4]] as const) {
-      const got = await deltasOf(join(dir, 'out', name));
+      const got = await deltasOf(tmp.path('out', name));
       expect([...got.keys()].sort()).toEqual([...diff.keys()].sort());
       let worst = 0;
       for (const [k, d] of diff) worst = Math.max(worst, relFrobenius(got.get(k)!.data, d));
       expect(worst).toBeLessThan(1e-4);
-      await withLora(join(dir, 'out', name), async (s) => {
+      await withLora(tmp.path('out', name), async (s) => {
         const ranks = new Set(s.patches.filter((p) => p.adapter.kind === 'lora').map((p) => (p.adapter.kind === 'lora' ? p.adapter.down.shape[0] : 0)));
         expect([...ranks]).toEqual([rank]);
       });
@@ -177,7 +137,7 @@ describe('graphs/ recipes on the sample data', () => {
 
   it('block-weighted-merge: double blocks only from the ai-toolkit LoRA, single blocks the rank-8 SVD of 0.5·a + b', async () => {
     const { result } = await run(await graph('block-weighted-merge'));
-    const out = join(dir, 'out/flux-block-weighted.safetensors');
+    const out = tmp.path('out/flux-block-weighted.safetensors');
     expect(result.written).toEqual([out]);
     const expected = sum(
       await deltasOf(sample(AITOOLKIT), (s) => applyBlockWeights(s, 'S00-S37=0.5').set),
@@ -213,7 +173,7 @@ describe('cancellation with real nodes', () => {
     const events: RunEvent[] = [];
     const result = await runRecipe(await graph('merge-into-checkpoint'), {
       registry,
-      cwd: dir,
+      cwd: tmp.dir,
       signal: controller.signal,
       overrides: { output: 'cancel/merged.safetensors' },
       progressIntervalMs: 0,
@@ -224,7 +184,7 @@ describe('cancellation with real nodes', () => {
     });
     expect(result.status).toBe('cancelled');
     expect(events.at(-1)).toMatchObject({ type: 'run.cancelled', nodeId: 'apply', executed: ['a', 'b', 'base'] });
-    expect(await readdir(dir)).not.toContain('cancel');
-    expect((await readdir(join(dir, 'out')).catch(() => [])).filter((f) => f.startsWith('.'))).toEqual([]);
+    expect(await readdir(tmp.dir)).not.toContain('cancel');
+    expect((await readdir(tmp.path('out')).catch(() => [])).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 });

@@ -3,52 +3,32 @@
  * outputs are checked by value: the ΔW each output LoRA applies, and every tensor of the merged
  * checkpoint, against the intended combination of the inputs (dense, float64).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registry } from '../nodes/index.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { writeSamples } from '../src/cli/commands/samples.ts';
 import { readLora } from '../src/formats/read.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
-import { readRecipeFile, runRecipe } from '../src/graph/index.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
 import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
 import { mergedReference } from '../src/testing/sd-checkpoint.ts';
 import { SDXL_SAMPLE_BASE, SDXL_SAMPLE_LORAS } from '../src/testing/sd-samples.ts';
+import { withLora } from './helpers/lora.ts';
+import { graph, runOk } from './helpers/recipes.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 import { weightedSum } from './ops-fixtures.ts';
 
-let dir: string;
-const graph = (name: string) => readRecipeFile(new URL(`../graphs/${name}.json`, import.meta.url).pathname);
-const sample = (name: string) => join(dir, 'samples', name);
+const tmp = useTempDir('loraflow-sd-recipes-');
+const sample = (name: string) => tmp.path('samples', name);
 const KOHYA = SDXL_SAMPLE_LORAS[0]!.file;
 const DIFFUSERS = SDXL_SAMPLE_LORAS[1]!.file;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-sd-recipes-'));
-  const written = await writeSamples(join(dir, 'samples'));
+  const written = await writeSamples(tmp.path('samples'));
   expect(written.map((w) => w.file)).toEqual(expect.arrayContaining([sample(KOHYA), sample(DIFFUSERS), sample(SDXL_SAMPLE_BASE)]));
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
 
-async function run(name: string): Promise<string[]> {
-  const result = await runRecipe(await graph(name), { registry, cwd: dir });
-  if (result.status !== 'success') throw new Error(`run ${result.status}: ${JSON.stringify(result.error ?? result.problems)}`);
-  return result.written;
-}
-
-async function withLora<T>(path: string, fn: (set: AdapterSet) => Promise<T>): Promise<T> {
-  const h = await readLora(path);
-  try {
-    return await fn(h);
-  } finally {
-    await h.close();
-  }
-}
+/** Runs graphs/NAME.json in the temp dir; the files it wrote. */
+const run = async (name: string): Promise<string[]> => (await runOk(await graph(name), { cwd: tmp.dir })).result.written;
 
 describe('graphs/sdxl-* recipes on the sample data', () => {
   it('the samples are what they say: an SDXL kohya LoCon and an SDXL diffusers LoRA', async () => {
@@ -61,7 +41,7 @@ describe('graphs/sdxl-* recipes on the sample data', () => {
   });
 
   it('sdxl-convert-kohya-to-diffusers: a diffusers file applying the same ΔW', async () => {
-    const out = join(dir, 'out/sdxl-kohya-as-diffusers.safetensors');
+    const out = tmp.path('out/sdxl-kohya-as-diffusers.safetensors');
     expect(await run('sdxl-convert-kohya-to-diffusers')).toEqual([out]);
     const want = await withLora(sample(KOHYA), (s) => referenceDeltas(s));
     await withLora(out, async (s) => {
@@ -81,7 +61,7 @@ describe('graphs/sdxl-* recipes on the sample data', () => {
   });
 
   it('sdxl-merge-loras-into-checkpoint: every tensor is base + 0.8·ΔW_kohya + 0.6·ΔW_diffusers (CLIP-G q/k/v in the fused in_proj)', async () => {
-    const out = join(dir, 'out/sdxl-with-loras.safetensors');
+    const out = tmp.path('out/sdxl-with-loras.safetensors');
     expect(await run('sdxl-merge-loras-into-checkpoint')).toEqual([out]);
     const a = await readLora(sample(KOHYA));
     const b = await readLora(sample(DIFFUSERS));
@@ -113,7 +93,7 @@ describe('graphs/sdxl-* recipes on the sample data', () => {
   });
 
   it('sdxl-block-weighted-merge: the 12-slot vector and MID=0.5, then an exact concat', async () => {
-    const out = join(dir, 'out/sdxl-block-weighted.safetensors');
+    const out = tmp.path('out/sdxl-block-weighted.safetensors');
     expect(await run('sdxl-block-weighted-merge')).toEqual([out]);
     const a = await withLora(sample(KOHYA), (s) => referenceDeltas(applyBlockWeights(s, [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]).set));
     const b = await withLora(sample(DIFFUSERS), (s) => referenceDeltas(applyBlockWeights(s, 'MID=0.5').set));
