@@ -4,21 +4,12 @@
  * The fake navigator.gpu is installed before backend.ts first touches WebGPU (this file runs in its
  * own process).
  */
-import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
+import { TFJS_NODE } from './helpers/optional-packages.ts';
 
 const fake = { requestAdapter: async () => null };
 (globalThis as { navigator?: unknown }).navigator = { gpu: fake };
 const { BackendError, activeBackend, useBackend } = await import('../src/tensor/backend.ts');
-
-function installed(pkg: string): boolean {
-  try {
-    createRequire(import.meta.url).resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('without a WebGPU adapter', () => {
   it('an explicit webgpu choice is a clear error', async () => {
@@ -29,7 +20,6 @@ describe('without a WebGPU adapter', () => {
   });
 
   it('auto falls back to wasm (or tensorflow when installed)', async () => {
-    const tfjsNode = installed('@tensorflow/tfjs-node-gpu') || installed('@tensorflow/tfjs-node');
-    expect(await useBackend('auto')).toBe(tfjsNode ? 'tensorflow' : 'wasm');
+    expect(await useBackend('auto')).toBe(TFJS_NODE ? 'tensorflow' : 'wasm');
   });
 });

@@ -3,7 +3,6 @@
  * worker thread (the graph engine runs whole runs in workers). WebGPU runs on Mesa lavapipe in CI;
  * if no adapter can be created these tests fail rather than skip.
  */
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -17,20 +16,11 @@ import {
   type BackendChoice,
 } from '../src/tensor/backend.ts';
 import { matmul } from '../src/tensor/linalg.ts';
+import { TFJS_NODE } from './helpers/optional-packages.ts';
 
 const A = Float32Array.from([1, 2, 3, 4, 5, 6]); // 2×3
 const B = Float32Array.from([1, 0, 0, 1, 1, 1]); // 3×2
 const AB = [4, 5, 10, 11];
-
-function installed(pkg: string): boolean {
-  try {
-    createRequire(import.meta.url).resolve(pkg);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const TFJS_NODE = installed('@tensorflow/tfjs-node-gpu') || installed('@tensorflow/tfjs-node');
 
 describe('explicit backends', () => {
   it.each(['wasm', 'webgpu', 'cpu'] as const)('%s starts, reports itself and computes', async (choice) => {
