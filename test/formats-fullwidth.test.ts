@@ -3,33 +3,26 @@
  * (~150 MB) through diffusers and back, checked per module on the stored factors (dense ΔW at this
  * size would need tens of GB), and the full-width diffusers key list through kohya.
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { convertLora, readLora } from '../src/formats/index.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { fixtureDir, fixtureKeyShapes, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { fixtureKeyShapes, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { sameBytes } from './helpers/tensors.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-fullwidth-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir('loraflow-fullwidth-');
 
-const eq = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
 /** Rows `start…start+len` of a [rows, rank] bf16 matrix. */
 const rowBytes = (t: Uint8Array, rank: number, start: number, len: number) => t.subarray(start * rank * 2, (start + len) * rank * 2);
 
 describe('full-width FLUX LoRAs', () => {
   it('kohya rank 16 (bf16) → diffusers → kohya: parts carry the original factors, and come back as the same file content', async () => {
-    const src = join(dir, 'kohya-full.safetensors');
+    const src = tmp.path('kohya-full.safetensors');
     await writeFixture('flux_lora_kohya_format', src, { factor: 1, dtype: 'BF16', alpha: (_, r) => r });
-    const report = await convertLora(src, join(dir, 'full.diffusers.safetensors'), { to: 'diffusers' });
+    const report = await convertLora(src, tmp.path('full.diffusers.safetensors'), { to: 'diffusers' });
     expect(report.tensorsWritten).toBe(988);
     const k = await SafetensorsFile.open(src);
-    const d = await SafetensorsFile.open(join(dir, 'full.diffusers.safetensors'));
+    const d = await SafetensorsFile.open(tmp.path('full.diffusers.safetensors'));
     try {
       const checks: [kohya: string, diffusers: string, rowStart: number, rows: number][] = [];
       for (let i = 0; i < 19; i++) {
@@ -47,21 +40,21 @@ describe('full-width FLUX LoRAs', () => {
         const kd = await k.readBytes(`lora_unet_${kn}.lora_down.weight`);
         const ku = await k.readBytes(`lora_unet_${kn}.lora_up.weight`);
         expect(d.info(`transformer.${dn}.lora_A.weight`).shape, dn).toEqual([16, kn.includes('mlp_2') ? 12288 : kn.includes('linear2') ? 15360 : 3072]);
-        expect(eq(await d.readBytes(`transformer.${dn}.lora_A.weight`), kd), `${dn} down`).toBe(true);
-        expect(eq(await d.readBytes(`transformer.${dn}.lora_B.weight`), rowBytes(ku, 16, start, rows)), `${dn} up`).toBe(true);
+        expect(sameBytes(await d.readBytes(`transformer.${dn}.lora_A.weight`), kd), `${dn} down`).toBe(true);
+        expect(sameBytes(await d.readBytes(`transformer.${dn}.lora_B.weight`), rowBytes(ku, 16, start, rows)), `${dn} up`).toBe(true);
       }
     } finally {
       await k.close();
       await d.close();
     }
-    await convertLora(join(dir, 'full.diffusers.safetensors'), join(dir, 'full.kohya.safetensors'), { to: 'kohya' });
+    await convertLora(tmp.path('full.diffusers.safetensors'), tmp.path('full.kohya.safetensors'), { to: 'kohya' });
     const a = await SafetensorsFile.open(src);
-    const b = await SafetensorsFile.open(join(dir, 'full.kohya.safetensors'));
+    const b = await SafetensorsFile.open(tmp.path('full.kohya.safetensors'));
     try {
       expect(b.tensors.map((t) => t.name).sort()).toEqual(a.tensors.map((t) => t.name).sort());
       for (const t of a.tensors) {
         expect(b.info(t.name).shape).toEqual(t.shape);
-        expect(eq(await b.readBytes(t.name), await a.readBytes(t.name)), t.name).toBe(true);
+        expect(sameBytes(await b.readBytes(t.name), await a.readBytes(t.name)), t.name).toBe(true);
       }
     } finally {
       await a.close();
@@ -73,10 +66,10 @@ describe('full-width FLUX LoRAs', () => {
     const all = fixtureKeyShapes('flux_lora_diffusers_format');
     // every key name and width, but only blocks 0 and 18 / 0 and 37 filled, to keep the file at ~20 MB
     const some: KeyShapes = Object.fromEntries(Object.entries(all).filter(([k]) => /(?:^transformer\.transformer_blocks\.(?:0|18)\.|single_transformer_blocks\.(?:0|37)\.)/.test(k)));
-    const src = join(dir, 'diffusers-full.safetensors');
+    const src = tmp.path('diffusers-full.safetensors');
     await writeKeyShapes(src, some, { dtype: 'BF16' });
-    await convertLora(src, join(dir, 'diffusers-full.kohya.safetensors'), { to: 'kohya' });
-    const set = await readLora(join(dir, 'diffusers-full.kohya.safetensors'));
+    await convertLora(src, tmp.path('diffusers-full.kohya.safetensors'), { to: 'kohya' });
+    const set = await readLora(tmp.path('diffusers-full.kohya.safetensors'));
     try {
       const byTarget = new Map(set.patches.map((p) => [p.target, p]));
       const linear1 = byTarget.get('single_blocks.37.linear1.weight')!.adapter as { down: { shape: readonly number[] }; up: { shape: readonly number[] }; scale: number };

@@ -1,28 +1,21 @@
 import { execFile } from 'node:child_process';
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readLora } from '../src/formats/index.ts';
 import { detectFile } from '../src/formats/inspect.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { fixtureDir, writeFixture, writeKeyShapes } from '../src/testing/lora-fixtures.ts';
+import { writeFixture, writeKeyShapes } from '../src/testing/lora-fixtures.ts';
 import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 const run = promisify(execFile);
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-inspect-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir('loraflow-inspect-');
 
 const cli = (...args: string[]) => run(process.execPath, ['bin/loraflow.js', 'inspect', ...args], { timeout: 60_000 });
 
 describe('loraflow inspect shows the detected format', () => {
   it('--json carries format, architecture, modules, ranks, alphas and unknownKeys', async () => {
-    const path = join(dir, 'kohya.safetensors');
+    const path = tmp.path('kohya.safetensors');
     await writeFixture('flux_lora_kohya_with_te1_format', path, { alpha: () => 1, alphaDtype: 'BF16' });
     const { stdout } = await cli(path, '--json');
     const d = JSON.parse(stdout).detection;
@@ -34,7 +27,7 @@ describe('loraflow inspect shows the detected format', () => {
   });
 
   it('human output says split_qkv for a split_qkv file, and lists unplaced keys', async () => {
-    const path = join(dir, 'split.safetensors');
+    const path = tmp.path('split.safetensors');
     await writeKeyShapes(
       path,
       {
@@ -55,7 +48,7 @@ describe('loraflow inspect shows the detected format', () => {
   });
 
   it('a base checkpoint is a checkpoint, not a LoRA with hundreds of unplaced keys', async () => {
-    const path = join(dir, 'base.safetensors');
+    const path = tmp.path('base.safetensors');
     await writeFluxCheckpoint(path, { scale: 64, doubleBlocks: 2, singleBlocks: 2 });
     const f = await SafetensorsFile.open(path);
     const d = await detectFile(f);

@@ -1,23 +1,16 @@
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LoraFormatError, readLora, type LoraAdapter, type Patch } from '../src/formats/index.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { encodeFromF32, type DType } from '../src/tensor/dtype.ts';
-import { FIXTURE_NAMES, fixtureDir, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { FIXTURE_NAMES, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-read-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir('loraflow-read-');
 
 type T = { shape: number[]; values?: number[]; dtype?: DType };
 /** A file of exactly these tensors; values default to 1, 2, 3, … (so rows can be told apart). */
 async function file(name: string, tensors: Record<string, T>, metadata?: Record<string, string>): Promise<string> {
-  const path = join(dir, name);
+  const path = tmp.path(name);
   await writeSafetensors(
     path,
     Object.entries(tensors).map(([n, t]) => {
@@ -36,7 +29,7 @@ const lora = (p: Patch) => p.adapter as LoraAdapter;
 describe('readLora on every real key list (scaled down ×64)', () => {
   for (const name of FIXTURE_NAMES) {
     it(`${name}: every key consumed, tensors lazy in the file`, async () => {
-      const path = join(dir, `${name}.safetensors`);
+      const path = tmp.path(`${name}.safetensors`);
       const shapes = await writeFixture(name, path);
       const set = await readLora(path);
       try {
@@ -55,7 +48,7 @@ describe('readLora on every real key list (scaled down ×64)', () => {
   }
 
   it('kohya: alpha / rank is the scale (fixture alphas are rank / 2)', async () => {
-    const path = join(dir, 'kohya-scale.safetensors');
+    const path = tmp.path('kohya-scale.safetensors');
     await writeFixture('flux_lora_kohya_format', path, { alpha: () => 3 });
     const set = await readLora(path);
     const p = byModule(set.patches).get('lora_unet_double_blocks_0_img_attn_qkv')!;
@@ -69,7 +62,7 @@ describe('readLora on every real key list (scaled down ×64)', () => {
   });
 
   it('OneTrainer DoRA: lora_te2_ is T5, dora_scale [1, in] is a per-input-column magnitude', async () => {
-    const path = join(dir, 'ot.safetensors');
+    const path = tmp.path('ot.safetensors');
     await writeFixture('flux_dora_onetrainer_format', path);
     const set = await readLora(path);
     const m = byModule(set.patches);
@@ -84,7 +77,7 @@ describe('readLora on every real key list (scaled down ×64)', () => {
   });
 
   it('BFL control: lora biases → full bias diffs, norm scales → set, wider img_in → reshape', async () => {
-    const path = join(dir, 'control.safetensors');
+    const path = tmp.path('control.safetensors');
     await writeFixture('flux_control_lora_format', path);
     const set = await readLora(path);
     expect(set.format).toBe('bfl-control');
@@ -297,7 +290,7 @@ describe('layout details', () => {
       'transformer.transformer_blocks.0.attn.to_k.lora_B.weight': { shape: [6, 2] },
     });
     await expect(readLora(part)).rejects.toThrow(/to_k: 6 output rows, but this part of double_blocks\.0\.img_attn\.qkv has 1×8/);
-    await expect(readLora(join(dir, 'missing.safetensors'))).rejects.toThrow(/no such file/);
+    await expect(readLora(tmp.path('missing.safetensors'))).rejects.toThrow(/no such file/);
   });
 
   it('a split_qkv file is read exactly as stored (alpha over the fused rank), with a note', async () => {
@@ -328,7 +321,7 @@ describe('layout details', () => {
       'diffusion_model.single_blocks.0.linear2.lora_down.weight': [4, 240],
       'diffusion_model.single_blocks.0.linear2.lora_up.weight': [48, 4],
     };
-    const path = join(dir, 'mixed.safetensors');
+    const path = tmp.path('mixed.safetensors');
     await writeKeyShapes(path, shapes);
     const set = await readLora(path);
     expect(set.unknownKeys).toEqual([]);

@@ -1,18 +1,11 @@
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readLora, type Adapter } from '../src/formats/index.ts';
 import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
-import { fixtureDir, fixtureKeyShapes, keyedRandom, scaleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
+import { fixtureKeyShapes, keyedRandom, scaleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
 import { referenceAdapterDelta } from '../src/testing/reference-delta.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await fixtureDir('loraflow-samples-');
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir('loraflow-samples-');
 
 const FORMATS: [SampleFormat, string, number][] = [
   // format, detected as, modules for 2 double + 2 single blocks
@@ -28,7 +21,7 @@ describe('sample LoRAs in each layout', () => {
   const base = new Map(fluxCheckpointShapes({ scale: 64, doubleBlocks: 2, singleBlocks: 2 }).map((t) => [t.name, t.shape]));
   for (const [format, detected, modules] of FORMATS) {
     it(`${format}: read back as ${detected}, every patch fits the FLUX checkpoint of the same width factor, scale as asked`, async () => {
-      const path = join(dir, `${format}.safetensors`);
+      const path = tmp.path(`${format}.safetensors`);
       await writeSampleLora(path, { format, rank: 4, scale: 0.5, seed: 1, blocks: { double: 2, single: 2 } });
       const set = await readLora(path);
       try {
@@ -54,7 +47,7 @@ describe('sample LoRAs in each layout', () => {
 
   it('CLIP-L text encoder patches are included on request, in each layout’s spelling', async () => {
     for (const format of ['kohya', 'aitoolkit', 'comfyui'] as const) {
-      const path = join(dir, `te-${format}.safetensors`);
+      const path = tmp.path(`te-${format}.safetensors`);
       await writeSampleLora(path, { format, blocks: { double: 1, single: 0 }, textEncoder: true });
       const set = await readLora(path);
       expect(set.patches.filter((p) => p.component === 'clip_l')).toHaveLength(72);

@@ -5,9 +5,7 @@
  * SD checkpoint pair back to canonical targets, rank resize, block weights with the 12/17/20/26
  * slot vectors, and the refusals of cross-architecture operations.
  */
-import { rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readLora, writeLora, type AdapterSet, type LoraAdapter, type Patch } from '../src/formats/index.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { applyBlockWeights, checkBlockWeightSpec } from '../src/lora/blocks.ts';
@@ -20,22 +18,17 @@ import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
 import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
 import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
-import { fixtureDir, keyedRandom, writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { keyedRandom, writeSampleLora } from '../src/testing/lora-fixtures.ts';
 import { mergedReference, sdCheckpointEntries, sdCheckpointShapes, sdTensorValues, writeSdCheckpoint } from '../src/testing/sd-checkpoint.ts';
 import { writeSdLora, type SdLoraOptions } from '../src/testing/sd-lora-fixtures.ts';
+import { exists } from './helpers/files.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 import { bestRankK, relFrobenius, weightedSum } from './ops-fixtures.ts';
 
-let dir: string;
+const p = useTempDir('loraflow-sd-ops-').path;
 beforeAll(async () => {
-  dir = await fixtureDir('loraflow-sd-ops-');
   expect(await useBackend('wasm')).toBe('wasm');
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-const p = (name: string) => join(dir, name);
-const exists = (path: string) => stat(path).then(() => true, () => false);
 let serial = 0;
 
 async function lora(opts: SdLoraOptions): Promise<AdapterSet & { close(): Promise<void> }> {
