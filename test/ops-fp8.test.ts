@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { encodeFp8Stochastic } from '../src/lora/fp8-round.ts';
+import { encodeFp8Stochastic } from '../src/tensor/fp8-round.ts';
 import { decodeToF32 } from '../src/tensor/dtype.ts';
 
 const mean = (a: Float32Array) => a.reduce((s, v) => s + v, 0) / a.length;

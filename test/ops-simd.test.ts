@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { addAndEncode } from '../src/lora/fused-codec.ts';
-import { simdKernels } from '../src/lora/simd-codec.ts';
+import { addRoundKernels } from '../src/tensor/add-round-simd.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
 
 /** Random bit patterns (every class: normals, subnormals, zeros, Inf, NaN) and small deltas. */
@@ -24,7 +24,7 @@ function cases(n: number, seed: number): { src: Uint16Array; delta: Float32Array
 }
 
 describe('SIMD codec kernels', () => {
-  const k = simdKernels();
+  const k = addRoundKernels();
 
   it('are available (WebAssembly SIMD validates)', () => {
     expect(k).toBeDefined();
@@ -66,7 +66,7 @@ describe('SIMD codec kernels', () => {
 
 describe('SIMD Gram kernel', () => {
   it.each([[5, 13], [3, 8], [64, 1000], [1, 1]])('equals naive float64 dot products (%i rows of %i)', async (count, len) => {
-    const { rowGram } = await import('../src/lora/simd-gram.ts');
+    const { rowGram } = await import('../src/tensor/gram-simd.ts');
     const rows = Array.from({ length: count }, (_, p) => Float64Array.from({ length: len }, (_, j) => Math.sin(p * 7.1 + j * 0.37) * (1 + p)));
     const g = rowGram(count, len, (view, stride) => rows.forEach((r, p) => view.set(r, p * stride)));
     for (let p = 0; p < count; p++)

@@ -11,11 +11,11 @@ import type { TensorInfo } from '../safetensors/reader.ts';
 import type { AdapterSet } from '../formats/model.ts';
 import { activeBackend, useBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
+import { isFp8 } from '../tensor/fp8-round.ts';
 import { planApply, ApplyError, type FilePlan } from './apply-plan.ts';
 import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
-import { isFp8 } from './fp8-round.ts';
 
 export { ApplyError } from './apply-plan.ts';
 

@@ -5,13 +5,13 @@
  * Every output value is rounded once, from the f32 sum.
  */
 import { decodeToF32, encodeFromF32, type DType } from '../tensor/dtype.ts';
-import { encodeFp8, encodeFp8Stochastic, isFp8 } from './fp8-round.ts';
-import { simdKernels, type SimdKernels } from './simd-codec.ts';
+import { addRoundKernels, type AddRoundKernels } from '../tensor/add-round-simd.ts';
+import { encodeFp8, encodeFp8Stochastic, isFp8 } from '../tensor/fp8-round.ts';
 
-let kernels: SimdKernels | null | undefined;
+let kernels: AddRoundKernels | null | undefined;
 /** This thread's SIMD kernels (null where WebAssembly SIMD is missing: the JavaScript loops serve). */
-function simd(): SimdKernels | null {
-  if (kernels === undefined) kernels = simdKernels() ?? null;
+function simd(): AddRoundKernels | null {
+  if (kernels === undefined) kernels = addRoundKernels() ?? null;
   return kernels;
 }
 

@@ -17,7 +17,7 @@
  * slower on the 21504-row FLUX weights.
  */
 import { matmul, svdSmall } from '../tensor/linalg.ts';
-import { rowGram } from './simd-gram.ts';
+import { rowGram } from '../tensor/gram-simd.ts';
 
 const DROP = 1e-14;
 

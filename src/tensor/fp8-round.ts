@@ -7,7 +7,7 @@
  * of (seed, element index): seeded by the tensor key it is reproducible, and it does not depend on
  * how the tensor was cut into chunks for computing.
  */
-import { encodeFromF32 } from '../tensor/dtype.ts';
+import { encodeFromF32 } from './dtype.ts';
 
 export type Fp8DType = 'F8_E4M3' | 'F8_E5M2';
 

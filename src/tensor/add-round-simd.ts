@@ -5,15 +5,15 @@
  * made the codec, not the matrix product, the slowest part of merging a LoRA into FLUX; these run
  * at memory speed.
  *
- * The module is assembled from its opcodes (tensor/wasm-asm.ts) and is checked bit for bit against the
- * reference codec in test/ops-simd.test.ts. Where
- * WebAssembly SIMD is unavailable, `simdKernels()` returns undefined and callers use JavaScript.
+ * The module is assembled from its opcodes (wasm-asm.ts) and is checked bit for bit against the
+ * reference codec in test/ops-simd.test.ts. Where WebAssembly SIMD is unavailable,
+ * `addRoundKernels()` returns undefined and callers use JavaScript.
  *
  * Each kernel instance owns a private memory: callers copy a chunk in, run, and copy it out.
  */
 
-import { roundToBf16Lanes } from '../tensor/bf16-simd.ts';
-import { I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from '../tensor/wasm-asm.ts';
+import { roundToBf16Lanes } from './bf16-simd.ts';
+import { I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from './wasm-asm.ts';
 
 /** Loop over n4 groups of four values; `body` may use locals 0..3 (src, delta, dst, n4) and 4, 5 (v128). */
 function loop4(body: number[], steps: [local: number, bytes: number][]): number[] {
@@ -50,7 +50,7 @@ const compile = compileOnce(() => assemble([
 
 // ---- the kernels as JavaScript functions ------------------------------------------------------
 
-export interface SimdKernels {
+export interface AddRoundKernels {
   /** dst = bf16(bf16(src) + delta), all of the same length n. */
   bf16Add(src: Uint16Array, delta: Float32Array, dst: Uint16Array): void;
   /** dst = src + delta. */
@@ -58,7 +58,7 @@ export interface SimdKernels {
 }
 
 /** A kernel instance (one per thread), or undefined where WebAssembly SIMD is not available. */
-export function simdKernels(): SimdKernels | undefined {
+export function addRoundKernels(): AddRoundKernels | undefined {
   const module = compile();
   if (!module) return undefined;
   const instance = new WebAssembly.Instance(module);
