@@ -1,10 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { decodeToF32 } from '../src/tensor/dtype.ts';
 import { fluxCheckpointShapes, fluxDims, fluxTensorValues, writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 // FLUX.1-dev shapes as published (research/lora-formats.md §2.2–2.4, merge-tools.md §9), typed in by hand.
 const TOP_LEVEL: Record<string, number[]> = {
@@ -87,13 +85,7 @@ describe('FLUX.1 checkpoint shapes', () => {
 });
 
 describe('FLUX.1 checkpoint values', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'loraflow-flux-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const tmp = useTempDir('loraflow-flux-');
 
   it('are deterministic per (seed, name), independent of prefix, and in the expected ranges', () => {
     const [w, b, n] = ['img_in.weight', 'img_in.bias', 'single_blocks.0.norm.query_norm.scale'].map(
@@ -116,7 +108,7 @@ describe('FLUX.1 checkpoint values', () => {
   });
 
   it('writes a readable file whose every tensor equals its regenerated values', async () => {
-    const path = join(dir, 'flux-small.safetensors');
+    const path = tmp.path('flux-small.safetensors');
     const opts = { scale: 32, doubleBlocks: 1, singleBlocks: 2, guidance: false, dtype: 'BF16' as const, seed: 7 };
     const result = await writeFluxCheckpoint(path, { ...opts, metadata: { note: 'test' } });
     const specs = fluxCheckpointShapes(opts);

@@ -4,8 +4,7 @@
  * suite fast; one test spawns the real binary to check the process wiring end to end.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -13,20 +12,20 @@ import { main } from '../src/cli/main.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
 import { writeSamples } from '../src/cli/commands/samples.ts';
+import { sameBytes, tensorsOf } from './helpers/tensors.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
 const GRAPHS = fileURLToPath(new URL('../graphs/', import.meta.url));
-let dir: string;
+const tmp = useTempDir('loraflow-cli-');
 const home = process.cwd();
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-cli-'));
-  await writeSamples(join(dir, 'samples'));
-  process.chdir(dir);
+  await writeSamples(tmp.path('samples'));
+  process.chdir(tmp.dir);
 });
-afterAll(async () => {
+afterAll(() => {
   process.chdir(home);
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** `loraflow ARGS…` in this process, cwd = the sample directory; stdout and stderr captured. */
@@ -46,21 +45,10 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 /** The real binary in a child process. */
 function spawnCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: dir, timeout: 60_000, env: { ...process.env, LORAFLOW_BACKEND: 'wasm' } }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp.dir, timeout: 60_000, env: { ...process.env, LORAFLOW_BACKEND: 'wasm' } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
-}
-
-async function tensorsOf(path: string): Promise<Map<string, Buffer>> {
-  const f = await SafetensorsFile.open(path);
-  try {
-    const out = new Map<string, Buffer>();
-    for (const t of f.tensors) out.set(t.name, Buffer.from(await f.readBytes(t.name)));
-    return out;
-  } finally {
-    await f.close();
-  }
 }
 
 const EVENT_TYPES = ['run.invalid', 'run.plan', 'run.start', 'node.cached', 'node.start', 'node.progress', 'node.log', 'node.done', 'run.success', 'run.error', 'run.cancelled'];
@@ -71,7 +59,7 @@ describe('loraflow run', () => {
     expect(r.code).toBe(0);
     const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events[0]!.type).toBe('run.start');
-    expect(events.at(-1)).toMatchObject({ type: 'run.success', written: [join(dir, 'out/flux-merged.safetensors')] });
+    expect(events.at(-1)).toMatchObject({ type: 'run.success', written: [tmp.path('out/flux-merged.safetensors')] });
     expect(new Set(events.map((e) => e.runId)).size).toBe(1);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
     for (const e of events) {
@@ -85,17 +73,17 @@ describe('loraflow run', () => {
   });
 
   it('`loraflow recipe` on an output gives a recipe that reproduces the file byte for byte', async () => {
-    const out = join(dir, 'out/flux-merged.safetensors');
+    const out = tmp.path('out/flux-merged.safetensors');
     expect((await cli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'))).code).toBe(0);
-    await copyFile(out, join(dir, 'first.safetensors'));
+    await copyFile(out, tmp.path('first.safetensors'));
     const r = await cli('recipe', 'out/flux-merged.safetensors', '-o', 'recovered.json');
     expect(r.code).toBe(0);
-    const recovered = JSON.parse(await readFile(join(dir, 'recovered.json'), 'utf8'));
+    const recovered = JSON.parse(await readFile(tmp.path('recovered.json'), 'utf8'));
     expect(recovered).toMatchObject({ format: 'loraflow.recipe', nodes: { merge: { type: 'merge-loras', params: { weights: [1, 0.8] } } } });
     expect(recovered).not.toHaveProperty('ui');
     await rm(out);
     expect((await cli('run', 'recovered.json')).code).toBe(0);
-    expect((await readFile(out)).equals(await readFile(join(dir, 'first.safetensors')))).toBe(true);
+    expect((await readFile(out)).equals(await readFile(tmp.path('first.safetensors')))).toBe(true);
   });
 
   it('--set overrides are recorded, baked into the recovered recipe, and reproduce the same tensors', async () => {
@@ -106,19 +94,19 @@ describe('loraflow run', () => {
     const recipe = JSON.parse(rec.stdout);
     expect(recipe.nodes.merge.params.weights).toEqual([0.5, 2]);
     expect(recipe.nodes.save.params.path).toBe('out/set.safetensors');
-    await copyFile(join(dir, 'out/set.safetensors'), join(dir, 'set-first.safetensors'));
-    await writeFile(join(dir, 'set.json'), rec.stdout);
+    await copyFile(tmp.path('out/set.safetensors'), tmp.path('set-first.safetensors'));
+    await writeFile(tmp.path('set.json'), rec.stdout);
     expect((await cli('run', 'set.json')).code).toBe(0);
-    const [again, first] = [await tensorsOf(join(dir, 'out/set.safetensors')), await tensorsOf(join(dir, 'set-first.safetensors'))];
+    const [again, first] = [await tensorsOf(tmp.path('out/set.safetensors')), await tensorsOf(tmp.path('set-first.safetensors'))];
     expect([...again.keys()]).toEqual([...first.keys()]);
-    expect([...again].filter(([k, v]) => !v.equals(first.get(k)!)).map(([k]) => k)).toEqual([]);
+    expect([...again].filter(([k, v]) => !sameBytes(v.bytes, first.get(k)!.bytes)).map(([k]) => k)).toEqual([]);
     // The header differs only in provenance: this run had no overrides left to record.
-    expect((await readFile(join(dir, 'out/set.safetensors'))).equals(await readFile(join(dir, 'set-first.safetensors')))).toBe(false);
+    expect((await readFile(tmp.path('out/set.safetensors'))).equals(await readFile(tmp.path('set-first.safetensors')))).toBe(false);
   });
 
   it('exit 2 for an invalid recipe, listing every problem with node ids; nothing is written', async () => {
     await writeFile(
-      join(dir, 'bad.yaml'),
+      tmp.path('bad.yaml'),
       [
         'format: loraflow.recipe',
         'schemaVersion: 1',
@@ -141,7 +129,7 @@ describe('loraflow run', () => {
       'node "s" (save-lora) param "path": path "../escape.safetensors" is outside the output root',
       'node "x" (frobnicate): unknown node type "frobnicate"',
     ]) expect(r.stderr).toContain(needle);
-    expect(await readdir(dir)).not.toContain('escape.safetensors');
+    expect(await readdir(tmp.dir)).not.toContain('escape.safetensors');
   });
 
   it('exit 2 for bad arguments and unreadable inputs, exit 1 for a run that fails', async () => {
@@ -149,16 +137,16 @@ describe('loraflow run', () => {
     expect((await cli('run', 'nope.json')).stderr).toContain('nope.json: no such file');
     expect((await cli('run', join(GRAPHS, 'merge-aitoolkit-kohya.json'), '--set', 'novalue')).code).toBe(2);
     expect((await cli('convert', 'samples/flux-kohya-lora.safetensors', 'out/x.safetensors')).code).toBe(2);
-    await writeFile(join(dir, 'garbage.safetensors'), 'this is not a safetensors file at all');
+    await writeFile(tmp.path('garbage.safetensors'), 'this is not a safetensors file at all');
     const corrupt = await cli('convert', 'garbage.safetensors', 'out/g.safetensors', '--to', 'kohya');
     expect(corrupt.code).toBe(2);
     expect(corrupt.stderr).toContain('garbage.safetensors');
     // A LoRA for twice the width does not fit the base: the run fails, naming the node.
-    await writeSampleLora(join(dir, 'wide.safetensors'), { format: 'kohya', factor: 32, rank: 2 });
+    await writeSampleLora(tmp.path('wide.safetensors'), { format: 'kohya', factor: 32, rank: 2 });
     const misfit = await cli('apply', 'samples/flux-base.safetensors', 'out/misfit.safetensors', 'wide.safetensors');
     expect(misfit.code).toBe(1);
     expect(misfit.stderr).toContain('node "apply" (merge-into-base) failed');
-    expect(await readdir(join(dir, 'out'))).not.toContain('misfit.safetensors');
+    expect(await readdir(tmp.path('out'))).not.toContain('misfit.safetensors');
   });
 });
 
@@ -166,7 +154,7 @@ describe('single-operation commands run through recipes', () => {
   it('convert, resize and extract write their files; --dry-run writes nothing', async () => {
     const c = await cli('convert', 'samples/flux-kohya-lora.safetensors', 'out/c.safetensors', '--to', 'ai-toolkit', '--dtype', 'BF16');
     expect(c.code).toBe(0);
-    const converted = await SafetensorsFile.open(join(dir, 'out/c.safetensors'));
+    const converted = await SafetensorsFile.open(tmp.path('out/c.safetensors'));
     expect(converted.tensors.every((t) => t.dtype === 'BF16')).toBe(true);
     expect(converted.tensors.some((t) => t.name.startsWith('transformer.single_transformer_blocks.0.attn.to_k.'))).toBe(true);
     await converted.close();
@@ -182,11 +170,11 @@ describe('single-operation commands run through recipes', () => {
     const dry = await cli('merge', 'out/never.safetensors', 'samples/flux-aitoolkit-lora.safetensors', 'samples/flux-kohya-lora.safetensors:0.5', '--method', 'svd', '--rank', '8', '--block-weights', 'D00-D18=0', '--dry-run');
     expect(dry.code).toBe(0);
     expect(dry.stderr).toContain('plan (dry run, nothing written)');
-    expect(dry.stderr).toContain(`would write ${join(dir, 'out/never.safetensors')}`);
+    expect(dry.stderr).toContain(`would write ${tmp.path('out/never.safetensors')}`);
     const applyDry = await cli('apply', 'samples/flux-base.safetensors', 'out/never2.safetensors', 'samples/flux-kohya-lora.safetensors:0.7', '--dtype', 'bf16', '--dry-run');
     expect(applyDry.code).toBe(0);
-    expect(await readdir(join(dir, 'out'))).not.toContain('never.safetensors');
-    expect(await readdir(join(dir, 'out'))).not.toContain('never2.safetensors');
+    expect(await readdir(tmp.path('out'))).not.toContain('never.safetensors');
+    expect(await readdir(tmp.path('out'))).not.toContain('never2.safetensors');
   });
 
   it('loraflow nodes --json lists every node type with JSON Schema params', async () => {

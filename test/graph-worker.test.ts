@@ -1,17 +1,10 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, readdir } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import { GraphWorker, runRecipeInWorker, type RunEvent } from '../src/graph/index.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 const NODES = new URL('./graph-test-nodes.ts', import.meta.url);
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-worker-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir('loraflow-worker-');
 
 const recipe = (steps: number, path: string) => ({
   format: 'loraflow.recipe',
@@ -26,10 +19,10 @@ const recipe = (steps: number, path: string) => ({
 describe('runRecipeInWorker', () => {
   it('runs off the main thread and posts every event back', async () => {
     const events: RunEvent[] = [];
-    const handle = runRecipeInWorker(recipe(3, 'w.json'), { nodesModule: NODES, cwd: dir, runId: 'w1', progressIntervalMs: 0, onEvent: (e) => events.push(e) });
+    const handle = runRecipeInWorker(recipe(3, 'w.json'), { nodesModule: NODES, cwd: tmp.dir, runId: 'w1', progressIntervalMs: 0, onEvent: (e) => events.push(e) });
     const result = await handle.result;
-    expect(result).toMatchObject({ runId: 'w1', status: 'success', executed: ['one', 'slow', 'save'], written: [join(dir, 'w.json')] });
-    expect(JSON.parse(await readFile(join(dir, 'w.json'), 'utf8')).value).toBe(6);
+    expect(result).toMatchObject({ runId: 'w1', status: 'success', executed: ['one', 'slow', 'save'], written: [tmp.path('w.json')] });
+    expect(JSON.parse(await readFile(tmp.path('w.json'), 'utf8')).value).toBe(6);
     expect(events[0]!.type).toBe('run.start');
     expect(events.at(-1)!.type).toBe('run.success');
     expect(events.filter((e) => e.type === 'node.progress')).toHaveLength(4);
@@ -41,7 +34,7 @@ describe('runRecipeInWorker', () => {
     let handle: ReturnType<typeof runRecipeInWorker> | undefined;
     handle = runRecipeInWorker(recipe(10_000, 'cancelled.json'), {
       nodesModule: NODES,
-      cwd: dir,
+      cwd: tmp.dir,
       progressIntervalMs: 0,
       onEvent: (e) => {
         events.push(e);
@@ -51,18 +44,18 @@ describe('runRecipeInWorker', () => {
     const result = await handle.result;
     expect(result.status).toBe('cancelled');
     expect(events.at(-1)).toMatchObject({ type: 'run.cancelled', nodeId: 'slow', executed: ['one'] });
-    expect(await readdir(dir)).not.toContain('cancelled.json');
+    expect(await readdir(tmp.dir)).not.toContain('cancelled.json');
   });
 
   it('a GraphWorker keeps its cache between runs, and reports invalid recipes', async () => {
     const worker = new GraphWorker({ nodesModule: NODES });
     try {
-      const first = await worker.run(recipe(2, 'c.json'), { cwd: dir }).result;
-      const second = await worker.run(recipe(2, 'c.json'), { cwd: dir }).result;
+      const first = await worker.run(recipe(2, 'c.json'), { cwd: tmp.dir }).result;
+      const second = await worker.run(recipe(2, 'c.json'), { cwd: tmp.dir }).result;
       expect(first.executed).toEqual(['one', 'slow', 'save']);
       expect(second.cached).toEqual(['one', 'slow', 'save']);
       expect(second.executed).toEqual([]);
-      const bad = await worker.run({ format: 'loraflow.recipe', schemaVersion: 1, nodes: { x: { type: 'nope', v: '1.0.0' } } }, { cwd: dir }).result;
+      const bad = await worker.run({ format: 'loraflow.recipe', schemaVersion: 1, nodes: { x: { type: 'nope', v: '1.0.0' } } }, { cwd: tmp.dir }).result;
       expect(bad.status).toBe('invalid');
       expect(bad.problems).toEqual(expect.arrayContaining([expect.objectContaining({ code: 'unknown_node_type', nodeId: 'x' })]));
     } finally {

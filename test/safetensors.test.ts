@@ -1,22 +1,15 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../src/safetensors/errors.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { SafetensorsWriter, buildHeader, orderTensors, writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
 import { DTYPES, decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
-let dir: string;
+const tmp = useTempDir('loraflow-st-');
 let n = 0;
-const fresh = (label = 'f') => join(dir, `${label}-${n++}.safetensors`);
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-st-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const fresh = (label = 'f') => tmp.path(`${label}-${n++}.safetensors`);
 
 /** Builds a file by hand from header text and data, independent of the writer. */
 function handMade(headerJson: string, data: Uint8Array, pad = 0): Buffer {
@@ -239,7 +232,7 @@ describe('failed writes leave nothing behind', () => {
   const tmpFiles = async (d: string) => (await readdir(d)).filter((f) => f.endsWith('.tmp'));
 
   it('data() throwing mid-way removes the temp file and leaves an existing output untouched', async () => {
-    const sub = join(dir, 'fail');
+    const sub = tmp.path('fail');
     await mkdir(sub);
     const out = join(sub, 'model.safetensors');
     await writeFile(out, 'previous contents');
@@ -261,7 +254,7 @@ describe('failed writes leave nothing behind', () => {
   });
 
   it('the writer refuses tensors out of order and of the wrong size, and removes its temp file', async () => {
-    const sub = join(dir, 'order');
+    const sub = tmp.path('order');
     await mkdir(sub);
     const specs = [{ name: 'a', dtype: 'F32', shape: [2] }, { name: 'b', dtype: 'F16', shape: [2] }];
     const w1 = await SafetensorsWriter.create(join(sub, 'x.safetensors'), specs, { order: 'given' });
@@ -281,7 +274,7 @@ describe('failed writes leave nothing behind', () => {
   });
 
   it('refuses invalid specs before creating anything', async () => {
-    const sub = join(dir, 'specs');
+    const sub = tmp.path('specs');
     await mkdir(sub);
     const p = join(sub, 'bad.safetensors');
     const one = (over: object) => [{ name: 'a', dtype: 'F32', shape: [1], ...over }];
@@ -297,12 +290,12 @@ describe('failed writes leave nothing behind', () => {
   });
 
   it('an output it cannot create is WRITE_FAILED naming the file', async () => {
-    const p = join(dir, 'no-such-dir', 'x.safetensors');
+    const p = tmp.path('no-such-dir', 'x.safetensors');
     await expectCode(writeSafetensors(p, []), 'WRITE_FAILED', p, 'cannot create output');
   });
 
   it('a failed rename (output is a directory) leaves no temp file', async () => {
-    const sub = join(dir, 'rename');
+    const sub = tmp.path('rename');
     await mkdir(join(sub, 'out.safetensors'), { recursive: true });
     await expectCode(writeSafetensors(join(sub, 'out.safetensors'), [{ name: 'a', dtype: 'U8', shape: [1], data: Uint8Array.of(1) }]), 'WRITE_FAILED');
     expect(await readdir(sub)).toEqual(['out.safetensors']);

@@ -1,23 +1,18 @@
 /** `loraflow serve` as a user starts it: flags, the printed URL and roots, the editor's files, shutdown. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
-let dir: string;
+const tmp = useTempDir('loraflow-serve-');
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'loraflow-serve-'));
-  await mkdir(path.join(dir, 'models'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await mkdir(tmp.path('models'));
 });
 
 function start(args: string[]): { child: ChildProcess; stderr: () => string; exit: Promise<number> } {
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], { cwd: tmp.dir, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d) => (err += d));
   child.stdout!.resume();
@@ -48,10 +43,10 @@ describe('loraflow serve', () => {
   it('prints its URL and roots, serves the editor and litegraph, and stops cleanly on SIGTERM', async () => {
     const s = start(['--port', '0', '--root', 'loras=models', '--recipes', 'saved']);
     const [, url] = await waitFor(s.stderr, /loraflow editor: (http:\/\/127\.0\.0\.1:\d+)\//);
-    expect(s.stderr()).toMatch(new RegExp(`root loras\\s+${path.join(dir, 'models').replace(/[/\\]/g, '.')}`));
+    expect(s.stderr()).toMatch(new RegExp(`root loras\\s+${tmp.path('models').replace(/[/\\]/g, '.')}`));
     const roots = (await (await fetch(`${url}/api/roots`)).json()) as { roots: { name: string; dir: string }[] };
-    expect(roots.roots).toContainEqual({ name: 'loras', dir: path.join(dir, 'models') });
-    expect(roots.roots).toContainEqual({ name: 'output', dir });
+    expect(roots.roots).toContainEqual({ name: 'loras', dir: tmp.path('models') });
+    expect(roots.roots).toContainEqual({ name: 'output', dir: tmp.dir });
 
     const page = await fetch(`${url}/`);
     expect(page.headers.get('content-type')).toContain('text/html');
@@ -68,7 +63,7 @@ describe('loraflow serve', () => {
       body: JSON.stringify({ recipe: { format: 'loraflow.recipe', schemaVersion: 1, nodes: {} } }),
     });
     expect(saved.status).toBe(200);
-    expect(((await (await fetch(`${url}/api/recipes`)).json()) as { dir: string }).dir).toBe(path.join(dir, 'saved'));
+    expect(((await (await fetch(`${url}/api/recipes`)).json()) as { dir: string }).dir).toBe(tmp.path('saved'));
 
     s.child.kill('SIGTERM');
     expect(await s.exit).toBe(0);
