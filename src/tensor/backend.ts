@@ -11,6 +11,7 @@
  *   auto        tensorflow if importable, else webgpu on a real GPU, else wasm. Software WebGPU
  *               adapters (lavapipe, llvmpipe, SwiftShader) are slower than wasm, so auto skips them.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 
 export { tf };
@@ -100,8 +101,23 @@ async function select(choice: BackendChoice): Promise<string> {
   return name;
 }
 
+/**
+ * On Linux a hardware Vulkan driver needs a DRM render node or the NVIDIA device; without either,
+ * WebGPU can only be a software rasteriser, so `auto` does not probe it (the probe is slow and noisy).
+ */
+function mayHaveGpu(): boolean {
+  if (process.platform !== 'linux') return true;
+  if (existsSync('/dev/nvidia0')) return true;
+  try {
+    return readdirSync('/dev/dri').some((name) => name.startsWith('renderD'));
+  } catch {
+    return false;
+  }
+}
+
 async function pickAuto(): Promise<string> {
   if (await tryRegisterTensorflow()) return 'tensorflow';
+  if (!mayHaveGpu()) return 'wasm';
   try {
     const adapter = await setupWebGpu();
     if (!adapter.software) return 'webgpu';
