@@ -1,13 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { open, stat, writeFile } from 'node:fs/promises';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { buildHeader, orderTensors } from '../src/safetensors/writer.ts';
 import { summarizeSafetensors, type SafetensorsSummary } from '../src/safetensors/summary.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 /** Runs `main` in-process and captures what it prints. */
 async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -24,13 +23,12 @@ async function run(argv: string[]): Promise<{ code: number; out: string; err: st
   }
 }
 
-let dir: string;
+const tmp = useTempDir('loraflow-cli-');
 let lora: string;
 const recipe = { schemaVersion: 1, nodes: { load: { type: 'load-lora', params: { path: 'a.safetensors' } } } };
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-cli-'));
-  lora = join(dir, 'lora.safetensors');
+  lora = tmp.path('lora.safetensors');
   await writeSafetensors(
     lora,
     [
@@ -41,9 +39,6 @@ beforeAll(async () => {
     ],
     { metadata: { ss_network_dim: '4', 'loraflow.recipe': JSON.stringify(recipe), note: '[not json' } },
   );
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
 });
 afterEach(() => {
   vi.restoreAllMocks();
@@ -106,7 +101,7 @@ describe('loraflow inspect', () => {
   });
 
   it('exit code 2 with a message naming the file for a bad file, 2 for bad arguments', async () => {
-    const bad = join(dir, 'bad.safetensors');
+    const bad = tmp.path('bad.safetensors');
     await writeFile(bad, Buffer.from('0800000000000000{"a":1} ', 'latin1'));
     const r = await run(['inspect', bad]);
     expect(r.code).toBe(2);
@@ -138,7 +133,7 @@ describe('loraflow inspect', () => {
   });
 
   it('reads only the header: a 24 GB FLUX.1-dev file (sparse, no data on disk) inspects through bin/loraflow.js', async () => {
-    const path = join(dir, 'flux1-dev-sparse.safetensors');
+    const path = tmp.path('flux1-dev-sparse.safetensors');
     const specs = orderTensors(fluxCheckpointShapes(), 'reference');
     const header = buildHeader(specs);
     const data = specs.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 2, 0);

@@ -3,13 +3,13 @@
  * blame); the CLI answers each with exit code 2, promptly, without a crash.
  */
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmod } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsError } from '../src/safetensors/errors.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { CORRUPT_CASES, generateCorpus, type CorruptCase } from './corrupt-corpus.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const CLI_TIMEOUT_MS = 30_000;
@@ -85,15 +85,14 @@ async function openInProcess(path: string): Promise<Outcome> {
 
 const runsAsNobody = (c: CorruptCase) => c.code === 'PERMISSION' && AS_ROOT;
 
-let dir: string;
+const tmp = useTempDir('loraflow-corrupt-');
 let paths: Map<string, string>;
 const cli = new Map<string, CliResult>();
 const childOutcomes = new Map<string, Outcome>();
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'loraflow-corrupt-'));
-  await chmod(dir, 0o755); // the unprivileged probe must be able to reach the files
-  paths = await generateCorpus(dir);
+  await chmod(tmp.dir, 0o755); // the unprivileged probe must be able to reach the files
+  paths = await generateCorpus(tmp.dir);
   // Every CLI run up front, a few at a time (each is a node start-up).
   const queue = [...CORRUPT_CASES];
   const worker = async () => {
@@ -109,10 +108,6 @@ beforeAll(async () => {
     }
   };
   await Promise.all([worker(), worker(), worker()]);
-});
-
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
 });
 
 describe('corrupt corpus', () => {
