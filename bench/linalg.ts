@@ -15,7 +15,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { setupWebGpu, useBackend, type BackendChoice } from '../src/tensor/backend.ts';
+import { activeBackend, setupWebGpu, useBackend, type BackendChoice } from '../src/tensor/backend.ts';
 import { frobeniusNorm, lowRankSvd, matmul, randomizedSvd } from '../src/tensor/linalg.ts';
 import { gaussian } from '../src/tensor/randomized-svd.ts';
 
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
     merged = await lowRankSvd(up, down, m, 2 * r, n, r);
     best = Math.min(best, (performance.now() - started) / 1000);
   }
-  let line = `lowRankSvd, 2 stacked rank-32 LoRAs on ${m}×${n} → rank ${r}: ${best.toFixed(2)} s (JavaScript float64, backend-independent)`;
+  let line = `lowRankSvd, 2 stacked rank-32 LoRAs on ${m}×${n} → rank ${r}: ${best.toFixed(2)} s (float64 Grams and pivoted Cholesky, thin products on ${activeBackend()})`;
   if (numpy) {
     await useBackend(backends[0].choice);
     const dense = await matmul(up, [m, 2 * r], down, [2 * r, n]);

@@ -357,6 +357,58 @@ describe.each(BACKENDS)('linalg on %s', (backend) => {
       expect(trunc.energyKept).toBeGreaterThan(1 - 1e-10);
     });
 
+    it('stays accurate on an ill-conditioned stack (factor singular values 1 down to 1e-7)', async () => {
+      const m = 72;
+      const n = 56;
+      const R = 8;
+      const up = randomF32(m * R, 70).map((v, i) => v * 10 ** -(i % R));
+      const down = randomF32(R * n, 71);
+      const dense = refMatmul(up, m, R, down, n);
+      const refS = refSingularValues(dense, m, n);
+      for (const k of [2, 4, 6, R]) {
+        const res = await lowRankSvd(up, down, m, R, n, k);
+        expect(relErr(reconstruct(res.u, res.s, res.vt, m, k, n), refTruncated(dense, m, n, k)), `rank ${k}`).toBeLessThan(1e-5);
+        expect(orthonormalityError(res.u, m, k), `rank ${k}`).toBeLessThan(1e-6);
+        expect(orthonormalityError(refTranspose(res.vt, k, n), n, k), `rank ${k}`).toBeLessThan(1e-6);
+        // Relative accuracy down to 1e-5·σ₁; below that, float32 resolution of the product (1e-7·σ₁).
+        for (let i = 0; i < k; i++) {
+          const bound = refS[i] > 1e-5 * refS[0] ? 1e-5 * refS[i] : 1e-7 * refS[0];
+          expect(Math.abs(res.s[i] - refS[i]), `σ${i} at rank ${k}`).toBeLessThan(bound);
+        }
+      }
+    });
+
+    it('lets a rank chooser pick k from the spectrum before any singular vector is formed', async () => {
+      const m = 96;
+      const n = 80;
+      const { up, down, R } = stackedLoras(m, n, 30);
+      const refS = refSingularValues(refMatmul(up, m, R, down, n), m, n);
+      let seen: Float64Array = new Float64Array(0);
+      const res = await lowRankSvd(up, down, m, R, n, (s) => {
+        seen = s;
+        return 7;
+      });
+      expect(seen.length).toBe(R);
+      seen.forEach((x, i) => expect(Math.abs(x - refS[i]), `σ${i}`).toBeLessThan(1e-5 * refS[i]));
+      expect(res.k).toBe(7);
+      expect(Array.from(res.s)).toEqual(Array.from(seen.subarray(0, 7), Math.fround));
+      expect(orthonormalityError(res.u, m, 7)).toBeLessThan(1e-6);
+      expect((await lowRankSvd(up, down, m, R, n, () => 1000)).k).toBe(R);
+      await expect(lowRankSvd(up, down, m, R, n, () => 2.5)).rejects.toThrow(/lowRankSvd: chosen rank must be a non-negative integer, got 2.5/);
+    });
+
+    it('gives zero singular values and orthonormal U, V for a zero product', async () => {
+      let seen: Float64Array | undefined;
+      const res = await lowRankSvd(new Float32Array(30 * 4), randomF32(4 * 20, 53), 30, 4, 20, (s) => {
+        seen = s;
+        return 3;
+      });
+      expect(seen!.length).toBe(0);
+      expect([res.k, ...res.s, res.energyKept]).toEqual([3, 0, 0, 0, 1]);
+      expect(orthonormalityError(res.u, 30, 3)).toBeLessThan(1e-6);
+      expect(orthonormalityError(refTranspose(res.vt, 3, 20), 20, 3)).toBeLessThan(1e-6);
+    });
+
     it('caps the rank at min(m, n, R) and validates its inputs', async () => {
       const res = await lowRankSvd(randomF32(5 * 8, 50), randomF32(8 * 30, 51), 5, 8, 30, 20);
       expect(res.k).toBe(5);

@@ -2,9 +2,8 @@
  * Choosing a rank and measuring what it costs: the factorisations behind merge (svd), resize,
  * extract and refactor, with the relative Frobenius error ‖ΔW − ΔWₖ‖ / ‖ΔW‖ each one reports.
  */
-import { matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy } from '../tensor/linalg.ts';
+import { lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy } from '../tensor/linalg.ts';
 import { splitSvd } from './factors.ts';
-import { productSvd } from './product-svd.ts';
 
 export interface RankChoice {
   /** Fixed rank (an upper bound when `energy` is also given). */
@@ -56,19 +55,20 @@ function chooseRank(s: ArrayLike<number>, choice: RankChoice): number {
 }
 
 /**
- * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (product-svd.ts),
- * with k chosen from the exact spectrum of the product.
+ * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (lowRankSvd), with k
+ * chosen from the exact spectrum of the product; √σ goes to each side.
  */
 export async function truncateProduct(up: Float32Array, down: Float32Array, m: number, R: number, n: number, choice: RankChoice): Promise<LowRank> {
   let total = 0;
   let discarded = 0;
-  const svd = await productSvd(up, down, m, R, n, (s) => {
+  const svd = await lowRankSvd(up, down, m, R, n, (s) => {
     const k = chooseRank(s, choice);
     total = sumSquares(s);
     discarded = sumSquares(s, k);
     return k;
   });
-  return { up: svd.up, down: svd.down, k: svd.k, relError: total > 0 ? Math.sqrt(discarded / total) : 0, totalEnergy: total, discardedEnergy: discarded };
+  const split = splitSvd(svd.u, svd.s, svd.vt, m, svd.k, n);
+  return { ...split, k: svd.k, relError: total > 0 ? Math.sqrt(discarded / total) : 0, totalEnergy: total, discardedEnergy: discarded };
 }
 
 /** Residual energy ‖w − up@down‖² in float64, for when the spectral estimate is swamped by rounding. */

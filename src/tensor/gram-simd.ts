@@ -1,6 +1,6 @@
 /**
  * Gram matrices G[p][q] = a_p · a_q of a few long float64 rows, with a WebAssembly SIMD dot product
- * (four f64x2 accumulators). This is the bulk of the work of an SVD merge or resize (../lora/product-svd.ts):
+ * (four f64x2 accumulators). This is the bulk of the work of an SVD merge or resize (low-rank-svd.ts):
  * m·R²/2 multiply-adds per factor, ~45 M for a FLUX linear1 module at stacked rank 64.
  */
 import { F64, I32, V128, assemble, compileOnce, ensureMemory, op, v128 } from './wasm-asm.ts';

@@ -8,7 +8,7 @@
 export { matmul, type MatmulOptions } from './matmul.ts';
 export { qr, type QrResult } from './qr.ts';
 export { svdSmall, type SmallSvd } from './svd.ts';
-export { lowRankSvd, type LowRankSvd } from './low-rank-svd.ts';
+export { lowRankSvd, type LowRankSvd, type RankChooser } from './low-rank-svd.ts';
 export {
   randomizedSvd,
   randomizedSvdByEnergy,
