@@ -31,14 +31,14 @@ describe('runRecipeInWorker', () => {
 
   it('cancels by message inside a long node, leaving no output', async () => {
     const events: RunEvent[] = [];
-    let handle: ReturnType<typeof runRecipeInWorker> | undefined;
-    handle = runRecipeInWorker(recipe(10_000, 'cancelled.json'), {
+    // Events arrive from the worker asynchronously, after `handle` is assigned.
+    const handle: ReturnType<typeof runRecipeInWorker> = runRecipeInWorker(recipe(10_000, 'cancelled.json'), {
       nodesModule: NODES,
       cwd: tmp.dir,
       progressIntervalMs: 0,
       onEvent: (e) => {
         events.push(e);
-        if (e.type === 'node.progress' && e.value === 3) handle!.cancel();
+        if (e.type === 'node.progress' && e.value === 3) handle.cancel();
       },
     });
     const result = await handle.result;
