@@ -5,7 +5,7 @@
  * Every output value is rounded once, from the f32 sum.
  */
 import { decodeToF32, encodeFromF32, type DType } from '../tensor/dtype.ts';
-import { addRoundKernels, type AddRoundKernels } from '../tensor/add-round-simd.ts';
+import { addRoundKernels, bf16AddScalar, f32AddScalar, type AddRoundKernels } from '../tensor/add-round-simd.ts';
 import { encodeFp8, encodeFp8Stochastic, isFp8 } from '../tensor/fp8-round.ts';
 
 let kernels: AddRoundKernels | null | undefined;
@@ -51,16 +51,8 @@ function bf16Add(input: Uint8Array, delta: Float32Array | undefined, output: Uin
     return;
   }
   const k = simd();
-  if (k) return k.bf16Add(src, delta, dst);
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < n; i++) {
-    u[0] = src[i]! << 16;
-    f[0] = f[0]! + delta[i]!;
-    const b = u[0]!;
-    // Round to nearest even; a NaN stays a quiet NaN.
-    dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
+  if (k) k.bf16Add(src, delta, dst);
+  else bf16AddScalar(src, delta, dst);
 }
 
 function f32Add(input: Uint8Array, delta: Float32Array | undefined, output: Uint8Array): void {
@@ -72,8 +64,8 @@ function f32Add(input: Uint8Array, delta: Float32Array | undefined, output: Uint
     return;
   }
   const k = simd();
-  if (k) return k.f32Add(src, delta, dst);
-  for (let i = 0; i < n; i++) dst[i] = src[i]! + delta[i]!;
+  if (k) k.f32Add(src, delta, dst);
+  else f32AddScalar(src, delta, dst);
 }
 
 /**

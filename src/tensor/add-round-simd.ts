@@ -57,6 +57,26 @@ export interface AddRoundKernels {
   f32Add(src: Float32Array, delta: Float32Array, dst: Float32Array): void;
 }
 
+/**
+ * dst[i] = bf16(bf16(src[i]) + delta[i]) for i ≥ `from` in JavaScript (same rounding as the kernel:
+ * nearest even, NaN kept quiet): the kernel's last n mod 4 values, or all of them without SIMD.
+ */
+export function bf16AddScalar(src: Uint16Array, delta: Float32Array, dst: Uint16Array, from = 0): void {
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = from; i < src.length; i++) {
+    u[0] = src[i]! << 16;
+    f[0] = f[0]! + delta[i]!;
+    const b = u[0]!;
+    dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** dst[i] = src[i] + delta[i] for i ≥ `from` in JavaScript. */
+export function f32AddScalar(src: Float32Array, delta: Float32Array, dst: Float32Array, from = 0): void {
+  for (let i = from; i < src.length; i++) dst[i] = src[i]! + delta[i]!;
+}
+
 /** A kernel instance (one per thread), or undefined where WebAssembly SIMD is not available. */
 export function addRoundKernels(): AddRoundKernels | undefined {
   const module = compile();
@@ -84,20 +104,12 @@ export function addRoundKernels(): AddRoundKernels | undefined {
     bf16Add(src, delta, dst) {
       const n = src.length;
       run(exports.bf16_add, bytes(src), delta, bytes(dst), n, 2);
-      // The last n mod 4 values in JavaScript.
-      const f = new Float32Array(1);
-      const u = new Uint32Array(f.buffer);
-      for (let i = n & ~3; i < n; i++) {
-        u[0] = src[i]! << 16;
-        f[0] = f[0]! + delta[i]!;
-        const b = u[0]!;
-        dst[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-      }
+      bf16AddScalar(src, delta, dst, n & ~3);
     },
     f32Add(src, delta, dst) {
       const n = src.length;
       run(exports.f32_add, bytes(src), delta, bytes(dst), n, 4);
-      for (let i = n & ~3; i < n; i++) dst[i] = src[i]! + delta[i]!;
+      f32AddScalar(src, delta, dst, n & ~3);
     },
   };
 }
