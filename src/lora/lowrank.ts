@@ -2,7 +2,7 @@
  * Choosing a rank and measuring what it costs: the factorisations behind merge (svd), resize,
  * extract and refactor, with the relative Frobenius error ‖ΔW − ΔWₖ‖ / ‖ΔW‖ each one reports.
  */
-import { lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy } from '../tensor/linalg.ts';
+import { keptEnergy, lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy, sumOfSquares } from '../tensor/linalg.ts';
 import { splitSvd } from './factors.ts';
 
 export interface RankChoice {
@@ -40,12 +40,6 @@ export interface LowRank {
   discardedEnergy: number;
 }
 
-function sumSquares(values: ArrayLike<number>, from = 0, to = values.length): number {
-  let s = 0;
-  for (let i = from; i < to; i++) s += values[i]! * values[i]!;
-  return s;
-}
-
 /** k from the full singular spectrum `s` (descending), never 0 and never past the spectrum. */
 function chooseRank(s: ArrayLike<number>, choice: RankChoice): number {
   let k = s.length;
@@ -63,8 +57,8 @@ export async function truncateProduct(up: Float32Array, down: Float32Array, m: n
   let discarded = 0;
   const svd = await lowRankSvd(up, down, m, R, n, (s) => {
     const k = chooseRank(s, choice);
-    total = sumSquares(s);
-    discarded = sumSquares(s, k);
+    total = sumOfSquares(s);
+    discarded = sumOfSquares(s.subarray(k));
     return k;
   });
   const split = splitSvd(svd.u, svd.s, svd.vt, m, svd.k, n);
@@ -88,7 +82,7 @@ async function residualEnergy(w: Float32Array, up: Float32Array, down: Float32Ar
  * under 1% it is recomputed from the residual, because the subtraction loses the small digits.
  */
 export async function factorizeDense(w: Float32Array, m: number, n: number, choice: RankChoice & { maxRank?: number; seed?: number }): Promise<LowRank> {
-  const total = sumSquares(w);
+  const total = sumOfSquares(w);
   if (total === 0) return { up: new Float32Array(m), down: new Float32Array(n), k: 1, relError: 0, totalEnergy: 0, discardedEnergy: 0 };
   const limit = Math.min(m, n, choice.maxRank ?? Infinity, choice.rank ?? Infinity);
   const svd =
@@ -97,7 +91,7 @@ export async function factorizeDense(w: Float32Array, m: number, n: number, choi
       : await randomizedSvd(w, m, n, { rank: limit, seed: choice.seed });
   const k = Math.max(1, Math.min(svd.k, limit));
   const { up, down } = splitSvd(svd.u, svd.s, svd.vt, m, svd.k, n, k);
-  let discarded = Math.max(0, total - sumSquares(svd.s, 0, k));
+  let discarded = Math.max(0, total - keptEnergy(svd.s, k));
   if (discarded / total < 1e-4) discarded = await residualEnergy(w, up, down, m, k, n);
   return { up, down, k, relError: Math.sqrt(discarded / total), totalEnergy: total, discardedEnergy: discarded };
 }

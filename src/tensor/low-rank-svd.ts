@@ -19,7 +19,7 @@ import { runCooperatively } from './cooperative.ts';
 import { energyFraction, keptEnergy } from './energy.ts';
 import { rowGram } from './gram-simd.ts';
 import { completeOrthonormal, svdColMajor } from './jacobi-svd.ts';
-import { assertFinite, assertShape, colMajorToRowMajorF32 } from './layout.ts';
+import { assertFinite, assertShape, colMajorToRowMajorF32, toColMajorF64, transposeF32 } from './layout.ts';
 import { LinalgError } from './linalg-error.ts';
 import { matmul } from './matmul.ts';
 import { choleskyFactorS, pivotedCholesky, solveRightInverse, type PivotedCholesky } from './pivoted-cholesky.ts';
@@ -88,7 +88,7 @@ export async function lowRankSvd(
     for (let j = 0; j < cd.r; j++) yd[j * kc + t] = core.v[t * cd.r + j]!;
   }
   const mapU = Float32Array.from(solveRightInverse(cu, R, xu, kc));
-  const mapD = transposeToF32(solveRightInverse(cd, R, yd, kc), R, kc);
+  const mapD = transposeF32(Float32Array.from(solveRightInverse(cd, R, yd, kc)), R, kc);
   const [u, vt] = kc === 0
     ? [new Float32Array(0), new Float32Array(0)]
     : await Promise.all([matmul(up, [m, R], mapU, [R, kc]), matmul(mapD, [kc, R], down, [R, n])]);
@@ -124,12 +124,6 @@ function coreProduct(cu: PivotedCholesky, cd: PivotedCholesky, R: number): Float
   return core;
 }
 
-function transposeToF32(a: Float64Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j]!;
-  return out;
-}
-
 /** Column-major rows×k float64 holding the rows×kc column-major `first`, completed to orthonormal columns. */
 function completeColumnMajor(first: Float32Array | Float64Array, rows: number, kc: number, k: number): Float64Array {
   const out = new Float64Array(rows * k);
@@ -140,7 +134,5 @@ function completeColumnMajor(first: Float32Array | Float64Array, rows: number, k
 
 /** The row-major rows×kc `u` widened to rows×k with orthonormal columns. */
 function completeColumns(u: Float32Array, rows: number, kc: number, k: number): Float32Array {
-  const cm = new Float64Array(rows * kc);
-  for (let i = 0; i < rows; i++) for (let t = 0; t < kc; t++) cm[t * rows + i] = u[i * kc + t]!;
-  return colMajorToRowMajorF32(completeColumnMajor(cm, rows, kc, k), rows, k);
+  return colMajorToRowMajorF32(completeColumnMajor(toColMajorF64(u, rows, kc, 'lowRankSvd: U'), rows, kc, k), rows, k);
 }
