@@ -1,21 +1,10 @@
 import { z } from 'zod';
-import { detectFormat, type Detection } from '../src/formats/detect.ts';
+import type { Detection } from '../src/formats/detect.ts';
+import { detectFile } from '../src/formats/inspect.ts';
 import { patchKey } from '../src/formats/model.ts';
 import { defineNode } from '../src/graph/node.ts';
-import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { withSafetensors } from '../src/safetensors/reader.ts';
 import { summarizeLora, type LoraValue } from './types.ts';
-
-/** Detection of the file a LoRA was read from: header keys and shapes, metadata, 0-d alphas. */
-async function detectFile(path: string): Promise<Detection> {
-  const file = await SafetensorsFile.open(path);
-  try {
-    const scalars = new Map<string, number>();
-    for (const t of file.tensors) if (t.shape.length === 0 || (t.shape.length === 1 && t.shape[0] === 1 && t.name.endsWith('alpha'))) scalars.set(t.name, (await file.readF32(t.name))[0]!);
-    return detectFormat(file.tensors.map((t) => ({ name: t.name, shape: t.shape })), file.metadata, scalars);
-  } finally {
-    await file.close();
-  }
-}
 
 function modulesOf(set: LoraValue) {
   return set.patches.map((p) => ({
@@ -38,7 +27,7 @@ export const inspect = defineNode({
   params: z.object({}),
   async run(_ctx, { lora }) {
     const summary = summarizeLora(lora);
-    if (lora.path) return { report: { source: 'file', path: lora.path, summary, detection: { ...(await detectFile(lora.path)) } } };
+    if (lora.path) return { report: { source: 'file', path: lora.path, summary, detection: { ...(await withSafetensors(lora.path, detectFile)) } } };
     return { report: { source: 'computed', summary, modules: modulesOf(lora), unknownKeys: lora.unknownKeys, notes: lora.notes } };
   },
   summarize: ({ report }) => {
