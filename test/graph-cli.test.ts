@@ -69,6 +69,9 @@ describe('loraflow run', () => {
     }
     const done = events.filter((e) => e.type === 'node.done').map((e) => e.nodeId);
     expect(done).toEqual(['aitoolkit', 'kohya', 'merge', 'save']);
+    // A run with no --backend still says which backend did the math (the default one, chosen on first use).
+    const merged = events.find((e) => e.type === 'node.done' && e.nodeId === 'merge') as { summary?: { report?: { backend?: string } } };
+    expect(merged.summary?.report?.backend).toMatch(/^(wasm|webgpu|tensorflow|cpu)$/);
     expect(events.filter((e) => e.type === 'node.progress').every((e) => typeof e.value === 'number' && typeof e.max === 'number')).toBe(true);
   });
 

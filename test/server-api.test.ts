@@ -240,6 +240,10 @@ describe('files and inspection', () => {
     expect(r.body.tensorCount).toBeGreaterThan(0);
     expect(r.body.detection.format).toBe('kohya');
     expect(r.body.detection.architecture).toBe('flux');
+    // Alpha values come from the file's 0-d tensors, the same report `loraflow inspect --json` gives.
+    const alphas = Object.values(r.body.detection.alphas as Record<string, number>);
+    expect(alphas.length).toBe(r.body.detection.modules.length);
+    expect(alphas.every((a) => typeof a === 'number' && Number.isFinite(a))).toBe(true);
     expect(JSON.stringify(r.body)).not.toContain(t.dir);
 
     const notSt = await t.get('/api/inspect?root=loras&path=three.txt');

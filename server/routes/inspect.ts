@@ -2,7 +2,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { SafetensorsError, withSafetensors } from '../../src/safetensors/index.ts';
 import { summarizeSafetensors } from '../../src/safetensors/summary.ts';
-import { detectFormat } from '../../src/formats/index.ts';
+import { detectFile } from '../../src/formats/index.ts';
 import { ApiError, parseOr400 } from '../errors.ts';
 import { resolveInRoot, type Roots } from '../paths.ts';
 
@@ -19,7 +19,7 @@ export function inspectRouter(roots: Roots): Router {
     const q = parseOr400(query, req.query, 'query');
     const file = await resolveInRoot(roots, q.root, q.path);
     try {
-      const summary = await withSafetensors(file.real, async (f) => ({ ...summarizeSafetensors(f), detection: detectFormat(f.tensors, f.metadata) }));
+      const summary = await withSafetensors(file.real, async (f) => ({ ...summarizeSafetensors(f), detection: await detectFile(f) }));
       res.json({ root: q.root, path: file.rel, ...summary, file: file.rel });
     } catch (e) {
       if (e instanceof SafetensorsError) {

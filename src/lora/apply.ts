@@ -9,7 +9,7 @@
 import { SafetensorsWriter, type TensorSpec } from '../safetensors/writer.ts';
 import type { TensorInfo } from '../safetensors/reader.ts';
 import type { AdapterSet } from '../formats/model.ts';
-import { activeBackend, useBackend } from '../tensor/backend.ts';
+import { ensureBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
 import { isFp8 } from '../tensor/fp8-round.ts';
 import { planApply, ApplyError, type FilePlan } from './apply-plan.ts';
@@ -90,7 +90,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const dtype = parseChoice(options.dtype);
   if (dtype !== 'keep' && !isFloatDType(dtype)) throw new ApplyError(`output dtype ${dtype} is not a floating-point dtype`);
   const plan = await planApply(options);
-  const backend = activeBackend() === 'none' ? await useBackend() : activeBackend();
+  const backend = await ensureBackend();
   const report: ApplyReport = {
     backend, threads: 0, files: [], modules: 0, omitted: plan.omitted, ignoredTextEncoders: plan.ignored, notes: [], seconds: 0,
   };

@@ -6,7 +6,7 @@
  */
 import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
 import { SafetensorsFile } from '../safetensors/reader.ts';
-import { activeBackend } from '../tensor/backend.ts';
+import { ensureBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
@@ -141,7 +141,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
   const pairs = pairKeys(base, tuned);
   const arch = ARCHITECTURE_KEYS.find((a) => pairs.some((p) => a.pattern.test(p.name)));
   const report: ExtractReport = {
-    backend: activeBackend(), architecture: arch?.architecture ?? 'unknown', modules: [], relError: 0, unchanged: 0, belowMinDiff: [], fullDiffs: [], skipped: [],
+    backend: await ensureBackend(), architecture: arch?.architecture ?? 'unknown', modules: [], relError: 0, unchanged: 0, belowMinDiff: [], fullDiffs: [], skipped: [],
   };
   const component: Component = arch?.component ?? 'transformer';
   ctx?.log?.(`extract (${options.rank !== undefined ? `rank ${options.rank}` : `energy ${options.energy}`}) from ${pairs.length} tensor pairs of a ${report.architecture} checkpoint on the ${report.backend} backend`);

@@ -11,7 +11,7 @@
  * in). Disjoint slices stay separate patches.
  */
 import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../formats/model.ts';
-import { activeBackend } from '../tensor/backend.ts';
+import { ensureBackend } from '../tensor/backend.ts';
 import { encodeFromF32, type DType } from '../tensor/dtype.ts';
 import { memoryTensor, type LazyTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
@@ -268,7 +268,7 @@ export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOp
   }
 
   const report: MergeReport = {
-    method, backend: activeBackend(), modules: [], relError: 0, fused: [], refactored: [], summedDiffs: [], passthrough: [], omitted: [], ignoredKeys: [], notes: [],
+    method, backend: await ensureBackend(), modules: [], relError: 0, fused: [], refactored: [], summedDiffs: [], passthrough: [], omitted: [], ignoredKeys: [], notes: [],
   };
   const loraParts = new Map<string, Part[]>();
   const biasParts = new Map<string, Part[]>();

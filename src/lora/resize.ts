@@ -4,7 +4,7 @@
  * the scale stays as it was and alpha becomes scale·k.
  */
 import { patchKey, type AdapterSet, type LoraAdapter, type Patch } from '../formats/model.ts';
-import { activeBackend } from '../tensor/backend.ts';
+import { ensureBackend } from '../tensor/backend.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { loraDims } from './factors.ts';
@@ -36,7 +36,7 @@ export interface ResizeReport {
 export async function resizeLora(set: AdapterSet, options: ResizeOptions): Promise<{ set: AdapterSet; report: ResizeReport }> {
   const { ctx } = options;
   checkRankChoice(options, 'resize', true);
-  const report: ResizeReport = { backend: activeBackend(), modules: [], relError: 0, unchanged: [], passthrough: [] };
+  const report: ResizeReport = { backend: await ensureBackend(), modules: [], relError: 0, unchanged: [], passthrough: [] };
   ctx?.log?.(`resize to ${options.rank !== undefined ? `rank ${options.rank}` : ''}${options.rank !== undefined && options.energy !== undefined ? ', ' : ''}${options.energy !== undefined ? `energy ${options.energy}` : ''} on the ${report.backend} backend`);
   const fits: LowRank[] = [];
   const patches: Patch[] = [];

@@ -83,6 +83,11 @@ export function activeBackend(): string {
   return active ?? 'none';
 }
 
+/** The backend in use, choosing the default one first if nothing has chosen yet (so every run can say which ran). */
+export async function ensureBackend(): Promise<string> {
+  return active ?? useBackend();
+}
+
 async function select(choice: BackendChoice): Promise<string> {
   const name = choice === 'auto' ? await pickAuto() : choice;
   if (active === name && tf.getBackend() === name) return name;
