@@ -2,10 +2,7 @@ import { z } from 'zod';
 import { defineNode, pathParam } from '../src/graph/node.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import type { ModelValue } from './types.ts';
-import { checkpointArchitecture } from '../src/formats/sd/checkpoint.ts';
-
-/** FLUX.1's transformer has these blocks, whatever the key prefix. */
-const FLUX_MARKERS = [/(^|\.)double_blocks\.\d+\.img_attn\.qkv\.weight$/, /(^|\.)single_blocks\.\d+\.linear1\.weight$/];
+import { checkpointArchitecture } from '../src/formats/index.ts';
 
 export const loadModel = defineNode({
   type: 'load-model',
@@ -26,10 +23,8 @@ export const loadModel = defineNode({
         dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
         bytes += t.end - t.begin;
       }
-      const names = file.tensors.map((t) => t.name);
-      const flux = FLUX_MARKERS.every((re) => names.some((n) => re.test(n)));
-      // Stable Diffusion single files (SD1.5, SD2, SDXL) are told apart by their UNet and text-encoder keys
-      const architecture = flux ? 'flux' : checkpointArchitecture(file.tensors).architecture;
+      // FLUX, SD3, SDXL, SD2 and SD1.5 single files are told apart by their key names (and a few shapes)
+      const { architecture } = checkpointArchitecture(file.tensors);
       const model: ModelValue = { path, tensors: file.tensors.length, bytes, dtypes, metadata: { ...(file.metadata ?? {}) }, architecture };
       return { model };
     } finally {

@@ -3,6 +3,7 @@ export * from './model.ts';
 export { LoraFormatError, type LoraFormatErrorCode } from './errors.ts';
 export { detectFormat, assertFlux, formatDetection, type Detection, type ModuleSummary, type Coverage } from './detect.ts';
 export { detectFile } from './inspect.ts';
+export { checkpointArchitecture, type CheckpointGuess } from './sd/checkpoint.ts';
 export { readLora, type LoraHandle } from './read.ts';
 export { writeLora, type WriteOptions, type WriteReport } from './write/index.ts';
 export { parseFormatName, WRITE_FORMATS, type WriteFormat } from './write/names.ts';
