@@ -22,8 +22,8 @@ import { matrixOf } from './geometry.ts';
 import { seedFromName } from './seed.ts';
 
 /**
- * Values per chunk task: 16 MiB of f32 ΔW inline or on two threads (under the allocator's 32 MiB
- * mmap threshold, so buffers are reused), 4 MiB on more threads, whose working sets add up.
+ * Values per chunk task: 4 Mi (on a product backend its ΔW is 16 MiB of f32, under the allocator's
+ * 32 MiB mmap threshold, so buffers are reused), 1 Mi on more than two threads, whose working sets add up.
  */
 const chunkElements = (threads: number) => (threads > 2 ? 1 << 20 : 1 << 22);
 
@@ -89,18 +89,27 @@ function sharedCopy(values: Float32Array, shared: boolean): Float32Array {
   return out;
 }
 
-/** The LoRA patches of one weight stacked per row slice (weights and scales folded into the ups). */
+/**
+ * The LoRA patches of one weight stacked into groups over disjoint row ranges (weights and scales
+ * folded into the ups): patches whose rows overlap share a group, so every ΔW row comes from one
+ * product and each output value is rounded once.
+ */
 async function deltaGroups(planned: readonly PlannedPatch[], cols: number, shared: boolean): Promise<DeltaGroup[]> {
-  const slices = new Map<string, PlannedPatch[]>();
-  for (const p of planned) slices.set(`${p.rowStart}:${p.rowLen}`, [...(slices.get(`${p.rowStart}:${p.rowLen}`) ?? []), p]);
-  const groups: DeltaGroup[] = [];
-  for (const list of slices.values()) {
-    const { rowStart, rowLen } = list[0]!;
-    const parts = await Promise.all(list.map((p) => readFactorPart(p.patch, p.weight, rowStart)));
-    const s = stackFactors(parts, rowLen, cols);
-    groups.push({ rowStart, rows: rowLen, rank: s.rank, up: sharedCopy(s.up, shared), down: sharedCopy(s.down, shared) });
+  const clusters: { rowStart: number; end: number; patches: PlannedPatch[] }[] = [];
+  for (const p of [...planned].sort((a, b) => a.rowStart - b.rowStart)) {
+    const last = clusters.at(-1);
+    if (last && p.rowStart < last.end) {
+      last.end = Math.max(last.end, p.rowStart + p.rowLen);
+      last.patches.push(p);
+    } else clusters.push({ rowStart: p.rowStart, end: p.rowStart + p.rowLen, patches: [p] });
   }
-  return groups;
+  return Promise.all(
+    clusters.map(async ({ rowStart, end, patches }) => {
+      const parts = await Promise.all(patches.map((p) => readFactorPart(p.patch, p.weight, rowStart)));
+      const s = stackFactors(parts, end - rowStart, cols);
+      return { rowStart, rows: end - rowStart, rank: s.rank, up: sharedCopy(s.up, shared), down: sharedCopy(s.down, shared) };
+    }),
+  );
 }
 
 /** base + ΔW (or a plain dtype conversion when `groups` is empty) in row chunks on the pool. */

@@ -31,7 +31,7 @@ function loop4(body: number[], steps: [local: number, bytes: number][]): number[
 /** bf16_add(src, delta, dst, n4): dst = bf16(f32(src) + delta), round to nearest even, NaN kept quiet. */
 const BF16_ADD = loop4([
   ...op.get(2), // address of the store, below the value on the stack
-  ...op.get(0), ...v128.load16x4u, ...op.i32(16), ...v128.i32shl,
+  ...op.get(0), ...v128.load16x4u(), ...op.i32(16), ...v128.i32shl,
   ...op.get(1), ...v128.load(), ...v128.f32add, ...op.set(4),
   ...roundToBf16Lanes(4, 5), ...op.tee(5), ...op.get(5), ...v128.narrowU,
   ...v128.store64lane0,
@@ -39,7 +39,7 @@ const BF16_ADD = loop4([
 
 /** f32_add(src, delta, dst, n4): dst = src + delta. */
 const F32_ADD = loop4([
-  ...op.get(2), ...op.get(0), ...v128.load(), ...op.get(1), ...v128.load(), ...v128.f32add, ...v128.store,
+  ...op.get(2), ...op.get(0), ...v128.load(), ...op.get(1), ...v128.load(), ...v128.f32add, ...v128.store(),
 ], [[0, 16], [1, 16], [2, 16]]);
 
 const PARAMS = [I32, I32, I32, I32];

@@ -38,7 +38,7 @@ const ENCODE = [
   ...op.get(DST),
   ...op.get(SRC), ...v128.load(0), ...op.set(X), ...roundToBf16Lanes(X, HI),
   ...op.get(SRC), ...v128.load(16), ...op.set(X), ...roundToBf16Lanes(X, HI),
-  ...v128.narrowU, ...v128.store,
+  ...v128.narrowU, ...v128.store(),
   ...op.get(SRC), ...op.i32(32), ...op.i32add, ...op.set(SRC),
   ...op.get(DST), ...op.i32(16), ...op.i32add, ...op.set(DST),
   ...op.br(0),

@@ -5,6 +5,8 @@
  * each and are tested bit for bit against JavaScript.)
  */
 
+import { setFlagsFromString } from 'node:v8';
+
 export function uleb(n: number): number[] {
   const out: number[] = [];
   do {
@@ -58,8 +60,10 @@ const mem = (offset = 0) => [...uleb(0), ...uleb(offset)];
 
 export const v128 = {
   load: (offset = 0) => op.simd(0x00, ...mem(offset)),
-  load16x4u: op.simd(0x04, ...mem()),
-  store: op.simd(0x0b, ...mem()),
+  load16x4u: (offset = 0) => op.simd(0x04, ...mem(offset)),
+  /** Loads one f32 (or i32) into all four lanes. */
+  load32splat: (offset = 0) => op.simd(0x09, ...mem(offset)),
+  store: (offset = 0) => op.simd(0x0b, ...mem(offset)),
   store64lane0: op.simd(0x5b, ...mem(), 0),
   /** v128.const with v in all four i32 lanes. */
   const32: (v: number) => op.simd(0x0c, ...new Uint8Array(Int32Array.of(v, v, v, v).buffer)),
@@ -72,6 +76,9 @@ export const v128 = {
   i32shrU: op.simd(0xad),
   i32add: op.simd(0xae),
   f32add: op.simd(0xe4),
+  f32mul: op.simd(0xe6),
+  /** Relaxed SIMD a·b + c (fused where the CPU has FMA); `relaxedSimd()` says whether it validates here. */
+  f32madd: op.simd(0x105),
   f64lane: (lane: number) => op.simd(0x21, lane),
   f64add: op.simd(0xf0),
   f64mul: op.simd(0xf2),
@@ -124,4 +131,25 @@ const PAGE = 65536;
 /** Grows `memory` to at least `bytes`. */
 export function ensureMemory(memory: WebAssembly.Memory, bytes: number): void {
   if (memory.buffer.byteLength < bytes) memory.grow(Math.ceil((bytes - memory.buffer.byteLength) / PAGE));
+}
+
+const RELAXED_PROBE = assemble([{ name: 'f', params: [], results: [], locals: [V128], code: [...v128.const32(0), ...v128.const32(0), ...v128.const32(0), ...v128.f32madd, ...op.set(0)] }]);
+let relaxed: boolean | undefined;
+
+/**
+ * Whether relaxed SIMD (fused multiply-add) is available. Node 20's V8 has it behind a flag, which
+ * is turned on here the first time this is asked (V8 flags are process-wide, so worker threads
+ * started later see it too); Node 22 and later have it on by default.
+ */
+export function relaxedSimd(): boolean {
+  if (relaxed !== undefined) return relaxed;
+  if (typeof WebAssembly !== 'object') return (relaxed = false);
+  if (!WebAssembly.validate(RELAXED_PROBE)) {
+    try {
+      setFlagsFromString('--experimental-wasm-relaxed-simd');
+    } catch {
+      // not in this runtime: the kernels use separate multiply and add
+    }
+  }
+  return (relaxed = WebAssembly.validate(RELAXED_PROBE));
 }
