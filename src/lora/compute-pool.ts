@@ -14,13 +14,15 @@ const BOOT = new URL('./compute-worker-boot.mjs', import.meta.url);
 const MAX_THREADS = 6;
 
 /**
- * Threads for a backend: CPU backends use all cores but one (which reads, writes and dispatches),
- * and at least two (measured on two cores: 19 s on two workers against 26 s inline, the I/O
- * overlapping the math). GPU and native backends parallelise themselves.
+ * Threads for a backend. On CPU backends the calling thread reads, writes and dispatches while the
+ * kernel copies file data on libuv's threads, so workers pay only with three or more cores: all
+ * cores but one. On two cores the math runs inline (measured with `npm run bench:apply` on two
+ * cores: inline 8.6 s against 11.1 s on two workers, which fought the I/O for the CPU). GPU and
+ * native backends parallelise themselves.
  */
 export function defaultThreads(backend: string): number {
   const cores = availableParallelism();
-  return (backend === 'wasm' || backend === 'cpu') && cores >= 2 ? Math.min(MAX_THREADS, Math.max(2, cores - 1)) : 0;
+  return (backend === 'wasm' || backend === 'cpu') && cores >= 3 ? Math.min(MAX_THREADS, cores - 1) : 0;
 }
 
 interface Pending {
