@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DTYPE_BITS, REFERENCE_DTYPE_ORDER, dtypeBytes, encodeInto, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
 import { SCRATCH_BYTES, giveScratch, takeScratch } from './scratch.ts';
+import { openSink, type Sink } from './sink.ts';
 
 export interface TensorSpec {
   name: string;
@@ -20,6 +21,8 @@ export type TensorOrder = 'reference' | 'given';
 export interface WriterOptions {
   metadata?: Record<string, string>;
   order?: TensorOrder;
+  /** false: write through the page cache even where direct I/O is available (see sink.ts). */
+  direct?: boolean;
 }
 
 export function byteLength(spec: TensorSpec): number {
@@ -97,19 +100,15 @@ function validateSpecs(path: string, specs: readonly TensorSpec[]): void {
  */
 export class SafetensorsWriter {
   private next = 0;
-  private position: number;
   private closed = false;
 
   private constructor(
     readonly path: string,
     private readonly tmpPath: string,
-    private readonly handle: FileHandle,
+    private readonly sink: Sink,
     /** Tensors in the order they must be written. */
     readonly order: readonly TensorSpec[],
-    headerLength: number,
-  ) {
-    this.position = headerLength;
-  }
+  ) {}
 
   static async create(path: string, specs: readonly TensorSpec[], options: WriterOptions = {}): Promise<SafetensorsWriter> {
     validateSpecs(path, specs);
@@ -119,18 +118,19 @@ export class SafetensorsWriter {
     const ordered = orderTensors(specs, options.order ?? 'reference');
     const header = buildHeader(ordered, options.metadata);
     const tmpPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-    let handle: FileHandle;
+    let sink: Sink;
     try {
-      handle = await open(tmpPath, 'wx');
+      sink = await openSink(tmpPath, { direct: options.direct });
     } catch (e) {
+      await rm(tmpPath, { force: true });
       throw new SafetensorsError('WRITE_FAILED', path, `cannot create output (${(e as Error).message})`);
     }
-    const writer = new SafetensorsWriter(path, tmpPath, handle, ordered, 8 + header.byteLength);
+    const writer = new SafetensorsWriter(path, tmpPath, sink, ordered);
     const len = new Uint8Array(8);
     new DataView(len.buffer).setBigUint64(0, BigInt(header.byteLength), true);
     await writer.guard(async () => {
-      await handle.write(len, 0, 8, 0);
-      await handle.write(header, 0, header.byteLength, 8);
+      await sink.append(len);
+      await sink.append(header);
     });
     return writer;
   }
@@ -154,19 +154,10 @@ export class SafetensorsWriter {
     return spec;
   }
 
-  private async writeAt(bytes: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const { bytesWritten } = await this.handle.write(bytes, done, Math.min(1 << 30, bytes.byteLength - done), position + done);
-      done += bytesWritten;
-    }
-  }
-
   /** Writes the stored bytes of the tensor due next. */
   async write(name: string, bytes: Uint8Array): Promise<void> {
     await this.checkNext(name, bytes.byteLength);
-    await this.guard(() => this.writeAt(bytes, this.position), name);
-    this.position += bytes.byteLength;
+    await this.guard(() => this.sink.append(bytes), name);
     this.next++;
   }
 
@@ -192,14 +183,13 @@ export class SafetensorsWriter {
           const part = values.subarray(i, Math.min(values.length, i + step));
           const chunk = encodeInto(part, declared, buffers[k % 2]!.subarray(0, part.length * size));
           await writing;
-          writing = this.writeAt(chunk, this.position + i * size);
+          writing = this.sink.append(chunk);
         }
         await writing;
       }, name);
     } finally {
       buffers.forEach(giveScratch);
     }
-    this.position += values.length * size;
     this.next++;
   }
 
@@ -211,8 +201,8 @@ export class SafetensorsWriter {
       throw new SafetensorsError('WRITE_FAILED', this.path, `commit before every tensor was written`, missing);
     }
     await this.guard(async () => {
-      await this.handle.sync();
-      await this.handle.close();
+      await this.sink.finish();
+      await this.sink.close();
       this.closed = true;
       await rename(this.tmpPath, this.path);
     });
@@ -221,7 +211,7 @@ export class SafetensorsWriter {
   async abort(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      await this.handle.close().catch(() => undefined);
+      await this.sink.close().catch(() => undefined);
     }
     await rm(this.tmpPath, { force: true });
   }
