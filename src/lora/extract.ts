@@ -7,7 +7,7 @@
 import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
 import { SafetensorsFile } from '../safetensors/reader.ts';
 import { ensureBackend } from '../tensor/backend.ts';
-import { isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
+import { decodeInto, dtypeBytes, isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
@@ -111,6 +111,16 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
+/**
+ * One Float32Array reused for every tensor, grown when a larger one comes: a fresh array per
+ * tensor costs a page fault per 4 KiB on first touch, which on virtual machines takes longer than
+ * decoding into memory touched before.
+ */
+function reusedFloats(): (count: number) => Float32Array {
+  let buffer = new Float32Array(0);
+  return (count) => (buffer.length >= count ? buffer : (buffer = new Float32Array(count))).subarray(0, count);
+}
+
 /** LoRA factors are stored at the base's precision, except that fp8 would ruin them. */
 function factorDtype(dtype: DType): DType {
   return dtype === 'F32' || dtype === 'F16' || dtype === 'BF16' ? dtype : 'BF16';
@@ -147,6 +157,8 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
   ctx?.log?.(`extract (${options.rank !== undefined ? `rank ${options.rank}` : `energy ${options.energy}`}) from ${pairs.length} tensor pairs of a ${report.architecture} checkpoint on the ${report.backend} backend`);
   const patches: Patch[] = [];
   const fits: LowRank[] = [];
+  const diffBuffer = reusedFloats();
+  const baseBuffer = reusedFloats();
   for (const [i, { name, baseKey, tunedKey }] of pairs.entries()) {
     checkAborted(ctx);
     ctx?.onProgress?.(i, pairs.length, name);
@@ -161,8 +173,9 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
       report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
       continue;
     }
-    const diff = await tuned.readF32(tunedKey);
-    const b = await base.readF32(baseKey);
+    const count = tBytes.byteLength / dtypeBytes(ti.dtype);
+    const diff = decodeInto(tBytes, ti.dtype, diffBuffer(count));
+    const b = decodeInto(bBytes, bi.dtype, baseBuffer(count));
     let maxAbs = 0;
     for (let j = 0; j < diff.length; j++) {
       const d = diff[j]! - b[j]!;
@@ -198,7 +211,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
       });
       report.modules.push({ key: name, shape, rank: fit.k, relError: fit.relError });
     } else if (options.keepBiases) {
-      patches.push({ component, target: name, adapter: { kind: 'full', diff: memoryTensor(diff, shape, dtype, `extracted ${name} diff`) }, source });
+      patches.push({ component, target: name, adapter: { kind: 'full', diff: memoryTensor(diff.slice(), shape, dtype, `extracted ${name} diff`) }, source });
       report.fullDiffs.push(name);
     } else {
       report.skipped.push({ key: name, reason: `${shape.length}-D tensor differs (max |Δ| ${maxAbs.toExponential(2)}); keepBiases keeps it as a full diff` });
