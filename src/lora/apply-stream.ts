@@ -133,10 +133,7 @@ async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, gro
       stochasticSeed: seed,
     });
   }
-  let outOfRange = 0;
-  if (pool.threads) for (const r of await Promise.all(tasks.map((t) => pool.run(t)))) outOfRange += r;
-  else for (const t of tasks) outOfRange += await pool.run(t);
-  return outOfRange;
+  return (await pool.runAll(tasks)).reduce((a, b) => a + b, 0);
 }
 
 /** Reads, patches, encodes and writes every tensor of `file`, in file order. */

@@ -6,6 +6,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { yieldToEventLoop } from '../tensor/cooperative.ts';
 import { runChunk, type ChunkTask } from './chunk-task.ts';
 
 const BOOT = new URL('./compute-worker-boot.mjs', import.meta.url);
@@ -14,15 +15,13 @@ const BOOT = new URL('./compute-worker-boot.mjs', import.meta.url);
 const MAX_THREADS = 6;
 
 /**
- * Threads for a backend. On CPU backends the calling thread reads, writes and dispatches while the
- * kernel copies file data on libuv's threads, so workers pay only with three or more cores: all
- * cores but one. On two cores the math runs inline (measured with `npm run bench:apply` on two
- * cores: inline 8.6 s against 11.1 s on two workers, which fought the I/O for the CPU). GPU and
- * native backends parallelise themselves.
+ * Worker threads for a backend. On CPU backends the calling thread computes too (see runAll) while
+ * it reads, writes and dispatches, and the kernel copies file data on libuv's threads: all cores
+ * but one. GPU and native backends parallelise themselves.
  */
 export function defaultThreads(backend: string): number {
   const cores = availableParallelism();
-  return (backend === 'wasm' || backend === 'cpu') && cores >= 3 ? Math.min(MAX_THREADS, cores - 1) : 0;
+  return backend === 'wasm' || backend === 'cpu' ? Math.min(MAX_THREADS, cores - 1) : 0;
 }
 
 interface Pending {
@@ -117,6 +116,26 @@ export class ComputePool {
       if (w) this.dispatch(w, task, pending);
       else this.queue.push({ task, pending });
     });
+  }
+
+  /**
+   * Runs every task, on the workers and on the calling thread together: the caller takes the next
+   * queued task whenever it is free (turning the event loop between tasks so finished workers get
+   * their next one), so no core waits while tasks remain. Results come in task order.
+   */
+  async runAll(tasks: readonly ChunkTask[]): Promise<number[]> {
+    const results: number[] = new Array<number>(tasks.length);
+    let next = 0;
+    const onWorkers = async (): Promise<void> => {
+      for (let i = next++; i < tasks.length; i = next++) results[i] = await this.run(tasks[i]!);
+    };
+    const workers = Array.from({ length: this.workers.length }, onWorkers);
+    for (let i = next++; i < tasks.length; i = next++) {
+      results[i] = await runChunk(tasks[i]!);
+      if (this.workers.length) await yieldToEventLoop();
+    }
+    await Promise.all(workers);
+    return results;
   }
 
   async close(): Promise<void> {
