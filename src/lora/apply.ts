@@ -31,7 +31,7 @@ export interface ApplyOptions {
   ignoreTextEncoders?: boolean;
   /** fp8 outputs: round stochastically (seeded by the tensor key) instead of to nearest. */
   stochasticFp8?: boolean;
-  /** Worker threads for the per-tensor math (default: with 3 or more cores, cores − 1 (at most 6) on CPU backends for inputs of 256 MiB or more, else none; 0 = inline). */
+  /** Worker threads for the per-tensor math beside the calling thread (default: cores − 1, at most 6, on CPU backends for inputs of 256 MiB or more, else none; 0 = inline). */
   threads?: number;
   /** Extra metadata for the outputs (over the base's own). */
   metadata?: Record<string, string>;
