@@ -132,7 +132,7 @@ export class ComputePool {
     const workers = Array.from({ length: this.workers.length }, onWorkers);
     for (let i = next++; i < tasks.length; i = next++) {
       results[i] = await runChunk(tasks[i]!);
-      if (this.workers.length) await yieldToEventLoop();
+      await yieldToEventLoop();
     }
     await Promise.all(workers);
     return results;
