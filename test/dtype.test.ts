@@ -4,7 +4,7 @@
  * own output.
  */
 import { describe, expect, it } from 'vitest';
-import { bf16SimdAvailable, encodeBF16Simd } from '../src/tensor/bf16-simd.ts';
+import { bf16SimdAvailable, decodeBF16Simd, encodeBF16Simd } from '../src/tensor/bf16-simd.ts';
 import { decodeInto, decodeToF32, dtypeBytes, encodeFromF32, parseDType, roundTo, type DType } from '../src/tensor/dtype.ts';
 
 const bitsF32 = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
@@ -71,6 +71,29 @@ describe('BF16 encode: round to nearest, ties to even', () => {
       expect((c! & 0x7f80) === 0x7f80 && (c! & 0x7f) !== 0, bits.toString(16)).toBe(true);
       expect(c! >> 15, 'sign kept').toBe(bits >>> 31);
     }
+  });
+});
+
+describe('BF16 decode in bulk (SIMD groups of eight plus the scalar tail)', () => {
+  it('decodes every one of the 65536 codes to the f32 with those top 16 bits, at any byte offset and length', () => {
+    for (const [offset, count] of [[0, 65536], [1, 65536 - 3], [2, 13], [3, 8], [0, 7]] as const) {
+      const backing = new Uint8Array(2 * 65536 + 8);
+      const bytes = backing.subarray(offset, offset + 2 * count);
+      for (let i = 0; i < count; i++) {
+        const code = (i * 40503) & 0xffff; // a permutation of the codes, so neighbours differ
+        bytes[2 * i] = code & 0xff;
+        bytes[2 * i + 1] = code >>> 8;
+      }
+      const got = new Uint32Array(decodeToF32(bytes, 'BF16').buffer);
+      for (let i = 0; i < count; i++) {
+        const code = (i * 40503) & 0xffff;
+        if (got[i] !== ((code << 16) >>> 0)) expect(got[i]!.toString(16), `offset ${offset}, value ${i}`).toBe(((code << 16) >>> 0).toString(16));
+      }
+    }
+  });
+
+  it('the SIMD kernel takes whole groups of eight and leaves the tail to the scalar loop', () => {
+    expect(decodeBF16Simd(new Uint8Array(42), new Float32Array(21))).toBe(16);
   });
 });
 

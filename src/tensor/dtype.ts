@@ -7,7 +7,7 @@
  * encoders also round to nearest even and saturate at the type's range (NaN → 0) instead of
  * wrapping around.
  */
-import { encodeBF16Simd } from './bf16-simd.ts';
+import { decodeBF16Simd, encodeBF16Simd } from './bf16-simd.ts';
 
 export const DTYPES = ['F64', 'F32', 'F16', 'BF16', 'F8_E4M3', 'F8_E5M2', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
 export type DType = (typeof DTYPES)[number];
@@ -193,6 +193,12 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
 }
 
 function decodeBF16(bytes: Uint8Array, out: Float32Array): void {
+  // The SIMD kernel takes whole groups of eight; the loops below (same result) do the rest, or all without SIMD.
+  const done = decodeBF16Simd(bytes, out);
+  if (done > 0) {
+    if (done < out.length) decodeBF16(bytes.subarray(2 * done), out.subarray(done));
+    return;
+  }
   const n = out.length;
   const dst = new Int32Array(out.buffer, out.byteOffset, n);
   if (bytes.byteOffset % 4 !== 0) {

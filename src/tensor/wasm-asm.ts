@@ -72,6 +72,9 @@ export const v128 = {
   bitselect: op.simd(0x52),
   /** Signed: one x86 instruction, where unsigned needs several (kernels compare non-negative values). */
   i32gtS: op.simd(0x3b),
+  /** The low / high four u16 lanes zero-extended to i32. */
+  i32extendLowU16: op.simd(0xa9),
+  i32extendHighU16: op.simd(0xaa),
   i32shl: op.simd(0xab),
   i32shrU: op.simd(0xad),
   i32add: op.simd(0xae),
