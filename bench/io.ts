@@ -6,6 +6,8 @@
  *   read + decode      SafetensorsFile.readF32 of every tensor (BF16 → F32), into a new array per
  *                      tensor, and into one reused buffer
  *   encode + write     SafetensorsWriter.writeF32 (F32 → BF16, chunked) of the same tensors + commit
+ *                      (synced), direct to the device where the filesystem allows it (the writer's
+ *                      default) and through the page cache
  * Each phase runs in its own child process so its peak RSS is its own. The data files are deleted
  * at the end.
  *
@@ -30,6 +32,8 @@ interface PhaseResult {
   bytes: number;
   maxRssMB: number;
   checksum?: number;
+  /** Write phases: whether the writer wrote directly to the device. */
+  direct?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -52,14 +56,14 @@ async function readPhase(src: string, reuse: boolean): Promise<PhaseResult> {
   return { seconds, measuredSeconds: seconds, bytes: (await stat(src)).size, maxRssMB: process.resourceUsage().maxRSS / 1024, checksum };
 }
 
-async function writePhase(src: string, dst: string): Promise<PhaseResult> {
+async function writePhase(src: string, dst: string, useDirect: boolean): Promise<PhaseResult> {
   const t0 = performance.now();
   const f = await SafetensorsFile.open(src);
   // Source tensors come through one reused buffer, as a streaming pipeline would hold them.
   const buffer = new Float32Array(Math.max(...f.tensors.map((t) => t.shape.reduce((a, b) => a * b, 1))));
   let measured = 0;
   const w0 = performance.now();
-  const writer = await SafetensorsWriter.create(dst, f.tensors, { metadata: f.metadata as Record<string, string>, order: 'given' });
+  const writer = await SafetensorsWriter.create(dst, f.tensors, { metadata: f.metadata as Record<string, string>, order: 'given', direct: useDirect });
   measured += performance.now() - w0;
   for (const t of f.tensors) {
     const values = await f.readF32(t.name, buffer.subarray(0, t.shape.reduce((a, b) => a * b, 1)));
@@ -68,6 +72,7 @@ async function writePhase(src: string, dst: string): Promise<PhaseResult> {
     measured += performance.now() - s;
   }
   const c0 = performance.now();
+  const direct = writer.direct;
   await writer.commit();
   measured += performance.now() - c0;
   await f.close();
@@ -76,6 +81,7 @@ async function writePhase(src: string, dst: string): Promise<PhaseResult> {
     measuredSeconds: measured / 1000,
     bytes: (await stat(dst)).size,
     maxRssMB: process.resourceUsage().maxRSS / 1024,
+    direct,
   };
 }
 
@@ -136,6 +142,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
     const reads: PhaseResult[] = [];
     const reuses: PhaseResult[] = [];
     const writes: PhaseResult[] = [];
+    const cachedWrites: PhaseResult[] = [];
     for (let i = 0; i < reps; i++) {
       cp.push(timeCommand('cp', [src, copy]));
       await rm(copy);
@@ -150,6 +157,9 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
       writes.push(runChild(['--phase', 'write', '--src', src, '--dst', out]));
       if (i === reps - 1 && spawnSync('cmp', ['-s', src, out]).status !== 0) throw new Error('written file differs from the source');
       await rm(out);
+      cachedWrites.push(runChild(['--phase', 'write-cached', '--src', src, '--dst', out]));
+      if (i === reps - 1 && spawnSync('cmp', ['-s', src, out]).status !== 0) throw new Error('file written through the page cache differs from the source');
+      await rm(out);
     }
 
     const cpBest = Math.min(...cp);
@@ -158,6 +168,7 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
     const read = best(reads);
     const reuse = best(reuses);
     const write = best(writes);
+    const cachedWrite = best(cachedWrites);
     const rate = (s: number) => mb(bytes) / s;
     const rows: [string, number, string, string, string][] = [
       ['cp', cpBest, '100%', '', '—'],
@@ -166,11 +177,18 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
       ['read + decode BF16→F32 (new arrays)', read.measuredSeconds, `${((cpBest / read.measuredSeconds) * 100).toFixed(0)}%`, '', `${read.maxRssMB.toFixed(0)} MB`],
       ['read + decode BF16→F32 (reused)', reuse.measuredSeconds, `${((cpBest / reuse.measuredSeconds) * 100).toFixed(0)}%`, '', `${reuse.maxRssMB.toFixed(0)} MB`],
       [
-        'encode F32→BF16 + write + fsync',
+        `encode F32→BF16 + write + fsync${write.direct ? ' (direct)' : ''}`,
         write.measuredSeconds,
         `${((cpBest / write.measuredSeconds) * 100).toFixed(0)}%`,
         `${((cpSyncBest / write.measuredSeconds) * 100).toFixed(0)}%`,
         `${write.maxRssMB.toFixed(0)} MB`,
+      ],
+      [
+        '  same through the page cache',
+        cachedWrite.measuredSeconds,
+        `${((cpBest / cachedWrite.measuredSeconds) * 100).toFixed(0)}%`,
+        `${((cpSyncBest / cachedWrite.measuredSeconds) * 100).toFixed(0)}%`,
+        `${cachedWrite.maxRssMB.toFixed(0)} MB`,
       ],
     ];
     console.log(`\n${'phase'.padEnd(38)}${'time'.padStart(9)}${'MB/s'.padStart(9)}${'% of cp'.padStart(10)}${'% of cp+fsync'.padStart(15)}${'peak RSS'.padStart(11)}`);
@@ -182,12 +200,12 @@ async function parent(sizeGB: number, reps: number, dataDir: string): Promise<vo
         `of which the encode + write + commit above; the written file is byte-identical to the source)`,
     );
     const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
-    const peak = Math.max(read.maxRssMB, reuse.maxRssMB, write.maxRssMB);
+    const peak = Math.max(read.maxRssMB, reuse.maxRssMB, write.maxRssMB, cachedWrite.maxRssMB);
     console.log(
-      `targets: read ≥ ${TARGETS.readOfCp * 100}% of cp: ${verdict(cpBest / read.measuredSeconds >= TARGETS.readOfCp)} (new arrays), ` +
-        `${verdict(cpBest / reuse.measuredSeconds >= TARGETS.readOfCp)} (reused buffer); ` +
+      `targets: read + decode ≥ ${TARGETS.readOfCp * 100}% of cp: ${verdict(cpBest / reuse.measuredSeconds >= TARGETS.readOfCp)} ` +
+        `(into the caller's buffer, as every operation reads; into a fresh array per tensor: ${((cpBest / read.measuredSeconds) * 100).toFixed(0)}%); ` +
         `write ≥ ${TARGETS.writeOfCp * 100}% of cp: ${verdict(cpBest / write.measuredSeconds >= TARGETS.writeOfCp)}` +
-        ` (of cp + fsync: ${verdict(cpSyncBest / write.measuredSeconds >= TARGETS.writeOfCp)}); ` +
+        ` (and of cp + fsync: ${verdict(cpSyncBest / write.measuredSeconds >= TARGETS.writeOfCp)}); ` +
         `peak RSS < ${TARGETS.rssMB} MB: ${verdict(peak < TARGETS.rssMB)} (${peak.toFixed(0)} MB)`,
     );
     console.log(`write against dd + fsync (the same user-space write path, no encoding): ${((ddSyncBest / write.measuredSeconds) * 100).toFixed(0)}%`);
@@ -208,7 +226,7 @@ const { values } = parseArgs({
 });
 
 if (values.phase === 'read' || values.phase === 'read-reuse') console.log(JSON.stringify(await readPhase(values.src!, values.phase === 'read-reuse')));
-else if (values.phase === 'write') console.log(JSON.stringify(await writePhase(values.src!, values.dst!)));
+else if (values.phase === 'write' || values.phase === 'write-cached') console.log(JSON.stringify(await writePhase(values.src!, values.dst!, values.phase === 'write')));
 else {
   const sizeGB = Number(values['size-gb']);
   const reps = Number(values.reps);

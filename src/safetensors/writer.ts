@@ -135,6 +135,11 @@ export class SafetensorsWriter {
     return writer;
   }
 
+  /** Whether the file goes to the device directly (O_DIRECT) rather than through the page cache. */
+  get direct(): boolean {
+    return this.sink.direct;
+  }
+
   /** The tensor expected next, or undefined when all are written. */
   get pending(): TensorSpec | undefined {
     return this.order[this.next];
