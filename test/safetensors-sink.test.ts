@@ -46,6 +46,17 @@ describe('file sinks (direct and through the page cache)', () => {
     await Promise.all([direct.close(), buffered.close()]);
   });
 
+  it('LORAFLOW_DIRECT_IO=0 turns direct writes off', async () => {
+    process.env.LORAFLOW_DIRECT_IO = '0';
+    try {
+      const sink = await openSink(fresh());
+      expect(sink.direct).toBe(false);
+      await sink.close();
+    } finally {
+      delete process.env.LORAFLOW_DIRECT_IO;
+    }
+  });
+
   // Appends of awkward sizes: tiny, unaligned, a whole stage, across stage boundaries, and ending on one.
   const layouts: [string, number[]][] = [
     ['one small append', [13]],

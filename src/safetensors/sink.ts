@@ -34,9 +34,14 @@ const ALIGN = 4096;
 export const STAGES = 4;
 export const STAGE = 16 << 20;
 
-/** Opens `path` (which must not exist) for appending, direct where possible. */
+/**
+ * Opens `path` (which must not exist) for appending, direct where possible unless `direct` is
+ * false or the environment sets LORAFLOW_DIRECT_IO=0 (for filesystems that accept O_DIRECT but
+ * misbehave with it).
+ */
 export async function openSink(path: string, opts: { direct?: boolean } = {}): Promise<Sink> {
-  const direct = opts.direct !== false ? await DirectSink.open(path) : undefined;
+  const wanted = opts.direct ?? process.env.LORAFLOW_DIRECT_IO !== '0';
+  const direct = wanted ? await DirectSink.open(path) : undefined;
   return direct ?? new BufferedSink(await open(path, 'wx'));
 }
 
@@ -159,6 +164,7 @@ class DirectSink implements Sink {
  * A STAGE-byte buffer at a device-aligned address. JavaScript cannot see addresses, so this tries
  * each 16-byte offset of an over-allocated buffer with a one-block direct write at the start of
  * the new file (rewritten later); the kernel refuses misaligned ones with EINVAL before any I/O.
+ * Undefined when no offset works or the write fails otherwise (the file is then written buffered).
  */
 function alignedStage(fd: number): Stage | undefined {
   const buffer = new Uint8Array(new ArrayBuffer(STAGE + ALIGN));
@@ -167,7 +173,8 @@ function alignedStage(fd: number): Stage | undefined {
       writeSync(fd, buffer, at, ALIGN, 0);
       return { buffer, at };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+      // EINVAL: misaligned, try the next offset; anything else: no direct writes on this file.
+      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') return undefined;
     }
   }
   return undefined;
