@@ -1,8 +1,8 @@
 /**
- * Worker threads that run applyToBase's chunk tasks in parallel, each with its own backend
- * instance. The wasm backend computes on one core per instance, and the codec loops are plain
- * JavaScript, so spreading whole-row blocks over the cores is what lets a merge keep up with the
- * disk. Tasks carry SharedArrayBuffer views: nothing is copied between threads.
+ * Worker threads that run applyToBase's chunk tasks in parallel with the calling thread, each
+ * with its own backend instance. On the CPU backends each thread computes on one core, so spreading
+ * whole-row blocks over the cores is what lets a merge keep up with the disk. Tasks carry
+ * SharedArrayBuffer views: nothing is copied between threads.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
