@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { DTYPE_BITS, REFERENCE_DTYPE_ORDER, dtypeBytes, encodeInto, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
@@ -211,6 +211,7 @@ export class SafetensorsWriter {
       this.closed = true;
       await rename(this.tmpPath, this.path);
     });
+    await syncDirectory(dirname(this.path));
   }
 
   async abort(): Promise<void> {
@@ -231,6 +232,23 @@ export class SafetensorsWriter {
       const why = err.code === 'ENOSPC' ? 'disk full' : err.message;
       throw new SafetensorsError('WRITE_FAILED', this.path, `write failed: ${why}; no output was left behind`, tensor);
     }
+  }
+}
+
+/**
+ * Makes the rename itself durable (the directory entry), where the platform can sync a directory.
+ * The file is complete either way, so a refusal here is not an error.
+ */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // Windows cannot open or sync directories; some filesystems refuse fsync on them
   }
 }
 
