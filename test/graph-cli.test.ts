@@ -144,6 +144,16 @@ describe('loraflow run', () => {
     const corrupt = await cli('convert', 'garbage.safetensors', 'out/g.safetensors', '--to', 'kohya');
     expect(corrupt.code).toBe(2);
     expect(corrupt.stderr).toContain('garbage.safetensors');
+    // Rank choices: extract and resize need one, and a rank must be an integer (merge, extract, resize alike).
+    for (const [args, message] of [
+      [['extract', 'a.safetensors', 'b.safetensors', 'out/e.safetensors'], 'extract needs --rank N or --energy F'],
+      [['resize', 'a.safetensors', 'out/r.safetensors', '--energy', 'most'], '--energy must be a number, got "most"'],
+      [['merge', 'out/m.safetensors', 'a.safetensors', '--method', 'svd', '--rank', '1.5'], '--rank must be an integer, got "1.5"'],
+    ] as const) {
+      const r = await cli(...args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(message);
+    }
     // A LoRA for twice the width does not fit the base: the run fails, naming the node.
     await writeSampleLora(tmp.path('wide.safetensors'), { format: 'kohya', factor: 32, rank: 2 });
     const misfit = await cli('apply', 'samples/flux-base.safetensors', 'out/misfit.safetensors', 'wide.safetensors');

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError, type Command } from '../command.ts';
-import { dtypeArg, formatArg } from '../recipes/args.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, numberOption, runFlags } from '../recipes/execute.ts';
+import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
+import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
 import { extractRecipe } from '../recipes/extract.ts';
 
 export const extract: Command = {
@@ -23,19 +23,15 @@ ${RUN_OPTIONS_HELP}`,
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, rank: { type: 'string' }, energy: { type: 'string' }, to: { type: 'string' }, dtype: { type: 'string' } },
+      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS },
     });
     if (positionals.length !== 3) throw new UsageError(`extract takes BASE, TUNED and OUT, got ${positionals.length} argument(s)`);
-    if (values.rank === undefined && values.energy === undefined) throw new UsageError('extract needs --rank N or --energy F');
     const paths = new CliPaths();
     const recipe = extractRecipe({
       base: paths.add(positionals[0]!, 'checkpoints'),
       tuned: paths.add(positionals[1]!, 'checkpoints'),
       output: paths.add(positionals[2]!, 'output'),
-      rank: numberOption(values.rank, 'rank', true),
-      energy: numberOption(values.energy, 'energy'),
-      to: formatArg(values.to),
-      dtype: dtypeArg(values.dtype),
+      ...lowRankArgs(values, 'extract'),
     });
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
   },

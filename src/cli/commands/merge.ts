@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError, type Command } from '../command.ts';
-import { dtypeArg, formatArg } from '../recipes/args.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, numberOption, parseWeighted, runFlags } from '../recipes/execute.ts';
+import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
+import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseWeighted, runFlags } from '../recipes/execute.ts';
 import { mergeRecipe } from '../recipes/merge.ts';
 
 export const merge: Command = {
@@ -27,7 +27,7 @@ ${RUN_OPTIONS_HELP}`,
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, method: { type: 'string', default: 'concat' }, rank: { type: 'string' }, energy: { type: 'string' }, to: { type: 'string' }, dtype: { type: 'string' }, 'block-weights': { type: 'string' } },
+      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS, method: { type: 'string', default: 'concat' }, 'block-weights': { type: 'string' } },
     });
     if (positionals.length < 2) throw new UsageError('merge takes OUT and at least one LoRA');
     if (values.method !== 'concat' && values.method !== 'svd') throw new UsageError(`--method must be concat or svd, got "${values.method}"`);
@@ -40,10 +40,7 @@ ${RUN_OPTIONS_HELP}`,
         return { path: paths.add(path, 'loras'), weight };
       }),
       method: values.method,
-      rank: numberOption(values.rank, 'rank', true),
-      energy: numberOption(values.energy, 'energy'),
-      to: formatArg(values.to),
-      dtype: dtypeArg(values.dtype),
+      ...lowRankArgs(values),
       blockWeights: values['block-weights'],
     });
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });

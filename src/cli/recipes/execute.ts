@@ -137,11 +137,4 @@ export function parseWeighted(arg: string): { path: string; weight: number } {
   return { path: arg, weight: 1 };
 }
 
-export function numberOption(value: string | undefined, name: string, integer = false): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'}, got "${value}"`);
-  return n;
-}
-
 export { parseArgs };
