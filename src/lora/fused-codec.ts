@@ -42,31 +42,32 @@ export function encodeValues(values: Float32Array, dtype: DType, opts: EncodeOpt
   return encodeFromF32(values, dtype);
 }
 
-function bf16Add(input: Uint8Array, delta: Float32Array | undefined, output: Uint8Array): void {
-  const n = input.byteLength / 2;
-  const src = new Uint16Array(input.buffer, input.byteOffset, n);
-  const dst = new Uint16Array(output.buffer, output.byteOffset, n);
-  if (!delta) {
-    dst.set(src);
-    return;
-  }
-  const k = simd();
-  if (k) k.bf16Add(src, delta, dst);
-  else bf16AddScalar(src, delta, dst);
+/** One same-dtype pair added and rounded in one pass: the SIMD kernel, or the scalar loop without SIMD. */
+interface SameDtypeAdd {
+  bytes: number;
+  run(input: Uint8Array, delta: Float32Array, output: Uint8Array): void;
 }
 
-function f32Add(input: Uint8Array, delta: Float32Array | undefined, output: Uint8Array): void {
-  const n = input.byteLength / 4;
-  const src = new Float32Array(input.buffer, input.byteOffset, n);
-  const dst = new Float32Array(output.buffer, output.byteOffset, n);
-  if (!delta) {
-    dst.set(src);
-    return;
-  }
-  const k = simd();
-  if (k) k.f32Add(src, delta, dst);
-  else f32AddScalar(src, delta, dst);
+function sameDtypeAdd<T extends Uint16Array | Float32Array>(
+  bytes: number,
+  view: (b: ArrayBufferLike, offset: number, length: number) => T,
+  kernel: (k: AddRoundKernels) => (src: T, delta: Float32Array, dst: T) => void,
+  scalar: (src: T, delta: Float32Array, dst: T) => void,
+): SameDtypeAdd {
+  return {
+    bytes,
+    run(input, delta, output) {
+      const n = input.byteLength / bytes;
+      const k = simd();
+      (k ? kernel(k) : scalar)(view(input.buffer, input.byteOffset, n), delta, view(output.buffer, output.byteOffset, n));
+    },
+  };
 }
+
+const SAME_DTYPE_ADD: Partial<Record<DType, SameDtypeAdd>> = {
+  BF16: sameDtypeAdd(2, (b, o, n) => new Uint16Array(b, o, n), (k) => k.bf16Add, bf16AddScalar),
+  F32: sameDtypeAdd(4, (b, o, n) => new Float32Array(b, o, n), (k) => k.f32Add, f32AddScalar),
+};
 
 /**
  * output = encode_out(decode_in(input) + delta), or a plain conversion without delta. `input` and
@@ -74,12 +75,13 @@ function f32Add(input: Uint8Array, delta: Float32Array | undefined, output: Uint
  * did not fit the output dtype.
  */
 export function addAndEncode(input: Uint8Array, inDtype: DType, delta: Float32Array | undefined, outDtype: DType, output: Uint8Array, opts: EncodeOptions = {}): number {
-  if (inDtype === outDtype && inDtype === 'BF16' && input.byteOffset % 2 === 0 && output.byteOffset % 2 === 0) {
-    bf16Add(input, delta, output);
+  if (inDtype === outDtype && !delta) {
+    output.set(input);
     return 0;
   }
-  if (inDtype === outDtype && inDtype === 'F32' && input.byteOffset % 4 === 0 && output.byteOffset % 4 === 0) {
-    f32Add(input, delta, output);
+  const same = inDtype === outDtype ? SAME_DTYPE_ADD[inDtype] : undefined;
+  if (same && delta && input.byteOffset % same.bytes === 0 && output.byteOffset % same.bytes === 0) {
+    same.run(input, delta, output);
     return 0;
   }
   const values = decodeToF32(input, inDtype);
