@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ZodError } from 'zod';
+import { HTTP_STATUS, LoraflowError } from '../src/errors.ts';
 
 /**
  * Every failure the API reports, as `{ error: { code, message, details } }`: a stable `code` for
@@ -43,6 +44,10 @@ export const errorHandler: ErrorRequestHandler = (err, _req, res, next) => {
   if (res.headersSent) return next(err);
   if (err instanceof ApiError) {
     res.status(err.status).json(errorBody(err.code, err.message, err.details));
+    return;
+  }
+  if (err instanceof LoraflowError) {
+    res.status(HTTP_STATUS[err.fault]).json(errorBody(err.code.toLowerCase(), err.message));
     return;
   }
   if (err instanceof ZodError) {

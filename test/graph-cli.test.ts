@@ -154,10 +154,10 @@ describe('loraflow run', () => {
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toContain(message);
     }
-    // A LoRA for twice the width does not fit the base: the run fails, naming the node.
+    // A LoRA for twice the width does not fit the base: invalid input, naming the node.
     await writeSampleLora(tmp.path('wide.safetensors'), { format: 'kohya', factor: 32, rank: 2 });
     const misfit = await cli('apply', 'samples/flux-base.safetensors', 'out/misfit.safetensors', 'wide.safetensors');
-    expect(misfit.code).toBe(1);
+    expect(misfit.code).toBe(2);
     expect(misfit.stderr).toContain('node "apply" (merge-into-base) failed');
     expect(await readdir(tmp.path('out'))).not.toContain('misfit.safetensors');
   });

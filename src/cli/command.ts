@@ -2,6 +2,7 @@
  * What every CLI command is, and how a command says "the input is wrong" (exit code 2) as opposed
  * to "the run failed" (exit code 1).
  */
+import { EXIT_CODE, LoraflowError } from '../errors.ts';
 
 export interface Command {
   name: string;
@@ -14,14 +15,13 @@ export interface Command {
 }
 
 export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
-export const EXIT_INVALID_INPUT = 2;
+export const EXIT_FAILED = EXIT_CODE.failure;
+export const EXIT_INVALID_INPUT = EXIT_CODE.input;
 
 /** Wrong arguments or an unusable input file: the user must change something, retrying won't help. */
-export class UsageError extends Error {
-  readonly exitCode = EXIT_INVALID_INPUT;
+export class UsageError extends LoraflowError {
   constructor(message: string) {
-    super(message);
+    super('input', 'USAGE', message);
     this.name = 'UsageError';
   }
 }

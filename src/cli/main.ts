@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { SafetensorsError } from '../safetensors/errors.ts';
+import { EXIT_CODE, faultOf } from '../errors.ts';
 import { EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, type Command } from './command.ts';
 import { commands } from './commands/index.ts';
 
@@ -24,18 +25,6 @@ async function overview(): Promise<string> {
     'Run `loraflow COMMAND --help` for a command\'s arguments and options.',
     'Exit codes: 0 ok, 1 the run failed, 2 invalid input.',
   ].join('\n');
-}
-
-/** Error codes of a file we could not read as asked; everything else from the safetensors layer is a failed write. */
-const SAFETENSORS_RUN_FAILURES = new Set(['WRITE_FAILED']);
-
-function exitCodeOf(error: unknown): number {
-  if (error instanceof SafetensorsError) return SAFETENSORS_RUN_FAILURES.has(error.code) ? EXIT_FAILED : EXIT_INVALID_INPUT;
-  const e = error as { exitCode?: unknown; code?: unknown };
-  if (typeof e?.exitCode === 'number') return e.exitCode;
-  // node:util parseArgs: unknown option, missing value, unexpected positional…
-  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) return EXIT_INVALID_INPUT;
-  return EXIT_FAILED;
 }
 
 function describe(error: unknown): string {
@@ -70,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (error) {
-    const code = exitCodeOf(error);
+    const code = EXIT_CODE[faultOf(error)];
     process.stderr.write(`loraflow ${command.name}: error: ${describe(error)}\n`);
     if (code === EXIT_INVALID_INPUT && !(error instanceof SafetensorsError)) {
       process.stderr.write(`Run \`loraflow ${command.name} --help\` for usage.\n`);

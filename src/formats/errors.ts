@@ -3,6 +3,7 @@
  * tensors do not fit together, or an adapter a target format cannot express. The message always
  * names the file and/or module, so the user can find what is wrong.
  */
+import { LoraflowError } from '../errors.ts';
 export type LoraFormatErrorCode =
   | 'BAD_SHAPES'
   | 'NOT_FLUX'
@@ -10,14 +11,15 @@ export type LoraFormatErrorCode =
   | 'UNKNOWN_FORMAT'
   | 'SAME_PATH';
 
-export class LoraFormatError extends Error {
+export class LoraFormatError extends LoraflowError {
+  declare readonly code: LoraFormatErrorCode;
   constructor(
-    readonly code: LoraFormatErrorCode,
+    code: LoraFormatErrorCode,
     message: string,
     /** The module (as the file spells it, or the canonical target) the problem is about. */
     readonly module?: string,
   ) {
-    super(message);
+    super('input', code, message);
     this.name = 'LoraFormatError';
   }
 }

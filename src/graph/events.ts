@@ -1,3 +1,4 @@
+import type { Fault } from '../errors.ts';
 import type { Problem } from './problems.ts';
 
 /**
@@ -51,6 +52,7 @@ export type RunEvent =
       title?: string;
       errorName: string;
       code?: string;
+      fault: Fault;
       message: string;
       stack?: string;
       /** A summary of each input value the failing node received. */

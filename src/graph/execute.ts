@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { faultOf, type Fault } from '../errors.ts';
 import { canonicalRecipe, withoutUi } from './canonical.ts';
 import { RunCache, cacheKey, fingerprintFile, type FileFingerprint } from './cache.ts';
 import { describeValue, jsonSafe } from './describe.ts';
@@ -50,6 +51,8 @@ export interface RunError {
   errorName: string;
   /** The error's own `code`, when it has a string one (e.g. a file-format error code). */
   code?: string;
+  /** Whose move it is: the user's input (exit 2) or a failed run (exit 1). */
+  fault: Fault;
   message: string;
 }
 
@@ -254,13 +257,13 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
     const done = [...info.cached, ...executed];
     if (signal.aborted) {
       status = 'cancelled';
-      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: 'AbortError', message: 'cancelled' };
+      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: 'AbortError', fault: 'failure', message: 'cancelled' };
       events.emit({ type: 'run.cancelled', ms: ms(), ...(current ? { nodeId: current.id, nodeType: current.def.type } : {}), executed: done });
     } else {
       status = 'error';
       const err = e instanceof Error ? e : new Error(String(e));
       const code = (err as { code?: unknown }).code;
-      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, ...(typeof code === 'string' ? { code } : {}), message: err.message };
+      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, ...(typeof code === 'string' ? { code } : {}), fault: faultOf(err), message: err.message };
       events.emit({
         type: 'run.error',
         ms: ms(),
@@ -275,6 +278,7 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
           : {}),
         errorName: err.name,
         ...(typeof code === 'string' ? { code } : {}),
+        fault: error.fault,
         message: err.message,
         stack: err.stack,
         executed: done,

@@ -2,6 +2,7 @@
  * Validation problems: a recipe is checked as a whole before anything runs, and every problem is
  * reported at once, each naming the node (id and type) and the input, param or expose entry involved.
  */
+import { LoraflowError } from '../errors.ts';
 
 export type ProblemCode =
   | 'parse_error'
@@ -56,9 +57,9 @@ export function formatProblems(problems: readonly Problem[]): string {
   return [head, ...problems.map((p) => `  - ${formatProblem(p)}`)].join('\n');
 }
 
-export class RecipeInvalidError extends Error {
+export class RecipeInvalidError extends LoraflowError {
   constructor(readonly problems: Problem[]) {
-    super(formatProblems(problems));
+    super('input', 'RECIPE_INVALID', formatProblems(problems));
     this.name = 'RecipeInvalidError';
   }
 }

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import YAML from 'yaml';
+import { LoraflowError } from '../errors.ts';
 import { SEMVER_PATTERN } from './semver.ts';
 
 /**
@@ -89,12 +90,12 @@ export function recipeJsonSchema(): Record<string, unknown> {
   return { title: 'loraflow recipe', ...schema };
 }
 
-export class RecipeParseError extends Error {
+export class RecipeParseError extends LoraflowError {
   constructor(
     readonly source: string,
     message: string,
   ) {
-    super(`${source}: ${message}`);
+    super('input', 'RECIPE_PARSE', `${source}: ${message}`);
     this.name = 'RecipeParseError';
   }
 }

@@ -1,5 +1,6 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { LoraflowError } from '../errors.ts';
 
 /**
  * Model roots: file-path params are resolved against the directory configured for their kind
@@ -11,13 +12,13 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 
 export type RootsConfig = Readonly<Record<string, string | readonly string[]>>;
 
-export class PathEscapeError extends Error {
+export class PathEscapeError extends LoraflowError {
   constructor(
     readonly value: string,
     readonly kind: string,
     readonly roots: readonly string[],
   ) {
-    super(`path "${value}" is outside the ${kind} root (${roots.join(', ')}); use a path inside it or configure the root (--root ${kind}=DIR)`);
+    super('input', 'PATH_ESCAPE', `path "${value}" is outside the ${kind} root (${roots.join(', ')}); use a path inside it or configure the root (--root ${kind}=DIR)`);
     this.name = 'PathEscapeError';
   }
 }

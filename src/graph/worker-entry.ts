@@ -1,4 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
+import { faultOf } from '../errors.ts';
 import { RunCache } from './cache.ts';
 import { runRecipe, type RunResult } from './execute.ts';
 import { NodeRegistry } from './registry.ts';
@@ -45,7 +46,7 @@ port.on('message', (msg: ToWorker) => {
       result = rest;
     } catch (e) {
       const err = e as Error;
-      result = { runId, status: 'error', ms: 0, outputs: {}, written: [], executed: [], cached: [], error: { errorName: err.name, message: err.message } };
+      result = { runId, status: 'error', ms: 0, outputs: {}, written: [], executed: [], cached: [], error: { errorName: err.name, fault: faultOf(err), message: err.message } };
     }
     controllers.delete(runId);
     post({ type: 'result', runId, result });

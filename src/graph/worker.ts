@@ -48,7 +48,7 @@ function moduleUrl(m: string | URL): string {
 }
 
 function failed(runId: string, message: string): RunResult {
-  return { runId, status: 'error', ms: 0, outputs: {}, written: [], executed: [], cached: [], error: { errorName: 'WorkerError', message } };
+  return { runId, status: 'error', ms: 0, outputs: {}, written: [], executed: [], cached: [], error: { errorName: 'WorkerError', fault: 'failure', message } };
 }
 
 export class GraphWorker {

@@ -10,6 +10,7 @@ import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
 import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
 import { crossArchitectureProblem, locateOpenClipPatch } from '../formats/sd/checkpoint.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export type FileRole = 'base' | 'clip_l' | 't5';
 
@@ -33,11 +34,8 @@ export interface FilePlan {
   byKey: Map<string, PlannedPatch[]>;
 }
 
-export class ApplyError extends Error {
-  constructor(message: string) {
-    super(`apply: ${message}`);
-    this.name = 'ApplyError';
-  }
+export function applyError(message: string): LoraflowError {
+  return inputError('APPLY', `apply: ${message}`);
 }
 
 /** Where a component's weights sit inside a checkpoint file (ComfyUI full checkpoints prefix them). */
@@ -126,12 +124,12 @@ export async function planApply(input: PlanInput): Promise<Plan> {
   const outputPaths = new Set<string>();
   for (const o of outputs) {
     const out = resolve(o.out);
-    if (inputPaths.has(out)) throw new ApplyError(`${o.role}: the output ${o.out} is an input file; write to a new file (inputs are never modified)`);
-    if (outputPaths.has(out)) throw new ApplyError(`${o.out} is named as the output of two files`);
+    if (inputPaths.has(out)) throw applyError(`${o.role}: the output ${o.out} is an input file; write to a new file (inputs are never modified)`);
+    if (outputPaths.has(out)) throw applyError(`${o.out} is named as the output of two files`);
     outputPaths.add(out);
   }
   input.loras.forEach(({ weight }, i) => {
-    if (!Number.isFinite(weight)) throw new ApplyError(`LoRA ${i + 1}: weight ${weight} is not a finite number`);
+    if (!Number.isFinite(weight)) throw applyError(`LoRA ${i + 1}: weight ${weight} is not a finite number`);
   });
 
   const opened: SafetensorsFile[] = [];
@@ -141,7 +139,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
     const fileFor = (role: FileRole) => files.find((f) => f.role === role);
     const baseFile = fileFor('base')!;
     const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
-    if (foreign) throw new ApplyError(foreign);
+    if (foreign) throw applyError(foreign);
 
     const routed = new Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>();
     const ignored: string[] = [];
@@ -168,7 +166,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
       }
     });
     if (homeless.length) {
-      throw new ApplyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
+      throw applyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
     }
 
     const problems: string[] = [];
@@ -201,7 +199,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
         const sets = list.filter((p) => p.patch.adapter.kind === 'set');
         if (sets.length > 1) problems.push(`${key}: replaced outright by ${sets.length} patches (${sets.map((p) => `${p.patch.source.module}, LoRA ${p.input + 1}`).join('; ')}); only one replacement per weight makes sense`);
       }
-    if (problems.length) throw new ApplyError(`${problems.length} patches do not fit the base (nothing was written):\n  ${problems.slice(0, 40).join('\n  ')}${problems.length > 40 ? `\n  … and ${problems.length - 40} more` : ''}`);
+    if (problems.length) throw applyError(`${problems.length} patches do not fit the base (nothing was written):\n  ${problems.slice(0, 40).join('\n  ')}${problems.length > 40 ? `\n  … and ${problems.length - 40} more` : ''}`);
     return { files, ignored, omitted };
   } catch (e) {
     await Promise.all(opened.map((f) => f.close()));

@@ -12,12 +12,11 @@ import type { AdapterSet } from '../formats/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
 import { isFp8 } from '../tensor/fp8-round.ts';
-import { planApply, ApplyError, type FilePlan } from './apply-plan.ts';
+import { planApply, applyError, type FilePlan } from './apply-plan.ts';
 import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
 
-export { ApplyError } from './apply-plan.ts';
 
 export interface ApplyOptions {
   base: string;
@@ -88,7 +87,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const started = performance.now();
   const { ctx } = options;
   const dtype = parseChoice(options.dtype);
-  if (dtype !== 'keep' && !isFloatDType(dtype)) throw new ApplyError(`output dtype ${dtype} is not a floating-point dtype`);
+  if (dtype !== 'keep' && !isFloatDType(dtype)) throw applyError(`output dtype ${dtype} is not a floating-point dtype`);
   const plan = await planApply(options);
   const backend = await ensureBackend();
   const report: ApplyReport = {

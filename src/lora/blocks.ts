@@ -6,6 +6,7 @@ import type { AdapterSet, Patch } from '../formats/model.ts';
 import { scalePatches } from './scale.ts';
 import { parseSdBlockWeights, sdBlockIds, sdBlockOf } from '../formats/sd/blocks.ts';
 import { isSdArchitecture } from '../formats/sd/unet.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export const FLUX_DOUBLE_BLOCKS = 19;
 export const FLUX_SINGLE_BLOCKS = 38;
@@ -55,11 +56,8 @@ export function blockOf(patch: Pick<Patch, 'component' | 'target'>): string | un
   return undefined;
 }
 
-export class BlockWeightError extends Error {
-  constructor(message: string) {
-    super(`block weights: ${message}`);
-    this.name = 'BlockWeightError';
-  }
+export function blockWeightError(message: string): LoraflowError {
+  return inputError('BLOCK_WEIGHTS', `block weights: ${message}`);
 }
 
 /** One weight per block id (all 61 present). */
@@ -69,7 +67,7 @@ export type BlockWeightSpec = string | readonly number[] | Readonly<Record<strin
 
 function number(text: string, where: string): number {
   const v = Number(text.trim());
-  if (text.trim() === '' || !Number.isFinite(v)) throw new BlockWeightError(`${where}: "${text}" is not a number`);
+  if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
   return v;
 }
 
@@ -85,9 +83,9 @@ function expandId(token: string): string[] {
     for (let i = Math.min(from, to); i <= Math.max(from, to); i++) ids.push(`${range[1]}${pad2(i)}`);
     const missing = ids.find((x) => !BLOCK_INDEX.has(x));
     if (!missing) return ids;
-    throw new BlockWeightError(`range ${token.trim()} goes past the last block (${missing} is not a FLUX block id)`);
+    throw blockWeightError(`range ${token.trim()} goes past the last block (${missing} is not a FLUX block id)`);
   }
-  throw new BlockWeightError(`unknown block id "${token.trim()}" (expected one of CLIP, T5, IN, D00–D18, S00–S37, OUT, or a range like D00-D18)`);
+  throw blockWeightError(`unknown block id "${token.trim()}" (expected one of CLIP, T5, IN, D00–D18, S00–S37, OUT, or a range like D00-D18)`);
 }
 
 /**
@@ -99,10 +97,10 @@ export function parseBlockWeights(spec: BlockWeightSpec): BlockWeights {
   const weights = new Map(FLUX_BLOCK_IDS.map((id) => [id, 1]));
   const fromList = (values: readonly number[]) => {
     if (values.length !== FLUX_BLOCK_IDS.length) {
-      throw new BlockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
+      throw blockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
     }
     values.forEach((v, i) => {
-      if (!Number.isFinite(v)) throw new BlockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
+      if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
       weights.set(FLUX_BLOCK_IDS[i]!, v);
     });
   };
@@ -113,17 +111,17 @@ export function parseBlockWeights(spec: BlockWeightSpec): BlockWeights {
   if (Array.isArray(spec)) fromList(spec as readonly number[]);
   else if (typeof spec === 'string') {
     const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
-    if (parts.length === 0) throw new BlockWeightError('empty specification');
+    if (parts.length === 0) throw blockWeightError('empty specification');
     if (parts.some((p) => p.includes('='))) {
       for (const part of parts) {
         const eq = part.indexOf('=');
-        if (eq < 0) throw new BlockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
+        if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
         assign(part.slice(0, eq), number(part.slice(eq + 1), part.slice(0, eq).trim()));
       }
     } else fromList(parts.map((p, i) => number(p, `value ${i + 1}`)));
   } else {
     for (const [token, value] of Object.entries(spec)) {
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw new BlockWeightError(`${token}: ${String(value)} is not a finite number`);
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
       assign(token, value);
     }
   }
@@ -148,12 +146,12 @@ function schemeOf(set: AdapterSet): { ids: readonly string[]; parse: (spec: Bloc
   if (isSdArchitecture(arch)) {
     const parse = (spec: BlockWeightSpec) => {
       const r = parseSdBlockWeights(arch, spec);
-      if ('error' in r) throw new BlockWeightError(r.error);
+      if ('error' in r) throw blockWeightError(r.error);
       return r.weights;
     };
     return { ids: sdBlockIds(arch), parse, blockOf: (patch) => sdBlockOf(patch, arch) };
   }
-  if (arch !== 'flux') throw new BlockWeightError(`block weights apply to FLUX, SD1.5/SD2 and SDXL LoRAs, not to a ${arch} LoRA (format ${set.format})`);
+  if (arch !== 'flux') throw blockWeightError(`block weights apply to FLUX, SD1.5/SD2 and SDXL LoRAs, not to a ${arch} LoRA (format ${set.format})`);
   return { ids: FLUX_BLOCK_IDS, parse: parseBlockWeights, blockOf };
 }
 
@@ -179,7 +177,7 @@ export function applyBlockWeights(set: AdapterSet, spec: BlockWeightSpec | Block
   const scheme = schemeOf(set);
   const weights = spec instanceof Map ? (spec as BlockWeights) : scheme.parse(spec as BlockWeightSpec);
   const foreign = [...weights.keys()].filter((id) => !scheme.ids.includes(id));
-  if (foreign.length) throw new BlockWeightError(`${foreign.slice(0, 5).join(', ')} are not block ids of a ${set.architecture} LoRA (${scheme.ids[0]}, …, ${scheme.ids.at(-1)})`);
+  if (foreign.length) throw blockWeightError(`${foreign.slice(0, 5).join(', ')} are not block ids of a ${set.architecture} LoRA (${scheme.ids[0]}, …, ${scheme.ids.at(-1)})`);
   const unassigned: string[] = [];
   const { set: out, report } = scalePatches(set, (patch) => {
     const block = scheme.blockOf(patch);

@@ -6,7 +6,7 @@
 import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { matmul } from '../tensor/linalg.ts';
-import { AdapterShapeError, loraDims } from './factors.ts';
+import { adapterShapeError, loraDims } from './factors.ts';
 import { withoutTucker } from '../formats/sd/tucker.ts';
 
 export interface DenseMatrix {
@@ -23,13 +23,13 @@ function dims(t: LazyTensor): { rows: number; cols: number } {
 async function product(a: LazyTensor, b: LazyTensor, module: string, what: string): Promise<DenseMatrix> {
   const A = dims(a);
   const B = dims(b);
-  if (A.cols !== B.rows) throw new AdapterShapeError(module, `${what}: [${a.shape}] @ [${b.shape}] do not multiply`);
+  if (A.cols !== B.rows) throw adapterShapeError(module, `${what}: [${a.shape}] @ [${b.shape}] do not multiply`);
   return { rows: A.rows, cols: B.cols, data: await matmul(await a.f32(), [A.rows, A.cols], await b.f32(), [B.rows, B.cols]) };
 }
 
 async function wholeOrProduct(w: LazyTensor | undefined, a: LazyTensor | undefined, b: LazyTensor | undefined, module: string, what: string): Promise<DenseMatrix> {
   if (w) return { ...dims(w), data: await w.f32() };
-  if (!a || !b) throw new AdapterShapeError(module, `${what} has neither a whole factor nor both halves`);
+  if (!a || !b) throw adapterShapeError(module, `${what} has neither a whole factor nor both halves`);
   return product(a, b, module, what);
 }
 
@@ -68,7 +68,7 @@ export async function denseDelta(tucker: Adapter, module: string): Promise<Dense
     case 'loha': {
       const a = await product(adapter.w1a, adapter.w1b, module, 'hada_w1');
       const b = await product(adapter.w2a, adapter.w2b, module, 'hada_w2');
-      if (a.rows !== b.rows || a.cols !== b.cols) throw new AdapterShapeError(module, `LoHa halves are [${a.rows},${a.cols}] and [${b.rows},${b.cols}]`);
+      if (a.rows !== b.rows || a.cols !== b.cols) throw adapterShapeError(module, `LoHa halves are [${a.rows},${a.cols}] and [${b.rows},${b.cols}]`);
       for (let i = 0; i < a.data.length; i++) a.data[i]! *= b.data[i]!;
       return scaled(a, adapter.scale);
     }

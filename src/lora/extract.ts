@@ -15,6 +15,7 @@ import { seedFromName } from './seed.ts';
 import { checkpointArchitecture } from '../formats/sd/checkpoint.ts';
 import { canonicalExtraction } from '../formats/sd/extracted.ts';
 import { isSdArchitecture } from '../formats/sd/unet.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export interface ExtractOptions extends RankChoice {
   base: string;
@@ -51,11 +52,8 @@ export interface ExtractReport {
   skipped: { key: string; reason: string }[];
 }
 
-export class ExtractError extends Error {
-  constructor(message: string) {
-    super(`extract: ${message}`);
-    this.name = 'ExtractError';
-  }
+export function extractError(message: string): LoraflowError {
+  return inputError('EXTRACT', `extract: ${message}`);
 }
 
 /** Checkpoint key prefixes around the diffusion model's own names (ComfyUI full checkpoints). */
@@ -103,7 +101,7 @@ function pairKeys(base: SafetensorsFile, tuned: SafetensorsFile): { name: string
     onlyTuned.length ? `${onlyTuned.length} tensors only in ${tuned.path}: ${listNames(onlyTuned)}` : '',
     shapes.length ? `${shapes.length} tensors with different shapes: ${listNames(shapes)}` : '',
   ].filter(Boolean);
-  if (problems.length) throw new ExtractError(`the checkpoints do not match: ${problems.join('; ')}`);
+  if (problems.length) throw extractError(`the checkpoints do not match: ${problems.join('; ')}`);
   return pairs;
 }
 
@@ -130,9 +128,9 @@ export async function extractLora(options: ExtractOptions): Promise<{ set: Adapt
   const { minDiff = 0 } = options;
   checkRankChoice(options, 'extract', true);
   if (options.maxRank !== undefined && (!Number.isInteger(options.maxRank) || options.maxRank < 1)) {
-    throw new ExtractError(`maxRank must be a positive integer, got ${options.maxRank}`);
+    throw extractError(`maxRank must be a positive integer, got ${options.maxRank}`);
   }
-  if (!(minDiff >= 0)) throw new ExtractError(`minDiff must be ≥ 0, got ${minDiff}`);
+  if (!(minDiff >= 0)) throw extractError(`minDiff must be ≥ 0, got ${minDiff}`);
   const base = await SafetensorsFile.open(options.base);
   try {
     const tuned = await SafetensorsFile.open(options.tuned);

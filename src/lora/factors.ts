@@ -8,12 +8,10 @@
 import type { LoraAdapter, Patch } from '../formats/model.ts';
 import { plainLora } from '../formats/sd/tucker.ts';
 import { numel } from '../tensor/lazy.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
-export class AdapterShapeError extends Error {
-  constructor(module: string, message: string) {
-    super(`${module}: ${message}`);
-    this.name = 'AdapterShapeError';
-  }
+export function adapterShapeError(module: string, message: string): LoraflowError {
+  return inputError('BAD_SHAPES', `${module}: ${message}`);
 }
 
 /** A LoRA's rows, rank and input width (conv weights flattened to [out, in·kh·kw]), checked for consistency. */
@@ -23,10 +21,10 @@ export function loraDims(adapter: LoraAdapter, module: string): { rows: number; 
   const rank = adapter.down.shape[0] ?? 0;
   const rows = adapter.up.shape[0] ?? 0;
   if (adapter.down.shape.length < 2 || adapter.up.shape.length < 2 || rank === 0) {
-    throw new AdapterShapeError(module, `down [${adapter.down.shape}] / up [${adapter.up.shape}] are not LoRA factors`);
+    throw adapterShapeError(module, `down [${adapter.down.shape}] / up [${adapter.up.shape}] are not LoRA factors`);
   }
   if (numel(adapter.up.shape) !== rows * rank) {
-    throw new AdapterShapeError(module, `up [${adapter.up.shape}] does not match the rank ${rank} of down [${adapter.down.shape}]`);
+    throw adapterShapeError(module, `up [${adapter.up.shape}] does not match the rank ${rank} of down [${adapter.down.shape}]`);
   }
   return { rows, rank, cols: numel(adapter.down.shape) / rank };
 }
@@ -45,7 +43,7 @@ export interface FactorPart {
 
 /** Reads one LoRA patch's factors (rowStart relative to `originRow`). */
 export async function readFactorPart(patch: Patch, factor: number, originRow = 0): Promise<FactorPart> {
-  if (patch.adapter.kind !== 'lora') throw new AdapterShapeError(patch.source.module, `is a ${patch.adapter.kind} adapter, not a LoRA`);
+  if (patch.adapter.kind !== 'lora') throw adapterShapeError(patch.source.module, `is a ${patch.adapter.kind} adapter, not a LoRA`);
   const adapter = plainLora(patch.adapter, patch.source.module);
   const { rows, rank, cols } = loraDims(adapter, patch.source.module);
   const [up, down] = await Promise.all([adapter.up.f32(), adapter.down.f32()]);

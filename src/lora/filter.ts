@@ -4,6 +4,7 @@
  */
 import type { AdapterSet, Patch } from '../formats/model.ts';
 import { blockOf, isFluxBlockId } from './blocks.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export interface FilterOptions {
   /** Keep only patches in these blocks (ids as in FLUX_BLOCK_IDS, e.g. `D00`, `S12`, `IN`). */
@@ -22,11 +23,8 @@ export interface FilterReport {
   dropped: { module: string; target: string; reason: string }[];
 }
 
-export class FilterError extends Error {
-  constructor(message: string) {
-    super(`filter: ${message}`);
-    this.name = 'FilterError';
-  }
+export function filterError(message: string): LoraflowError {
+  return inputError('FILTER', `filter: ${message}`);
 }
 
 function regex(value: RegExp | string | undefined, what: string): RegExp | undefined {
@@ -36,7 +34,7 @@ function regex(value: RegExp | string | undefined, what: string): RegExp | undef
   try {
     return new RegExp(value);
   } catch (e) {
-    throw new FilterError(`${what} pattern "${value}" is not a valid regular expression (${(e as Error).message})`);
+    throw filterError(`${what} pattern "${value}" is not a valid regular expression (${(e as Error).message})`);
   }
 }
 
@@ -44,7 +42,7 @@ function blockSet(ids: readonly string[] | undefined, what: string): Set<string>
   if (!ids) return undefined;
   const upper = ids.map((id) => id.trim().toUpperCase());
   const bad = upper.filter((id) => !isFluxBlockId(id));
-  if (bad.length) throw new FilterError(`${what}: unknown block id${bad.length > 1 ? 's' : ''} ${bad.join(', ')} (expected CLIP, T5, IN, D00–D18, S00–S37, OUT)`);
+  if (bad.length) throw filterError(`${what}: unknown block id${bad.length > 1 ? 's' : ''} ${bad.join(', ')} (expected CLIP, T5, IN, D00–D18, S00–S37, OUT)`);
   return new Set(upper);
 }
 
@@ -57,7 +55,7 @@ export function filterPatches(set: AdapterSet, options: FilterOptions): { set: A
   const keep = regex(options.keep, 'keep');
   const drop = regex(options.drop, 'drop');
   if ((keepBlocks || dropBlocks) && set.architecture !== 'flux') {
-    throw new FilterError(`block ids are FLUX blocks; this LoRA is ${set.architecture} (format ${set.format}); filter by target pattern instead`);
+    throw filterError(`block ids are FLUX blocks; this LoRA is ${set.architecture} (format ${set.format}); filter by target pattern instead`);
   }
   const rules: Rule[] = [
     (_, block) => (keepBlocks && !(block && keepBlocks.has(block)) ? `block ${block ?? '(none)'} not in keepBlocks` : undefined),

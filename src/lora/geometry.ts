@@ -5,7 +5,7 @@
  */
 import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
-import { AdapterShapeError, loraDims } from './factors.ts';
+import { adapterShapeError, loraDims } from './factors.ts';
 import { withoutTucker } from '../formats/sd/tucker.ts';
 
 export interface Geometry {
@@ -20,10 +20,10 @@ export function matrixOf(shape: readonly number[]): Geometry {
 
 function factorGeometry(whole: LazyTensor | undefined, a: LazyTensor | undefined, b: LazyTensor | undefined, module: string, what: string): Geometry {
   if (whole) return matrixOf(whole.shape);
-  if (!a || !b) throw new AdapterShapeError(module, `${what} has neither a whole factor nor both halves`);
+  if (!a || !b) throw adapterShapeError(module, `${what} has neither a whole factor nor both halves`);
   const A = matrixOf(a.shape);
   const B = matrixOf(b.shape);
-  if (A.cols !== B.rows) throw new AdapterShapeError(module, `${what}: [${a.shape}] @ [${b.shape}] do not multiply`);
+  if (A.cols !== B.rows) throw adapterShapeError(module, `${what}: [${a.shape}] @ [${b.shape}] do not multiply`);
   return { rows: A.rows, cols: B.cols };
 }
 
@@ -38,7 +38,7 @@ export function adapterGeometry(tucker: Adapter, module: string): Geometry {
     case 'loha': {
       const a = factorGeometry(undefined, adapter.w1a, adapter.w1b, module, 'hada_w1');
       const b = factorGeometry(undefined, adapter.w2a, adapter.w2b, module, 'hada_w2');
-      if (a.rows !== b.rows || a.cols !== b.cols) throw new AdapterShapeError(module, `LoHa halves are [${a.rows},${a.cols}] and [${b.rows},${b.cols}]`);
+      if (a.rows !== b.rows || a.cols !== b.cols) throw adapterShapeError(module, `LoHa halves are [${a.rows},${a.cols}] and [${b.rows},${b.cols}]`);
       return a;
     }
     case 'lokr': {

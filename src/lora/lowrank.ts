@@ -4,6 +4,7 @@
  */
 import { keptEnergy, lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy, sumOfSquares } from '../tensor/linalg.ts';
 import { splitSvd } from './factors.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export interface RankChoice {
   /** Fixed rank (an upper bound when `energy` is also given). */
@@ -12,19 +13,16 @@ export interface RankChoice {
   energy?: number;
 }
 
-export class RankChoiceError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RankChoiceError';
-  }
+export function rankChoiceError(message: string): LoraflowError {
+  return inputError('RANK_CHOICE', message);
 }
 
 /** Validates a rank choice; `required` makes "neither given" an error naming the operation. */
 export function checkRankChoice(choice: RankChoice, what: string, required: boolean): void {
   const { rank, energy } = choice;
-  if (rank !== undefined && (!Number.isInteger(rank) || rank < 1)) throw new RankChoiceError(`${what}: rank must be a positive integer, got ${rank}`);
-  if (energy !== undefined && !(energy > 0 && energy <= 1)) throw new RankChoiceError(`${what}: energy must be in (0, 1], got ${energy}`);
-  if (required && rank === undefined && energy === undefined) throw new RankChoiceError(`${what}: give a rank or an energy fraction`);
+  if (rank !== undefined && (!Number.isInteger(rank) || rank < 1)) throw rankChoiceError(`${what}: rank must be a positive integer, got ${rank}`);
+  if (energy !== undefined && !(energy > 0 && energy <= 1)) throw rankChoiceError(`${what}: energy must be in (0, 1], got ${energy}`);
+  if (required && rank === undefined && energy === undefined) throw rankChoiceError(`${what}: give a rank or an energy fraction`);
 }
 
 export interface LowRank {

@@ -21,6 +21,7 @@ import { concatRows, placeBlocks, reshaped, scaledTensor } from '../formats/tens
 import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { plainLora } from '../formats/sd/tucker.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
 export type MergeMethod = 'concat' | 'svd';
 
@@ -75,11 +76,8 @@ export interface MergeReport {
   notes: string[];
 }
 
-export class MergeError extends Error {
-  constructor(message: string) {
-    super(`merge: ${message}`);
-    this.name = 'MergeError';
-  }
+export function mergeError(message: string): LoraflowError {
+  return inputError('MERGE', `merge: ${message}`);
 }
 
 interface Part {
@@ -122,14 +120,14 @@ function groupTarget(parts: Part[]): Group[] {
   const ranges = parts.map((p) => {
     const { rows } = loraDims(p.patch.adapter as LoraAdapter, p.patch.source.module);
     if (p.patch.rows && p.patch.rows[1] !== rows) {
-      throw new MergeError(`${p.patch.source.module}: row slice of ${p.patch.rows[1]} rows holds an up of ${rows} rows`);
+      throw mergeError(`${p.patch.source.module}: row slice of ${p.patch.rows[1]} rows holds an up of ${rows} rows`);
     }
     return { start: p.patch.rows?.[0] ?? 0, len: rows, whole: !p.patch.rows };
   });
   const wholeHeights = new Set(ranges.filter((r) => r.whole).map((r) => r.len));
   if (wholeHeights.size > 1) {
     const names = parts.filter((_, i) => ranges[i]!.whole).map((p) => `${p.patch.source.module} (input ${p.input + 1})`);
-    throw new MergeError(`${first.target}: whole-weight patches disagree on the number of rows (${[...wholeHeights].join(' vs ')}): ${names.join(', ')}`);
+    throw mergeError(`${first.target}: whole-weight patches disagree on the number of rows (${[...wholeHeights].join(' vs ')}): ${names.join(', ')}`);
   }
   const id = (r: (typeof ranges)[number]) => `${r.whole ? 'w' : 's'}${r.start}:${r.len}`;
   const distinct = new Map<string, (typeof ranges)[number]>();
@@ -256,15 +254,15 @@ function sumDiffs(parts: readonly Part[]): Patch {
 
 export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
   const { method, ctx } = options;
-  if (method !== 'concat' && method !== 'svd') throw new MergeError(`unknown method "${String(method)}" (concat or svd)`);
-  if (inputs.length === 0) throw new MergeError('no LoRAs to merge');
+  if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat or svd)`);
+  if (inputs.length === 0) throw mergeError('no LoRAs to merge');
   checkRankChoice(options, `merge (${method})`, method === 'svd');
   inputs.forEach(({ weight }, i) => {
-    if (!Number.isFinite(weight)) throw new MergeError(`input ${i + 1}: weight ${weight} is not a finite number`);
+    if (!Number.isFinite(weight)) throw mergeError(`input ${i + 1}: weight ${weight} is not a finite number`);
   });
   const architectures = [...new Set(inputs.map((i) => i.set.architecture))];
   if (architectures.length > 1) {
-    throw new MergeError(`inputs are for different models (${inputs.map((inp, i) => `input ${i + 1}: ${inp.set.architecture}`).join(', ')})`);
+    throw mergeError(`inputs are for different models (${inputs.map((inp, i) => `input ${i + 1}: ${inp.set.architecture}`).join(', ')})`);
   }
 
   const report: MergeReport = {
@@ -290,16 +288,16 @@ export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOp
     }
   });
   if (dora.length) {
-    throw new MergeError(`DoRA patches cannot be merged into a plain LoRA (their renormalisation is not additive): ${listNames(dora)}`);
+    throw mergeError(`DoRA patches cannot be merged into a plain LoRA (their renormalisation is not additive): ${listNames(dora)}`);
   }
   if (needRefactor.length && !options.refactor) {
     const names = needRefactor.map((p) => `${p.patch.source.module} (${p.patch.adapter.kind}, input ${p.input + 1})`);
-    throw new MergeError(`${method} merges LoRA factors; these modules are not LoRAs: ${listNames(names)}. Pass refactor: true to turn them into LoRAs by SVD at the requested rank`);
+    throw mergeError(`${method} merges LoRA factors; these modules are not LoRAs: ${listNames(names)}. Pass refactor: true to turn them into LoRAs by SVD at the requested rank`);
   }
   if (needRefactor.length) checkRankChoice(options, 'refactor', true);
   for (const [key, parts] of sets) {
     if (parts.length > 1) {
-      throw new MergeError(`${key}: ${parts.length} inputs replace this weight outright (${parts.map((p) => `${p.patch.source.module}, input ${p.input + 1}`).join('; ')}); replacements cannot be merged`);
+      throw mergeError(`${key}: ${parts.length} inputs replace this weight outright (${parts.map((p) => `${p.patch.source.module}, input ${p.input + 1}`).join('; ')}); replacements cannot be merged`);
     }
   }
 

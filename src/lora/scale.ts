@@ -5,12 +5,10 @@
  */
 import type { Adapter, AdapterSet, Patch } from '../formats/model.ts';
 import { derivedTensor, type LazyTensor } from '../tensor/lazy.ts';
+import { inputError, type LoraflowError } from '../errors.ts';
 
-export class ScaleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ScaleError';
-  }
+export function scaleError(message: string): LoraflowError {
+  return inputError('SCALE', message);
 }
 
 /** The rank that a stored alpha is divided by, for the kinds whose scale is alpha / rank. */
@@ -64,11 +62,11 @@ export interface ScaleOutcome {
  * per-LoRA weights on DoRA itself). Replacement (`set`) values are kept as they are.
  */
 export function scalePatch(patch: Patch, w: number): ScaleOutcome {
-  if (!Number.isFinite(w)) throw new ScaleError(`${patch.source.module}: weight ${w} is not a finite number`);
+  if (!Number.isFinite(w)) throw scaleError(`${patch.source.module}: weight ${w} is not a finite number`);
   if (w === 1) return { patch };
   if (w === 0) return { patch: null };
   if (patch.dora) {
-    throw new ScaleError(`${patch.source.module}: a DoRA patch cannot be weighted (${w}) as a patch: DoRA renormalisation is not linear; use weight 0 or 1 here, or give the weight to applyToBase`);
+    throw scaleError(`${patch.source.module}: a DoRA patch cannot be weighted (${w}) as a patch: DoRA renormalisation is not linear; use weight 0 or 1 here, or give the weight to applyToBase`);
   }
   if (patch.adapter.kind === 'set') {
     return { patch, note: `${patch.source.module}: replacement values are not scaled (weight ${w} ignored)` };

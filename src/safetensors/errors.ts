@@ -1,4 +1,5 @@
 /** Every way a safetensors file can be wrong, each with its own code so callers and tests can tell them apart. */
+import { LoraflowError } from '../errors.ts';
 export type SafetensorsErrorCode =
   | 'NOT_FOUND'
   | 'NOT_A_FILE'
@@ -25,14 +26,16 @@ export type SafetensorsErrorCode =
   | 'NO_SUCH_TENSOR'
   | 'WRITE_FAILED';
 
-export class SafetensorsError extends Error {
+/** A file that cannot be read as asked is the user's to fix; a write that failed is a failed run. */
+export class SafetensorsError extends LoraflowError {
+  declare readonly code: SafetensorsErrorCode;
   constructor(
-    readonly code: SafetensorsErrorCode,
+    code: SafetensorsErrorCode,
     readonly file: string,
     detail: string,
     readonly tensor?: string,
   ) {
-    super(`${file}: ${tensor !== undefined ? `tensor "${tensor}": ` : ''}${detail}`);
+    super(code === 'WRITE_FAILED' ? 'failure' : 'input', code, `${file}: ${tensor !== undefined ? `tensor "${tensor}": ` : ''}${detail}`);
     this.name = 'SafetensorsError';
   }
 }

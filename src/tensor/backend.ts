@@ -13,6 +13,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
+import { LoraflowError } from '../errors.ts';
 
 export { tf };
 
@@ -28,10 +29,12 @@ const TFJS_NODE_PACKAGES = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'
 /** Adapter descriptions that identify a CPU-emulated WebGPU device. */
 const SOFTWARE_ADAPTER = /lavapipe|llvmpipe|swiftshader|software|microsoft basic render/i;
 
-export class BackendError extends Error {
+/** A backend that cannot be had here: the user must choose another. */
+export class BackendError extends LoraflowError {
   readonly choice: string;
   constructor(choice: string, message: string, options?: { cause?: unknown }) {
-    super(`compute backend '${choice}': ${message}`, options);
+    super('input', 'BACKEND', `compute backend '${choice}': ${message}`);
+    if (options?.cause !== undefined) this.cause = options.cause;
     this.name = 'BackendError';
     this.choice = choice;
   }

@@ -1,7 +1,8 @@
 /** A bad argument or an impossible request to a linear-algebra routine; the message names which. */
-export class LinalgError extends Error {
+import { LoraflowError } from '../errors.ts';
+export class LinalgError extends LoraflowError {
   constructor(message: string) {
-    super(message);
+    super('failure', 'LINALG', message);
     this.name = 'LinalgError';
   }
 }

@@ -1,10 +1,11 @@
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { runRecipe, type RunError, type RunOutcome } from '../../graph/execute.ts';
+import { EXIT_CODE } from '../../errors.ts';
+import { runRecipe, type RunOutcome } from '../../graph/execute.ts';
 import type { PlanInfo } from '../../graph/events.ts';
 import type { RootsConfig } from '../../graph/roots.ts';
 import { registry, setup } from '../../../nodes/index.ts';
-import { EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, UsageError } from '../command.ts';
+import { EXIT_INVALID_INPUT, EXIT_OK, UsageError } from '../command.ts';
 import { humanReporter, jsonReporter } from './progress.ts';
 
 /**
@@ -78,18 +79,8 @@ export async function executeRecipe(recipe: unknown, flags: RunFlags): Promise<n
     for (const [id, summary] of Object.entries(outcome.outputs)) process.stdout.write(`${id}: ${JSON.stringify(summary)}\n`);
   }
   if (outcome.status === 'success' || outcome.status === 'planned') return EXIT_OK;
-  return outcome.status === 'invalid' || isInputFileError(outcome.error) ? EXIT_INVALID_INPUT : EXIT_FAILED;
-}
-
-/**
- * An input file that cannot be read as what it should be (corrupt safetensors, not a LoRA layout
- * loraflow knows) is invalid input, as for `loraflow inspect`; anything else that fails during a
- * run (inputs that do not fit each other, a failed write, a cancel) is a failed run.
- */
-function isInputFileError(error: RunError | undefined): boolean {
-  if (!error) return false;
-  if (error.errorName === 'SafetensorsError') return error.code !== 'WRITE_FAILED';
-  return error.errorName === 'LoraFormatError';
+  if (outcome.status === 'invalid') return EXIT_INVALID_INPUT;
+  return EXIT_CODE[outcome.error?.fault ?? 'failure'];
 }
 
 /** `NAME=DIR` entries → roots; a name given twice gets both directories. */
