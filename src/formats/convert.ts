@@ -2,8 +2,7 @@
  * `convertLora(in, out, { to })`: read any layout, write a writable one. The input is never
  * modified (writing over it is refused) and keys the reader could not place are reported by name.
  */
-import { realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { fileIdentity } from '../file-identity.ts';
 import type { OpContext } from '../lora/context.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { LoraFormatError } from './errors.ts';
@@ -35,13 +34,8 @@ export interface ConvertReport {
   notes: string[];
 }
 
-async function samePath(a: string, b: string): Promise<boolean> {
-  const real = async (p: string) => realpath(p).catch(() => resolve(p));
-  return (await real(a)) === (await real(b));
-}
-
 export async function convertLora(inPath: string, outPath: string, opts: ConvertOptions): Promise<ConvertReport> {
-  if (await samePath(inPath, outPath)) {
+  if (fileIdentity(inPath, 'input') === fileIdentity(outPath, 'output')) {
     throw new LoraFormatError('SAME_PATH', `${outPath}: the output would overwrite the input; choose another output path`);
   }
   const set = await readLora(inPath);

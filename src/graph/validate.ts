@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { z } from 'zod';
+import { fileIdentity, outputPathProblem, type FileIdentity } from '../file-identity.ts';
 import { migrateNodeDoc, migrateRecipeDoc } from './migrate.ts';
 import type { NodeDefinition, PathParamInfo } from './node.ts';
 import { overrideCandidates, parseExposePath, setAtPath } from './overrides.ts';
@@ -330,8 +331,9 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
   const plannedPaths = new Map<string, PlannedPath[]>();
   if (options.resolvePath) {
     const checkFiles = options.checkFiles ?? true;
-    const writers = new Map<string, string>();
-    const readers = new Map<string, string>();
+    // keyed by what the path names on disk, so no alias of an input can be written over
+    const writers = new Map<FileIdentity, { id: string; resolved: string }>();
+    const readers = new Map<FileIdentity, { id: string; resolved: string }>();
     for (const id of [...needed].sort()) {
       const entry = entries.get(id);
       if (!entry?.def || !entry.givenParams) continue;
@@ -349,8 +351,15 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
           continue;
         }
         paths.push({ ...pp, value, resolved });
+        let identity: FileIdentity;
+        try {
+          identity = fileIdentity(resolved, pp.mode === 'read' ? 'input' : 'output');
+        } catch (e) {
+          problems.push({ ...at, code: 'bad_path', param: pp.name, message: (e as Error).message });
+          continue;
+        }
         if (pp.mode === 'read') {
-          readers.set(resolved, id);
+          readers.set(identity, { id, resolved });
           if (checkFiles) {
             let st;
             try {
@@ -362,18 +371,21 @@ export function validateRecipe(input: unknown, registry: NodeRegistry, options: 
             else if (!st.isFile()) problems.push({ ...at, code: 'file_not_found', param: pp.name, message: `${resolved}: not a file` });
           }
         } else {
-          const other = writers.get(resolved);
-          if (other) problems.push({ ...at, code: 'output_conflict', param: pp.name, message: `${resolved} is also written by node "${other}"` });
-          writers.set(resolved, id);
+          const notAFile = outputPathProblem(value, resolved);
+          if (notAFile) problems.push({ ...at, code: 'bad_path', param: pp.name, message: notAFile });
+          const other = writers.get(identity);
+          if (other) problems.push({ ...at, code: 'output_conflict', param: pp.name, message: `${resolved} is also written by node "${other.id}"${other.resolved === resolved ? '' : ` (as ${other.resolved})`}` });
+          writers.set(identity, { id, resolved });
         }
       }
       plannedPaths.set(id, paths);
     }
-    for (const [path, writer] of writers) {
-      const reader = readers.get(path);
+    for (const [identity, writer] of writers) {
+      const reader = readers.get(identity);
       if (reader) {
-        const e = entries.get(writer)!;
-        problems.push({ code: 'output_conflict', nodeId: writer, nodeType: e.type, message: `would overwrite ${path}, which node "${reader}" reads (inputs are never modified)` });
+        const e = entries.get(writer.id)!;
+        const alias = reader.resolved === writer.resolved ? '' : ` (the same file as ${writer.resolved})`;
+        problems.push({ code: 'output_conflict', nodeId: writer.id, nodeType: e.type, message: `would overwrite ${reader.resolved}${alias}, which node "${reader.id}" reads (inputs are never modified)` });
       }
     }
   }

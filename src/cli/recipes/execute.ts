@@ -110,7 +110,9 @@ export class CliPaths {
     const set = this.dirs.get(kind) ?? new Set([this.cwd]);
     if (!inside) set.add(dirname(abs));
     this.dirs.set(kind, set);
-    return inside ? rel : abs;
+    // resolve() drops a trailing separator, which is what says "a directory" to the path checks
+    const trail = /[\\/]$/.test(path) ? sep : '';
+    return (inside ? rel : abs) + trail;
   }
 
   roots(): Record<string, string[]> {
