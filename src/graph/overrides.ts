@@ -21,13 +21,13 @@ export function parseExposePath(path: string): ExposePathParts | undefined {
 
 /** `["a=1", "b=x=y"]` → `{ a: "1", b: "x=y" }`; throws naming the bad entry. */
 export function parseSetArgs(list: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of list) {
+  const entries = list.map((item): [string, string] => {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new Error(`--set "${item}": expected name=value`);
-    out[item.slice(0, eq)] = item.slice(eq + 1);
-  }
-  return out;
+    return [item.slice(0, eq), item.slice(eq + 1)];
+  });
+  // fromEntries defines own properties: `--set __proto__=1` is a name like any other (and then unknown), not the prototype
+  return Object.fromEntries(entries);
 }
 
 /** Values to try for an override, in order. */

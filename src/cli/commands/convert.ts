@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { dtypeArg, formatArg } from '../recipes/args.ts';
 import { convertRecipe } from '../recipes/convert.ts';

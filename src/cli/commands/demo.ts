@@ -1,6 +1,6 @@
 import { relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { readLora } from '../../formats/read.ts';
 import { runRecipe } from '../../graph/execute.ts';
 import { readRecipeFile } from '../../graph/recipe.ts';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { withSafetensors } from '../../safetensors/reader.ts';
 import { formatSummary, summarizeSafetensors } from '../../safetensors/summary.ts';
 import { formatDetection } from '../../formats/detect.ts';

@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { formatPortType } from '../../graph/ports.ts';
 import { nodeDefinitionsJson, type NodeDefinitionJson } from '../../graph/node.ts';
 import { registry } from '../../../nodes/index.ts';

@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { recipeToJson } from '../../graph/canonical.ts';
 import { parseExposePath, setAtPath } from '../../graph/overrides.ts';
 import { exposePath, type ExposeEntry } from '../../graph/recipe.ts';

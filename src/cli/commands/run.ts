@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { parseSetArgs } from '../../graph/overrides.ts';
 import { readRecipeFile } from '../../graph/recipe.ts';
 import { UsageError, type Command } from '../command.ts';

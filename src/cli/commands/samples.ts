@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs } from '../parse-args.ts';
 import { writeSafetensors } from '../../safetensors/writer.ts';
 import { encodeFromF32 } from '../../tensor/dtype.ts';
 import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../../testing/flux-checkpoint.ts';

@@ -1,5 +1,4 @@
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { parseArgs } from 'node:util';
 import { EXIT_CODE } from '../../errors.ts';
 import { runRecipe, type RunOutcome } from '../../graph/execute.ts';
 import type { PlanInfo } from '../../graph/events.ts';
@@ -126,8 +125,9 @@ export function parseWeighted(arg: string): { path: string; weight: number } {
   if (i > 0) {
     const w = arg.slice(i + 1);
     if (w !== '' && Number.isFinite(Number(w))) return { path: arg.slice(0, i), weight: Number(w) };
+    // a number that is no usable weight, not part of a file name
+    if (/^[+-]?(nan|inf(inity)?|[\d.]+e[+-]?\d+)$/i.test(w)) throw new UsageError(`"${arg}": the weight ${w} is not a finite number`);
   }
   return { path: arg, weight: 1 };
 }
 
-export { parseArgs };
