@@ -7,6 +7,7 @@ import { SafetensorsError } from '../safetensors/errors.ts';
 import { EXIT_CODE, faultOf } from '../errors.ts';
 import { EXIT_FAILED, EXIT_INVALID_INPUT, EXIT_OK, type Command } from './command.ts';
 import { commands } from './commands/index.ts';
+import { installStagingCleanup } from '../safetensors/staging.ts';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -34,6 +35,7 @@ function describe(error: unknown): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  installStagingCleanup();
   const [name, ...rest] = argv;
   if (name === undefined) {
     process.stderr.write(`${await overview()}\n`);

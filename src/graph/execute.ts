@@ -170,7 +170,7 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
   }
 
   const signal = options.signal ?? new AbortController().signal;
-  const staged = new StagedOutputs(runId);
+  const staged = new StagedOutputs();
   const toDispose: (() => void | Promise<void>)[] = [];
   const pendingOutputs: { id: string; node: PlannedNode; outputs: Record<string, unknown>; summary: unknown }[] = [];
   let tempDir: Promise<string> | undefined;

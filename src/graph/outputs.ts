@@ -1,18 +1,19 @@
 import { mkdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
+import { staged, stagingPathFor } from '../safetensors/staging.ts';
 import type { FileFingerprint } from './cache.ts';
 
 /**
  * Output files of a run are written to staging names beside their destinations and moved into
  * place together when the whole run has succeeded. A failed or cancelled run removes what it
  * staged (and the directories it created, when empty), so it leaves no output files at all, and
- * never a mix of new and old outputs; files that existed before are untouched.
+ * never a mix of new and old outputs; files that existed before are untouched. The staging names
+ * are the writers' (pid-tagged, see staging.ts), so a killed process's are cleaned up or swept too.
  */
 export class StagedOutputs {
   private readonly staged = new Map<string, { staging: string; nodeId: string }>();
   private readonly createdDirs: string[] = [];
 
-  constructor(private readonly runId: string) {}
 
   async stage(finalPath: string, nodeId: string): Promise<string> {
     const existing = this.staged.get(finalPath);
@@ -26,8 +27,7 @@ export class StagedOutputs {
         if (d === created) break;
       }
     }
-    const staging = join(dirname(finalPath), `.${basename(finalPath)}.${this.runId.slice(0, 8)}.staged`);
-    await rm(staging, { force: true });
+    const staging = stagingPathFor(finalPath);
     this.staged.set(finalPath, { staging, nodeId });
     return staging;
   }
@@ -45,6 +45,7 @@ export class StagedOutputs {
     const byNode = new Map<string, FileFingerprint[]>();
     for (const [finalPath, { staging, nodeId }] of [...this.staged]) {
       await rename(staging, finalPath);
+      staged(staging);
       this.staged.delete(finalPath);
       const st = await stat(finalPath);
       byNode.set(nodeId, [...(byNode.get(nodeId) ?? []), { path: finalPath, size: st.size, mtimeMs: st.mtimeMs }]);
@@ -54,7 +55,10 @@ export class StagedOutputs {
   }
 
   async rollback(): Promise<void> {
-    for (const { staging } of this.staged.values()) await rm(staging, { force: true });
+    for (const { staging } of this.staged.values()) {
+      await rm(staging, { force: true });
+      staged(staging);
+    }
     this.staged.clear();
     // Deepest first; a directory that is not empty (someone else's files) stays.
     for (const d of this.createdDirs.sort((a, b) => b.length - a.length)) await rmdir(d).catch(() => undefined);

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { DTYPE_BITS, REFERENCE_DTYPE_ORDER, dtypeBytes, encodeInto, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
 import { SCRATCH_BYTES, giveScratch, takeScratch } from './scratch.ts';
 import { openSink, type Sink } from './sink.ts';
+import { stagingPathFor, staged, sweepStaleStaging } from './staging.ts';
 
 export interface TensorSpec {
   name: string;
@@ -117,12 +117,14 @@ export class SafetensorsWriter {
     }
     const ordered = orderTensors(specs, options.order ?? 'reference');
     const header = buildHeader(ordered, options.metadata);
-    const tmpPath = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+    await sweepStaleStaging(dirname(path));
+    const tmpPath = stagingPathFor(path);
     let sink: Sink;
     try {
       sink = await openSink(tmpPath, { direct: options.direct });
     } catch (e) {
       await rm(tmpPath, { force: true });
+      staged(tmpPath);
       throw new SafetensorsError('WRITE_FAILED', path, `cannot create output (${(e as Error).message})`);
     }
     const writer = new SafetensorsWriter(path, tmpPath, sink, ordered);
@@ -210,6 +212,7 @@ export class SafetensorsWriter {
       await this.sink.close();
       this.closed = true;
       await rename(this.tmpPath, this.path);
+      staged(this.tmpPath);
     });
     await syncDirectory(dirname(this.path));
   }
@@ -220,6 +223,7 @@ export class SafetensorsWriter {
       await this.sink.close().catch(() => undefined);
     }
     await rm(this.tmpPath, { force: true });
+    staged(this.tmpPath);
   }
 
   private async guard(fn: () => Promise<void>, tensor?: string): Promise<void> {

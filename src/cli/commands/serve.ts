@@ -5,6 +5,9 @@ import { isLoopbackHost } from '../../../server/origin.ts';
 import { UsageError, type Command } from '../command.ts';
 import { RUN_OPTIONS, parseRoots, runFlags } from '../recipes/execute.ts';
 
+/** Signals that stop the server gracefully (runs cancelled, their staging files removed); a second one ends it at once. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 export const serve: Command = {
   name: 'serve',
   summary: 'Start the visual editor and HTTP/WebSocket API (loopback only by default)',
@@ -62,13 +65,11 @@ Options:
 
     await new Promise<void>((resolve) => {
       const stop = () => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
+        for (const signal of STOP_SIGNALS) process.off(signal, stop);
         log('stopping: cancelling runs…');
         void server.close().then(resolve);
       };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      for (const signal of STOP_SIGNALS) process.on(signal, stop);
     });
     return 0;
   },
