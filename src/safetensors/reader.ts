@@ -1,7 +1,9 @@
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { decodeInto, dtypeBytes, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
-import { MAX_HEADER_BYTES, parseHeader, type TensorInfo } from './header.ts';
+import { MAX_HEADER_BYTES, type TensorInfo } from './header.ts';
+import { scanHeader } from './scan.ts';
+import type { TensorTable } from './table.ts';
 import { SCRATCH_BYTES, giveScratch, takeScratch } from './scratch.ts';
 
 export type { TensorInfo } from './header.ts';
@@ -11,16 +13,25 @@ export type { TensorInfo } from './header.ts';
  * read on demand with one positional read, so memory holds at most the tensors the caller asks for.
  */
 export class SafetensorsFile {
+  private infos: TensorInfo[] | undefined;
+
   private constructor(
     readonly path: string,
     private readonly handle: FileHandle,
     readonly fileSize: number,
     readonly headerBytes: number,
-    /** Tensors in data order. */
-    readonly tensors: readonly TensorInfo[],
+    /** The tensors in data order, compact: what the file keeps (a few dozen bytes a tensor). */
+    readonly table: TensorTable,
     readonly metadata: Readonly<Record<string, string>> | undefined,
-    private readonly byName: ReadonlyMap<string, TensorInfo>,
   ) {}
+
+  /**
+   * Tensors in data order, as objects: made on first use and kept (the same array and objects on
+   * every access). Code that walks a header of possibly millions of tensors uses `table` instead.
+   */
+  get tensors(): readonly TensorInfo[] {
+    return (this.infos ??= this.table.toInfos());
+  }
 
   static async open(path: string): Promise<SafetensorsFile> {
     const handle = await openForRead(path);
@@ -41,9 +52,8 @@ export class SafetensorsFile {
       if (headerLen === 0) throw new SafetensorsError('HEADER_NOT_OBJECT', path, 'header is empty');
       const headerBuf = new Uint8Array(headerLen);
       await readExactly(handle, headerBuf, 8, path);
-      const parsed = parseHeader(path, headerBuf, size);
-      const byName = new Map(parsed.tensors.map((t) => [t.name, t]));
-      return new SafetensorsFile(path, handle, size, headerLen, parsed.tensors, parsed.metadata, byName);
+      const { table, metadata } = scanHeader(path, headerBuf, size);
+      return new SafetensorsFile(path, handle, size, headerLen, table, metadata);
     } catch (e) {
       await handle.close();
       throw e;
@@ -55,20 +65,25 @@ export class SafetensorsFile {
   }
 
   has(name: string): boolean {
-    return this.byName.has(name);
+    return this.table.indexOf(name) >= 0;
   }
 
   info(name: string): TensorInfo {
-    const t = this.byName.get(name);
-    if (!t) throw new SafetensorsError('NO_SUCH_TENSOR', this.path, 'no tensor of this name in the file', name);
-    return t;
+    return this.tensors[this.indexOf(name)]!;
+  }
+
+  private indexOf(name: string): number {
+    const i = this.table.indexOf(name);
+    if (i < 0) throw new SafetensorsError('NO_SUCH_TENSOR', this.path, 'no tensor of this name in the file', name);
+    return i;
   }
 
   /** The stored bytes of one tensor, exactly as in the file. */
   async readBytes(name: string): Promise<Uint8Array> {
-    const t = this.info(name);
-    const buf = new Uint8Array(t.end - t.begin);
-    await readExactly(this.handle, buf, this.dataStart + t.begin, this.path, name);
+    const i = this.indexOf(name);
+    const begin = this.table.begin(i);
+    const buf = new Uint8Array(this.table.end(i) - begin);
+    await readExactly(this.handle, buf, this.dataStart + begin, this.path, name);
     return buf;
   }
 
@@ -79,7 +94,8 @@ export class SafetensorsFile {
    * holds the floats plus two chunks, never the floats plus the whole stored tensor.
    */
   async readF32(name: string, out?: Float32Array): Promise<Float32Array> {
-    const t = this.info(name);
+    const i = this.indexOf(name);
+    const t = { dtype: this.table.dtype(i), begin: this.table.begin(i), end: this.table.end(i) };
     if (!isCodecDType(t.dtype)) {
       throw new SafetensorsError('UNKNOWN_DTYPE', this.path, `dtype ${t.dtype} is valid safetensors but loraflow cannot decode it`, name);
     }

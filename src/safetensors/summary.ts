@@ -4,6 +4,7 @@
  * of its header). Format detection plugs in as the optional `detection` field.
  */
 import type { TensorInfo } from './header.ts';
+import { DTYPE_NAMES, TensorTable } from './table.ts';
 
 /** The facts a validated header gives (SafetensorsFile has exactly these). */
 export interface HeaderFacts {
@@ -11,7 +12,15 @@ export interface HeaderFacts {
   fileSize: number;
   headerBytes: number;
   tensors: readonly TensorInfo[];
+  /** The tensors in compact form; used instead of `tensors` when present (SafetensorsFile has it). */
+  table?: TensorTable;
   metadata?: Readonly<Record<string, string>>;
+}
+
+/** Which tensors the summary lists: `limit` of them from `offset` (data order). Totals always cover every tensor. */
+export interface SummaryWindow {
+  offset?: number;
+  limit?: number;
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -41,41 +50,54 @@ export interface SafetensorsSummary {
   dtypes: Record<string, DTypeTotals>;
   /** `__metadata__` in file order; values holding a JSON object or array are expanded, others stay strings. */
   metadata: Record<string, JsonValue>;
-  /** Tensors in data order. */
+  /** Tensors in data order: every one, or the window asked for (`tensorsOffset`, at most the limit). */
   tensors: TensorSummary[];
+  /** Index of the first listed tensor. */
+  tensorsOffset: number;
+  /** True when `tensors` lists fewer than `tensorCount`. */
+  truncated: boolean;
   /** Which adapter/checkpoint layout the keys form; filled by format detection when available. */
   detection?: unknown;
 }
 
-export function summarizeSafetensors(facts: HeaderFacts): SafetensorsSummary {
-  const totals = new Map<string, DTypeTotals>();
-  const tensors: TensorSummary[] = [];
+export function summarizeSafetensors(facts: HeaderFacts, window: SummaryWindow = {}): SafetensorsSummary {
+  // A SafetensorsFile's `tensors` would turn its table into an object per tensor: read the table.
+  const table = facts.table ?? TensorTable.fromInfos(facts.tensors);
+  const count = table.length;
+  const perDtype = new Float64Array(DTYPE_NAMES.length * 3);
+  const seenOrder: number[] = [];
   let parameters = 0;
   let dataBytes = 0;
-  for (const t of facts.tensors) {
-    const numel = t.shape.reduce((a, b) => a * b, 1);
-    const bytes = t.end - t.begin;
-    const d = totals.get(t.dtype) ?? { tensors: 0, parameters: 0, bytes: 0 };
-    d.tensors++;
-    d.parameters += numel;
-    d.bytes += bytes;
-    totals.set(t.dtype, d);
+  for (let i = 0; i < count; i++) {
+    const numel = table.numel(i);
+    const bytes = table.bytes(i);
+    const d = table.dtypes[i]!;
+    if (perDtype[d * 3] === 0) seenOrder.push(d);
+    perDtype[d * 3]! += 1;
+    perDtype[d * 3 + 1]! += numel;
+    perDtype[d * 3 + 2]! += bytes;
     parameters += numel;
     dataBytes += bytes;
-    tensors.push({ name: t.name, dtype: t.dtype, shape: [...t.shape], bytes });
   }
-  const dtypes = Object.fromEntries([...totals].sort((a, b) => b[1].bytes - a[1].bytes || b[1].tensors - a[1].tensors));
+  const totals: [string, DTypeTotals][] = seenOrder.map((d) => [DTYPE_NAMES[d]!, { tensors: perDtype[d * 3]!, parameters: perDtype[d * 3 + 1]!, bytes: perDtype[d * 3 + 2]! }]);
+  const dtypes = Object.fromEntries(totals.sort((a, b) => b[1].bytes - a[1].bytes || b[1].tensors - a[1].tensors));
   const metadata = Object.fromEntries(Object.entries(facts.metadata ?? {}).map(([k, v]) => [k, expandJson(v)]));
+  const offset = Math.min(count, Math.max(0, Math.floor(window.offset ?? 0)));
+  const end = window.limit === undefined ? count : Math.min(count, offset + Math.max(0, Math.floor(window.limit)));
+  const tensors: TensorSummary[] = [];
+  for (let i = offset; i < end; i++) tensors.push({ name: table.name(i), dtype: table.dtype(i), shape: table.shape(i), bytes: table.bytes(i) });
   return {
     file: facts.path,
     fileBytes: facts.fileSize,
     headerBytes: facts.headerBytes,
     dataBytes,
-    tensorCount: tensors.length,
+    tensorCount: count,
     parameterCount: parameters,
     dtypes,
     metadata,
     tensors,
+    tensorsOffset: offset,
+    truncated: tensors.length < count,
   };
 }
 
@@ -135,8 +157,12 @@ export function formatSummary(s: SafetensorsSummary, options: { tensors?: boolea
     lines.push('detection:', indent(JSON.stringify(s.detection, null, 2), '  '));
   }
   if (options.tensors) {
-    lines.push('tensor list:');
+    const from = s.tensorsOffset ?? 0;
+    const which = from === 0 ? `the first ${s.tensors.length}` : `${s.tensors.length} from #${from}`;
+    lines.push(s.truncated ? `tensor list (${which} of ${s.tensorCount}):` : 'tensor list:');
     for (const t of s.tensors) lines.push(`  ${t.name}  ${t.dtype} [${t.shape.join(', ')}]`);
+    const after = s.tensorCount - from - s.tensors.length;
+    if (s.truncated && after > 0) lines.push(`  … ${after} more (--limit N lists more, --json lists all)`);
   }
   return lines.join('\n');
 }
