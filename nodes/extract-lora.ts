@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { inputError } from '../src/errors.ts';
 import { defineNode } from '../src/graph/node.ts';
 import { extractLora as extract } from '../src/lora/extract.ts';
 import { energyParam, rankParam } from './params.ts';
@@ -16,7 +17,7 @@ export const extractLora = defineNode({
     rank: rankParam,
     energy: energyParam,
     maxRank: z.number().int().min(1).max(4096).optional().describe('Upper bound on the rank chosen by energy.'),
-    keepBiases: z.boolean().default(true).describe('Keep changed biases and other 1-D tensors as full diffs.'),
+    keepBiases: z.boolean().default(true).describe('Keep changed biases and other 1-D tensors as full diffs (.diff_b: ComfyUI applies them, diffusers and sd-scripts drop them without a word); false leaves them out. The notes say which.'),
     minDiff: z.number().min(0).default(0).describe('A weight whose largest |difference| is at most this counts as unchanged.'),
   }),
   check(p) {
@@ -24,6 +25,8 @@ export const extractLora = defineNode({
   },
   async run(ctx, { base, tuned }, p) {
     const { set, report } = await extract({ base: base.path, tuned: tuned.path, rank: p.rank, energy: p.energy, maxRank: p.maxRank, keepBiases: p.keepBiases, minDiff: p.minDiff, ctx: ctx.op });
+    // an empty LoRA changes nothing: refused here, so nothing downstream writes one
+    if (set.patches.length === 0) throw inputError('EXTRACT', `extract: ${set.notes[0] ?? 'no difference to extract'}; no LoRA was written`);
     ctx.log(`extracted ${report.modules.length} module(s), ${report.unchanged} unchanged tensor(s), relative error ${report.relError.toExponential(2)}`);
     return { lora: set, report: { ...report } };
   },

@@ -11,9 +11,16 @@ export const loadLora = defineNode({
   description: 'Reads a LoRA in any layout (kohya, diffusers/PEFT, ai-toolkit, ComfyUI, OneTrainer, XLabs, LyCORIS, …) into the canonical model. Only the header and alphas are read; tensors load when an operation needs them.',
   inputs: {},
   outputs: { lora: { type: 'LORA', description: 'The LoRA, tensors still in the file.' } },
-  params: z.object({ path: pathParam('loras', 'read', 'LoRA file (.safetensors), relative to the loras root.') }),
+  params: z.object({
+    path: pathParam('loras', 'read', 'LoRA file (.safetensors), relative to the loras root.'),
+    allowNonFinite: z
+      .boolean()
+      .default(false)
+      .describe('Use the file even if a tensor holds NaN or ±Inf (by default the first operation to read such a tensor fails, naming file, key and count); results then report their non-finite values by tensor.'),
+  }),
   async run(ctx, _inputs, p) {
-    const lora: LoraValue = await readLora(ctx.resolvePath(p.path, 'loras'));
+    const lora: LoraValue = await readLora(ctx.resolvePath(p.path, 'loras'), { allowNonFinite: p.allowNonFinite });
+    if (p.allowNonFinite) ctx.log(`${p.path}: allowNonFinite: tensors holding NaN or ±Inf are not refused`);
     if (lora.unknownKeys.length > 0) ctx.log(`${p.path}: ${lora.unknownKeys.length} key(s) not understood: ${lora.unknownKeys.slice(0, 5).join(', ')}${lora.unknownKeys.length > 5 ? ', …' : ''}`);
     for (const note of lora.notes) ctx.log(`${p.path}: ${note}`);
     return { lora };

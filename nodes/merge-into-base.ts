@@ -3,16 +3,17 @@ import { defineNode, pathParam } from '../src/graph/node.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { dtypeParam, weightsCheck, weightsParam } from './params.ts';
 import { provenanceMetadata } from './provenance.ts';
+import { densityParam, dropParam, methodParamProblems, seedParam } from './method-params.ts';
 import { compactReport } from './types.ts';
 
 const optionalPath = (kind: string, mode: 'read' | 'write', description: string) => pathParam(kind, mode, description).optional();
 
 export const mergeIntoBase = defineNode({
   type: 'merge-into-base',
-  v: '1.0.0',
+  v: '1.1.0',
   title: 'Merge LoRAs into checkpoint',
   category: 'model',
-  description: 'Writes a new checkpoint W + Σ wᵢ·ΔWᵢ, streaming the base one tensor at a time (memory independent of model size; bf16/fp16/fp32/fp8 bases). Every module is checked against the base before anything is written. Text-encoder modules go to the CLIP-L / T5 files when given.',
+  description: 'Writes a new checkpoint W + Σ wᵢ·ΔWᵢ, streaming the base one tensor at a time (memory independent of model size; bf16/fp16/fp32/fp8 bases). Every module is checked against the base before anything is written. Text-encoder modules go to the CLIP-L / T5 files when given. method linear (default) adds Σ wᵢ·ΔWᵢ; ties, dare, dare-ties, magnitude-prune merge the LoRAs\' ΔW per base weight first (as merge-loras does) and add that.',
   output: true,
   inputs: {
     base: { type: 'MODEL', description: 'Base checkpoint (with or without the model.diffusion_model. prefix).' },
@@ -29,9 +30,13 @@ export const mergeIntoBase = defineNode({
     t5In: optionalPath('checkpoints', 'read', 'T5-XXL text encoder to patch with the LoRAs\' t5 modules.'),
     t5Out: optionalPath('output', 'write', 'Where the patched T5 goes.'),
     ignoreTextEncoders: z.boolean().default(false).describe('Leave text-encoder modules out (listed in the report) when no encoder file is given.'),
+    method: z.enum(['linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune']).default('linear').describe('linear: W + Σ wᵢ·ΔWᵢ; the others merge the LoRAs per base weight first (see merge-loras).'),
+    density: densityParam,
+    drop: dropParam,
+    seed: seedParam,
   }),
   check(p, links) {
-    const problems = [...weightsCheck(p.weights, links.loras, 'LoRAs')];
+    const problems = [...weightsCheck(p.weights, links.loras, 'LoRAs'), ...methodParamProblems(p.method, p)];
     if (links.loras < 1) problems.push({ input: 'loras', message: 'link at least one LoRA' });
     for (const [a, b] of [['clipLIn', 'clipLOut'], ['t5In', 't5Out']] as const) {
       if ((p[a] === undefined) !== (p[b] === undefined)) problems.push({ param: p[a] === undefined ? a : b, message: `${a} and ${b} go together` });
@@ -57,6 +62,10 @@ export const mergeIntoBase = defineNode({
       clipL: await pair(p.clipLIn, p.clipLOut),
       t5: await pair(p.t5In, p.t5Out),
       ignoreTextEncoders: p.ignoreTextEncoders,
+      method: p.method,
+      density: p.density,
+      drop: p.drop,
+      seed: p.seed,
       metadata: provenanceMetadata(ctx),
       ctx: ctx.op,
     });

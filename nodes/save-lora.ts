@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseFormatName, writeLora } from '../src/formats/index.ts';
+import { LoraFormatError } from '../src/formats/errors.ts';
 import { defineNode, pathParam } from '../src/graph/node.ts';
 import { LORA_FORMATS, dtypeOf, dtypeParam, type LoraFormatChoice } from './params.ts';
 import { provenanceMetadata } from './provenance.ts';
@@ -33,9 +34,17 @@ export const saveLora = defineNode({
   async run(ctx, { lora }, p) {
     const chosen = p.format === 'auto' ? autoFormat(lora) : { format: p.format, why: 'as asked' };
     if (p.format === 'auto') ctx.log(`writing ${chosen.why}`);
+    if (lora.patches.length === 0) {
+      throw new LoraFormatError('NO_MODULES', `${p.path}: nothing to write: this ${lora.format} LoRA has no modules${lora.notes.length ? ` (${lora.notes.slice(0, 3).join('; ')})` : ''}; no file was written`);
+    }
     const out = await ctx.outputPath(p.path);
     const result = await writeLora(out, lora, { format: chosen.format, dtype: dtypeOf(p.dtype), metadata: provenanceMetadata(ctx), operation: 'save-lora', ctx: ctx.op });
-    return { report: { path: p.path, format: chosen.format, tensors: result.tensors, modules: result.modules, bytes: result.bytes, notes: result.notes } };
+    return {
+      report: {
+        path: p.path, format: chosen.format, tensors: result.tensors, modules: result.modules, bytes: result.bytes, notes: result.notes,
+        ...(result.nonFinite.length > 0 ? { nonFinite: result.nonFinite } : {}),
+      },
+    };
   },
   summarize: (o) => o.report,
 });

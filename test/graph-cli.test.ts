@@ -197,7 +197,7 @@ describe('single-operation commands run through recipes', () => {
     expect(Object.keys(defs)).toEqual([
       'block-weights', 'convert', 'extract-lora', 'filter', 'inspect', 'load-lora', 'load-model', 'merge-into-base', 'merge-loras', 'resize-lora', 'save-lora', 'save-model', 'scale',
     ]);
-    expect(defs['merge-loras'].paramsSchema.properties.method).toMatchObject({ enum: ['concat', 'svd'], default: 'concat' });
+    expect(defs['merge-loras'].paramsSchema.properties.method).toMatchObject({ enum: ['concat', 'svd', 'linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune'], default: 'concat' });
     expect(defs['save-lora']).toMatchObject({ output: true, inputs: { lora: { type: 'LORA' } } });
   });
 });

@@ -14,7 +14,8 @@ import { registry } from '../nodes/index.ts';
 import { deltasOf, withLora } from './helpers/lora.ts';
 import { graph, runOk } from './helpers/recipes.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
-import { relFrobenius, weightedSum } from './ops-fixtures.ts';
+import { bestRankK, relFrobenius, weightedSum } from './ops-fixtures.ts';
+import { referenceMerge } from './helpers/merge-reference.ts';
 
 const tmp = useTempDir('loraflow-recipes-');
 const sample = (name: string) => tmp.path('samples', name);
@@ -164,6 +165,25 @@ describe('graphs/ recipes on the sample data', () => {
     }
     expect(doubles).toBeGreaterThan(0);
     expect(singles).toBeGreaterThan(0);
+  });
+
+  it('ties-merge: the rank-8 optimal truncation of the float64 TIES merge (density 0.5, weights 1 and 0.8)', async () => {
+    const { result } = await run(await graph('ties-merge'));
+    const out = tmp.path('out/flux-ties-merged.safetensors');
+    expect(result.written).toEqual([out]);
+    const expected = await withLora(sample(AITOOLKIT), (a) => withLora(sample(KOHYA), (b) => referenceMerge('ties', [{ set: a, weight: 1 }, { set: b, weight: 0.8 }], { density: 0.5 })));
+    const got = await deltasOf(out);
+    expect([...got.keys()].sort()).toEqual([...expected.keys()].sort());
+    const report = (result.values.merge!.report as { modules: { module: string; relError: number }[] }).modules;
+    // the error each module reports is its error; every 8th module (each kind of weight) against its optimum
+    for (const [i, [k, e]] of [...expected].entries()) {
+      const err = relFrobenius(got.get(k)!.data, e.data);
+      expect(report.find((m) => m.module === k)!.relError, k).toBeCloseTo(err, 2);
+      if (i % 8 !== 0) continue;
+      const { s } = bestRankK(e.data, e.rows, e.cols, 0);
+      const optimal = Math.sqrt(s.slice(8).reduce((x, v) => x + v * v, 0) / s.reduce((x, v) => x + v * v, 0));
+      expect(err, k).toBeLessThanOrEqual(optimal * 1.05 + 1e-3);
+    }
   });
 });
 

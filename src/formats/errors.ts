@@ -9,7 +9,13 @@ export type LoraFormatErrorCode =
   | 'NOT_FLUX'
   | 'INEXPRESSIBLE'
   | 'UNKNOWN_FORMAT'
-  | 'SAME_PATH';
+  | 'SAME_PATH'
+  /** An adapter tensor stored as an integer or boolean dtype. */
+  | 'BAD_DTYPE'
+  /** A module with half its factors (a lora_down without its lora_up, three of LoHa's four). */
+  | 'INCOMPLETE'
+  /** A file none of whose keys forms an adapter module (only alphas, only unknown keys, none at all). */
+  | 'NO_MODULES';
 
 export class LoraFormatError extends LoraflowError {
   declare readonly code: LoraFormatErrorCode;

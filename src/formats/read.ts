@@ -4,12 +4,14 @@
  * name, in `unknownKeys`.
  */
 import { SafetensorsFile } from '../safetensors/reader.ts';
-import { encodeFromF32 } from '../tensor/dtype.ts';
-import { fileTensor, type LazyTensor } from '../tensor/lazy.ts';
+import { encodeFromF32, isCodecDType, isFloatDType } from '../tensor/dtype.ts';
+import { nonFiniteF32 } from '../tensor/finite.ts';
+import { fileTensor, nonFiniteError, type LazyTensor } from '../tensor/lazy.ts';
 import type { Adapter, AdapterSet, DoraMagnitude, Patch } from './model.ts';
 import { analyzeKeys, type Analysis } from './analyze.ts';
 import { LoraFormatError } from './errors.ts';
 import type { PatchSpec } from './keys/plan.ts';
+import { parseRole, type Role } from './keys/roles.ts';
 import { peftAlphaFor, parsePeftMetadata, type PeftAlphas } from './peft-metadata.ts';
 import { swapRowHalves } from './tensor-ops.ts';
 
@@ -18,10 +20,18 @@ export interface LoraHandle extends AdapterSet {
   close(): Promise<void>;
 }
 
-export async function readLora(path: string): Promise<LoraHandle> {
+export interface ReadLoraOptions {
+  /**
+   * Let tensors holding NaN or ±Inf through (default false: the first read of such a tensor, by
+   * whatever operation, is refused with an input error naming the file, the key and the count).
+   */
+  allowNonFinite?: boolean;
+}
+
+export async function readLora(path: string, opts: ReadLoraOptions = {}): Promise<LoraHandle> {
   const file = await SafetensorsFile.open(path);
   try {
-    const set = await readOpenFile(file);
+    const set = await readOpenFile(file, opts);
     return Object.assign(set, { path, close: () => file.close() });
   } catch (e) {
     await file.close();
@@ -30,20 +40,59 @@ export async function readLora(path: string): Promise<LoraHandle> {
   }
 }
 
+/** Scalars read up front (alphas, reshape targets): checked for NaN/±Inf like every adapter tensor. */
+async function readScalars(file: SafetensorsFile, name: string, opts: ReadLoraOptions): Promise<Float32Array> {
+  const values = await file.readF32(name);
+  if (!opts.allowNonFinite) {
+    const found = nonFiniteF32(values);
+    if (found.count > 0) throw nonFiniteError(file.path, name, found, values.length);
+  }
+  return values;
+}
+
 /** The alphas (one value each, any dtype) of every module. */
-async function readAlphas(file: SafetensorsFile, analysis: Analysis): Promise<Map<string, number>> {
+async function readAlphas(file: SafetensorsFile, analysis: Analysis, opts: ReadLoraOptions): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const spec of analysis.plan.specs) {
     const k = spec.tensors.alpha;
     if (!k || out.has(k.name)) continue;
-    const v = (await file.readF32(k.name))[0]!;
-    if (!Number.isFinite(v)) throw new LoraFormatError('BAD_SHAPES', `alpha ${k.name} is ${v}`, spec.source.module);
-    out.set(k.name, v);
+    checkDtype(file, spec, 'alpha');
+    out.set(k.name, (await readScalars(file, k.name, opts))[0]!);
   }
   return out;
 }
 
-async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
+/** Roles whose values are counts, not weights: sd-scripts tools store alphas as I64, ComfyUI reshape targets as integers. */
+const INTEGER_ROLES: ReadonlySet<Role> = new Set(['alpha', 'reshape']);
+
+/** Adapter factors must be floating point: an I8 or BOOL `lora_up` is not a LoRA anyone trained. */
+function checkDtype(file: SafetensorsFile, spec: PatchSpec, role: Role): void {
+  const k = spec.tensors[role];
+  if (!k) return;
+  const dtype = file.info(k.name).dtype;
+  const ok = isCodecDType(dtype) && (isFloatDType(dtype) || (INTEGER_ROLES.has(role) && dtype !== 'BOOL'));
+  if (!ok) {
+    throw new LoraFormatError(
+      'BAD_DTYPE',
+      `${spec.source.module}: tensor ${k.name} is stored as ${dtype}; ${INTEGER_ROLES.has(role) ? `an ${role} must be a number (a float or integer dtype)` : 'adapter factors must be floating point (F32, F16, BF16, F64 or FP8)'}`,
+      spec.source.module,
+    );
+  }
+}
+
+/** Why a file yields no patch at all: empty, or keys that form no module. */
+function noModulesMessage(file: SafetensorsFile, unknownKeys: readonly string[]): string {
+  const n = file.tensors.length;
+  if (n === 0) return 'holds no tensors: an empty file is not a LoRA';
+  const alphas = unknownKeys.filter((k) => parseRole(k)?.role === 'alpha').length;
+  const list = `${unknownKeys.slice(0, 5).join(', ')}${unknownKeys.length > 5 ? `, … (${unknownKeys.length} keys)` : ''}`;
+  return (
+    `no adapter module loraflow can apply: none of its ${n} tensor${n === 1 ? '' : 's'} forms a LoRA, LoHa, LoKr or diff module` +
+    `${alphas > 0 ? ` (${alphas === n ? 'the file holds only alphas' : `${alphas} are alphas`}, without their lora_down/lora_up)` : ''}; keys not understood: ${list}`
+  );
+}
+
+async function readOpenFile(file: SafetensorsFile, opts: ReadLoraOptions): Promise<AdapterSet> {
   const metadata = { ...(file.metadata ?? {}) };
   const keys = file.tensors.map((t) => ({ name: t.name, shape: t.shape }));
   // alphas decide the split_qkv note, so the key set is analysed once they are known
@@ -51,16 +100,19 @@ async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
   if (first.format === 'checkpoint') {
     throw new LoraFormatError('UNKNOWN_FORMAT', `a ${first.architecture === 'unknown' ? '' : `${first.architecture} `}model checkpoint (no adapter tensors), not a LoRA`);
   }
-  const scalars = await readAlphas(file, first);
+  if (first.plan.problems.length > 0) throw first.plan.problems[0]!;
+  const scalars = await readAlphas(file, first, opts);
   const analysis = analyzeKeys(keys, metadata, scalars);
   if (analysis.plan.problems.length > 0) throw analysis.plan.problems[0]!;
+  if (analysis.plan.specs.length === 0) throw new LoraFormatError('NO_MODULES', noModulesMessage(file, analysis.plan.unknownKeys));
+  for (const spec of analysis.plan.specs) for (const role of Object.keys(spec.tensors) as Role[]) checkDtype(file, spec, role);
   const peft = parsePeftMetadata(metadata);
   const notes = [...analysis.notes];
   if (peft && analysis.plan.specs.some((s) => s.layout === 'diffusers' && !s.tensors.alpha)) {
     notes.push(`alphas taken from lora_adapter_metadata (lora_alpha ${peft.alpha}${peft.useRslora ? ', rsLoRA' : ''})`);
   }
   const patches: Patch[] = [];
-  for (const spec of analysis.plan.specs) patches.push(await buildPatch(file, spec, scalars, peft));
+  for (const spec of analysis.plan.specs) patches.push(await buildPatch(file, spec, scalars, peft, opts));
   return {
     architecture: analysis.architecture,
     format: analysis.format,
@@ -71,10 +123,10 @@ async function readOpenFile(file: SafetensorsFile): Promise<AdapterSet> {
   };
 }
 
-async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined): Promise<Patch> {
+async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined, opts: ReadLoraOptions): Promise<Patch> {
   const t = (role: keyof PatchSpec['tensors']) => {
     const k = spec.tensors[role];
-    return k ? fileTensor(file, k.name) : undefined;
+    return k ? fileTensor(file, k.name, { allowNonFinite: opts.allowNonFinite }) : undefined;
   };
   const rowsOrdered = (x: LazyTensor) => (spec.swapHalves ? swapRowHalves(x) : x);
   let alpha = spec.tensors.alpha ? scalars.get(spec.tensors.alpha.name) : undefined;
@@ -121,7 +173,7 @@ async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<s
   if (spec.rows) patch.rows = spec.rows;
   const dora = doraOf(spec, t, rowsOrdered);
   if (dora) patch.dora = dora;
-  if (spec.tensors.reshape) patch.reshape = [...(await file.readF32(spec.tensors.reshape.name))].map(Math.round);
+  if (spec.tensors.reshape) patch.reshape = [...(await readScalars(file, spec.tensors.reshape.name, opts))].map(Math.round);
   else if (spec.reshape) patch.reshape = spec.reshape;
   return patch;
 }

@@ -10,6 +10,7 @@ import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
 import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
 import { crossArchitectureProblem, locateOpenClipPatch } from '../formats/sd/checkpoint.ts';
+import { loraAsCheckpointProblem } from '../formats/not-a-checkpoint.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 
 export type FileRole = 'base' | 'clip_l' | 't5';
@@ -69,6 +70,30 @@ export interface Plan {
 
 function listNames(names: readonly string[], max = 12): string {
   return names.length <= max ? names.join('; ') : `${names.slice(0, max).join('; ')}; and ${names.length - max} more`;
+}
+
+/** ` [from PATH]` for a LoRA read from a file (messages name the file the module is in). */
+function fromFile(set: AdapterSet): string {
+  return 'path' in set && typeof set.path === 'string' ? ` [from ${set.path}]` : '';
+}
+
+/**
+ * For a target in a numbered block the base does not have (double_blocks.30 on a base with 19):
+ * how many such blocks the base has, so the message says the LoRA is for a bigger model.
+ */
+function blockHint(plan: FilePlan, prefix: string, target: string): string {
+  const m = /^(.*?)\.(\d+)\./.exec(target);
+  if (!m) return '';
+  const [, group, index] = m as unknown as [string, string, string];
+  const head = `${prefix}${group}.`;
+  let count = 0;
+  for (const { name: t } of plan.file.tensors) {
+    if (!t.startsWith(head)) continue;
+    const n = Number.parseInt(t.slice(head.length), 10);
+    if (Number.isInteger(n) && n + 1 > count) count = n + 1;
+  }
+  if (Number(index) < count) return '';
+  return count === 0 ? `; the base has no ${group} at all` : `; the base has ${count} ${group} (0–${count - 1}), so this LoRA is for a model with more blocks`;
 }
 
 function bestPrefix(file: SafetensorsFile, component: Component, targets: readonly string[]): string {
@@ -135,7 +160,13 @@ export async function planApply(input: PlanInput): Promise<Plan> {
   const opened: SafetensorsFile[] = [];
   try {
     const files: FilePlan[] = [];
-    for (const o of outputs) files.push({ ...o, file: await openFile(o.in, opened), prefixes: {}, byKey: new Map() });
+    const WHAT: Record<FileRole, string> = { base: 'base checkpoint', clip_l: 'CLIP-L text encoder checkpoint', t5: 'T5 text encoder checkpoint' };
+    for (const o of outputs) {
+      const file = await openFile(o.in, opened);
+      const lora = loraAsCheckpointProblem(o.in, file.tensors.map((t) => t.name), WHAT[o.role]);
+      if (lora) throw applyError(lora);
+      files.push({ ...o, file, prefixes: {}, byKey: new Map() });
+    }
     const fileFor = (role: FileRole) => files.find((f) => f.role === role);
     const baseFile = fileFor('base')!;
     const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
@@ -165,6 +196,16 @@ export async function planApply(input: PlanInput): Promise<Plan> {
         routed.set(dest, list);
       }
     });
+    // a LoRA that would change nothing (every module left out) is refused, not merged as a plain copy
+    input.loras.forEach(({ set, weight }, index) => {
+      if (weight === 0) return;
+      const applied = [...routed.values()].reduce((n, list) => n + list.filter((p) => p.input === index).length, 0);
+      const left = set.patches.length;
+      if (applied > 0 || homeless.some((h) => h.includes(`(LoRA ${index + 1},`))) return;
+      const why = left === 0 ? 'it has no modules at all' : `all ${left} of its modules are text-encoder modules left out by ignoreTextEncoders`;
+      const path = 'path' in set && typeof set.path === 'string' ? ` (${set.path})` : '';
+      throw applyError(`LoRA ${index + 1}${path} changes nothing in ${input.base}: ${why}; nothing was written`);
+    });
     if (homeless.length) {
       throw applyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
     }
@@ -180,13 +221,15 @@ export async function planApply(input: PlanInput): Promise<Plan> {
         const openClip = plan.file.has(key) ? undefined : locateOpenClipPatch(plan.file, planned.patch);
         if (openClip) [key, planned] = [openClip.key, { ...planned, patch: openClip.patch }];
         const { patch } = planned;
+        const from = fromFile(input.loras[planned.input]!.set);
         if (!plan.file.has(key)) {
-          problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}`);
+          const blocks = blockHint(plan, plan.prefixes[patch.component]!, patch.target);
+          problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}${blocks}${from}`);
           continue;
         }
         const { problem, rowStart, rowLen } = misfit(planned, plan.file.info(key));
         if (problem) {
-          problems.push(`${problem} (LoRA ${planned.input + 1})`);
+          problems.push(`${problem} (LoRA ${planned.input + 1})${from}`);
           continue;
         }
         const onKey = plan.byKey.get(key) ?? [];

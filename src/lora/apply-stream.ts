@@ -13,7 +13,8 @@ import type { TensorInfo } from '../safetensors/reader.ts';
 import { decodeToF32, dtypeBytes, type DType } from '../tensor/dtype.ts';
 import type { FilePlan, PlannedPatch } from './apply-plan.ts';
 import { patchWeight } from './apply-tensor.ts';
-import type { ChunkTask, DeltaGroup } from './chunk-task.ts';
+import type { ChunkCounts, ChunkTask, DeltaGroup } from './chunk-task.ts';
+import { countNonFiniteStored } from '../tensor/finite.ts';
 import type { ComputePool } from './compute-pool.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { readFactorPart, stackFactors } from './factors.ts';
@@ -42,6 +43,8 @@ export interface StreamCounts {
   converted: number;
   copied: number;
   outOfRange: number;
+  /** Written tensors (patched or converted) holding NaN or ±Inf, by name, with how many. */
+  nonFinite: { tensor: string; count: number }[];
   bytes: number;
   modules: number;
 }
@@ -113,7 +116,7 @@ async function deltaGroups(planned: readonly PlannedPatch[], cols: number, share
 }
 
 /** base + ΔW (or a plain dtype conversion when `groups` is empty) in row chunks on the pool. */
-async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array): Promise<number> {
+async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array): Promise<ChunkCounts> {
   const { rows, cols } = matrixOf(info.shape);
   const inPer = dtypeBytes(info.dtype as DType);
   const outPer = dtypeBytes(outDtype);
@@ -133,12 +136,12 @@ async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, gro
       stochasticSeed: seed,
     });
   }
-  return (await pool.runAll(tasks)).reduce((a, b) => a + b, 0);
+  return (await pool.runAll(tasks)).reduce((a, b) => ({ outOfRange: a.outOfRange + b.outOfRange, nonFinite: a.nonFinite + b.nonFinite }), { outOfRange: 0, nonFinite: 0 });
 }
 
 /** Reads, patches, encodes and writes every tensor of `file`, in file order. */
 export async function streamFile(file: FilePlan, writer: SafetensorsWriter, opts: StreamOptions): Promise<StreamCounts> {
-  const counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, bytes: 0, modules: 0 };
+  const counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, nonFinite: [], bytes: 0, modules: 0 };
   const tensors = file.file.tensors;
   const shared = opts.pool.threads > 0;
   const outBytes = (i: number) => (tensors[i]!.end - tensors[i]!.begin) / dtypeBytes(tensors[i]!.dtype as DType) * dtypeBytes(opts.outDtypes[i]!);
@@ -159,19 +162,24 @@ export async function streamFile(file: FilePlan, writer: SafetensorsWriter, opts
       const planned = file.byKey.get(info.name);
       const seed = opts.stochasticFp8 ? seedFromName(info.name) : undefined;
       let bytes: Uint8Array;
+      let nonFinite = 0;
       if (!planned && out === info.dtype) {
         bytes = input;
         counts.copied++;
       } else if (!planned || isFastPath(planned)) {
         const groups = planned ? await deltaGroups(planned, matrixOf(info.shape).cols, shared) : [];
         bytes = outputs.view(i, outBytes(i));
-        counts.outOfRange += await chunked(input, info, out, groups, opts.pool, seed, bytes);
+        const c = await chunked(input, info, out, groups, opts.pool, seed, bytes);
+        counts.outOfRange += c.outOfRange;
+        nonFinite = c.nonFinite;
       } else {
         const w = decodeToF32(input, info.dtype as DType);
         await patchWeight(w, matrixOf(info.shape).cols, planned);
         counts.outOfRange += countOutOfRange(w, out);
         bytes = encodeValues(w, out, { stochasticSeed: seed });
+        nonFinite = countNonFiniteStored(bytes, out);
       }
+      if (nonFinite > 0) counts.nonFinite.push({ tensor: info.name, count: nonFinite });
       if (planned) {
         counts.patched++;
         counts.modules += planned.length;

@@ -16,9 +16,11 @@ import { planApply, applyError, type FilePlan } from './apply-plan.ts';
 import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
+import { lorasForMethod, type ApplyMethodOptions } from './merge-methods.ts';
 
 
-export interface ApplyOptions {
+/** method (default linear: W + Σ wᵢ·ΔWᵢ) with density / drop / seed: see merge-methods.ts. */
+export interface ApplyOptions extends Omit<ApplyMethodOptions, 'ctx'> {
   base: string;
   out: string;
   loras: readonly { set: AdapterSet; weight: number }[];
@@ -52,6 +54,11 @@ export interface ApplyFileReport {
   keptPrecision: number;
   /** Values beyond the output dtype's largest finite value (fp8: written saturated; F16: Inf). */
   outOfRange: number;
+  /**
+   * Written tensors holding NaN or ±Inf, by name, with how many: an F16 overflow to Inf, NaN from
+   * inf − inf, a LoRA's NaN let through with allowNonFinite (fp8 saturates, so never from overflow).
+   */
+  nonFinite: { tensor: string; count: number }[];
   bytes: number;
 }
 
@@ -88,15 +95,16 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   const { ctx } = options;
   const dtype = parseChoice(options.dtype);
   if (dtype !== 'keep' && !isFloatDType(dtype)) throw applyError(`output dtype ${dtype} is not a floating-point dtype`);
-  const plan = await planApply(options);
+  const byMethod = await lorasForMethod(options.loras, options);
+  const plan = await planApply({ ...options, loras: byMethod.loras });
   const backend = await ensureBackend();
   const report: ApplyReport = {
-    backend, threads: 0, files: [], modules: 0, omitted: plan.omitted, ignoredTextEncoders: plan.ignored, notes: [], seconds: 0,
+    backend, threads: 0, files: [], modules: 0, omitted: [...plan.omitted, ...byMethod.omitted], ignoredTextEncoders: plan.ignored, notes: [...byMethod.notes], seconds: 0,
   };
   const log = ctx?.log;
   log?.(`apply ${options.loras.length} LoRA${options.loras.length === 1 ? '' : 's'} to ${plan.files.map((f) => f.in).join(', ')} on the ${backend} backend`);
   if (plan.ignored.length) report.notes.push(`${plan.ignored.length} text-encoder modules left out (ignoreTextEncoders): ${plan.ignored.slice(0, 5).join('; ')}${plan.ignored.length > 5 ? '; …' : ''}`);
-  if (plan.omitted.length) report.notes.push(`${plan.omitted.length} modules of LoRAs with weight 0 left out`);
+  if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of LoRAs with weight 0 left out`);
 
   const total = plan.files.reduce((s, f) => s + f.file.tensors.length, 0);
   let done = 0;
@@ -118,6 +126,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
           operation: 'apply',
           loras: options.loras.map(({ set, weight }) => ({ format: set.format, weight, ...('path' in set ? { path: String(set.path) } : {}) })),
           dtype,
+          ...(byMethod.params ? { method: { name: options.method, ...byMethod.params } } : {}),
         }),
       };
       const writer = await SafetensorsWriter.create(file.out, specs, { metadata, order: 'given' });
@@ -134,6 +143,14 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
       report.modules += modules;
       report.files.push({ role: file.role, in: file.in, out: file.out, tensors: specs.length, keptPrecision, ...fileCounts });
       if (counts.outOfRange) log?.(`${file.out}: ${counts.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
+      // the output path may be a staging name here: the role says which file
+      const where = `${file.role} output`;
+      for (const { tensor, count } of counts.nonFinite.slice(0, 20)) log?.(`${where}: tensor ${tensor}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) written`);
+      if (counts.nonFinite.length > 20) log?.(`${where}: and ${counts.nonFinite.length - 20} more tensors with non-finite values`);
+      if (counts.nonFinite.length) {
+        const total = counts.nonFinite.reduce((s, f) => s + f.count, 0);
+        report.notes.push(`${where}: ${counts.nonFinite.length} tensor${counts.nonFinite.length === 1 ? '' : 's'} written with non-finite values (NaN/±Inf, ${total} in all): ${counts.nonFinite.slice(0, 8).map((f) => `${f.tensor} (${f.count})`).join(', ')}${counts.nonFinite.length > 8 ? ', …' : ''}`);
+      }
       if (keptPrecision) report.notes.push(`${file.out}: ${keptPrecision} 1-D tensors (biases, norm scales) kept at their own precision instead of ${dtype}`);
     }
     checkAborted(ctx);

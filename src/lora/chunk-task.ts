@@ -7,6 +7,7 @@
  */
 import { activeBackend } from '../tensor/backend.ts';
 import { decodeToF32, dtypeBytes, type DType } from '../tensor/dtype.ts';
+import { countNonFiniteStored } from '../tensor/finite.ts';
 import { matmul } from '../tensor/linalg.ts';
 import { lowRankAddKernel, type LowRankAdd } from '../tensor/low-rank-add-simd.ts';
 import { addAndEncode } from './fused-codec.ts';
@@ -40,9 +41,18 @@ const CPU_BACKENDS = new Set(['wasm', 'cpu', 'none']);
 
 let kernel: LowRankAdd | undefined;
 
-/** Computes one chunk; returns how many values did not fit the output dtype. */
-export async function runChunk(task: ChunkTask): Promise<number> {
-  return CPU_BACKENDS.has(activeBackend()) ? fusedChunk(task) : productChunk(task);
+/** What one chunk's output holds that a user should hear about. */
+export interface ChunkCounts {
+  /** Values beyond the output dtype's largest finite value (fp8: written saturated; F16: Inf). */
+  outOfRange: number;
+  /** Output values that are NaN or ±Inf (an F16 overflow, NaN from inf − inf, a NaN let into a LoRA). */
+  nonFinite: number;
+}
+
+/** Computes one chunk; returns what did not fit the output dtype and what came out non-finite. */
+export async function runChunk(task: ChunkTask): Promise<ChunkCounts> {
+  const outOfRange = CPU_BACKENDS.has(activeBackend()) ? fusedChunk(task) : await productChunk(task);
+  return { outOfRange, nonFinite: countNonFiniteStored(task.output, task.outDtype) };
 }
 
 /** Rows [lo, hi) of the task (absolute row numbers) as stored input and output bytes. */

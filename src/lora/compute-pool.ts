@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { yieldToEventLoop } from '../tensor/cooperative.ts';
-import { runChunk, type ChunkTask } from './chunk-task.ts';
+import { runChunk, type ChunkCounts, type ChunkTask } from './chunk-task.ts';
 
 const BOOT = new URL('./compute-worker-boot.mjs', import.meta.url);
 
@@ -25,7 +25,7 @@ export function defaultThreads(backend: string): number {
 }
 
 interface Pending {
-  resolve: (outOfRange: number) => void;
+  resolve: (counts: ChunkCounts) => void;
   reject: (e: Error) => void;
 }
 
@@ -71,7 +71,7 @@ export class ComputePool {
   }
 
   private attach(w: Worker): void {
-    w.on('message', (msg: { id: number; result?: number; error?: string }) => {
+    w.on('message', (msg: { id: number; result?: ChunkCounts; error?: string }) => {
       const p = this.pending.get(msg.id);
       this.pending.delete(msg.id);
       this.busy.delete(w);
@@ -107,7 +107,7 @@ export class ComputePool {
   }
 
   /** Runs a task on a free worker (queued when all are busy), or inline when the pool has none. */
-  run(task: ChunkTask): Promise<number> {
+  run(task: ChunkTask): Promise<ChunkCounts> {
     if (this.workers.length === 0) return runChunk(task);
     if (this.failure) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
@@ -123,8 +123,8 @@ export class ComputePool {
    * queued task whenever it is free (turning the event loop between tasks so finished workers get
    * their next one), so no core waits while tasks remain. Results come in task order.
    */
-  async runAll(tasks: readonly ChunkTask[]): Promise<number[]> {
-    const results: number[] = new Array<number>(tasks.length);
+  async runAll(tasks: readonly ChunkTask[]): Promise<ChunkCounts[]> {
+    const results: ChunkCounts[] = new Array<ChunkCounts>(tasks.length);
     let next = 0;
     const onWorkers = async (): Promise<void> => {
       for (let i = next++; i < tasks.length; i = next++) results[i] = await this.run(tasks[i]!);

@@ -16,6 +16,7 @@ import { checkpointArchitecture } from '../formats/sd/checkpoint.ts';
 import { canonicalExtraction } from '../formats/sd/extracted.ts';
 import { isSdArchitecture } from '../formats/sd/unet.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
+import { loraAsCheckpointProblem } from '../formats/not-a-checkpoint.ts';
 
 export interface ExtractOptions extends RankChoice {
   base: string;
@@ -105,6 +106,19 @@ function pairKeys(base: SafetensorsFile, tuned: SafetensorsFile): { name: string
   return pairs;
 }
 
+/** Why an extraction came out empty: the checkpoints are identical, or every difference was left out. */
+export function nothingExtracted(base: SafetensorsFile, tuned: SafetensorsFile, pairs: number, report: ExtractReport): string {
+  if (report.unchanged === pairs) {
+    return `${tuned.path} and ${base.path} are identical (all ${pairs} tensors hold the same values): there is no difference to extract, so no LoRA was written`;
+  }
+  const parts = [
+    `${report.unchanged} tensors identical`,
+    report.belowMinDiff.length ? `${report.belowMinDiff.length} differing by at most minDiff (${listNames(report.belowMinDiff, 5)})` : '',
+    report.skipped.length ? `${report.skipped.length} left out (${report.skipped.slice(0, 5).map((s) => `${s.key}: ${s.reason}`).join('; ')}${report.skipped.length > 5 ? '; …' : ''})` : '',
+  ].filter(Boolean);
+  return `nothing to extract from ${tuned.path} − ${base.path}: of ${pairs} tensor pairs, ${parts.join(', ')}`;
+}
+
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
@@ -146,6 +160,10 @@ export async function extractLora(options: ExtractOptions): Promise<{ set: Adapt
 
 async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, options: ExtractOptions, minDiff: number) {
   const { ctx } = options;
+  for (const [file, what] of [[base, 'base checkpoint'], [tuned, 'fine-tuned checkpoint']] as const) {
+    const lora = loraAsCheckpointProblem(file.path, file.tensors.map((t) => t.name), what);
+    if (lora) throw extractError(lora);
+  }
   const pairs = pairKeys(base, tuned);
   const arch = ARCHITECTURE_KEYS.find((a) => pairs.some((p) => a.pattern.test(p.name)));
   const report: ExtractReport = {
@@ -192,7 +210,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     if (shape.length === 2 || shape.length === 4) {
       const m = shape[0]!;
       const n = diff.length / m;
-      const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name) });
+      const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name), what: `extract: ${tunedKey} (${tuned.path}) − ${baseKey} (${base.path})` });
       fits.push(fit);
       const conv = shape.length === 4;
       patches.push({
@@ -227,9 +245,23 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     report.architecture = sd;
   }
   report.relError = overallError(fits);
+  // identical checkpoints are an input mistake; an extraction emptied by minDiff or skips says why in
+  // its notes (the extract-lora node refuses to pass such an empty LoRA on)
+  if (patches.length === 0 && report.unchanged === pairs.length) throw extractError(nothingExtracted(base, tuned, pairs.length, report));
   const notes = report.skipped.map((s) => `not extracted: ${s.key}: ${s.reason}`);
+  if (patches.length === 0) notes.unshift(nothingExtracted(base, tuned, pairs.length, report));
+  const droppedBiases = report.skipped.filter((s) => s.reason.includes('keepBiases')).length;
+  if (report.fullDiffs.length > 0) {
+    notes.push(
+      `${report.fullDiffs.length} changed 1-D tensor${report.fullDiffs.length === 1 ? '' : 's'} (biases, norm scales) kept as full diffs (written as .diff_b / .diff keys): ` +
+        'ComfyUI applies them, but diffusers and sd-scripts load the LoRA without them and say nothing; keepBiases false (loraflow extract --biases drop) leaves them out',
+    );
+  } else if (droppedBiases > 0) {
+    notes.push(`${droppedBiases} changed 1-D tensor${droppedBiases === 1 ? '' : 's'} (biases, norm scales) left out (keepBiases false / --biases drop): the LoRA does not reproduce those changes`);
+  }
   if (!arch && !isSdArchitecture(sd)) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
   const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches, metadata: {}, unknownKeys: [], notes };
+  for (const n of notes.filter((x) => !x.startsWith('not extracted: '))) ctx?.log?.(n);
   ctx?.log?.(`extracted ${report.modules.length} matrices (relative error ${report.relError.toExponential(2)}), ${report.unchanged} unchanged, ${report.fullDiffs.length} full diffs, ${report.skipped.length} skipped`);
   return { set, report };
 }

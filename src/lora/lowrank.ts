@@ -5,6 +5,7 @@
 import { keptEnergy, lowRankSvd, matmul, randomizedSvd, randomizedSvdByEnergy, rankForEnergy, sumOfSquares } from '../tensor/linalg.ts';
 import { splitSvd } from './factors.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
+import { countNonFinite } from '../tensor/finite.ts';
 
 export interface RankChoice {
   /** Fixed rank (an upper bound when `energy` is also given). */
@@ -23,6 +24,25 @@ export function checkRankChoice(choice: RankChoice, what: string, required: bool
   if (rank !== undefined && (!Number.isInteger(rank) || rank < 1)) throw rankChoiceError(`${what}: rank must be a positive integer, got ${rank}`);
   if (energy !== undefined && !(energy > 0 && energy <= 1)) throw rankChoiceError(`${what}: energy must be in (0, 1], got ${energy}`);
   if (required && rank === undefined && energy === undefined) throw rankChoiceError(`${what}: give a rank or an energy fraction`);
+}
+
+/** Names what is being factored, for the error when it holds NaN or ±Inf. */
+export interface Factoring {
+  what?: string;
+}
+
+/**
+ * An SVD of NaN or ±Inf has no answer: values let through with allowNonFinite reach here as an
+ * input error naming what was being factored and how many such values it holds, not as a
+ * failed linear-algebra routine.
+ */
+function refuseNonFinite(what: string | undefined, ...arrays: Float32Array[]): void {
+  const count = arrays.reduce((s, a) => s + countNonFinite(a), 0);
+  if (count === 0) return;
+  throw inputError(
+    'NON_FINITE',
+    `${what ?? 'factorisation'}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) in what is to be factored; an SVD cannot factor them (an exact concat merge carries them through; better, fix or drop the file)`,
+  );
 }
 
 export interface LowRank {
@@ -50,7 +70,8 @@ function chooseRank(s: ArrayLike<number>, choice: RankChoice): number {
  * Optimal rank-k factors of up [m,R] @ down [R,n] without forming the product (lowRankSvd), with k
  * chosen from the exact spectrum of the product; √σ goes to each side.
  */
-export async function truncateProduct(up: Float32Array, down: Float32Array, m: number, R: number, n: number, choice: RankChoice): Promise<LowRank> {
+export async function truncateProduct(up: Float32Array, down: Float32Array, m: number, R: number, n: number, choice: RankChoice & Factoring): Promise<LowRank> {
+  refuseNonFinite(choice.what, up, down);
   let total = 0;
   let discarded = 0;
   const svd = await lowRankSvd(up, down, m, R, n, (s) => {
@@ -79,7 +100,8 @@ async function residualEnergy(w: Float32Array, up: Float32Array, down: Float32Ar
  * The error comes from ‖w‖² − Σs² (exact for the projection randomized SVD computes); when that is
  * under 1% it is recomputed from the residual, because the subtraction loses the small digits.
  */
-export async function factorizeDense(w: Float32Array, m: number, n: number, choice: RankChoice & { maxRank?: number; seed?: number }): Promise<LowRank> {
+export async function factorizeDense(w: Float32Array, m: number, n: number, choice: RankChoice & Factoring & { maxRank?: number; seed?: number }): Promise<LowRank> {
+  refuseNonFinite(choice.what, w);
   const total = sumOfSquares(w);
   if (total === 0) return { up: new Float32Array(m), down: new Float32Array(n), k: 1, relError: 0, totalEnergy: 0, discardedEnergy: 0 };
   const limit = Math.min(m, n, choice.maxRank ?? Infinity, choice.rank ?? Infinity);

@@ -22,18 +22,23 @@ import { checkRankChoice, factorizeDense, overallError, truncateProduct, type Lo
 import { seedFromName } from './seed.ts';
 import { plainLora } from '../formats/sd/tucker.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
+import { originSoftware } from '../formats/write/metadata.ts';
+import { DENSE_METHODS, isDenseMethod, mergeByMethod, type DenseMethod, type MergeOutput, type MethodParams } from './merge-methods.ts';
 
-export type MergeMethod = 'concat' | 'svd';
+/** concat / svd here; the dense methods (ties, dare, …) in merge-methods.ts. */
+export type MergeMethod = 'concat' | 'svd' | DenseMethod;
 
 export interface MergeInput {
   set: AdapterSet;
   weight: number;
 }
 
-export interface MergeOptions extends RankChoice {
+export interface MergeOptions extends RankChoice, MethodParams {
   method: MergeMethod;
   /** Turn LoHa / LoKr / full diffs into LoRAs (randomized SVD of their dense ΔW at `rank` / `energy`). */
   refactor?: boolean;
+  /** Dense methods: lora (default, at rank / energy) or diff (the exact merged ΔW as full diffs). */
+  output?: MergeOutput;
   ctx?: OpContext;
 }
 
@@ -45,6 +50,8 @@ export interface MergedModule {
   /** Relative Frobenius error of this module (0 for concat). */
   relError: number;
   fused: boolean;
+  /** Written as a full diff (dense methods: output diff, and 1-D modules); rank is then 0. */
+  diff?: boolean;
 }
 
 export interface RefactoredModule {
@@ -74,6 +81,8 @@ export interface MergeReport {
   /** Keys the readers could not place, per input: they are not part of any input's ΔW. */
   ignoredKeys: string[];
   notes: string[];
+  /** Dense methods: the parameters that applied, and the output kind. */
+  params?: MethodParams & { output: MergeOutput };
 }
 
 export function mergeError(message: string): LoraflowError {
@@ -148,9 +157,28 @@ function groupTarget(parts: Part[]): Group[] {
   return [{ ...base, key: patchKey({ ...base, rows }), rows, height: end - start, parts, fused: true }];
 }
 
-function sharedMetadata(sets: readonly AdapterSet[]): Record<string, string> {
+/**
+ * Metadata every input agrees on, except the software entries: the merge is loraflow's output
+ * (the writer says so), and `source_software` names what made each input (one value, or a JSON
+ * list when they differ), so a merge of an ai-toolkit and a kohya LoRA claims to be neither.
+ */
+export function sharedMetadata(sets: readonly AdapterSet[]): Record<string, string> {
   const [first, ...rest] = sets;
-  return Object.fromEntries(Object.entries(first?.metadata ?? {}).filter(([k, v]) => rest.every((s) => s.metadata[k] === v)));
+  const out = Object.fromEntries(Object.entries(first?.metadata ?? {}).filter(([k, v]) => rest.every((s) => s.metadata[k] === v)));
+  delete out.software;
+  delete out.source_software;
+  const origins = [...new Set(sets.map((s) => originSoftware(s.metadata)).filter((v): v is string => v !== undefined))];
+  if (origins.length === 1) out.source_software = origins[0]!;
+  else if (origins.length > 1) out.source_software = JSON.stringify(origins.map(parseIfJson));
+  return out;
+}
+
+function parseIfJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
 }
 
 function isLowRankLora(patch: Patch): boolean {
@@ -165,7 +193,7 @@ function isBiasDiff(patch: Patch): boolean {
 async function refactorPatch(part: Part, choice: RankChoice): Promise<{ patch: Patch; fit: LowRank; kind: AdapterKind }> {
   const { patch } = part;
   const dense = await denseDelta(patch.adapter, patch.source.module);
-  const fit = await factorizeDense(dense.data, dense.rows, dense.cols, { ...choice, seed: seedFromName(patchKey(patch)) });
+  const fit = await factorizeDense(dense.data, dense.rows, dense.cols, { ...choice, seed: seedFromName(patchKey(patch)), what: `merge: refactoring ${patch.source.module} (input ${part.input + 1})` });
   const adapter: LoraAdapter = {
     kind: 'lora',
     up: memoryTensor(fit.up, [dense.rows, fit.k], 'F32', `refactored ${patch.source.module} up`),
@@ -215,7 +243,7 @@ async function svdGroup(group: Group, choice: RankChoice): Promise<{ patch: Patc
   const parts = await Promise.all(group.parts.map((p) => readFactorPart(p.patch, p.weight, origin)));
   const cols = parts[0]!.cols;
   const stacked = stackFactors(parts, group.height, cols);
-  const fit = await truncateProduct(stacked.up, stacked.down, group.height, stacked.rank, cols, choice);
+  const fit = await truncateProduct(stacked.up, stacked.down, group.height, stacked.rank, cols, { ...choice, what: `merge (svd): ${group.key} (${group.parts.map((p) => `${p.patch.source.module}, input ${p.input + 1}`).join('; ')})` });
   const dtype = commonDtype(group.parts.flatMap((p) => [(p.patch.adapter as LoraAdapter).up, (p.patch.adapter as LoraAdapter).down]));
   const shapes = stackShapes(group, fit.k);
   const adapter: LoraAdapter = {
@@ -254,7 +282,10 @@ function sumDiffs(parts: readonly Part[]): Patch {
 
 export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
   const { method, ctx } = options;
-  if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat or svd)`);
+  if (isDenseMethod(method)) return mergeByMethod(inputs, { ...options, method });
+  if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat, svd, ${DENSE_METHODS.join(', ')})`);
+  const stray = (['density', 'drop', 'seed', 'output'] as const).filter((k) => options[k] !== undefined && !(k === 'output' && options.output === 'lora'));
+  if (stray.length) throw mergeError(`${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to the dense methods (${DENSE_METHODS.join(', ')}), not ${method}`);
   if (inputs.length === 0) throw mergeError('no LoRAs to merge');
   checkRankChoice(options, `merge (${method})`, method === 'svd');
   inputs.forEach(({ weight }, i) => {

@@ -56,7 +56,7 @@ export async function resizeLora(set: AdapterSet, options: ResizeOptions): Promi
       patches.push(patch);
       continue;
     }
-    const fit = await truncateProduct(await adapter.up.f32(), await adapter.down.f32(), rows, rank, cols, options);
+    const fit = await truncateProduct(await adapter.up.f32(), await adapter.down.f32(), rows, rank, cols, { ...options, what: `resize: ${patch.source.module} (${adapter.down.origin})` });
     if (fit.k >= rank) {
       report.unchanged.push(patch.source.module);
       patches.push(patch);

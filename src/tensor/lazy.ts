@@ -1,5 +1,7 @@
+import { inputError, type LoraflowError } from '../errors.ts';
 import type { SafetensorsFile } from '../safetensors/reader.ts';
 import { decodeToF32, encodeFromF32, type DType } from './dtype.ts';
+import { countNonFinite, countNonFiniteStored, describeNonFinite, nonFiniteF32, nonFiniteStored, type NonFiniteCount } from './finite.ts';
 
 /**
  * A tensor whose values are produced on demand. Readers hand these out so that converting or
@@ -20,15 +22,51 @@ export function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** A tensor stored in a safetensors file, read only when asked. */
-export function fileTensor(file: SafetensorsFile, name: string): LazyTensor {
+export interface FileTensorOptions {
+  /** Let NaN and ±Inf values through instead of refusing the tensor (default false). */
+  allowNonFinite?: boolean;
+}
+
+/** The input error for a stored tensor holding NaN or ±Inf: names the file, the key and the count. */
+export function nonFiniteError(path: string, name: string, found: NonFiniteCount, total: number): LoraflowError {
+  return inputError(
+    'NON_FINITE',
+    `${path}: tensor ${name} holds ${found.count} non-finite value${found.count === 1 ? '' : 's'} of ${total} (${describeNonFinite(found)}; first at index ${found.first}); ` +
+      'a LoRA with NaN or Inf poisons every weight it touches. Pass --allow-non-finite (load-lora param allowNonFinite) to use it anyway',
+  );
+}
+
+/**
+ * A tensor stored in a safetensors file, read only when asked. Unless `allowNonFinite`, the first
+ * read checks it for NaN and ±Inf (the decoded values, or the stored bytes when they are copied
+ * as they are) and refuses it with an input error naming file, key and count; once a read has
+ * passed, later reads are not checked again.
+ */
+export function fileTensor(file: SafetensorsFile, name: string, opts: FileTensorOptions = {}): LazyTensor {
   const info = file.info(name);
+  const dtype = info.dtype as DType;
+  let checked = opts.allowNonFinite === true;
+  const refuse = (found: NonFiniteCount) => nonFiniteError(file.path, name, found, numel(info.shape));
   return {
     shape: info.shape,
-    dtype: info.dtype as DType,
+    dtype,
     origin: `${file.path}:${name}`,
-    f32: () => file.readF32(name),
-    bytes: () => file.readBytes(name),
+    f32: async () => {
+      const values = await file.readF32(name);
+      if (!checked) {
+        if (countNonFinite(values) > 0) throw refuse(nonFiniteF32(values));
+        checked = true;
+      }
+      return values;
+    },
+    bytes: async () => {
+      const bytes = await file.readBytes(name);
+      if (!checked) {
+        if (countNonFiniteStored(bytes, dtype) > 0) throw refuse(nonFiniteStored(bytes, dtype));
+        checked = true;
+      }
+      return bytes;
+    },
   };
 }
 

@@ -7,7 +7,7 @@ import { extractRecipe } from '../recipes/extract.ts';
 export const extract: Command = {
   name: 'extract',
   summary: 'Extract a LoRA from a fine-tuned checkpoint and its base',
-  usage: `loraflow extract BASE TUNED OUT (--rank N | --energy F) [--to FORMAT] [--dtype DTYPE]
+  usage: `loraflow extract BASE TUNED OUT (--rank N | --energy F) [--to FORMAT] [--dtype DTYPE] [--biases keep|drop]
 
 Factors TUNED − BASE tensor by tensor (randomized SVD) into a LoRA of rank N, or per module the
 smallest rank keeping fraction F of the difference's energy.
@@ -17,14 +17,18 @@ Options:
   --energy F     retained energy per module (e.g. 0.9)
   --to FORMAT    output layout: kohya (default), diffusers, comfyui
   --dtype DTYPE  output precision (default: keep, i.e. float32 factors)
+  --biases B     changed biases (and other 1-D tensors): keep (default) writes them as full
+                 diffs (.diff_b), which ComfyUI applies but diffusers and sd-scripts drop
+                 without a word; drop leaves them out. The save notes say which happened.
 ${RUN_OPTIONS_HELP}`,
 
   async run(args) {
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS },
+      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS, biases: { type: 'string' } },
     });
+    if (values.biases !== undefined && values.biases !== 'keep' && values.biases !== 'drop') throw new UsageError(`--biases must be keep or drop, got "${values.biases}"`);
     if (positionals.length !== 3) throw new UsageError(`extract takes BASE, TUNED and OUT, got ${positionals.length} argument(s)`);
     const paths = new CliPaths();
     const recipe = extractRecipe({
@@ -32,6 +36,7 @@ ${RUN_OPTIONS_HELP}`,
       tuned: paths.add(positionals[1]!, 'checkpoints'),
       output: paths.add(positionals[2]!, 'output'),
       ...lowRankArgs(values, 'extract'),
+      keepBiases: values.biases === undefined ? undefined : values.biases === 'keep',
     });
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
   },

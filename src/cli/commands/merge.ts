@@ -1,36 +1,53 @@
 import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
+import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
 import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseWeighted, runFlags } from '../recipes/execute.ts';
 import { mergeRecipe } from '../recipes/merge.ts';
+import { METHODS_HELP, METHOD_OPTIONS, METHOD_OPTIONS_HELP, methodArgs } from '../recipes/method-options.ts';
+import { isDenseMethod } from '../../lora/merge-methods.ts';
+
+const METHODS = ['concat', 'svd', 'linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune'];
 
 export const merge: Command = {
   name: 'merge',
-  summary: 'Merge LoRAs (any mix of formats) into one: exact concat or optimal SVD',
-  usage: `loraflow merge OUT A[:w] B[:w] … [--method concat|svd] [--rank N | --energy F] [--to FORMAT] [--block-weights SPEC]
+  summary: 'Merge LoRAs (any mix of formats) into one: exact concat, optimal SVD, or TIES / DARE / …',
+  usage: `loraflow merge OUT A[:w] B[:w] … [--method M] [--rank N | --energy F | --exact] [--density D] [--drop P --seed S] [--to FORMAT] [--block-weights SPEC]
 
 Merges the LoRAs (each with weight w, default 1; negative subtracts) into OUT. concat is exact
 (ΔW = Σ wᵢ·ΔWᵢ, ranks add up); svd gives the optimal rank-N (or energy-F) approximation of the same
 sum and reports its error. Inputs may be in different layouts (e.g. ai-toolkit + kohya).
 
+The interference-aware methods work module by module (one base weight at a time) on the dense ΔW,
+and write a LoRA at --rank / --energy (optimal SVD, error reported per module) or, with --exact,
+the merged ΔW itself as full diffs (.diff keys; layout comfyui unless --to says otherwise):
+${METHODS_HELP}
+e.g. loraflow merge out.safetensors a.safetensors b.safetensors:0.8 --method ties --density 0.3 --rank 32
+
 Options:
-  --method M            concat (default) or svd
-  --rank N              target rank for svd
-  --energy F            keep this fraction of ‖ΔW‖² for svd (e.g. 0.9)
+  --method M            concat (default), svd, linear, ties, dare, dare-ties, magnitude-prune
+  --rank N              target rank (svd and the dense methods)
+  --energy F            keep this fraction of ‖ΔW‖² (e.g. 0.9) instead of a fixed rank
+  --exact               dense methods: write the merged ΔW as full diffs instead of a LoRA
+${METHOD_OPTIONS_HELP}
   --to FORMAT           output layout: kohya (default), diffusers, comfyui
   --dtype DTYPE         output precision (default: keep)
   --block-weights SPEC  weight every input per FLUX block: 61 numbers or ID=value pairs
                         (e.g. "D00-D18=0.5,S00-S37=1")
+${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
   async run(args) {
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS, method: { type: 'string', default: 'concat' }, 'block-weights': { type: 'string' } },
+      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS, ...METHOD_OPTIONS, method: { type: 'string', default: 'concat' }, exact: { type: 'boolean', default: false }, 'block-weights': { type: 'string' } },
     });
     if (positionals.length < 2) throw new UsageError('merge takes OUT and at least one LoRA');
-    if (values.method !== 'concat' && values.method !== 'svd') throw new UsageError(`--method must be concat or svd, got "${values.method}"`);
+    const method = values.method;
+    if (method !== 'concat' && method !== 'svd' && !isDenseMethod(method)) throw new UsageError(`--method must be one of ${METHODS.join(', ')}, got "${method}"`);
+    if (values.exact && !isDenseMethod(method)) throw new UsageError(`--exact is for the dense methods (linear, ties, dare, dare-ties, magnitude-prune); ${method} writes a LoRA`);
+    const low = lowRankArgs(values);
     const paths = new CliPaths();
     const [out, ...inputs] = positionals as [string, ...string[]];
     const recipe = mergeRecipe({
@@ -39,9 +56,12 @@ ${RUN_OPTIONS_HELP}`,
         const { path, weight } = parseWeighted(arg);
         return { path: paths.add(path, 'loras'), weight };
       }),
-      method: values.method,
-      ...lowRankArgs(values),
+      method,
+      ...low,
+      ...methodArgs(values),
+      ...(values.exact ? { exact: true, to: low.to ?? 'comfyui' } : {}),
       blockWeights: values['block-weights'],
+      ...loraInputArgs(values),
     });
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
   },

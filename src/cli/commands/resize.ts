@@ -1,6 +1,7 @@
 import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
+import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
 import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
 import { resizeRecipe } from '../recipes/resize.ts';
 
@@ -17,13 +18,14 @@ Options:
   --energy F     retained energy per module (e.g. 0.9)
   --to FORMAT    output layout (default: the input's own layout when loraflow writes it, else kohya)
   --dtype DTYPE  output precision (default: keep)
+${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
   async run(args) {
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS },
+      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS },
     });
     if (positionals.length !== 2) throw new UsageError(`resize takes IN and OUT, got ${positionals.length} argument(s)`);
     const paths = new CliPaths();
@@ -31,6 +33,7 @@ ${RUN_OPTIONS_HELP}`,
       input: paths.add(positionals[0]!, 'loras'),
       output: paths.add(positionals[1]!, 'output'),
       ...lowRankArgs(values, 'resize'),
+      ...loraInputArgs(values),
     });
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
   },

@@ -1,6 +1,11 @@
 import { node, recipeDoc, type RecipeNodeDoc } from './build.ts';
+import { loadLoraParams, type LoraInputArgs } from './lora-options.ts';
+import type { MethodArgs } from './method-options.ts';
+import type { DenseMethod } from '../../lora/merge-methods.ts';
 
-export interface ApplyArgs {
+export interface ApplyArgs extends LoraInputArgs, MethodArgs {
+  /** Absent or linear: today's plain sum (left out of the recipe). */
+  method?: DenseMethod;
   base: string;
   output: string;
   loras: { path: string; weight: number }[];
@@ -13,7 +18,7 @@ export interface ApplyArgs {
 /** load-model + load-lora ×N → merge-into-base. */
 export function applyRecipe(a: ApplyArgs): Record<string, unknown> {
   const nodes: Record<string, RecipeNodeDoc> = { base: node('load-model', { path: a.base }) };
-  a.loras.forEach((l, i) => (nodes[`lora_${i + 1}`] = node('load-lora', { path: l.path })));
+  a.loras.forEach((l, i) => (nodes[`lora_${i + 1}`] = node('load-lora', loadLoraParams(l.path, a))));
   nodes.apply = node(
     'merge-into-base',
     {
@@ -25,6 +30,10 @@ export function applyRecipe(a: ApplyArgs): Record<string, unknown> {
       t5In: a.t5?.in,
       t5Out: a.t5?.out,
       ignoreTextEncoders: a.ignoreTextEncoders || undefined,
+      method: a.method === 'linear' ? undefined : a.method,
+      density: a.density,
+      drop: a.drop,
+      seed: a.seed,
     },
     { base: 'base.model', loras: a.loras.map((_, i) => `lora_${i + 1}.lora`) },
   );

@@ -216,6 +216,7 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
   };
 
   const primary = place.kind === 'linear' ? primaryAdapter(mod.keys) : undefined;
+  if (!primary && place.kind === 'linear') checkComplete(mod);
   if (primary) {
     const tensors = take([...primary.roles, 'alpha']);
     const dims = adapterDims(primary.kind, tensors);
@@ -249,10 +250,57 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
   for (const [role, k] of mod.keys) if (!used.has(role)) unknownKeys.push(k.name);
 }
 
+/** The factor sets a module may hold, and what each needs to be complete. */
+const FACTOR_SETS: readonly { kind: string; roles: readonly Role[]; complete: (has: (r: Role) => boolean) => boolean }[] = [
+  { kind: 'LoRA', roles: ['down', 'up', 'mid', 'down_bias'], complete: (has) => has('down') && has('up') },
+  { kind: 'LoHa', roles: ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b', 'hada_t1', 'hada_t2'], complete: (has) => ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'].every((r) => has(r as Role)) },
+  {
+    kind: 'LoKr',
+    roles: ['lokr_w1', 'lokr_w1_a', 'lokr_w1_b', 'lokr_w2', 'lokr_w2_a', 'lokr_w2_b', 'lokr_t2'],
+    complete: (has) => (has('lokr_w1') || (has('lokr_w1_a') && has('lokr_w1_b'))) && (has('lokr_w2') || (has('lokr_w2_a') && has('lokr_w2_b'))),
+  },
+];
+
+/** What a role is called in messages (the spellings differ by trainer). */
+const ROLE_LABEL: Partial<Record<Role, string>> = {
+  down: 'down factor (lora_down / lora_A)',
+  up: 'up factor (lora_up / lora_B)',
+  mid: 'Tucker core (lora_mid)',
+  down_bias: 'lora_A bias',
+};
+
+/**
+ * A module holding part of a factor set and no complete adapter (a lora_down without its lora_up,
+ * three of LoHa's four factors) is half an adapter: it changes nothing usable, so it is an error
+ * naming the module and what is missing, not a key quietly left over.
+ */
+function checkComplete(mod: ModuleKeys): void {
+  const has = (r: Role) => mod.keys.has(r);
+  for (const set of FACTOR_SETS) {
+    const present = set.roles.filter(has);
+    if (present.length === 0 || set.complete(has)) continue;
+    const needed = set.kind === 'LoRA' ? (['down', 'up'] as Role[]) : set.kind === 'LoHa' ? (['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b'] as Role[]) : undefined;
+    const missing = needed ? needed.filter((r) => !has(r)).map((r) => ROLE_LABEL[r] ?? r) : ['lokr_w1 (or lokr_w1_a + lokr_w1_b) and lokr_w2 (or lokr_w2_a + lokr_w2_b)'];
+    const keys = present.map((r) => mod.keys.get(r)!.name);
+    throw new LoraFormatError(
+      'INCOMPLETE',
+      `${mod.name}: incomplete ${set.kind} module: it has ${keys.join(', ')} but no ${missing.join(' and no ')}, so it changes nothing usable`,
+      mod.name,
+    );
+  }
+}
+
 function checkLoraShapes(t: Partial<Record<Role, KeyInfo>>, module: string): void {
   const down = t.down!.shape;
   const up = t.up!.shape;
-  if (down.length < 2 || up.length < 2 || up[1] !== down[0]) {
+  // linear: down [r, in], up [out, r]; conv: down [r, in, kh, kw], up [out, r, 1, 1]
+  if (down.length !== 2 && down.length !== 4) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: down ${t.down!.name} has shape [${down}] (${down.length}-D); a LoRA down is [rank, in] (linear) or [rank, in, kh, kw] (conv)`, module);
+  }
+  if ((up.length !== 2 && up.length !== 4) || (up.length === 4 && (up[2] !== 1 || up[3] !== 1))) {
+    throw new LoraFormatError('BAD_SHAPES', `${module}: up ${t.up!.name} has shape [${up}] (${up.length}-D); a LoRA up is [out, rank] (linear) or [out, rank, 1, 1] (conv)`, module);
+  }
+  if (up[1] !== down[0]) {
     throw new LoraFormatError('BAD_SHAPES', `${module}: down [${down}] and up [${up}] do not form a LoRA (rank ${down[0]} vs ${up[1]})`, module);
   }
 }

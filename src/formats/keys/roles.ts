@@ -55,3 +55,19 @@ export function parseRole(key: string): KeyRole | undefined {
 export const LORA_ROLES: readonly Role[] = ['down', 'up', 'mid', 'alpha', 'dora', 'magnitude', 'down_bias', 'up_bias', 'reshape'];
 export const LOHA_ROLES: readonly Role[] = ['hada_w1_a', 'hada_w1_b', 'hada_w2_a', 'hada_w2_b', 'hada_t1', 'hada_t2'];
 export const LOKR_ROLES: readonly Role[] = ['lokr_w1', 'lokr_w1_a', 'lokr_w1_b', 'lokr_w2', 'lokr_w2_a', 'lokr_w2_b', 'lokr_t2'];
+
+/**
+ * Key endings only adapters have: LoRA factors in every trainer's spelling, DoRA magnitudes,
+ * LoHa and LoKr factors. (x-flux's bare `.down.weight` is left out: model checkpoints use such
+ * names for their own weights.)
+ */
+const ADAPTER_ONLY = new RegExp(
+  String.raw`\.(?:lora_(?:down|up|mid)\.weight|lora_[AB]${ADAPTER}\.weight|lora_magnitude_vector${ADAPTER}(?:\.weight)?|dora_scale|hada_w[12]_[ab]|lokr_w[12](?:_[ab])?)$`,
+);
+
+/** The keys of a file that only an adapter file holds (a LoRA passed where a checkpoint belongs has them). */
+export function adapterOnlyKeys(names: Iterable<string>): string[] {
+  const out: string[] = [];
+  for (const n of names) if (ADAPTER_ONLY.test(n)) out.push(n);
+  return out;
+}

@@ -133,10 +133,18 @@ function withArticle(a: Architecture): string {
  * Why LoRAs cannot go into a checkpoint of another model (an SDXL LoRA into a FLUX base, an SD1.5
  * LoRA into SDXL), or undefined when every LoRA fits or either side is unrecognised.
  */
-export function crossArchitectureProblem(base: { path: string; keys: readonly CheckpointKey[] }, loras: readonly { architecture: Architecture; format: string }[]): string | undefined {
+export function crossArchitectureProblem(
+  base: { path: string; keys: readonly CheckpointKey[] },
+  loras: readonly { architecture: Architecture; format: string; path?: string; patches?: readonly Pick<Patch, 'source'>[] }[],
+): string | undefined {
   const guess = checkpointArchitecture(base.keys);
   if (guess.architecture === 'unknown') return undefined;
-  const foreign = loras.flatMap((l, i) => (l.architecture !== 'unknown' && l.architecture !== guess.architecture ? [`LoRA ${i + 1} is a ${l.format} LoRA for ${architectureLabel(l.architecture)}`] : []));
+  const describe = (l: (typeof loras)[number], i: number) => {
+    const first = l.patches?.[0]?.source.module;
+    const where = [l.path, first ? `modules such as ${first}` : ''].filter(Boolean).join(', ');
+    return `LoRA ${i + 1} is a ${l.format} LoRA for ${architectureLabel(l.architecture)}${where ? ` (${where})` : ''}`;
+  };
+  const foreign = loras.flatMap((l, i) => (l.architecture !== 'unknown' && l.architecture !== guess.architecture ? [describe(l, i)] : []));
   if (foreign.length === 0) return undefined;
   return `${base.path} is ${withArticle(guess.architecture)} checkpoint (${guess.evidence}), but ${foreign.join('; ')}: a LoRA only fits the model it was trained for`;
 }

@@ -43,6 +43,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
   }
   let rounded = 0;
   let modules = 0;
+  let biasDiffs = 0;
   const emit = (module: string, suffix: string, t: LazyTensor) => out.push({ name: `${module}.${suffix}`, tensor: t });
   const cast = (t: LazyTensor) => (dtype ? scaledTensor(t, 1, dtype) : t);
 
@@ -99,6 +100,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
       }
       case 'full': {
         const suffix = param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff;
+        if (param === 'bias') biasDiffs++;
         emit(base, suffix, cast(placeFull(group, set.patches)));
         break;
       }
@@ -112,6 +114,12 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
     if (first.reshape) {
       emit(base, FUSED_SUFFIX.reshape, scalarShapeTensor(first.reshape, `${base} reshape`));
     }
+  }
+  if (biasDiffs > 0) {
+    notes.push(
+      `${biasDiffs} bias change${biasDiffs === 1 ? '' : 's'} written as .diff_b keys: ComfyUI applies them, but diffusers and sd-scripts load this LoRA without them and say nothing ` +
+        '(for an extraction, --biases drop / keepBiases false leaves them out)',
+    );
   }
   if (rounded > 0) notes.push(`${rounded} fused modules combine parts with scales that differ by a factor other than a power of two; those ups were rescaled (rounded to their dtype)`);
   return { tensors: out, notes, modules, ranks, alphas };

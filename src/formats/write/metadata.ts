@@ -15,6 +15,33 @@ export function loraflowVersion(): string {
   return version;
 }
 
+/** The `software` entry of every file loraflow writes (ai-toolkit writes the same shape). */
+export function loraflowSoftware(): string {
+  return JSON.stringify({ name: 'loraflow', version: loraflowVersion() });
+}
+
+/** Whether a `software` metadata value names loraflow. */
+export function isLoraflowSoftware(value: string): boolean {
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    if (parsed && typeof parsed === 'object' && 'name' in parsed) return (parsed as { name: unknown }).name === 'loraflow';
+  } catch {
+    // a plain string
+  }
+  return /^loraflow\b/i.test(value.trim());
+}
+
+/**
+ * What made the files a written LoRA came from: a source's `source_software` when it was itself
+ * written by loraflow, else its `software` (ai-toolkit, OneTrainer, …). Kept beside loraflow's own
+ * `software` entry, so a converted or merged file does not claim to be the trainer's output.
+ */
+export function originSoftware(metadata: Readonly<Record<string, string>>): string | undefined {
+  if (metadata.source_software !== undefined) return metadata.source_software;
+  const sw = metadata.software;
+  return sw !== undefined && !isLoraflowSoftware(sw) ? sw : undefined;
+}
+
 /** sd-scripts writes one number when every module agrees and "Dynamic" otherwise. */
 function uniform(values: readonly number[]): string | undefined {
   if (values.length === 0) return undefined;
@@ -50,6 +77,10 @@ export function outputMetadata(m: MetadataInput): Record<string, string> {
     else if (module === undefined || !module.startsWith('networks.lora')) out.ss_network_module = defaults.networkModule;
   }
   if (m.format === 'diffusers') out.format ??= 'pt';
+  // the file is loraflow's output now; where its contents came from stays in source_software
+  const origin = originSoftware(out);
+  if (origin !== undefined) out.source_software = origin;
+  out.software = loraflowSoftware();
   const previous = out.loraflow;
   const provenance: Record<string, unknown> = { version: loraflowVersion(), operation: m.operation, source: { format: m.set.format }, format: m.format };
   if (previous !== undefined) {
