@@ -10,7 +10,7 @@
 import { isUtf8 } from 'node:buffer';
 import { DTYPE_BITS } from '../tensor/dtype.ts';
 import { SafetensorsError, type SafetensorsErrorCode } from './errors.ts';
-import { DTYPE_NAMES, TensorTable, dtypeIndex } from './table.ts';
+import { TensorTable, dtypeIndex } from './table.ts';
 
 const QUOTE = 0x22;
 const BSLASH = 0x5c;
@@ -683,4 +683,3 @@ function checkOffsets(file: string, t: TensorTable, headerBytes: number, fileSiz
   return expected;
 }
 
-export { DTYPE_NAMES };

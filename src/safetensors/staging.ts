@@ -8,7 +8,7 @@
  *    writer in that folder, once their pid is no longer alive.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BroadcastChannel, isMainThread } from 'node:worker_threads';
@@ -96,14 +96,6 @@ export async function sweepStaleStaging(dir: string): Promise<string[]> {
     }
   }
   return swept;
-}
-
-/** Staging files of this process in `dir` (tests and diagnostics). */
-export function stagingFilesIn(dir: string, pid?: number): string[] {
-  return readdirSync(dir).filter((n) => {
-    const m = STAGING_NAME.exec(n);
-    return m !== null && (pid === undefined || Number(m[2]) === pid);
-  });
 }
 
 let installed = false;

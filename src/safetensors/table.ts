@@ -15,7 +15,7 @@ export function dtypeIndex(dtype: string): number | undefined {
   return DTYPE_INDEX.get(dtype);
 }
 
-/** The columns as plain data: what crosses a worker boundary (the typed arrays can be transferred). */
+/** The columns as plain data. */
 export interface TableData {
   names: string[];
   dtypes: Uint8Array;
@@ -147,14 +147,5 @@ export class TensorTable {
       for (let i = 0; i < this.names.length; i++) this.index.set(this.names[i]!, i);
     }
     return this.index.get(name) ?? -1;
-  }
-
-  /** The columns, for postMessage (pass `transferList()` to move the typed arrays instead of copying). */
-  toData(): TableData {
-    return { names: this.names as string[], dtypes: this.dtypes, begins: this.begins, ends: this.ends, shapeStarts: this.shapeStarts, dims: this.dims };
-  }
-
-  transferList(): ArrayBuffer[] {
-    return [this.dtypes, this.begins, this.ends, this.shapeStarts, this.dims].map((a) => a.buffer as ArrayBuffer);
   }
 }
