@@ -2,6 +2,7 @@
  * Every recipe in graphs/ runs headless on the built-in samples, and its outputs are checked by
  * value: the ΔW each output applies (dense, float64) against the intended combination of inputs.
  */
+import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { readdir } from 'node:fs/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RunCache, runRecipe, type RunEvent, type RunOptions } from '../src/graph/index.ts';
@@ -76,28 +77,9 @@ describe('graphs/ recipes on the sample data', () => {
     const merged = await SafetensorsFile.open(out);
     try {
       expect(merged.tensors.map((t) => t.name).sort()).toEqual(base.tensors.map((t) => t.name).sort());
-      let patched = 0;
-      let worst = 0;
-      for (const t of base.tensors) {
-        const d = delta.get(`transformer:${t.name}`);
-        const w = await base.readF32(t.name);
-        const o = await merged.readF32(t.name);
-        if (!d) {
-          expect(Buffer.from(await merged.readBytes(t.name)).equals(Buffer.from(await base.readBytes(t.name)))).toBe(true);
-          continue;
-        }
-        patched++;
-        // Normwise per tensor: the f32 product and one f32 rounding of W + ΔW.
-        let diff = 0;
-        let scale = 0;
-        for (let i = 0; i < w.length; i++) {
-          diff = Math.max(diff, Math.abs(o[i]! - (w[i]! + d.data[i]!)));
-          scale = Math.max(scale, Math.abs(w[i]! + d.data[i]!));
-        }
-        worst = Math.max(worst, diff / scale);
-      }
-      expect(patched).toBe(delta.size);
-      expect(worst).toBeLessThan(1e-6);
+      const errors = await basePlusDeltaErrors(base, merged, (name) => delta.get(`transformer:${name}`));
+      expect(errors.size).toBe(delta.size);
+      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
       expect(JSON.parse(merged.metadata!['loraflow.recipe']!)).toMatchObject({ node: 'apply', recipe: { nodes: { apply: { type: 'merge-into-base' } } } });
     } finally {
       await base.close();

@@ -37,13 +37,7 @@ export function keepTopK(values: Float32Array, k: number): void {
   // Pass 1: histogram of the high 15 bits of |x| (sign cleared): the bin holding the k-th largest.
   const high = new Uint32Array(HIGH_BINS);
   for (let j = 0; j < n; j++) high[(bits[j]! & 0x7fffffff) >>> 16]!++;
-  let above = 0;
-  let h = HIGH_BINS - 1;
-  for (; h > 0; h--) {
-    const c = high[h]!;
-    if (above + c >= k) break;
-    above += c;
-  }
+  const { bin: h, above } = binHolding(high, k);
   // Pass 2: the low 16 bits inside that bin give the exact threshold pattern.
   const low = new Uint32Array(LOW_BINS);
   for (let j = 0; j < n; j++) {
@@ -51,13 +45,7 @@ export function keepTopK(values: Float32Array, k: number): void {
     if (a >>> 16 === h) low[a & 0xffff]!++;
   }
   const need = k - above;
-  let within = 0;
-  let l = LOW_BINS - 1;
-  for (; l > 0; l--) {
-    const c = low[l]!;
-    if (within + c >= need) break;
-    within += c;
-  }
+  const { bin: l, above: within } = binHolding(low, need);
   const threshold = ((h << 16) | l) >>> 0;
   let ties = need - within;
   // Pass 3: keep what is above the threshold and the first `ties` entries at it.
@@ -105,4 +93,16 @@ export function dareMask(n: number, drop: number, seed: number): Uint8Array {
   const ones = new Float32Array(n).fill(1);
   dropAndRescale(ones, drop, seed);
   return Uint8Array.from(ones, (v) => (v !== 0 ? 1 : 0));
+}
+
+/** Walking down from the top bin: the bin that holds the k-th largest entry, and how many lie above it. */
+function binHolding(histogram: Uint32Array, k: number): { bin: number; above: number } {
+  let above = 0;
+  let bin = histogram.length - 1;
+  for (; bin > 0; bin--) {
+    const c = histogram[bin]!;
+    if (above + c >= k) break;
+    above += c;
+  }
+  return { bin, above };
 }

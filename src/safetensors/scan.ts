@@ -42,39 +42,15 @@ function validCounts(list: NumberList): boolean {
 const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 0x30 && c <= 0x39;
 const isHex = (c: number | undefined): boolean => c !== undefined && ((c >= 0x30 && c <= 0x39) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66));
 
-/** Growable typed-array columns (doubling), trimmed to length at the end. */
-class F64Column {
-  a = new Float64Array(1024);
-  n = 0;
-  push(v: number): void {
-    if (this.n === this.a.length) {
-      const b = new Float64Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[this.n++] = v;
-  }
-}
+type TypedColumn = Float64Array | Uint32Array | Uint8Array;
 
-class U32Column {
-  a = new Uint32Array(1024);
+/** A growable typed-array column (doubling); `a` holds `n` values, trimmed by the caller at the end. */
+class Column<T extends TypedColumn> {
   n = 0;
+  constructor(public a: T) {}
   push(v: number): void {
     if (this.n === this.a.length) {
-      const b = new Uint32Array(this.a.length * 2);
-      b.set(this.a);
-      this.a = b;
-    }
-    this.a[this.n++] = v;
-  }
-}
-
-class U8Column {
-  a = new Uint8Array(1024);
-  n = 0;
-  push(v: number): void {
-    if (this.n === this.a.length) {
-      const b = new Uint8Array(this.a.length * 2);
+      const b = new (this.a.constructor as new (length: number) => T)(this.a.length * 2);
       b.set(this.a);
       this.a = b;
     }
@@ -393,11 +369,11 @@ export function scanHeader(file: string, bytes: Uint8Array, fileSize?: number): 
   const b = bytes;
   // Columns in file order; valid entries only (any invalid one fails the header).
   const names: string[] = [];
-  const dtypes = new U8Column();
-  const begins = new F64Column();
-  const ends = new F64Column();
-  const shapeStarts = new U32Column();
-  const dims = new F64Column();
+  const dtypes = new Column(new Uint8Array(1024));
+  const begins = new Column(new Float64Array(1024));
+  const ends = new Column(new Float64Array(1024));
+  const shapeStarts = new Column(new Uint32Array(1024));
+  const dims = new Column(new Float64Array(1024));
   /** Array index of each valid entry's name, -1 for other names. */
   const indexKeys: number[] = [];
   let anyIndexKey = false;
