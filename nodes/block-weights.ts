@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { applyBlockWeights, checkBlockWeightSpec } from '../src/lora/blocks.ts';
+import { blockSchemes } from '../src/formats/families.ts';
 import { compactReport, plainSet, summarizeLora } from './types.ts';
 
 export const blockWeights = defineNode({
@@ -8,13 +9,13 @@ export const blockWeights = defineNode({
   v: '1.0.0',
   title: 'Block weights',
   category: 'lora',
-  description: 'Weights a LoRA block by block with the ids of the LoRA Block Weight extension: FLUX (61: CLIP, T5, IN, D00–D18, S00–S37, OUT), SD1.5/SD2 (26 or 17: BASE, IN00–IN11, MID, OUT00–OUT11) or SDXL (20 or 12: BASE, IN00–IN08, MID, OUT00–OUT08). A full vector, or ID=value pairs with ranges (e.g. "D00-D18=0.5,S00-S37=1", "IN04-IN08=0,MID=0.5"). Blocks not named keep weight 1; weight 0 removes the block.',
+  description: `Weights a LoRA block by block with the block ids of its model family (the LoRA Block Weight extension's): ${blockSchemes().map((s) => s.describe).join('; ')}. A full vector, or ID=value pairs with ranges (e.g. "D00-D18=0.5,S00-S37=1", "IN04-IN08=0,MID=0.5"). Blocks not named keep weight 1; weight 0 removes the block.`,
   inputs: { lora: { type: 'LORA' } },
   outputs: { lora: { type: 'LORA' }, report: { type: 'REPORT' } },
   params: z.object({
     weights: z
       .union([z.string().min(1), z.array(z.number().finite())])
-      .describe('A weight vector (FLUX 61; SD1.5 26/17; SDXL 20/12; list or comma-separated), or ID=value pairs, e.g. "D00-D18=0.5,OUT=0".'),
+      .describe('A weight vector of the family\'s length (list or comma-separated), or ID=value pairs, e.g. "D00-D18=0.5,OUT=0".'),
   }),
   check(p) {
     const problem = checkBlockWeightSpec(p.weights);

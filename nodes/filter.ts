@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { defineNode, type NodeProblemSpec } from '../src/graph/node.ts';
 import { filterPatches } from '../src/lora/filter.ts';
+import { blockSchemes } from '../src/formats/families.ts';
 import { compactReport, plainSet, summarizeLora } from './types.ts';
 
 const blockList = z.array(z.string().min(1)).optional();
@@ -10,7 +11,7 @@ export const filter = defineNode({
   v: '1.0.0',
   title: 'Filter modules',
   category: 'lora',
-  description: 'Keeps or drops modules by FLUX block id (CLIP, T5, IN, D00–D18, S00–S37, OUT) or by a regular expression on the target weight name (e.g. "^double_blocks\\.(1[0-8])\\."). Every dropped module is listed in the report.',
+  description: `Keeps or drops modules by the block ids of the LoRA's family (${blockSchemes().map((s) => s.describe).join('; ')}) or by a regular expression on the target weight name (e.g. "^double_blocks\\.(1[0-8])\\."). Every dropped module is listed in the report.`,
   inputs: { lora: { type: 'LORA' } },
   outputs: { lora: { type: 'LORA' }, report: { type: 'REPORT' } },
   params: z.object({

@@ -159,6 +159,6 @@ describe('filterPatches', () => {
     const set = kohyaLike(2, 2, 22);
     expect(() => filterPatches(set, { keepBlocks: ['D99', 'XX'] })).toThrow(/unknown block ids D99, XX/);
     expect(() => filterPatches(set, { keep: '(' })).toThrow(/keep pattern "\(" is not a valid regular expression/);
-    expect(() => filterPatches({ ...set, architecture: 'sdxl' }, { dropBlocks: ['IN'] })).toThrow(/FLUX blocks/);
+    expect(() => filterPatches({ ...set, architecture: 'sdxl' }, { dropBlocks: ['IN'] })).toThrow(/unknown block id IN for an SDXL LoRA/);
   });
 });

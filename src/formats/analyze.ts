@@ -4,10 +4,10 @@
  * Pure: names, shapes, metadata and (optionally) the values of 0-d tensors such as alphas.
  */
 import type { Architecture } from './model.ts';
+import type { Family } from './family.ts';
 import { guessArchitecture } from './architecture.ts';
-import { classifyStableDiffusion } from './sd/architecture.ts';
-import { checkpointArchitecture } from './sd/checkpoint.ts';
-import { isSdArchitecture } from './sd/unet.ts';
+import { checkpointArchitecture } from './checkpoint-family.ts';
+import { familyOf } from './families.ts';
 import { groupKeys, layoutCounts, type KeyGroups, type KeyInfo } from './keys/group.ts';
 import { planPatches, type PatchPlan, type PatchSpec } from './keys/plan.ts';
 import type { Layout } from './keys/resolve.ts';
@@ -82,19 +82,16 @@ function metadataSplitQkv(metadata?: Readonly<Record<string, string>>): boolean 
   }
 }
 
-/** Fused LoRA modules whose rank is n (3 for qkv, 4 for linear1) times the rank of a sibling in the same block. */
-function refusedSplitModules(specs: readonly PatchSpec[]): { spec: PatchSpec; sibling: PatchSpec; n: number }[] {
-  const FUSED: Record<string, { n: number; sibling: string }> = {
-    'double_blocks.{i}.img_attn.qkv': { n: 3, sibling: 'double_blocks.{i}.img_attn.proj' },
-    'double_blocks.{i}.txt_attn.qkv': { n: 3, sibling: 'double_blocks.{i}.txt_attn.proj' },
-    'single_blocks.{i}.linear1': { n: 4, sibling: 'single_blocks.{i}.linear2' },
-  };
+/** Fused LoRA modules whose rank is n (3 for qkv, 4 for linear1) times the rank of a sibling in the same block (the family's split_qkv table). */
+function refusedSplitModules(specs: readonly PatchSpec[], family: Family | undefined): { spec: PatchSpec; sibling: PatchSpec; n: number }[] {
+  const fused = family?.splitQkv;
+  if (!fused) return [];
   const byTarget = new Map(specs.filter((s) => s.kind === 'lora' && !s.rows).map((s) => [s.target, s]));
   const out: { spec: PatchSpec; sibling: PatchSpec; n: number }[] = [];
   for (const spec of byTarget.values()) {
-    const f = spec.flux && FUSED[spec.flux.module.bfl];
+    const f = spec.entry && fused[spec.entry.module.original];
     if (!f || spec.layout !== 'kohya') continue;
-    const sibling = byTarget.get(`${f.sibling.replace('{i}', String(spec.flux!.block))}.weight`);
+    const sibling = byTarget.get(`${f.sibling.replace('{i}', String(spec.entry!.block))}.weight`);
     if (sibling && spec.rank === f.n * sibling.rank!) out.push({ spec, sibling, n: f.n });
   }
   return out;
@@ -106,15 +103,18 @@ export function analyzeKeys(
   scalars?: ReadonlyMap<string, number>,
 ): Analysis {
   const guessed = guessArchitecture(tensors, metadata);
-  const groups = groupKeys(tensors);
-  // names place a file in the SD family; which member it is takes its block layout and shapes
-  const sd = isSdArchitecture(guessed.architecture) ? classifyStableDiffusion(groups, guessed, metadata) : undefined;
+  const guessedFamily = familyOf(guessed.architecture);
+  let groups = groupKeys(tensors, guessedFamily);
+  // names place a file in a family group (Stable Diffusion); which member it is takes the whole grouped key set
+  const refined = guessedFamily?.detection.refine?.(groups, guessed, metadata);
   // no key has any adapter role: a model checkpoint, whose architecture its own key names tell
   const ckpt = groups.modules.length === 0 && tensors.length > 0 ? checkpointArchitecture(tensors) : undefined;
   const knownCheckpoint = ckpt !== undefined && ckpt.architecture !== 'unknown';
-  const arch = knownCheckpoint ? { architecture: ckpt.architecture, confidence: 1, evidence: [ckpt.evidence] } : (sd ?? guessed);
+  const arch = knownCheckpoint ? { architecture: ckpt.architecture, confidence: 1, evidence: [ckpt.evidence] } : (refined ?? guessed);
+  const family = familyOf(arch.architecture);
+  if (family !== guessedFamily) groups = groupKeys(tensors, family);
   const control = isControl(groups);
-  const plan = planPatches(groups, arch.architecture, { control });
+  const plan = planPatches(groups, family, { control });
   const layouts = layoutCounts(groups);
   const evidence = [...arch.evidence];
   const notes: string[] = [];
@@ -139,14 +139,14 @@ export function analyzeKeys(
     evidence.push(`LyCORIS ${[...kinds].filter((k) => k === 'loha' || k === 'lokr').join('/')} tensors`);
   }
   if (isMixed(groups)) notes.push(`mixed layouts (${ranked.map(([l, n]) => `${l}: ${n} keys`).join(', ')}): each key read by its own naming`);
-  if (sd?.legacy && format === 'bfl') format = 'diffusers';
-  if (arch.architecture !== 'flux' && arch.architecture !== 'unknown' && !sd) {
-    notes.push(`${arch.architecture} LoRA: recognised, but loraflow maps FLUX module names only; targets keep the file's module names and FLUX operations refuse it`);
+  if (refined?.legacyNames && format === 'bfl') format = 'diffusers';
+  if (family && !family.place) {
+    notes.push(`${family.label} LoRA: recognised, but loraflow has no module map for it yet; targets keep the file's module names and writers and merges into a base refuse it`);
   }
   if ((layouts.xlabs ?? 0) > 0) notes.push("x-flux's own pipeline multiplies both factors by lora_weight (strength²); loraflow reads the file at scale 1 like ComfyUI and diffusers");
 
   let splitQkv: SplitQkv | undefined;
-  const refused = refusedSplitModules(plan.specs);
+  const refused = refusedSplitModules(plan.specs, family);
   if (refused.length > 0) {
     const alphaOf = (s: PatchSpec) => (s.tensors.alpha ? scalars?.get(s.tensors.alpha.name) : undefined);
     const unscaled = refused.filter(({ spec, sibling }) => {

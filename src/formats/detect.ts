@@ -1,15 +1,15 @@
 /**
  * `detectFormat`: what a LoRA file is, from its key set alone (names, shapes, metadata; optionally
  * the values of its 0-d alphas): layout, architecture, evidence, per-module ranks and alphas, which
- * blocks it covers, and every key it could not place. `assertFlux` is the guard FLUX-only
- * operations use.
+ * blocks it covers, and every key it could not place. `assertWritable` is the guard writers
+ * use.
  */
 import type { AdapterKind, AdapterSet, Architecture, Component, RowSlice } from './model.ts';
+import type { Coverage } from './family.ts';
 import { analyzeKeys } from './analyze.ts';
 import { LoraFormatError } from './errors.ts';
+import { familyOf, labelOf } from './families.ts';
 import type { Layout } from './keys/resolve.ts';
-import { sdBlockOf } from './sd/blocks.ts';
-import { isSdArchitecture } from './sd/unet.ts';
 
 export interface ModuleSummary {
   /** The module as the file spells it. */
@@ -21,17 +21,6 @@ export interface ModuleSummary {
   rank?: number;
   alpha?: number;
   dora?: 'in' | 'out';
-}
-
-export interface Coverage {
-  doubleBlocks: number[];
-  singleBlocks: number[];
-  embedders: string[];
-  finalLayer: string[];
-  /** Layers / blocks patched per text encoder. */
-  textEncoders: Partial<Record<'clip_l' | 'clip_g' | 't5', number[]>>;
-  /** Stable Diffusion: UNet blocks patched, by LoRA Block Weight id (IN04, MID, OUT00, …). */
-  unetBlocks?: string[];
 }
 
 export interface Detection {
@@ -79,6 +68,7 @@ export function detectFormat(
     if (!list.includes(v)) list.push(v);
   };
   const kinds = new Set<string>();
+  const family = familyOf(a.architecture);
   for (const s of a.plan.specs) {
     const alpha = s.tensors.alpha ? scalars?.get(s.tensors.alpha.name) : undefined;
     const m: ModuleSummary = { module: s.source.module, component: s.component, target: s.target, kind: s.kind };
@@ -97,13 +87,8 @@ export function detectFormat(
     }
     kinds.add(s.kind);
     modules.push(m);
-    const f = s.flux;
-    if (f?.group === 'double') add(coverage.doubleBlocks, f.block!);
-    else if (f?.group === 'single') add(coverage.singleBlocks, f.block!);
-    else if (f?.group === 'embedder') add(coverage.embedders, f.module.bfl);
-    else if (f?.group === 'final') add(coverage.finalLayer, f.module.bfl);
-    else if (s.component === 'unet' && isSdArchitecture(a.architecture)) add((coverage.unetBlocks ??= []), sdBlockOf(s, a.architecture) ?? s.target.split('.')[0]!);
-    else if (s.component === 'clip_l' || s.component === 'clip_g' || s.component === 't5') {
+    if (family?.coverage?.(s, coverage)) continue;
+    if (s.component === 'clip_l' || s.component === 'clip_g' || s.component === 't5') {
       const i = TE_INDEX.exec(s.target);
       const list = (coverage.textEncoders[s.component] ??= []);
       if (i) add(list, Number(i[1]));
@@ -130,14 +115,12 @@ export function detectFormat(
   };
 }
 
-/** Refuses a set that is not a FLUX LoRA, saying what it is and which operation needs FLUX. */
-export function assertFlux(set: Pick<AdapterSet, 'architecture' | 'format'> & { path?: string }, what: string): void {
-  if (set.architecture === 'flux') return;
-  const name = set.path ? `${set.path}: ` : '';
-  const known = set.architecture === 'unknown' ? 'an unrecognised model' : `${set.architecture.toUpperCase()}`;
+/** Refuses a set whose family loraflow recognises but cannot write (no module map), or does not recognise. */
+export function assertWritable(set: Pick<AdapterSet, 'architecture' | 'format'> & { path?: string }, what: string): void {
+  if (familyOf(set.architecture)?.naming) return;
   throw new LoraFormatError(
     'NOT_FLUX',
-    `${name}${what} works on FLUX.1 LoRAs only; this is a ${set.format} LoRA for ${known}`,
+    `${set.path ? `${set.path}: ` : ''}${what} works on LoRAs of a model loraflow has a module map for; this is a ${set.format} LoRA for ${set.architecture === 'unknown' ? 'an unrecognised model' : `${labelOf(set.architecture)} (recognised, not yet mapped)`}`,
   );
 }
 
@@ -153,8 +136,7 @@ export function formatDetection(d: Detection): string {
   if (alphas.length > 0) lines.push(`alphas:       ${alphas.length <= 4 ? alphas.join(', ') : `${alphas.length} distinct values`}`);
   const c = d.coverage;
   const span = (xs: number[]) => (xs.length === 0 ? 'none' : `${xs.length} (${compactRanges(xs)})`);
-  if (isSdArchitecture(d.architecture)) lines.push(`coverage:     UNet blocks ${c.unetBlocks?.join(', ') ?? 'none'}`);
-  else lines.push(`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`);
+  lines.push(...(familyOf(d.architecture)?.coverageLines?.(c, span) ?? []));
   if (c.embedders.length + c.finalLayer.length > 0) lines.push(`              ${[...c.embedders, ...c.finalLayer].join(', ')}`);
   for (const [te, layers] of Object.entries(c.textEncoders)) lines.push(`              text encoder ${te}: ${span(layers)}`);
   for (const e of d.evidence) lines.push(`evidence:     ${e}`);

@@ -10,7 +10,8 @@ import type { DType } from '../tensor/dtype.ts';
 import type { LazyTensor } from '../tensor/lazy.ts';
 import type { Adapter, DoraMagnitude, LoraAdapter, Patch } from './model.ts';
 import { LoraFormatError } from './errors.ts';
-import { fluxTarget, inferDims, rowsOf } from './flux/lookup.ts';
+import { tableFor } from './families.ts';
+import { evalWidth, type ModuleTable } from './table/module-table.ts';
 import { concatRows, placeBlocks, reshaped, sameTensor, scaledTensor } from './tensor-ops.ts';
 
 export interface LoraPiece {
@@ -136,12 +137,17 @@ export async function fuseLoraPieces(pieces: readonly LoraPiece[], rows: number,
   };
 }
 
-/** Height of the weight a group of patches targets: a whole-weight patch's, else the module table's in the set's widths. */
-export function fullRows(patches: readonly Patch[], context: readonly Patch[]): number {
+/**
+ * Height of the weight a group of patches targets: a whole-weight patch's, else the module
+ * table's (the family's, or the first whose table knows the target) in the widths `context` shows.
+ */
+export function fullRows(patches: readonly Patch[], context: readonly Patch[], table?: ModuleTable): number {
   const whole = patches.find((p) => !p.rows);
   if (whole) return adapterRows(whole.adapter);
-  const t = fluxTarget(patches[0]!.target);
-  const n = t ? rowsOf(t.module.shape[0]!, inferDims(context)) : undefined;
+  const first = patches[0]!;
+  const found = table ? { table, component: first.component } : tableFor(first.target);
+  const t = found?.table.target(first.target);
+  const n = t && found ? evalWidth(t.module.shape[0]!, found.table.inferDims(context, found.component).values) : undefined;
   if (n === undefined) {
     throw new LoraFormatError('INEXPRESSIBLE', `${patches[0]!.target}: cannot tell how many rows the fused weight has from this LoRA's shapes`, patches[0]!.source.module);
   }
@@ -175,7 +181,7 @@ export function piecesOf(patches: readonly Patch[]): LoraPiece[] {
 /**
  * The LoRA patches of one target (row slices, or several LoRAs on the same weight) as one
  * whole-weight patch: concatenated downs, block-diagonal up, an alpha that keeps the common scale.
- * `rows` (the weight's full height) defaults to a whole-weight patch's, else to the FLUX module's
+ * `rows` (the weight's full height) defaults to a whole-weight patch's, else to the table module's
  * height in the widths `context` (e.g. the whole set) shows.
  */
 export async function fuseTargetPatches(patches: readonly Patch[], opts: { rows?: number; dtype?: DType; context?: readonly Patch[] } = {}): Promise<Patch> {

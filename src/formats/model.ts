@@ -8,7 +8,8 @@ import type { LazyTensor } from '../tensor/lazy.ts';
  * `model.diffusion_model.` prefix, which belongs to the checkpoint file, not the model).
  */
 
-export type Architecture = 'flux' | 'sdxl' | 'sd1' | 'sd2' | 'sd3' | 'unknown';
+/** A registered family's id (`flux`, `sdxl`, `wan`, …; `src/formats/families.ts`) or `unknown`. */
+export type Architecture = string;
 
 /** Which model the target weight belongs to. Text encoders use their Hugging Face names. */
 export type Component = 'transformer' | 'unet' | 'clip_l' | 'clip_g' | 't5';

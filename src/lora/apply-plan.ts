@@ -9,7 +9,8 @@ import { SafetensorsFile, type TensorInfo } from '../safetensors/reader.ts';
 import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
 import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
-import { crossArchitectureProblem, locateOpenClipPatch } from '../formats/sd/checkpoint.ts';
+import { crossArchitectureProblem } from '../formats/checkpoint-family.ts';
+import { familyOf } from '../formats/families.ts';
 import { loraAsCheckpointProblem } from '../formats/not-a-checkpoint.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 
@@ -33,6 +34,11 @@ export interface FilePlan {
   prefixes: Partial<Record<Component, string>>;
   /** Patches per key of this file, in LoRA order. */
   byKey: Map<string, PlannedPatch[]>;
+}
+
+/** Where the LoRA's family says a patch's target sits in a checkpoint that does not name it plainly. */
+function locateIn<P extends Pick<Patch, 'component' | 'target' | 'rows'>>(architecture: string, file: { has(key: string): boolean; info(key: string): { shape: readonly number[] } }, patch: P) {
+  return familyOf(architecture)?.checkpoint.locator?.locate(file, patch);
 }
 
 export function applyError(message: string): LoraflowError {
@@ -186,7 +192,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
         const own = COMPONENT_FILE[patch.component];
         let dest = own ? fileFor(own) : baseFile;
         // A text encoder without its own file may still live in the base (full checkpoints hold them).
-        if (!dest && (KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target)) || locateOpenClipPatch(baseFile.file, patch))) dest = baseFile;
+        if (!dest && (KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target)) || locateIn(set.architecture, baseFile.file, patch))) dest = baseFile;
         if (!dest) {
           (input.ignoreTextEncoders ? ignored : homeless).push(name);
           continue;
@@ -217,9 +223,9 @@ export async function planApply(input: PlanInput): Promise<Plan> {
       for (const listed of list) {
         let planned = listed;
         let key = plan.prefixes[planned.patch.component]! + planned.patch.target;
-        // OpenCLIP text encoders (SD2, SDXL's CLIP-G) keep q, k and v as row thirds of one in_proj weight
-        const openClip = plan.file.has(key) ? undefined : locateOpenClipPatch(plan.file, planned.patch);
-        if (openClip) [key, planned] = [openClip.key, { ...planned, patch: openClip.patch }];
+        // a family's checkpoints may hold a target under another name (OpenCLIP's q, k and v as row thirds of one in_proj weight)
+        const located = plan.file.has(key) ? undefined : locateIn(input.loras[planned.input]!.set.architecture, plan.file, planned.patch);
+        if (located) [key, planned] = [located.key, { ...planned, patch: located.patch }];
         const { patch } = planned;
         const from = fromFile(input.loras[planned.input]!.set);
         if (!plan.file.has(key)) {

@@ -12,9 +12,8 @@ import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
-import { checkpointArchitecture } from '../formats/sd/checkpoint.ts';
-import { canonicalExtraction } from '../formats/sd/extracted.ts';
-import { isSdArchitecture } from '../formats/sd/unet.ts';
+import { checkpointArchitecture } from '../formats/checkpoint-family.ts';
+import { FAMILIES, familyOf } from '../formats/families.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 import { loraAsCheckpointProblem } from '../formats/not-a-checkpoint.ts';
 
@@ -60,12 +59,9 @@ export function extractError(message: string): LoraflowError {
 /** Checkpoint key prefixes around the diffusion model's own names (ComfyUI full checkpoints). */
 const MODEL_PREFIXES = ['model.diffusion_model.', 'diffusion_model.'];
 
-/** Which model a checkpoint holds, from its key names; the first match wins. */
-const ARCHITECTURE_KEYS: readonly { architecture: Architecture; component: Component; pattern: RegExp }[] = [
-  { architecture: 'flux', component: 'transformer', pattern: /^(double_blocks|single_blocks)\.\d+\./ },
-  { architecture: 'sd3', component: 'transformer', pattern: /^joint_blocks\.\d+\./ },
-  { architecture: 'sdxl', component: 'unet', pattern: /^label_emb\./ },
-];
+/** Which model a checkpoint pair holds, from its (prefix-free) key names: the families' extraction signals, first match wins. */
+const architectureKeys = (): { architecture: Architecture; component: Component; pattern: RegExp }[] =>
+  FAMILIES.flatMap((f) => (f.checkpoint.extractionSignal ? [{ architecture: f.id, ...f.checkpoint.extractionSignal }] : []));
 
 function prefixOf(file: SafetensorsFile): string {
   const names = file.tensors.map((t) => t.name);
@@ -165,7 +161,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     if (lora) throw extractError(lora);
   }
   const pairs = pairKeys(base, tuned);
-  const arch = ARCHITECTURE_KEYS.find((a) => pairs.some((p) => a.pattern.test(p.name)));
+  const arch = architectureKeys().find((a) => pairs.some((p) => a.pattern.test(p.name)));
   const report: ExtractReport = {
     backend: await ensureBackend(), architecture: arch?.architecture ?? 'unknown', modules: [], relError: 0, unchanged: 0, belowMinDiff: [], fullDiffs: [], skipped: [],
   };
@@ -234,15 +230,16 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     }
   }
   ctx?.onProgress?.(pairs.length, pairs.length);
-  // Stable Diffusion checkpoints keep text encoders under their own key names (OpenCLIP's fused
+  // some families' checkpoints keep text encoders under their own key names (SD's OpenCLIP fused
   // in_proj among them); a LoRA names every patch by its canonical target
-  const sd = checkpointArchitecture(base.tensors).architecture;
-  if (isSdArchitecture(sd)) {
+  const family = familyOf(checkpointArchitecture(base.tensors).architecture);
+  const canonicalize = family?.checkpoint.canonicalExtraction;
+  if (canonicalize) {
     const shapes = new Map(pairs.map((p) => [p.name, base.info(p.baseKey).shape]));
-    const canonical = canonicalExtraction(sd, patches, (name) => shapes.get(name)!);
+    const canonical = canonicalize(patches, (name) => shapes.get(name)!);
     patches.splice(0, patches.length, ...canonical.patches);
     report.skipped.push(...canonical.skipped);
-    report.architecture = sd;
+    report.architecture = family.id;
   }
   report.relError = overallError(fits);
   // identical checkpoints are an input mistake; an extraction emptied by minDiff or skips says why in
@@ -259,7 +256,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
   } else if (droppedBiases > 0) {
     notes.push(`${droppedBiases} changed 1-D tensor${droppedBiases === 1 ? '' : 's'} (biases, norm scales) left out (keepBiases false / --biases drop): the LoRA does not reproduce those changes`);
   }
-  if (!arch && !isSdArchitecture(sd)) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
+  if (!arch && !canonicalize) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
   const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches, metadata: {}, unknownKeys: [], notes };
   for (const n of notes.filter((x) => !x.startsWith('not extracted: '))) ctx?.log?.(n);
   ctx?.log?.(`extracted ${report.modules.length} matrices (relative error ${report.relError.toExponential(2)}), ${report.unchanged} unchanged, ${report.fullDiffs.length} full diffs, ${report.skipped.length} skipped`);

@@ -6,7 +6,7 @@
  * SVD merges, applying several LoRAs at once, and fusing row-slice patches.
  */
 import type { LoraAdapter, Patch } from '../formats/model.ts';
-import { plainLora } from '../formats/sd/tucker.ts';
+import { plainLora } from '../formats/tucker.ts';
 import { numel } from '../tensor/lazy.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 

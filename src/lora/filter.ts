@@ -1,13 +1,13 @@
 /**
- * Keeping or dropping patches by FLUX block id or by a regular expression on target names.
+ * Keeping or dropping patches by the block ids of the LoRA's family or by a regular expression on target names.
  * Every removed module is listed in the report.
  */
 import type { AdapterSet, Patch } from '../formats/model.ts';
-import { blockOf, isFluxBlockId } from './blocks.ts';
+import { familyOf, labelOf, withArticle } from '../formats/families.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 
 export interface FilterOptions {
-  /** Keep only patches in these blocks (ids as in FLUX_BLOCK_IDS, e.g. `D00`, `S12`, `IN`). */
+  /** Keep only patches in these blocks (the family's block ids, e.g. FLUX `D00`, `S12`, `IN`; SDXL `IN04`, `MID`). */
   keepBlocks?: readonly string[];
   /** Drop patches in these blocks. */
   dropBlocks?: readonly string[];
@@ -38,11 +38,14 @@ function regex(value: RegExp | string | undefined, what: string): RegExp | undef
   }
 }
 
-function blockSet(ids: readonly string[] | undefined, what: string): Set<string> | undefined {
+/** Block ids of the set's family scheme, upper-cased; refused when the family has none or an id is not in it. */
+function blockSet(ids: readonly string[] | undefined, what: string, set: AdapterSet): Set<string> | undefined {
   if (!ids) return undefined;
+  const scheme = familyOf(set.architecture)?.blocks;
+  if (!scheme) throw filterError(`${what}: ${labelOf(set.architecture)} LoRAs (format ${set.format}) have no block ids; filter by target pattern instead`);
   const upper = ids.map((id) => id.trim().toUpperCase());
-  const bad = upper.filter((id) => !isFluxBlockId(id));
-  if (bad.length) throw filterError(`${what}: unknown block id${bad.length > 1 ? 's' : ''} ${bad.join(', ')} (expected CLIP, T5, IN, D00–D18, S00–S37, OUT)`);
+  const bad = upper.filter((id) => !scheme.ids.includes(id));
+  if (bad.length) throw filterError(`${what}: unknown block id${bad.length > 1 ? 's' : ''} ${bad.join(', ')} for ${withArticle(set.architecture)} LoRA (expected ${scheme.describe})`);
   return new Set(upper);
 }
 
@@ -50,13 +53,10 @@ function blockSet(ids: readonly string[] | undefined, what: string): Set<string>
 type Rule = (patch: Patch, block: string | undefined) => string | undefined;
 
 export function filterPatches(set: AdapterSet, options: FilterOptions): { set: AdapterSet; report: FilterReport } {
-  const keepBlocks = blockSet(options.keepBlocks, 'keepBlocks');
-  const dropBlocks = blockSet(options.dropBlocks, 'dropBlocks');
+  const keepBlocks = blockSet(options.keepBlocks, 'keepBlocks', set);
+  const dropBlocks = blockSet(options.dropBlocks, 'dropBlocks', set);
   const keep = regex(options.keep, 'keep');
   const drop = regex(options.drop, 'drop');
-  if ((keepBlocks || dropBlocks) && set.architecture !== 'flux') {
-    throw filterError(`block ids are FLUX blocks; this LoRA is ${set.architecture} (format ${set.format}); filter by target pattern instead`);
-  }
   const rules: Rule[] = [
     (_, block) => (keepBlocks && !(block && keepBlocks.has(block)) ? `block ${block ?? '(none)'} not in keepBlocks` : undefined),
     (_, block) => (dropBlocks && block && dropBlocks.has(block) ? `block ${block} in dropBlocks` : undefined),
@@ -65,7 +65,7 @@ export function filterPatches(set: AdapterSet, options: FilterOptions): { set: A
   ];
   const report: FilterReport = { kept: 0, dropped: [] };
   const patches = set.patches.filter((patch) => {
-    const block = blockOf(patch);
+    const block = familyOf(set.architecture)?.blocks?.blockOf(patch);
     for (const rule of rules) {
       const reason = rule(patch, block);
       if (reason) {

@@ -6,7 +6,7 @@
 import type { Adapter } from '../formats/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { adapterShapeError, loraDims } from './factors.ts';
-import { withoutTucker } from '../formats/sd/tucker.ts';
+import { withoutTucker } from '../formats/tucker.ts';
 
 export interface Geometry {
   rows: number;

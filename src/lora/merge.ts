@@ -20,7 +20,7 @@ import { loraDims, readFactorPart, stackFactors } from './factors.ts';
 import { concatRows, placeBlocks, reshaped, scaledTensor } from '../formats/tensor-ops.ts';
 import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
-import { plainLora } from '../formats/sd/tucker.ts';
+import { plainLora } from '../formats/tucker.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 import { originSoftware } from '../formats/write/metadata.ts';
 import { DENSE_METHODS, isDenseMethod, mergeByMethod, type DenseMethod, type MergeOutput, type MethodParams } from './merge-methods.ts';

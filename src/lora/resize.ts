@@ -8,7 +8,7 @@ import { ensureBackend } from '../tensor/backend.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { loraDims } from './factors.ts';
-import { plainLora } from '../formats/sd/tucker.ts';
+import { plainLora } from '../formats/tucker.ts';
 import { checkRankChoice, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
 
 export interface ResizeOptions extends RankChoice {

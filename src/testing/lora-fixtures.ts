@@ -15,7 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorEntry } from '../safetensors/writer.ts';
 import { encodeFromF32, type DType } from '../tensor/dtype.ts';
-import { FLUX_ALIASES, FLUX_MODULES, fillIndex, type DimExpr, type FluxModule } from '../formats/flux/modules.ts';
+import { FLUX_ALIASES, FLUX_MODULES, type DimExpr, type FluxModule } from '../formats/flux/modules.ts';
+import { fillIndex } from '../formats/table/template.ts';
+import { FLUX } from '../formats/flux/family.ts';
+import type { TableModule } from '../formats/table/module-table.ts';
 import { CLIP_MODULES, TEXT_ENCODER_DIMS } from '../formats/text-encoders.ts';
 import { parseRole, type Role } from '../formats/keys/roles.ts';
 import { isResolved, resolveModule } from '../formats/keys/resolve.ts';
@@ -118,7 +121,7 @@ interface Filled {
 }
 
 /** Rows of each fused part (q, k, v[, mlp]) of a fused FLUX up, from the module's input width. */
-function fusedPartRows(mod: FluxModule, out: number, h: number): [number, number][] | undefined {
+function fusedPartRows(mod: TableModule, out: number, h: number): [number, number][] | undefined {
   if (typeof mod.diffusers === 'string') return undefined;
   return mod.diffusers.map((p) => [p.rows.start * h, p.rows.len === 'rest' ? out - p.rows.start * h : p.rows.len * h]);
 }
@@ -138,13 +141,13 @@ function indexModules(shapes: KeyShapes): ModuleIndex {
 }
 
 function blockDiagonalMask(module: string, upKey: string, shapes: KeyShapes, index: ModuleIndex): ((row: number, col: number) => boolean) | undefined {
-  const r = resolveModule(module);
-  if (!isResolved(r) || !r.flux || r.part) return undefined;
+  const r = resolveModule(module, FLUX);
+  if (!isResolved(r) || !r.entry || r.part) return undefined;
   const downKey = index.get(module)?.get('down');
   if (!downKey) return undefined;
   const key = upKey;
   const [out, rank] = shapes[key] as [number, number];
-  const parts = fusedPartRows(r.flux.module, out, shapes[downKey]![1]!);
+  const parts = fusedPartRows(r.entry.module, out, shapes[downKey]![1]!);
   if (!parts) return undefined;
   const n = parts.length;
   const colPart = (c: number) => Math.floor((c * n) / rank);
@@ -296,7 +299,7 @@ export function sampleKeyShapes(opts: SampleLoraOptions): KeyShapes {
   if (opts.format === 'xlabs') {
     const h = dim('h');
     for (const a of FLUX_ALIASES.filter((x) => x.layout === 'xlabs')) {
-      const target = FLUX_MODULES.find((m) => m.bfl === a.bfl)!;
+      const target = FLUX_MODULES.find((m) => m.original === a.original)!;
       const rows = a.rows ? (a.rows.len as number) * h : dim(target.shape[0]!);
       for (let i = 0; i < blockCount(target); i++) {
         const name = fillIndex(a.name, i);
@@ -319,7 +322,7 @@ export function sampleKeyShapes(opts: SampleLoraOptions): KeyShapes {
     for (let i = 0; i < blockCount(m); i++) {
       const cols = dim(m.shape[1]!);
       if (n.names === 'bfl' || typeof m.diffusers === 'string') {
-        add(fillIndex(n.names === 'bfl' ? m.bfl : (m.diffusers as string), i), dim(m.shape[0]!), cols);
+        add(fillIndex(n.names === 'bfl' ? m.original : (m.diffusers as string), i), dim(m.shape[0]!), cols);
         continue;
       }
       const total = dim(m.shape[0]!);

@@ -17,7 +17,7 @@
  * LoKr, and DoRA magnitudes (LyCORIS `dora_scale` [1, in] or PEFT `lora_magnitude_vector` [out]).
  */
 import { CLIP_MODULES } from '../formats/text-encoders.ts';
-import { fillIndex } from '../formats/flux/modules.ts';
+import { fillIndex } from '../formats/table/template.ts';
 import { SD_TEXT_ENCODERS } from '../formats/sd/text-encoders.ts';
 import { sdUnetModules, type SdArchitecture, type UnetModule } from '../formats/sd/unet.ts';
 import type { DType } from '../tensor/dtype.ts';

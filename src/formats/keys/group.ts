@@ -3,8 +3,9 @@
  * each module name. Pure: works on names and shapes, so detection and reading share it.
  */
 import { parseRole, type Role } from './roles.ts';
+import type { Family } from '../family.ts';
 import { isResolved, resolveModule, type Layout, type ResolvedModule, type UnresolvedModule } from './resolve.ts';
-import { modernModuleName } from '../sd/legacy-names.ts';
+import { modernModuleName } from './legacy-names.ts';
 
 export interface KeyInfo {
   name: string;
@@ -28,14 +29,15 @@ export interface KeyGroups {
  * ComfyUI names non-`.weight` parameters by their full key, so an RMSNorm scale patch can be
  * `….query_norm.scale.set_weight` or `….query_norm.scale.diff`: the module is the norm.
  */
-function resolveWithParam(name: string): ResolvedModule | UnresolvedModule {
-  const direct = resolveModule(name);
+function resolveWithParam(name: string, family: Family | undefined): ResolvedModule | UnresolvedModule {
+  const direct = resolveModule(name, family);
   if (isResolved(direct) || !/[._]scale$/.test(name)) return direct;
-  const viaNorm = resolveModule(name.slice(0, -'.scale'.length));
+  const viaNorm = resolveModule(name.slice(0, -'.scale'.length), family);
   return isResolved(viaNorm) && viaNorm.kind === 'norm' ? viaNorm : direct;
 }
 
-export function groupKeys(tensors: readonly KeyInfo[]): KeyGroups {
+/** Groups keys into modules, resolving denoiser names with `family`'s names (none: every denoiser name stays unresolved). */
+export function groupKeys(tensors: readonly KeyInfo[], family?: Family): KeyGroups {
   const byName = new Map<string, ModuleKeys>();
   const unparsed: string[] = [];
   for (const t of tensors) {
@@ -46,7 +48,7 @@ export function groupKeys(tensors: readonly KeyInfo[]): KeyGroups {
     }
     let mod = byName.get(parsed.module);
     if (!mod) {
-      mod = { name: parsed.module, resolved: resolveWithParam(modernModuleName(parsed.module)), keys: new Map() };
+      mod = { name: parsed.module, resolved: resolveWithParam(modernModuleName(parsed.module), family), keys: new Map() };
       byName.set(parsed.module, mod);
     }
     if (mod.keys.has(parsed.role)) unparsed.push(t.name);

@@ -3,14 +3,13 @@
  * weight and rows. Pure (names and shapes only): detection reports it, the reader fills it with
  * tensors. Row slices are computed from the module's own shapes (h = the fused weight's input width).
  */
-import type { AdapterKind, Architecture, Component, RowSlice } from '../model.ts';
+import type { AdapterKind, Component, RowSlice } from '../model.ts';
+import type { Family, TableEntry } from '../family.ts';
 import { LoraFormatError } from '../errors.ts';
 import type { KeyGroups, KeyInfo, ModuleKeys } from './group.ts';
-import { isResolved, type FluxPlace, type Layout } from './resolve.ts';
+import { isResolved, type Layout } from './resolve.ts';
 import type { Role } from './roles.ts';
-import type { PartRows } from '../flux/modules.ts';
-import { sdPlace } from '../sd/place.ts';
-import { isSdArchitecture } from '../sd/unet.ts';
+import type { PartRows } from '../table/module-table.ts';
 
 export interface PatchSpec {
   component: Component;
@@ -23,7 +22,8 @@ export interface PatchSpec {
   layout: Layout;
   /** The file stores the row halves in the other order (diffusers `norm_out.linear`): swap on reading. */
   swapHalves: boolean;
-  flux?: FluxPlace;
+  /** The family's module table entry of the target. */
+  entry?: TableEntry;
   /** LoRA rank; LoHa/LoKr rank when the factors are decomposed. */
   rank?: number;
   /** A bias delta that passes a `lora_A.bias` through the up matrix (ΔB = scale · up @ a). */
@@ -49,31 +49,30 @@ interface Place {
   kind: 'linear' | 'norm';
   part?: PartRows;
   swapHalves: boolean;
-  flux?: FluxPlace;
+  entry?: TableEntry;
   layout: Layout;
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
-function placeOf(mod: ModuleKeys, architecture: Architecture): Place | undefined {
+/** Where a module lands: the family places it; without a family (or its names) the target keeps the file's module path. */
+function placeOf(mod: ModuleKeys, family: Family | undefined): Place | undefined {
   const r = mod.resolved;
-  if (isSdArchitecture(architecture)) {
-    const sd = sdPlace(r, architecture);
-    return sd && { ...sd, swapHalves: false, layout: r.layout };
+  if (family?.place) {
+    const p = family.place(r);
+    return p && { ...p, swapHalves: p.swapHalves ?? false, layout: r.layout };
   }
-  if (isResolved(r)) {
-    if (architecture !== 'flux' && r.component === 'transformer') return generic(mod, architecture);
-    return { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves ?? false, flux: r.flux, layout: r.layout };
+  if (isResolved(r) && r.component !== 'transformer' && r.component !== 'unet') {
+    return { component: r.component, module: r.module, kind: r.kind, swapHalves: false, layout: r.layout };
   }
-  return architecture === 'flux' ? undefined : generic(mod, architecture);
+  return generic(mod, family);
 }
 
-/** Other architectures: the target keeps the file's module path (loraflow maps FLUX names only). */
-function generic(mod: ModuleKeys, architecture: Architecture): Place {
+function generic(mod: ModuleKeys, family: Family | undefined): Place {
   const r = mod.resolved;
   const rest = isResolved(r) ? mod.name : r.rest;
   const g = isResolved(r) ? 'denoiser' : r.generic;
-  const component: Component = g === 'denoiser' ? (architecture === 'sd3' || architecture === 'unknown' ? 'transformer' : 'unet') : g;
+  const component: Component = g === 'denoiser' ? (family?.denoiser ?? 'transformer') : g;
   return { component, module: rest, kind: 'linear', swapHalves: false, layout: r.layout };
 }
 
@@ -128,11 +127,11 @@ function doraAxis(stored: readonly number[], dims: { out: number; in?: number },
   throw new LoraFormatError('BAD_SHAPES', `${module}: DoRA magnitude of shape [${shape}] fits neither the ${dims.out} output rows nor the ${dims.in} input columns`, module);
 }
 
-/** Hidden width from any FLUX module whose input is the hidden state (its down's input width). */
+/** Hidden width from any table module whose input is the hidden state (its down's input width). */
 function inferHidden(groups: KeyGroups): number | undefined {
   for (const m of groups.modules) {
     const r = m.resolved;
-    if (!isResolved(r) || !r.flux || r.flux.module.shape[1] !== 'h') continue;
+    if (!isResolved(r) || !r.entry || r.entry.module.shape[1] !== 'h') continue;
     const w = m.keys.get('down') ?? m.keys.get('diff');
     if (w && w.shape.length === 2) return w.shape[1];
   }
@@ -142,8 +141,8 @@ function inferHidden(groups: KeyGroups): number | undefined {
 function rowsOf(place: Place, dims: { out: number; in?: number }, hidden: number | undefined, isWeight: boolean, module: string): RowSlice | undefined {
   const part = place.part;
   if (!part) return undefined;
-  // every FLUX part (q, k, v, mlp, x-flux qkv) takes the hidden state as input
-  let h = isWeight && place.flux?.module.shape[1] === 'h' ? dims.in : undefined;
+  // a part of a fused weight whose input is the hidden state (FLUX q, k, v, mlp) tells h by its input width
+  let h = isWeight && place.entry?.module.shape[1] === 'h' ? dims.in : undefined;
   if (h === undefined && typeof part.len === 'number') h = dims.out / part.len;
   h ??= hidden;
   if (h === undefined || !Number.isInteger(h) || h <= 0) {
@@ -155,20 +154,20 @@ function rowsOf(place: Place, dims: { out: number; in?: number }, hidden: number
   return [part.start * h, typeof part.len === 'number' ? part.len * h : dims.out];
 }
 
-export function planPatches(groups: KeyGroups, architecture: Architecture, opts: { control?: boolean } = {}): PatchPlan {
+export function planPatches(groups: KeyGroups, family: Family | undefined, opts: { control?: boolean } = {}): PatchPlan {
   const specs: PatchSpec[] = [];
   const unknownKeys = [...groups.unparsed];
   const problems: LoraFormatError[] = [];
   const hidden = inferHidden(groups);
   for (const mod of groups.modules) {
-    const place = placeOf(mod, architecture);
+    const place = placeOf(mod, family);
     if (!place) {
       unknownKeys.push(...[...mod.keys.values()].map((k) => k.name));
       continue;
     }
     const before = specs.length;
     try {
-      planModule(mod, place, hidden, specs, unknownKeys, opts);
+      planModule(mod, place, hidden, specs, unknownKeys, { control: opts.control ? family?.controlReshape : undefined });
     } catch (e) {
       if (!(e instanceof LoraFormatError)) throw e;
       specs.length = before;
@@ -179,7 +178,8 @@ export function planPatches(groups: KeyGroups, architecture: Architecture, opts:
   return { specs, unknownKeys, problems, hidden };
 }
 
-function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, specs: PatchSpec[], unknownKeys: string[], opts: { control?: boolean }): void {
+/** `control`: the module a control LoRA widens (its base weight is zero-padded to the LoRA's shape). */
+function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, specs: PatchSpec[], unknownKeys: string[], opts: { control?: string }): void {
   const used = new Set<Role>();
   const take = (roles: readonly Role[]) => {
     const t: Partial<Record<Role, KeyInfo>> = {};
@@ -209,7 +209,7 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
       source: { module: mod.name, keys: Object.values(tensors).map((k) => k!.name) },
       layout: place.layout,
       swapHalves: place.swapHalves,
-      flux: place.flux,
+      entry: place.entry,
       rank: rankOf(kind, tensors),
       ...extra,
     });
@@ -231,7 +231,7 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
     }
     const reshapeKey = take(['reshape']).reshape;
     if (reshapeKey) tensors.reshape = reshapeKey;
-    const reshape = opts.control && place.flux?.module.bfl === 'img_in' && primary.kind === 'lora' ? [dims.out, dims.in!] : undefined;
+    const reshape = opts.control && place.entry?.module.original === opts.control && primary.kind === 'lora' ? [dims.out, dims.in!] : undefined;
     push(primary.kind, weightTarget, tensors, { doraAxis: dora ? doraAxis(dora.shape, dims, mod.name) : undefined, reshape });
     const downBias = mod.keys.get('down_bias');
     if (downBias && primary.kind === 'lora') {

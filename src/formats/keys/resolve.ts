@@ -1,18 +1,20 @@
 /**
  * Module names → canonical targets. A module name is a key without its role suffix
  * (`lora_unet_double_blocks_0_img_attn_qkv`, `transformer.transformer_blocks.0.attn.to_k`, …).
- * The prefix says the layout and which naming follows; the naming is matched against the module
- * tables (FLUX, text encoders), dotted or with `.` → `_` as kohya, OneTrainer and LyCORIS spell it.
+ * The prefix says the layout and which naming follows; denoiser names are resolved by the model
+ * family's own names, text-encoder names by the shared encoder tables, dotted or with `.` → `_`
+ * as kohya, OneTrainer and LyCORIS spell them.
  */
 import type { Component } from '../model.ts';
-import { FLUX_ALIASES, FLUX_MODULES, fillIndex, type FluxGroup, type FluxModule, type PartRows } from '../flux/modules.ts';
+import type { Family, TableEntry } from '../family.ts';
+import type { PartRows } from '../table/module-table.ts';
+import { fillIndex, templateRegex, type Spelling } from '../table/template.ts';
 import { CLIP_MODULES, T5_MODULES, type TextEncoderModule } from '../text-encoders.ts';
 
 /** The naming scheme of one key, by its prefix. `bfl` = bare BFL names (BFL control LoRAs, x-flux). */
 export type Layout = 'kohya' | 'diffusers' | 'comfyui' | 'onetrainer' | 'lycoris' | 'xlabs' | 'bfl';
 
 type Names = 'transformer' | 'clip' | 'clipg' | 't5' | 'te2';
-type Spelling = 'dotted' | 'underscore';
 
 interface Namespace {
   prefix: RegExp;
@@ -47,24 +49,18 @@ const NAMESPACES: readonly Namespace[] = [
   { prefix: /^/, layout: 'bfl', spelling: 'dotted', names: 'transformer', generic: 'denoiser' },
 ];
 
-export interface FluxPlace {
-  group: FluxGroup;
-  block?: number;
-  /** The module table entry (its BFL template). */
-  module: FluxModule;
-}
-
 export interface ResolvedModule {
   layout: Layout;
   component: Component;
-  /** Target module path (BFL for FLUX, Hugging Face for text encoders), without `.weight`. */
+  /** Target module path (the family's canonical name, Hugging Face for text encoders), without `.weight`. */
   module: string;
   kind: 'linear' | 'norm';
   /** Rows of the target covered, in units of the hidden width (diffusers parts of fused weights). */
   part?: PartRows;
-  /** BFL and this naming order the row halves differently (final adaLN ⇄ `norm_out.linear`). */
+  /** The canonical and this naming order the row halves differently (FLUX final adaLN ⇄ `norm_out.linear`). */
   swapHalves?: boolean;
-  flux?: FluxPlace;
+  /** The family's module table entry. */
+  entry?: TableEntry;
 }
 
 export interface UnresolvedModule {
@@ -78,48 +74,11 @@ export interface UnresolvedModule {
 interface Matcher {
   re: RegExp;
   make: (index: number | undefined) => Omit<ResolvedModule, 'layout'>;
-  /** Overrides the namespace's layout (x-flux aliases; OneTrainer's T5 `lora_te2_`). */
+  /** Overrides the namespace's layout (OneTrainer's T5 `lora_te2_`). */
   layout?: Layout;
-  /** Bare keys with diffusers names are a diffusers file saved without its `transformer.` prefix. */
-  diffusersName?: boolean;
-}
-
-function templateRegex(template: string, spelling: Spelling): RegExp {
-  const body = spelling === 'dotted' ? template : template.replaceAll('.', '_');
-  const escaped = body.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace('{i}', '(\\d+)');
-  return new RegExp(`^${escaped}$`);
 }
 
 const index = (m: RegExpExecArray) => (m[1] === undefined ? undefined : Number(m[1]));
-
-function fluxMatchers(spelling: Spelling): Matcher[] {
-  const out: Matcher[] = [];
-  for (const mod of FLUX_MODULES) {
-    const base = (i: number | undefined) => ({
-      component: 'transformer' as const,
-      module: fillIndex(mod.bfl, i),
-      kind: mod.kind,
-      flux: { group: mod.group, block: i, module: mod },
-    });
-    out.push({ re: templateRegex(mod.bfl, spelling), make: base });
-    if (typeof mod.diffusers === 'string') {
-      out.push({ re: templateRegex(mod.diffusers, spelling), diffusersName: true, make: (i) => ({ ...base(i), swapHalves: mod.swapHalves }) });
-    } else {
-      for (const part of mod.diffusers) {
-        out.push({ re: templateRegex(part.diffusers, spelling), diffusersName: true, make: (i) => ({ ...base(i), part: part.rows }) });
-      }
-    }
-  }
-  for (const alias of FLUX_ALIASES) {
-    const mod = FLUX_MODULES.find((m) => m.bfl === alias.bfl)!;
-    out.push({
-      re: templateRegex(alias.name, spelling),
-      layout: alias.layout,
-      make: (i) => ({ component: 'transformer', module: fillIndex(mod.bfl, i), kind: mod.kind, part: alias.rows, flux: { group: mod.group, block: i, module: mod } }),
-    });
-  }
-  return out;
-}
 
 function encoderMatchers(mods: readonly TextEncoderModule[], component: Component, spelling: Spelling, layout?: Layout): Matcher[] {
   return mods.map((mod) => ({
@@ -129,9 +88,7 @@ function encoderMatchers(mods: readonly TextEncoderModule[], component: Componen
   }));
 }
 
-const MATCHERS: Record<`${Names}:${Spelling}`, Matcher[]> = {
-  'transformer:dotted': fluxMatchers('dotted'),
-  'transformer:underscore': fluxMatchers('underscore'),
+const MATCHERS: Record<`${Exclude<Names, 'transformer'>}:${Spelling}`, Matcher[]> = {
   'clip:dotted': encoderMatchers(CLIP_MODULES, 'clip_l', 'dotted'),
   'clip:underscore': encoderMatchers(CLIP_MODULES, 'clip_l', 'underscore'),
   'clipg:dotted': encoderMatchers(CLIP_MODULES, 'clip_g', 'dotted'),
@@ -144,17 +101,25 @@ const MATCHERS: Record<`${Names}:${Spelling}`, Matcher[]> = {
 };
 
 /** The layout a module name is spelled in and, when it names a known module, its canonical target. */
-export function resolveModule(name: string): ResolvedModule | UnresolvedModule {
+export function resolveModule(name: string, family?: Family): ResolvedModule | UnresolvedModule {
   const ns = NAMESPACES.find((n) => n.prefix.test(name))!;
   let rest = name.replace(ns.prefix, '');
   // some kohya-style writers leave a trailing `_` on the module name (`…_attn_qkv_.alpha`)
   if (ns.spelling === 'underscore') rest = rest.replace(/_+$/, '');
+  if (ns.names === 'transformer') {
+    const hit = family?.resolveDenoiser?.(rest, ns.spelling);
+    if (hit) {
+      const layout = (hit.layout as Layout | undefined) ?? (ns.layout === 'bfl' && hit.diffusersName ? 'diffusers' : ns.layout);
+      return { layout, component: family!.denoiser, module: hit.module, kind: hit.kind, part: hit.part, swapHalves: hit.swapHalves, entry: hit.entry };
+    }
+    return { layout: ns.layout, generic: ns.generic, rest };
+  }
   for (const m of MATCHERS[`${ns.names}:${ns.spelling}`]) {
     const hit = m.re.exec(rest);
-    if (hit) return { layout: m.layout ?? (ns.layout === 'bfl' && m.diffusersName ? 'diffusers' : ns.layout), ...m.make(index(hit)) };
+    if (hit) return { layout: m.layout ?? ns.layout, ...m.make(index(hit)) };
   }
   // dotted text-encoder names (ComfyUI `text_encoders.*`, diffusers `text_encoder.*`) are already HF paths
-  if (ns.spelling === 'dotted' && ns.names !== 'transformer' && ns.names !== 'te2' && rest.length > 0) {
+  if (ns.spelling === 'dotted' && ns.names !== 'te2' && rest.length > 0) {
     return { layout: ns.layout, component: ns.generic as Component, module: rest, kind: 'linear' };
   }
   return { layout: ns.layout, generic: ns.generic, rest };

@@ -11,7 +11,7 @@ import type { ArchitectureGuess } from '../architecture.ts';
 import type { KeyGroups, KeyInfo } from '../keys/group.ts';
 import { isResolved } from '../keys/resolve.ts';
 import type { Role } from '../keys/roles.ts';
-import { isLegacyModuleName } from './legacy-names.ts';
+import { isLegacyModuleName } from '../keys/legacy-names.ts';
 import { findUnetModule } from './lookup.ts';
 import { SD_TEXT_ENCODERS } from './text-encoders.ts';
 import { SD_ARCHITECTURES, type SdArchitecture, type UnetModule } from './unet.ts';

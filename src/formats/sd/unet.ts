@@ -5,9 +5,8 @@
  * below follows the LDM `UNetModel` constructor, so block numbering, skip-connection widths and
  * the diffusers ⇄ LDM pairing (`comfy/utils.py unet_to_diffusers`) come out of one place.
  */
-import type { Architecture } from '../model.ts';
 
-export type SdArchitecture = Extract<Architecture, 'sd1' | 'sd2' | 'sdxl'>;
+export type SdArchitecture = 'sd1' | 'sd2' | 'sdxl';
 export const SD_ARCHITECTURES: readonly SdArchitecture[] = ['sd1', 'sd2', 'sdxl'];
 
 export function isSdArchitecture(a: string): a is SdArchitecture {

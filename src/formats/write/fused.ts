@@ -6,9 +6,9 @@
 import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
 import type { AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../model.ts';
-import { plainLora } from '../sd/tucker.ts';
+import { plainLora } from '../tucker.ts';
 import { LoraFormatError } from '../errors.ts';
-import { fluxTarget, inferDims } from '../flux/lookup.ts';
+import { familyOf } from '../families.ts';
 import { adapterRows, fullRows, fuseLoraPieces, piecesOf } from '../fuse.ts';
 import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../tensor-ops.ts';
 import { FUSED_SUFFIX, fusedModuleName } from './names.ts';
@@ -37,10 +37,10 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
   const notes: string[] = [];
   const ranks: number[] = [];
   const alphas: number[] = [];
-  const dims = inferDims(set.patches);
-  if (dims.mlpAssumed && set.patches.some((p) => p.rows && fluxTarget(p.target)?.module.shape[0] === '3h+mlp')) {
-    notes.push(`single-block mlp width not in the file; FLUX's mlp ratio 4 assumed (${dims.mlp} rows)`);
-  }
+  const family = familyOf(set.architecture);
+  const table = family?.table;
+  const assumed = table && table.assumedNote(table.inferDims(set.patches, family.denoiser), set.patches);
+  if (assumed) notes.push(assumed);
   let rounded = 0;
   let modules = 0;
   let biasDiffs = 0;
@@ -67,7 +67,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
     switch (kind) {
       case 'lora': {
         if (param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: a LoRA on a ${param}`, first.source.module);
-        const rows = fullRows(group, set.patches);
+        const rows = fullRows(group, set.patches, table);
         // a LoCon Tucker core is kept for a lone patch; several on one weight are folded first
         const tucker = group.length === 1 ? (first.adapter as LoraAdapter).mid : undefined;
         const loras = tucker ? group : group.map((p) => ({ ...p, adapter: plainLora(p.adapter as LoraAdapter, p.source.module) }));

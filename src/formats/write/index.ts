@@ -8,9 +8,8 @@ import { byteLength, writeSafetensors, type TensorEntry } from '../../safetensor
 import type { DType } from '../../tensor/dtype.ts';
 import { countNonFiniteStored } from '../../tensor/finite.ts';
 import type { AdapterSet } from '../model.ts';
-import { assertFlux } from '../detect.ts';
+import { assertWritable } from '../detect.ts';
 import { LoraFormatError } from '../errors.ts';
-import { isSdArchitecture } from '../sd/unet.ts';
 import { planFused } from './fused.ts';
 import { outputMetadata } from './metadata.ts';
 import type { WriteFormat } from './names.ts';
@@ -52,7 +51,7 @@ export function nonFiniteNote(found: readonly NonFiniteTensor[]): string {
 }
 
 export async function writeLora(path: string, set: AdapterSet, opts: WriteOptions): Promise<WriteReport> {
-  if (!isSdArchitecture(set.architecture)) assertFlux(set, `writing a ${opts.format} LoRA`);
+  assertWritable(set, `writing a ${opts.format} LoRA`);
   checkAborted(opts.ctx);
   if (set.patches.length === 0) {
     // a LoRA file without modules changes nothing; writing one would hide that (a filter that kept nothing, …)

@@ -6,8 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { AdapterSet } from '../model.ts';
 import type { WriteFormat } from './names.ts';
-import { SD_LORA_METADATA } from '../sd/names.ts';
-import { isSdArchitecture } from '../sd/unet.ts';
+import { familyOf } from '../families.ts';
 
 let version: string | undefined;
 export function loraflowVersion(): string {
@@ -67,7 +66,7 @@ export function outputMetadata(m: MetadataInput): Record<string, string> {
     out.ss_network_dim = dim;
     out.ss_network_alpha = uniform(m.alphas)!;
   }
-  const defaults = isSdArchitecture(m.set.architecture) ? SD_LORA_METADATA[m.set.architecture] : { modelspec: 'flux-1-dev/lora', networkModule: 'networks.lora_flux' };
+  const defaults = familyOf(m.set.architecture)!.naming!.metadata;
   const arch = out['modelspec.architecture'];
   if (arch === undefined) out['modelspec.architecture'] = defaults.modelspec;
   else if (!arch.endsWith('/lora')) out['modelspec.architecture'] = `${arch}/lora`;

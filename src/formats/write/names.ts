@@ -1,12 +1,11 @@
 /**
- * How each writable format names modules and tensors (research/lora-formats.md §1.1, §2.8):
- * kohya = sd-scripts fused BFL names with `.` → `_`; comfyui = `diffusion_model.` + BFL names;
- * diffusers = PEFT `transformer.` + diffusers names, as ai-toolkit writes.
+ * The writable formats, their tensor suffixes, and module names as each family's naming gives them
+ * (kohya = sd-scripts' fused names with `.` → `_`, comfyui = `diffusion_model.` + original names,
+ * diffusers = PEFT names, as ai-toolkit writes).
  */
 import type { Architecture, Component } from '../model.ts';
 import { LoraFormatError } from '../errors.ts';
-import { sdModuleName } from '../sd/names.ts';
-import { isSdArchitecture } from '../sd/unet.ts';
+import { familyOf, labelOf } from '../families.ts';
 
 export const WRITE_FORMATS = ['kohya', 'diffusers', 'comfyui'] as const;
 export type WriteFormat = (typeof WRITE_FORMATS)[number];
@@ -41,26 +40,18 @@ export const FUSED_SUFFIX = {
 
 export const PEFT_SUFFIX = { down: 'lora_A.weight', up: 'lora_B.weight', magnitude: 'lora_magnitude_vector' } as const;
 
-const KOHYA_PREFIX: Partial<Record<Component, string>> = { transformer: 'lora_unet_', clip_l: 'lora_te1_', t5: 'lora_te3_' };
-const COMFY_PREFIX: Partial<Record<Component, string>> = {
-  transformer: 'diffusion_model.',
-  clip_l: 'text_encoders.clip_l.transformer.',
-  t5: 'text_encoders.t5xxl.transformer.',
-};
-const PEFT_PREFIX: Partial<Record<Component, string>> = { transformer: 'transformer.', clip_l: 'text_encoder.', t5: 'text_encoder_2.' };
-
 /** Module name of a canonical module path (target without its parameter) in a fused format. */
-export function fusedModuleName(format: 'kohya' | 'comfyui', component: Component, path: string, architecture?: Architecture): string {
-  if (architecture && isSdArchitecture(architecture)) return sdModuleName(format, architecture, component, path);
-  const prefix = (format === 'kohya' ? KOHYA_PREFIX : COMFY_PREFIX)[component];
-  if (prefix === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} files for FLUX have no place for the ${component} component`, path);
-  return prefix + (format === 'kohya' ? path.replaceAll('.', '_') : path);
+export function fusedModuleName(format: 'kohya' | 'comfyui', component: Component, path: string, architecture: Architecture): string {
+  return namingOf(architecture, format, path).fused(format, component, path);
 }
 
-/** Module name of a diffusers module path in PEFT layout (for SD: of a canonical LDM / Hugging Face path). */
-export function peftModuleName(component: Component, path: string, architecture?: Architecture): string {
-  if (architecture && isSdArchitecture(architecture)) return sdModuleName('diffusers', architecture, component, path);
-  const prefix = PEFT_PREFIX[component];
-  if (prefix === undefined) throw new LoraFormatError('INEXPRESSIBLE', `${path}: diffusers files for FLUX have no place for the ${component} component`, path);
-  return prefix + path;
+/** Module name of a module path in PEFT layout (a diffusers name where the family's table splits fused weights). */
+export function peftModuleName(component: Component, path: string, architecture: Architecture): string {
+  return namingOf(architecture, 'diffusers', path).peft(component, path);
+}
+
+function namingOf(architecture: Architecture, format: string, path: string) {
+  const naming = familyOf(architecture)?.naming;
+  if (!naming) throw new LoraFormatError('INEXPRESSIBLE', `${path}: loraflow has no ${format} names for ${labelOf(architecture)} modules`, path);
+  return naming;
 }

@@ -8,13 +8,14 @@ import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
 import type { AdapterSet, LoraAdapter } from '../model.ts';
 import { LoraFormatError } from '../errors.ts';
-import { fillIndex } from '../flux/modules.ts';
-import { fluxTarget, inferDims, rowsOf } from '../flux/lookup.ts';
+import { familyOf } from '../families.ts';
+import { evalWidth } from '../table/module-table.ts';
+import { fillIndex } from '../table/template.ts';
 import { fuseLoraPieces, type LoraPiece } from '../fuse.ts';
 import { splitLora, type SplitPart } from '../split.ts';
 import { reshaped, scaledTensor, swapRowHalves } from '../tensor-ops.ts';
 import { PEFT_SUFFIX, peftModuleName } from './names.ts';
-import { plainLora } from '../sd/tucker.ts';
+import { plainLora } from '../tucker.ts';
 import { foldScale } from './scale.ts';
 import type { OutPlan, OutTensor } from './plan.ts';
 
@@ -32,7 +33,9 @@ interface Dest {
 }
 
 export async function planSplit(set: AdapterSet, dtype: DType | undefined): Promise<OutPlan> {
-  const dims = inferDims(set.patches);
+  const family = familyOf(set.architecture);
+  const table = family?.table;
+  const dims = table?.inferDims(set.patches, family!.denoiser);
   const dests = new Map<string, Dest>();
   let chunked = 0;
   let copied = 0;
@@ -52,25 +55,26 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
     // PEFT has no Tucker core: a LoCon lora_mid is folded into the down
     const a = plainLora(p.adapter, p.source.module);
     const path = p.target.slice(0, p.target.lastIndexOf('.'));
-    if (p.component !== 'transformer') {
+    // a component without a module table (text encoders, a UNet) has the same module in both namings
+    if (!table || p.component !== family!.denoiser) {
       add(peftModuleName(p.component, path, set.architecture), a.up.shape[0]!, { down: a.down, up: a.up, scale: a.scale, row: 0, dora: p.dora, module: p.source.module });
       continue;
     }
-    const t = fluxTarget(p.target);
-    if (!t || t.param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: not a FLUX weight diffusers has a name for`, p.source.module);
+    const t = table.target(p.target);
+    if (!t || t.param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: not a ${family!.label} weight diffusers has a name for`, p.source.module);
     const m = t.module;
     if (typeof m.diffusers === 'string') {
       if (p.rows) throw new LoraFormatError('INEXPRESSIBLE', `${where}: a row slice of ${path}, which diffusers does not split`, p.source.module);
       const up = m.swapHalves ? swapRowHalves(a.up) : a.up;
       const dora = p.dora && m.swapHalves ? { axis: p.dora.axis, magnitude: swapRowHalves(reshaped(p.dora.magnitude, [a.up.shape[0]!])) } : p.dora;
-      add(peftModuleName('transformer', fillIndex(m.diffusers, t.block)), a.up.shape[0]!, { down: a.down, up, scale: a.scale, row: 0, dora, module: p.source.module });
+      add(peftModuleName(p.component, fillIndex(m.diffusers, t.block), set.architecture), a.up.shape[0]!, { down: a.down, up, scale: a.scale, row: 0, dora, module: p.source.module });
       continue;
     }
     const h = a.down.shape[1]!;
     const start = p.rows?.[0] ?? 0;
-    const total = p.rows ? Math.max(rowsOf(m.shape[0]!, dims) ?? 0, start + a.up.shape[0]!) : a.up.shape[0]!;
+    const total = p.rows ? Math.max(evalWidth(m.shape[0]!, dims!.values) ?? 0, start + a.up.shape[0]!) : a.up.shape[0]!;
     const parts: SplitPart[] = m.diffusers.map((x) => ({
-      name: peftModuleName('transformer', fillIndex(x.diffusers, t.block)),
+      name: peftModuleName(p.component, fillIndex(x.diffusers, t.block), set.architecture),
       start: x.rows.start * h,
       len: x.rows.len === 'rest' ? total - x.rows.start * h : x.rows.len * h,
     }));
@@ -104,9 +108,8 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
   if (chunked > 0) notes.push(`${chunked} fused modules had a block-diagonal up: their downs were divided between the parts (rank per part = rank / parts)`);
   if (copied > 0) notes.push(`${copied} fused modules were split by copying the down to each part (their ups are not block-diagonal)`);
   if (rounded > 0) notes.push(`${rounded} modules' scales are not powers of two: folding them into the factors rounded them to ${[...roundedTo].join('/')} (use --dtype f32 to keep them exact)`);
-  if (dims.mlpAssumed && set.patches.some((p) => p.rows && fluxTarget(p.target)?.module.shape[0] === '3h+mlp')) {
-    notes.push(`single-block mlp width not in the file; FLUX's mlp ratio 4 assumed`);
-  }
+  const assumed = table && dims && table.assumedNote(dims, set.patches);
+  if (assumed) notes.push(assumed);
   return { tensors: out, notes, modules: dests.size, ranks, alphas: ranks };
 }
 

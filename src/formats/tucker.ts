@@ -6,10 +6,10 @@
  * stored transposed ([r, out]). Folding the core into the `_b`/down factor gives the ordinary
  * adapter of the same rank, exact up to f32 rounding: what PEFT files and the dense operations need.
  */
-import type { Adapter, LohaAdapter, LokrAdapter, LoraAdapter } from '../model.ts';
-import { LoraFormatError } from '../errors.ts';
-import { dtypeBytes, encodeFromF32 } from '../../tensor/dtype.ts';
-import { numel, type LazyTensor } from '../../tensor/lazy.ts';
+import type { Adapter, LohaAdapter, LokrAdapter, LoraAdapter } from './model.ts';
+import { LoraFormatError } from './errors.ts';
+import { dtypeBytes, encodeFromF32 } from '../tensor/dtype.ts';
+import { numel, type LazyTensor } from '../tensor/lazy.ts';
 
 /** down'[i, c, s] = Σⱼ mid[i, j, s] · down[j, c]. */
 export function foldTuckerDown(down: LazyTensor, mid: LazyTensor, module = down.origin): LazyTensor {
