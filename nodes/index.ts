@@ -11,6 +11,7 @@ import { filter } from './filter.ts';
 import { inspect } from './inspect.ts';
 import { loadLora } from './load-lora.ts';
 import { loadModel } from './load-model.ts';
+import { mergeCheckpointsNode } from './merge-checkpoints.ts';
 import { mergeIntoBase } from './merge-into-base.ts';
 import { mergeLoras } from './merge-loras.ts';
 import { resizeLora } from './resize-lora.ts';
@@ -19,7 +20,7 @@ import { saveModel } from './save-model.ts';
 import { scale } from './scale.ts';
 
 export const nodeDefinitions = [
-  loadLora, loadModel, inspect, convert, filter, scale, blockWeights, mergeLoras, mergeIntoBase, extractLora, resizeLora, saveLora, saveModel,
+  loadLora, loadModel, inspect, convert, filter, scale, blockWeights, mergeLoras, mergeIntoBase, mergeCheckpointsNode, extractLora, resizeLora, saveLora, saveModel,
 ];
 
 export const registry = new NodeRegistry(nodeDefinitions);

@@ -49,6 +49,7 @@ import type { MergeInput, MergeReport } from './merge.ts';
 import { sharedMetadata } from './merge.ts';
 import { seedFromName } from './seed.ts';
 import { dareSeed, dropAndRescale, keepTopK, topKCount } from './sparsify.ts';
+import { addSigned, disjointMean } from './disjoint-mean.ts';
 
 export const DENSE_METHODS = ['linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune'] as const;
 export type DenseMethod = (typeof DENSE_METHODS)[number];
@@ -393,24 +394,9 @@ async function mergeModule(plan: ModulePlan, m: ResolvedMethod, ws: Workspace, c
     checkAborted(ctx);
     await taskVector(t, plan, entry);
     thin(t, plan, entry, m);
-    for (let j = 0; j < n; j++) {
-      const v = t[j]!;
-      if (v > 0) {
-        pos[j]! += v;
-        np[j]!++;
-      } else if (v < 0) {
-        neg[j]! += v;
-        nn[j]!++;
-      } else if (v !== v) pos[j] = Number.NaN;
-    }
+    addSigned(t, pos, neg, np, nn);
   }
-  for (let j = 0; j < n; j++) {
-    const p = pos[j]!;
-    const q = neg[j]!;
-    const s = p + q;
-    pos[j] = s > 0 ? p / np[j]! : s < 0 ? q / nn[j]! : s === 0 ? 0 : s;
-  }
-  return pos;
+  return disjointMean(pos, neg, np, nn);
 }
 
 /**

@@ -22,6 +22,7 @@ export const commands: readonly CommandEntry[] = [
   lazy('convert', async () => (await import('./convert.ts')).convert),
   lazy('merge', async () => (await import('./merge.ts')).merge),
   lazy('apply', async () => (await import('./apply.ts')).apply),
+  lazy('merge-checkpoints', async () => (await import('./merge-checkpoints.ts')).mergeCheckpoints),
   lazy('extract', async () => (await import('./extract.ts')).extract),
   lazy('resize', async () => (await import('./resize.ts')).resize),
   lazy('nodes', async () => (await import('./nodes.ts')).nodes),
