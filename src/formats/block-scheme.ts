@@ -3,6 +3,7 @@
  * every scheme's parser throws. The schemes themselves live with their families.
  */
 import { inputError, type LoraflowError } from '../errors.ts';
+import type { BlockScheme } from './family.ts';
 
 /** One weight per block id (every id of the scheme present). */
 export type BlockWeights = ReadonlyMap<string, number>;
@@ -11,4 +12,80 @@ export type BlockWeightSpec = string | readonly number[] | Readonly<Record<strin
 
 export function blockWeightError(message: string): LoraflowError {
   return inputError('BLOCK_WEIGHTS', `block weights: ${message}`);
+}
+
+const pad2 = (i: number) => String(i).padStart(2, '0');
+
+export interface IndexedSchemeSpec {
+  /** Family label for messages (`Wan`). */
+  label: string;
+  /** Ids before the blocks (`IN`), after them (`OUT`). */
+  head: readonly string[];
+  tail: readonly string[];
+  /** Block id prefix (`B` → B00, B01, …). */
+  prefix: string;
+  /** Block counts of the family's sizes, largest last (Wan: 30, 40): a full vector may have any. */
+  sizes: readonly number[];
+  blockOf(patch: { component: string; target: string }): string | undefined;
+}
+
+/** A scheme of one block kind numbered from 00 between named head and tail ids (Wan IN, B00–B39, OUT). */
+export function indexedBlockScheme(spec: IndexedSchemeSpec): BlockScheme {
+  const count = Math.max(...spec.sizes);
+  const blocks = (n: number) => Array.from({ length: n }, (_, i) => `${spec.prefix}${pad2(i)}`);
+  const ids = [...spec.head, ...blocks(count), ...spec.tail];
+  const lengths = spec.sizes.map((n) => n + spec.head.length + spec.tail.length);
+  const summary = `${[...spec.head, `${spec.prefix}00–${spec.prefix}${pad2(count - 1)}`, ...spec.tail].join(', ')}`;
+  const expand = (token: string): string[] => {
+    const id = token.trim().toUpperCase();
+    if (ids.includes(id)) return [id];
+    const range = new RegExp(`^${spec.prefix}(\\d{1,2})-(?:${spec.prefix})?(\\d{1,2})$`).exec(id);
+    if (range) {
+      const [lo, hi] = [Number(range[1]), Number(range[2])].sort((a, b) => a - b) as [number, number];
+      if (hi >= count) throw blockWeightError(`range ${token.trim()} goes past the last ${spec.label} block (${spec.prefix}${pad2(count - 1)})`);
+      return blocks(hi + 1).slice(lo);
+    }
+    throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${summary}, or a range like ${spec.prefix}00-${spec.prefix}09)`);
+  };
+  const parse = (text: string, where: string) => {
+    const v = Number(text.trim());
+    if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
+    return v;
+  };
+  return {
+    ids,
+    blockOf: spec.blockOf,
+    describe: `${spec.label} (${lengths.join(' or ')}: ${summary})`,
+    parse: (input) => {
+      const weights = new Map(ids.map((id) => [id, 1]));
+      const fromList = (values: readonly number[]) => {
+        const n = values.length - spec.head.length - spec.tail.length;
+        if (!spec.sizes.includes(n)) throw blockWeightError(`a ${spec.label} weight list has ${lengths.join(' or ')} values (${summary}), got ${values.length}`);
+        const order = [...spec.head, ...blocks(n), ...spec.tail];
+        values.forEach((v, i) => {
+          if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
+          weights.set(order[i]!, v);
+        });
+      };
+      if (Array.isArray(input)) fromList(input as readonly number[]);
+      else if (typeof input === 'string') {
+        const parts = input.split(/[,\s]+/).filter((p) => p !== '');
+        if (parts.length === 0) throw blockWeightError('empty specification');
+        if (parts.some((p) => p.includes('='))) {
+          for (const part of parts) {
+            const eq = part.indexOf('=');
+            if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
+            const value = parse(part.slice(eq + 1), part.slice(0, eq).trim());
+            for (const id of expand(part.slice(0, eq))) weights.set(id, value);
+          }
+        } else fromList(parts.map((p, i) => parse(p, `value ${i + 1}`)));
+      } else {
+        for (const [token, value] of Object.entries(input)) {
+          if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
+          for (const id of expand(token)) weights.set(id, value);
+        }
+      }
+      return weights;
+    },
+  };
 }

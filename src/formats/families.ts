@@ -7,8 +7,9 @@ import type { ModuleTable } from './table/module-table.ts';
 import { FLUX } from './flux/family.ts';
 import { SD3 } from './sd3/family.ts';
 import { SD1, SD2, SDXL } from './sd/family.ts';
+import { WAN } from './wan/family.ts';
 
-export const FAMILIES: readonly Family[] = [FLUX, SD3, SD1, SD2, SDXL];
+export const FAMILIES: readonly Family[] = [FLUX, SD3, SD1, SD2, SDXL, WAN];
 
 const BY_ID = new Map(FAMILIES.map((f) => [f.id, f]));
 

@@ -3,7 +3,7 @@
  * split from them by the module table, 61 block ids.
  */
 import type { Coverage, Family } from '../family.ts';
-import { fillIndex } from '../table/template.ts';
+import { placeKnown, tableDenoiser } from '../table/denoiser.ts';
 import { FLUX_BLOCKS } from './blocks.ts';
 import { FLUX_CHECKPOINT_SIGNALS, FLUX_METADATA, FLUX_RULES, FLUX_SIGNALS } from './detection.ts';
 import { FLUX_TABLE } from './modules.ts';
@@ -31,21 +31,9 @@ export const FLUX: Family = {
     extractionSignal: { component: 'transformer', pattern: /^(double_blocks|single_blocks)\.\d+\./ },
   },
   table: FLUX_TABLE,
-  resolveDenoiser: (rest, spelling) => {
-    const hit = FLUX_TABLE.match(rest, spelling);
-    if (!hit) return undefined;
-    return {
-      module: fillIndex(hit.module.original, hit.block),
-      kind: hit.module.kind,
-      part: hit.part,
-      swapHalves: hit.swapHalves,
-      entry: { group: hit.module.group, block: hit.block, module: hit.module },
-      layout: hit.layout,
-      diffusersName: hit.diffusersName,
-    };
-  },
+  resolveDenoiser: tableDenoiser(FLUX_TABLE),
   // FLUX names only: a module neither the table nor a text encoder knows has no place
-  place: (r) => ('module' in r ? { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves, entry: r.entry } : undefined),
+  place: placeKnown,
   controlReshape: 'img_in',
   splitQkv: {
     'double_blocks.{i}.img_attn.qkv': { n: 3, sibling: 'double_blocks.{i}.img_attn.proj' },

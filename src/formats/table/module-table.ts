@@ -150,8 +150,10 @@ export class ModuleTable {
 
   /** A module name (prefix removed) in either naming, dotted or with `.` → `_`. */
   match(rest: string, spelling: Spelling): TableHit | undefined {
+    // underscore spellings seen in the wild: a leading `_` (VideoX-Fun `lora_unet__blocks_0_…`), dots left in (`lora_unet_blocks_12.self_attn.k`)
+    const name = spelling === 'underscore' ? rest.replace(/^_+/, '').replaceAll('.', '_') : rest;
     for (const m of this.matchers(spelling)) {
-      const hit = m.re.exec(rest);
+      const hit = m.re.exec(name);
       if (hit) return m.hit(hit[1] === undefined ? undefined : Number(hit[1]));
     }
     return undefined;

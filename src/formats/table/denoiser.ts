@@ -1,0 +1,28 @@
+/**
+ * Name resolution and placement for a family whose denoiser is described by a module table:
+ * a module name resolves when the table knows it (either naming, either spelling), and only
+ * table or text-encoder names have a place.
+ */
+import type { DenoiserHit, Family } from '../family.ts';
+import type { ModuleTable } from './module-table.ts';
+import { fillIndex, type Spelling } from './template.ts';
+
+export function tableDenoiser(table: ModuleTable): (rest: string, spelling: Spelling) => DenoiserHit | undefined {
+  return (rest, spelling) => {
+    const hit = table.match(rest, spelling);
+    if (!hit) return undefined;
+    return {
+      module: fillIndex(hit.module.original, hit.block),
+      kind: hit.module.kind,
+      part: hit.part,
+      swapHalves: hit.swapHalves,
+      entry: { group: hit.module.group, block: hit.block, module: hit.module },
+      layout: hit.layout,
+      diffusersName: hit.diffusersName,
+    };
+  };
+}
+
+/** A module neither the table nor a text encoder knows has no place (its keys are reported). */
+export const placeKnown: NonNullable<Family['place']> = (r) =>
+  'module' in r ? { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves, entry: r.entry } : undefined;

@@ -1,0 +1,72 @@
+/**
+ * Wan 2.1 / 2.2 (1.3B, 5B, 14B; T2V, I2V) as a family object: original (ComfyUI) names canonical,
+ * diffusers names 1:1 from the module table, block ids IN, B00–B39, OUT. Its text encoder (umT5)
+ * is not trained by any trainer in circulation, so the layouts name the transformer only.
+ */
+import type { Component } from '../model.ts';
+import type { Family } from '../family.ts';
+import { LoraFormatError } from '../errors.ts';
+import { indexedBlockScheme } from '../block-scheme.ts';
+import { placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { WAN_CHECKPOINT_SIGNALS, WAN_METADATA, WAN_RULES, WAN_SIGNALS } from './detection.ts';
+import { WAN_TABLE } from './modules.ts';
+
+const pad2 = (i: number) => String(i).padStart(2, '0');
+
+const BLOCK = /^blocks\.(\d+)\./;
+const IN = /^(?:patch_embedding|text_embedding|time_embedding|time_projection|img_emb)\./;
+
+function transformerOnly(format: string, component: Component, path: string): void {
+  if (component !== 'transformer') throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} Wan LoRAs have no place for the ${component} component`, path);
+}
+
+export const WAN: Family = {
+  id: 'wan',
+  label: 'Wan 2.x',
+  denoiser: 'transformer',
+  detection: { signals: WAN_SIGNALS, metadata: WAN_METADATA, rules: WAN_RULES },
+  checkpoint: {
+    signals: WAN_CHECKPOINT_SIGNALS,
+    extractionSignal: { component: 'transformer', pattern: /^blocks\.\d+\.(?:self_attn|cross_attn|ffn)\./ },
+  },
+  table: WAN_TABLE,
+  resolveDenoiser: tableDenoiser(WAN_TABLE),
+  place: placeKnown,
+  naming: {
+    fused: (format, component, path) => {
+      transformerOnly(format, component, path);
+      return format === 'kohya' ? `lora_unet_${path.replaceAll('.', '_')}` : `diffusion_model.${path}`;
+    },
+    peft: (component, path) => {
+      transformerOnly('diffusers', component, path);
+      return `transformer.${path}`;
+    },
+    // musubi-tuner's names (one architecture id for Wan 2.1 and 2.2)
+    metadata: { modelspec: 'wan2.1/lora', networkModule: 'networks.lora_wan', baseModel: 'wan' },
+  },
+  blocks: indexedBlockScheme({
+    label: 'Wan',
+    head: ['IN'],
+    tail: ['OUT'],
+    prefix: 'B',
+    sizes: [30, 40],
+    blockOf: (patch) => {
+      if (patch.component !== 'transformer') return undefined;
+      const m = BLOCK.exec(patch.target);
+      if (m) return Number(m[1]) < 40 ? `B${pad2(Number(m[1]))}` : undefined;
+      if (IN.test(patch.target)) return 'IN';
+      return patch.target.startsWith('head.') ? 'OUT' : undefined;
+    },
+  }),
+  coverage: (spec, c) => {
+    if (spec.component !== 'transformer') return false;
+    const id = WAN.blocks!.blockOf(spec);
+    if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
+    return true;
+  },
+  coverageLines: (c, span) => {
+    const blocks = (c.blocks ?? []).filter((id) => /^B\d+$/.test(id)).map((id) => Number(id.slice(1))).sort((a, b) => a - b);
+    const other = (c.blocks ?? []).filter((id) => !/^B\d+$/.test(id));
+    return [`coverage:     blocks ${span(blocks)}${other.length ? `; ${other.join(', ')}` : ''}`];
+  },
+};
