@@ -161,6 +161,16 @@ export interface Family {
   coverage?(spec: { component: Component; target: string; rows?: RowSlice; entry?: TableEntry }, coverage: Coverage): boolean;
   /** Lines of inspect's coverage summary. */
   coverageLines?(coverage: Coverage, span: (xs: number[]) => string): string[];
+  /** Built-in sample data of a table family: its widths shrunk, its real block count. */
+  samples?: SampleSpec;
+}
+
+/** What `loraflow samples` writes for a table family: widths (the table's width names), block count, the modules trainers target. */
+export interface SampleSpec {
+  widths: Readonly<Record<string, number>>;
+  blocks: number;
+  /** Original module templates a sample LoRA patches (the trainers' default targets). */
+  targets: readonly string[];
 }
 
 /** Which blocks a LoRA covers, as inspect reports it. */

@@ -32,7 +32,7 @@ Options:
 ${METHOD_OPTIONS_HELP}
   --to FORMAT           output layout: kohya (default), diffusers, comfyui
   --dtype DTYPE         output precision (default: keep)
-  --block-weights SPEC  weight every input per FLUX block: 61 numbers or ID=value pairs
+  --block-weights SPEC  weight every input per block of its family (FLUX D00–D18, S00–S37, …; SDXL IN04, MID, …; Wan B00–B39): a full vector or ID=value pairs
                         (e.g. "D00-D18=0.5,S00-S37=1")
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,

@@ -7,6 +7,8 @@ import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type Flu
 import { keyedRandom, writeSampleLora, type SampleLoraOptions } from '../../testing/lora-fixtures.ts';
 import { UsageError, type Command } from '../command.ts';
 import { writeSdSamples } from '../../testing/sd-samples.ts';
+import { writeTableSamples } from '../../testing/table-samples.ts';
+import { FAMILIES } from '../../formats/families.ts';
 
 /**
  * Built-in sample data: FLUX.1-shaped files with every real key name and block count, widths
@@ -75,6 +77,7 @@ export async function writeSamples(dir: string): Promise<SampleFile[]> {
   await writeSafetensors(join(dir, SAMPLE_FINETUNE), tuned, { order: 'reference' });
   written.push({ file: join(dir, SAMPLE_FINETUNE), what: `a "fine-tune" of it: rank-${FINETUNE_RANK} changes to double-block qkv/txt_mlp.0 and single-block linear1/linear2, two biases` });
   written.push(...(await writeSdSamples(dir)));
+  for (const family of FAMILIES) if (family.samples) written.push(...(await writeTableSamples(dir, family)));
   return written;
 }
 

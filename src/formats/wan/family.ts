@@ -58,6 +58,12 @@ export const WAN: Family = {
       return patch.target.startsWith('head.') ? 'OUT' : undefined;
     },
   }),
+  // Wan2.1-T2V-1.3B with widths ÷64 (the FLUX samples' factor), I2V's image cross-attention included
+  samples: {
+    widths: { h: 24, f: 140, ctx: 64, fq: 4, c: 20, oc: 64 },
+    blocks: 30,
+    targets: ['q', 'k', 'v', 'o'].flatMap((x) => [`blocks.{i}.self_attn.${x}`, `blocks.{i}.cross_attn.${x}`]).concat(['blocks.{i}.cross_attn.k_img', 'blocks.{i}.cross_attn.v_img', 'blocks.{i}.ffn.0', 'blocks.{i}.ffn.2']),
+  },
   coverage: (spec, c) => {
     if (spec.component !== 'transformer') return false;
     const id = WAN.blocks!.blockOf(spec);
