@@ -23,7 +23,7 @@ export const loadModel = defineNode({
         dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
         bytes += t.end - t.begin;
       }
-      // FLUX, SD3, SDXL, SD2 and SD1.5 single files are told apart by their key names (and a few shapes)
+      // every registered family's checkpoint signals tell single files apart by key names (and a few shapes)
       const { architecture } = checkpointArchitecture(file.tensors);
       const model: ModelValue = { path, tensors: file.tensors.length, bytes, dtypes, metadata: { ...(file.metadata ?? {}) }, architecture };
       return { model };

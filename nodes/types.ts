@@ -17,7 +17,7 @@ export interface ModelValue {
   /** Tensor count per dtype. */
   dtypes: Record<string, number>;
   metadata: Record<string, string>;
-  /** `flux` when the keys are FLUX.1's (with or without a `model.diffusion_model.` prefix). */
+  /** The family id the key names say (`src/formats/families.ts`; with or without a `model.diffusion_model.` prefix), or `unknown`. */
   architecture: string;
 }
 
