@@ -353,29 +353,3 @@ describe('Wan 2.x LoRAs through every operation', () => {
   });
 });
 
-describe('Wan samples and recipe', () => {
-  it('loraflow samples writes Wan LoRAs in two layouts and a Wan base; graphs/wan-merge-loras-into-checkpoint applies them by value', async () => {
-    const { writeSamples } = await import('../src/cli/commands/samples.ts');
-    const { graph, runOk } = await import('./helpers/recipes.ts');
-    await writeSamples(tmp.path('samples'));
-    const kohya = await readLora(tmp.path('samples', 'wan-kohya-lora.safetensors'));
-    const diffusers = await readLora(tmp.path('samples', 'wan-diffusers-lora.safetensors'));
-    expect(kohya).toMatchObject({ architecture: 'wan', format: 'kohya', unknownKeys: [] });
-    expect(diffusers).toMatchObject({ architecture: 'wan', format: 'diffusers', unknownKeys: [] });
-    const [da, db] = [await referenceDeltas(kohya), await referenceDeltas(diffusers)];
-    const { result } = await runOk(await graph('wan-merge-loras-into-checkpoint'), { cwd: tmp.dir });
-    const out = tmp.path('out', 'wan-with-loras.safetensors');
-    expect(result.written).toEqual([out]);
-    const base = await SafetensorsFile.open(tmp.path('samples', 'wan-base.safetensors'));
-    const merged = await SafetensorsFile.open(out);
-    const errors = await basePlusDeltaErrors(base, merged, (name) => {
-      const key = `transformer:${name.slice('model.diffusion_model.'.length)}`;
-      const a = da.get(key);
-      const b = db.get(key);
-      return a && b && { data: a.data.map((v, i) => 0.8 * v + 0.6 * b.data[i]!) };
-    });
-    expect(errors.size).toBe(30 * 12);
-    expect(Math.max(...errors.values())).toBeLessThan(1e-5);
-    await Promise.all([base.close(), merged.close(), kohya.close(), diffusers.close()]);
-  });
-});

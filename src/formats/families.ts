@@ -8,8 +8,9 @@ import { FLUX } from './flux/family.ts';
 import { SD3 } from './sd3/family.ts';
 import { SD1, SD2, SDXL } from './sd/family.ts';
 import { WAN } from './wan/family.ts';
+import { QWEN_IMAGE } from './qwen-image/family.ts';
 
-export const FAMILIES: readonly Family[] = [FLUX, SD3, SD1, SD2, SDXL, WAN];
+export const FAMILIES: readonly Family[] = [FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE];
 
 const BY_ID = new Map(FAMILIES.map((f) => [f.id, f]));
 

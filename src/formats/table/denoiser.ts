@@ -3,7 +3,7 @@
  * a module name resolves when the table knows it (either naming, either spelling), and only
  * table or text-encoder names have a place.
  */
-import type { DenoiserHit, Family } from '../family.ts';
+import type { BlockScheme, DenoiserHit, Family } from '../family.ts';
 import type { ModuleTable } from './module-table.ts';
 import { fillIndex, type Spelling } from './template.ts';
 
@@ -26,3 +26,21 @@ export function tableDenoiser(table: ModuleTable): (rest: string, spelling: Spel
 /** A module neither the table nor a text encoder knows has no place (its keys are reported). */
 export const placeKnown: NonNullable<Family['place']> = (r) =>
   'module' in r ? { component: r.component, module: r.module, kind: r.kind, part: r.part, swapHalves: r.swapHalves, entry: r.entry } : undefined;
+
+/** Inspect's coverage for a family with one numbered block kind (Wan, Qwen-Image): block ids patched, then a `blocks N (…)` line. */
+export function blockCoverage(scheme: () => BlockScheme): Pick<Family, 'coverage' | 'coverageLines'> {
+  return {
+    coverage: (spec, c) => {
+      if (spec.component !== 'transformer') return false;
+      const id = scheme().blockOf(spec);
+      if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
+      return true;
+    },
+    coverageLines: (c, span) => {
+      const numbered = (c.blocks ?? []).filter((id) => /^B\d+$/.test(id));
+      const blocks = numbered.map((id) => Number(id.slice(1))).sort((a, b) => a - b);
+      const other = (c.blocks ?? []).filter((id) => !numbered.includes(id));
+      return [`coverage:     blocks ${span(blocks)}${other.length ? `; ${other.join(', ')}` : ''}`];
+    },
+  };
+}

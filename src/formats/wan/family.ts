@@ -7,7 +7,7 @@ import type { Component } from '../model.ts';
 import type { Family } from '../family.ts';
 import { LoraFormatError } from '../errors.ts';
 import { indexedBlockScheme } from '../block-scheme.ts';
-import { placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
 import { WAN_CHECKPOINT_SIGNALS, WAN_METADATA, WAN_RULES, WAN_SIGNALS } from './detection.ts';
 import { WAN_TABLE } from './modules.ts';
 
@@ -64,15 +64,5 @@ export const WAN: Family = {
     blocks: 30,
     targets: ['q', 'k', 'v', 'o'].flatMap((x) => [`blocks.{i}.self_attn.${x}`, `blocks.{i}.cross_attn.${x}`]).concat(['blocks.{i}.cross_attn.k_img', 'blocks.{i}.cross_attn.v_img', 'blocks.{i}.ffn.0', 'blocks.{i}.ffn.2']),
   },
-  coverage: (spec, c) => {
-    if (spec.component !== 'transformer') return false;
-    const id = WAN.blocks!.blockOf(spec);
-    if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
-    return true;
-  },
-  coverageLines: (c, span) => {
-    const blocks = (c.blocks ?? []).filter((id) => /^B\d+$/.test(id)).map((id) => Number(id.slice(1))).sort((a, b) => a - b);
-    const other = (c.blocks ?? []).filter((id) => !/^B\d+$/.test(id));
-    return [`coverage:     blocks ${span(blocks)}${other.length ? `; ${other.join(', ')}` : ''}`];
-  },
+  ...blockCoverage(() => WAN.blocks!),
 };

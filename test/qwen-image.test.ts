@@ -1,0 +1,465 @@
+/**
+ * Qwen-Image (and Qwen-Image-Edit, the same transformer) end to end on shrunk-width fixtures with
+ * the real key names and block count (60 blocks, 14 LoRA-able linears each, plus the embedders and
+ * the final layer): every trainer layout of docs/model-families.md §2.5 read with no unknown key
+ * and ΔW equal to a float64 reference computed here from the stored factors; the constructed key
+ * lists detected as Qwen-Image; conversion to every writable layout and back; merge, apply into a
+ * Qwen-Image base, extract, resize, block weights and filters by value; a Qwen-Image LoRA on a
+ * FLUX base refused naming both; FLUX.1 / SD3 files that share its attention names left alone.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { convertLora } from '../src/formats/convert.ts';
+import { detectFormat } from '../src/formats/detect.ts';
+import type { AdapterSet } from '../src/formats/model.ts';
+import { readLora } from '../src/formats/read.ts';
+import { WRITE_FORMATS } from '../src/formats/write/names.ts';
+import { writeLora } from '../src/formats/write/index.ts';
+import { applyToBase } from '../src/lora/apply.ts';
+import { applyBlockWeights } from '../src/lora/blocks.ts';
+import { extractLora } from '../src/lora/extract.ts';
+import { filterPatches } from '../src/lora/filter.ts';
+import { mergeLoras } from '../src/lora/merge.ts';
+import { resizeLora } from '../src/lora/resize.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
+import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { keyedRandom } from '../src/testing/lora-fixtures.ts';
+import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
+
+const tmp = useTempDir('loraflow-qwen-image-');
+
+// shrunk widths (all distinct): h hidden, f ffn, ctx Qwen2.5-VL, fq timestep frequencies, hd head, in latent×patch², oc out×patch²
+const W = { h: 32, f: 72, ctx: 40, fq: 16, hd: 8, in: 24, oc: 20 } as const;
+const BLOCKS = 60;
+const RANK = 4;
+
+/**
+ * Qwen-Image linears as docs/model-families.md §2.2 / §2.5 state them ([out, in]); the original (Qwen
+ * release / ComfyUI) name is the diffusers name. Written here, not taken from the code under test.
+ */
+const BLOCK_MODULES: [string, number, number][] = [
+  ['attn.to_q', W.h, W.h],
+  ['attn.to_k', W.h, W.h],
+  ['attn.to_v', W.h, W.h],
+  ['attn.add_q_proj', W.h, W.h],
+  ['attn.add_k_proj', W.h, W.h],
+  ['attn.add_v_proj', W.h, W.h],
+  ['attn.to_out.0', W.h, W.h],
+  ['attn.to_add_out', W.h, W.h],
+  ['img_mlp.net.0.proj', W.f, W.h],
+  ['img_mlp.net.2', W.h, W.f],
+  ['txt_mlp.net.0.proj', W.f, W.h],
+  ['txt_mlp.net.2', W.h, W.f],
+  ['img_mod.1', 6 * W.h, W.h],
+  ['txt_mod.1', 6 * W.h, W.h],
+];
+const OUTER_MODULES: [string, number, number][] = [
+  ['img_in', W.h, W.in],
+  ['txt_in', W.h, W.ctx],
+  ['time_text_embed.timestep_embedder.linear_1', W.h, W.fq],
+  ['time_text_embed.timestep_embedder.linear_2', W.h, W.h],
+  ['norm_out.linear', 2 * W.h, W.h],
+  ['proj_out', W.oc, W.h],
+];
+const IN_MODULES = ['img_in', 'txt_in', 'time_text_embed.timestep_embedder.linear_1', 'time_text_embed.timestep_embedder.linear_2'];
+const OUT_MODULES = ['norm_out.linear', 'proj_out'];
+
+interface Module {
+  name: string;
+  out: number;
+  in: number;
+  down: Float32Array;
+  up: Float32Array;
+}
+
+function modules(seed: number, blocks = BLOCKS): Module[] {
+  const out: Module[] = [];
+  const add = ([n, rows, cols]: [string, number, number], prefix = '') => {
+    const rd = keyedRandom(`${prefix}${n}.down`, seed);
+    const ru = keyedRandom(`${prefix}${n}.up`, seed);
+    out.push({
+      name: prefix + n,
+      out: rows,
+      in: cols,
+      down: Float32Array.from({ length: RANK * cols }, () => rd() - 0.5),
+      up: Float32Array.from({ length: rows * RANK }, () => ru() - 0.5),
+    });
+  };
+  for (let i = 0; i < blocks; i++) for (const m of BLOCK_MODULES) add(m, `transformer_blocks.${i}.`);
+  for (const m of OUTER_MODULES) add(m);
+  return out;
+}
+
+/** ΔW = scale · up @ down in float64, by canonical target. */
+function expected(mods: readonly Module[], scale: number): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  for (const m of mods) {
+    const d = new Float64Array(m.out * m.in);
+    for (let r = 0; r < m.out; r++) for (let k = 0; k < RANK; k++) {
+      const u = m.up[r * RANK + k]! * scale;
+      for (let c = 0; c < m.in; c++) d[r * m.in + c]! += u * m.down[k * m.in + c]!;
+    }
+    out.set(`${m.name}.weight`, d);
+  }
+  return out;
+}
+
+type Layout = { name: string; alpha: boolean; key: (m: Module, role: 'down' | 'up' | 'alpha') => string };
+const u = (s: string) => s.replaceAll('.', '_');
+const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
+
+/** Every layout of docs/model-families.md §2.5 (plus ComfyUI's bare-name alias), as key names of one module. */
+const LAYOUTS: Layout[] = [
+  { name: 'Q1 musubi-tuner (kohya lora_unet_)', alpha: true, key: (m, r) => `lora_unet_${u(m.name)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'Q2 diffusion-pipe / ai-toolkit (diffusion_model. lora_A)', alpha: false, key: (m, r) => `diffusion_model.${m.name}.lora_${ab(r)}.weight` },
+  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', alpha: true, key: (m, r) => `diffusion_model.${m.name}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'Q3 diffusers / PEFT (transformer.)', alpha: false, key: (m, r) => `transformer.${m.name}.lora_${ab(r)}.weight` },
+  { name: 'PEFT raw save (base_model.model. + adapter name)', alpha: false, key: (m, r) => `base_model.model.${m.name}.lora_${ab(r)}.default.weight` },
+  { name: 'diffusers transformer. + PEFT .default infix', alpha: false, key: (m, r) => `transformer.${m.name}.lora_${ab(r)}.default.weight` },
+  { name: 'ComfyUI bare names', alpha: false, key: (m, r) => `${m.name}.lora_${ab(r)}.weight` },
+  { name: 'Q4 LyCORIS prefix (lycoris_, LoRA factors)', alpha: true, key: (m, r) => `lycoris_${u(m.name)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+];
+
+const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+
+async function writeLayout(path: string, layout: Layout, mods: readonly Module[], alpha = RANK, metadata: Record<string, string> = { ss_base_model_version: 'qwen_image' }): Promise<void> {
+  const entries: TensorEntry[] = [];
+  for (const m of mods) {
+    entries.push(f32(layout.key(m, 'down'), [RANK, m.in], m.down), f32(layout.key(m, 'up'), [m.out, RANK], m.up));
+    if (layout.alpha) entries.push(f32(layout.key(m, 'alpha'), [], Float32Array.of(alpha)));
+  }
+  await writeSafetensors(path, entries, { metadata });
+}
+
+async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
+  const got = await referenceDeltas(set);
+  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
+  let worst = 0;
+  for (const [target, d] of want) {
+    const g = got.get(`transformer:${target}`)!.data;
+    let diff = 0;
+    let norm = 0;
+    for (let i = 0; i < d.length; i++) {
+      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
+      norm = Math.max(norm, Math.abs(weight * d[i]!));
+    }
+    worst = Math.max(worst, diff / norm);
+  }
+  return worst;
+}
+
+const MODS = modules(1);
+const WANT = expected(MODS, 1);
+
+describe('Qwen-Image LoRAs: every layout read, by value', () => {
+  for (const layout of LAYOUTS) {
+    for (const metadata of [{ ss_base_model_version: 'qwen_image' }, {}] as Record<string, string>[]) {
+      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family qwen-image, no unknown key, ΔW equal to the float64 reference`, async () => {
+        const path = join(tmp.dir, `${u(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
+        await writeLayout(path, layout, MODS, RANK, metadata);
+        const set = await readLora(path);
+        try {
+          expect(set.architecture).toBe('qwen-image');
+          expect(set.unknownKeys).toEqual([]);
+          expect(set.patches).toHaveLength(MODS.length);
+          expect(await deltaError(set, WANT)).toBeLessThan(1e-6);
+        } finally {
+          await set.close();
+        }
+      });
+    }
+  }
+
+  it('alpha scales: a musubi file at alpha 2 (rank 4) reads at scale ½', async () => {
+    const path = join(tmp.dir, 'alpha.safetensors');
+    await writeLayout(path, LAYOUTS[0]!, MODS, 2);
+    const set = await readLora(path);
+    expect(await deltaError(set, WANT, 0.5)).toBeLessThan(1e-6);
+    await set.close();
+  });
+
+  it('LyCORIS LoHa under lycoris_ names: ΔW = (w1a·w1b) ⊙ (w2a·w2b) · alpha/r', async () => {
+    const path = join(tmp.dir, 'loha.safetensors');
+    const picked = MODS.filter((m) => /^transformer_blocks\.(?:0|59)\.(?:attn\.to_add_out|img_mod\.1|txt_mlp\.net\.2)$/.test(m.name) || m.name === 'proj_out');
+    expect(picked).toHaveLength(7);
+    const entries: TensorEntry[] = [];
+    const want = new Map<string, Float64Array>();
+    for (const m of picked) {
+      const r = keyedRandom(`loha ${m.name}`, 5);
+      const mk = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
+      const [w1a, w1b, w2a, w2b] = [mk(m.out * RANK), mk(RANK * m.in), mk(m.out * RANK), mk(RANK * m.in)];
+      const k = `lycoris_${u(m.name)}`;
+      entries.push(f32(`${k}.hada_w1_a`, [m.out, RANK], w1a), f32(`${k}.hada_w1_b`, [RANK, m.in], w1b), f32(`${k}.hada_w2_a`, [m.out, RANK], w2a), f32(`${k}.hada_w2_b`, [RANK, m.in], w2b), f32(`${k}.alpha`, [], Float32Array.of(2)));
+      const d = new Float64Array(m.out * m.in);
+      for (let i = 0; i < m.out; i++) for (let j = 0; j < m.in; j++) {
+        let p1 = 0;
+        let p2 = 0;
+        for (let q = 0; q < RANK; q++) {
+          p1 += w1a[i * RANK + q]! * w1b[q * m.in + j]!;
+          p2 += w2a[i * RANK + q]! * w2b[q * m.in + j]!;
+        }
+        d[i * m.in + j] = p1 * p2 * (2 / RANK);
+      }
+      want.set(`${m.name}.weight`, d);
+    }
+    await writeSafetensors(path, entries, { metadata: { ss_base_model_version: 'qwen_image' } });
+    const set = await readLora(path);
+    expect(set.architecture).toBe('qwen-image');
+    expect(set.unknownKeys).toEqual([]);
+    expect(await deltaError(set, want)).toBeLessThan(1e-6);
+    await set.close();
+  });
+
+  it('ComfyUI-extracted files: LoRA + diff_b biases + RMSNorm diffs (attn norms, txt_norm) all placed', async () => {
+    const path = join(tmp.dir, 'extracted.safetensors');
+    // (a file of norm diffs alone is ambiguous: FLUX.1's detection counts norm_added_q/k as FLUX-only; real extractions carry every linear)
+    const lora = MODS.filter((x) => x.name === 'transformer_blocks.3.attn.add_k_proj' || x.name === 'transformer_blocks.3.img_mod.1');
+    const bias = Float32Array.from({ length: W.h }, (_, i) => i / 10);
+    const entries: TensorEntry[] = [
+      ...lora.flatMap((m) => [f32(`diffusion_model.${m.name}.lora_down.weight`, [RANK, m.in], m.down), f32(`diffusion_model.${m.name}.lora_up.weight`, [m.out, RANK], m.up)]),
+      f32('diffusion_model.transformer_blocks.3.attn.add_k_proj.diff_b', [W.h], bias),
+      f32('diffusion_model.transformer_blocks.3.attn.norm_added_k.diff', [W.hd], bias.slice(0, W.hd)),
+      f32('diffusion_model.transformer_blocks.3.attn.norm_q.diff', [W.hd], bias.slice(0, W.hd)),
+      f32('diffusion_model.txt_norm.diff', [W.ctx], new Float32Array(W.ctx).fill(0.5)),
+    ];
+    await writeSafetensors(path, entries);
+    const set = await readLora(path);
+    expect(set.architecture).toBe('qwen-image');
+    expect(set.unknownKeys).toEqual([]);
+    expect(set.patches.map((p) => `${p.adapter.kind} ${p.target}`).sort()).toEqual([
+      'full transformer_blocks.3.attn.add_k_proj.bias', 'full transformer_blocks.3.attn.norm_added_k.weight', 'full transformer_blocks.3.attn.norm_q.weight', 'full txt_norm.weight', 'lora transformer_blocks.3.attn.add_k_proj.weight', 'lora transformer_blocks.3.img_mod.1.weight',
+    ]);
+    await set.close();
+  });
+
+  it('constructed full-width key lists (test/fixtures/families/qwen-image): family qwen-image, every module placed', () => {
+    const dir = join(import.meta.dirname, 'fixtures', 'families', 'qwen-image');
+    // per doc §7: musubi and diffusion-pipe 14 modules per block, diffusers-peft 12 (no img_mod / txt_mod)
+    const perBlock: Record<string, number> = { 'musubi.txt': 14, 'diffusion-pipe.txt': 14, 'diffusers-peft.txt': 12 };
+    const files = readdirSync(dir).sort();
+    expect(files).toEqual(Object.keys(perBlock).sort());
+    for (const file of files) {
+      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+      const tensors = lines.map((l) => {
+        const [name, shape] = l.trim().split(/\s+/) as [string, string];
+        return { name, shape: JSON.parse(shape) as number[] };
+      });
+      for (const metadata of [undefined, { ss_base_model_version: 'qwen_image' }]) {
+        const d = detectFormat(tensors, metadata);
+        expect(d.architecture, file).toBe('qwen-image');
+        expect(d.unknownKeys, file).toEqual([]);
+        expect(d.modules.length, file).toBe(BLOCKS * perBlock[file]!);
+      }
+    }
+  });
+
+  it('attention-only Qwen-Image files (names shared with FLUX.1 / SD3 diffusers) are Qwen-Image by depth or metadata; FLUX.1 and SD3 stay theirs', async () => {
+    const attn = MODS.filter((m) => /\.attn\.(?:to_q|to_k|to_v|to_out\.0)$/.test(m.name));
+    const deep = join(tmp.dir, 'attn-only.safetensors');
+    await writeLayout(deep, LAYOUTS[3]!, attn, RANK, {});
+    const a = await readLora(deep);
+    expect(a.architecture).toBe('qwen-image');
+    expect(a.unknownKeys).toEqual([]);
+    await a.close();
+
+    // 10 blocks: too shallow to tell by depth; FLUX.1 without metadata, Qwen-Image with it
+    const shallow = attn.filter((m) => /^transformer_blocks\.\d\./.test(m.name));
+    const s = join(tmp.dir, 'attn-shallow.safetensors');
+    await writeLayout(s, LAYOUTS[3]!, shallow, RANK, {});
+    const noMeta = await readLora(s);
+    expect(noMeta.architecture).toBe('flux');
+    await noMeta.close();
+    await writeLayout(s, LAYOUTS[3]!, shallow, RANK, { 'modelspec.architecture': 'Qwen-Image-Edit/lora' });
+    const withMeta = await readLora(s);
+    expect(withMeta.architecture).toBe('qwen-image');
+    expect(withMeta.unknownKeys).toEqual([]);
+    await withMeta.close();
+
+    const tensor = (name: string, shape: number[]) => ({ name, shape });
+    const fluxBfl = ['img_mlp.0', 'img_mlp.2', 'txt_mlp.0', 'img_mod.lin', 'txt_mod.lin', 'img_attn.qkv'].flatMap((n) => [tensor(`lora_unet_double_blocks_3_${u(n)}.lora_down.weight`, [4, 64]), tensor(`lora_unet_double_blocks_3_${u(n)}.lora_up.weight`, [64, 4])]);
+    expect(detectFormat(fluxBfl).architecture).toBe('flux');
+    const fluxDiffusers = ['transformer_blocks.0.attn.to_q', 'transformer_blocks.0.ff.net.0.proj', 'transformer_blocks.0.norm1.linear', 'single_transformer_blocks.37.proj_mlp', 'single_transformer_blocks.37.attn.to_q']
+      .flatMap((n) => [tensor(`transformer.${n}.lora_A.weight`, [4, 64]), tensor(`transformer.${n}.lora_B.weight`, [64, 4])]);
+    expect(detectFormat(fluxDiffusers).architecture).toBe('flux');
+    const sd3 = ['transformer_blocks.0.attn.to_q', 'transformer_blocks.37.attn.add_k_proj'].flatMap((n) => [tensor(`transformer.${n}.lora_A.weight`, [4, 64]), tensor(`transformer.${n}.lora_B.weight`, [64, 4])]);
+    expect(detectFormat(sd3).architecture).toBe('sd3');
+  });
+});
+
+describe('Qwen-Image LoRAs through every operation', () => {
+  it('converts to kohya, diffusers and comfyui and back with ΔW unchanged, in the layouts the trainers use', async () => {
+    const src = join(tmp.dir, 'conv-src.safetensors');
+    await writeLayout(src, LAYOUTS[0]!, MODS);
+    const names: Record<string, string[]> = {};
+    for (const to of WRITE_FORMATS) {
+      const out = join(tmp.dir, `conv-${to}.safetensors`);
+      await convertLora(src, out, { to });
+      const file = await SafetensorsFile.open(out);
+      names[to] = file.tensors.map((t) => t.name);
+      await file.close();
+      const set = await readLora(out);
+      expect(set.architecture).toBe('qwen-image');
+      expect(set.unknownKeys).toEqual([]);
+      expect(await deltaError(set, WANT)).toBeLessThan(1e-6);
+      await set.close();
+    }
+    const m = MODS.find((x) => x.name === 'transformer_blocks.7.img_mlp.net.0.proj')!;
+    expect(names.kohya).toContain(LAYOUTS[0]!.key(m, 'down'));
+    expect(names.kohya).toContain('lora_unet_transformer_blocks_7_attn_to_out_0.lora_up.weight');
+    expect(names.kohya).toContain('lora_unet_time_text_embed_timestep_embedder_linear_1.alpha');
+    expect(names.comfyui!.some((n) => n.startsWith('diffusion_model.transformer_blocks.7.img_mlp.net.0.proj.'))).toBe(true);
+    expect(names.comfyui!.every((n) => n.startsWith('diffusion_model.'))).toBe(true);
+    expect(names.diffusers).toContain('transformer.transformer_blocks.7.img_mlp.net.0.proj.lora_A.weight');
+    expect(names.diffusers).toContain('transformer.norm_out.linear.lora_B.weight');
+    expect(names.diffusers!.every((n) => n.startsWith('transformer.'))).toBe(true);
+  });
+
+  it('kohya output carries musubi-tuner metadata', async () => {
+    const src = join(tmp.dir, 'meta-src.safetensors');
+    await writeLayout(src, LAYOUTS[3]!, MODS.slice(0, 14), RANK, {});
+    const out = join(tmp.dir, 'meta-kohya.safetensors');
+    await convertLora(src, out, { to: 'kohya' });
+    const file = await SafetensorsFile.open(out);
+    expect(file.metadata?.['ss_network_module']).toBe('networks.lora_qwen_image');
+    expect(file.metadata?.['modelspec.architecture']).toBe('Qwen-Image/lora');
+    await file.close();
+  });
+
+  it('merges two Qwen-Image LoRAs from different trainers (concat exact, SVD at rank 8 exact)', async () => {
+    const a = join(tmp.dir, 'merge-a.safetensors');
+    const b = join(tmp.dir, 'merge-b.safetensors');
+    const modsB = modules(2);
+    await writeLayout(a, LAYOUTS[0]!, MODS);
+    await writeLayout(b, LAYOUTS[1]!, modsB);
+    const wantB = expected(modsB, 1);
+    const want = new Map([...WANT].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
+    const sa = await readLora(a);
+    const sb = await readLora(b);
+    for (const method of ['concat', 'svd'] as const) {
+      const { set } = await mergeLoras([{ set: sa, weight: 0.7 }, { set: sb, weight: -0.4 }], { method, rank: 2 * RANK });
+      expect(set.architecture).toBe('qwen-image');
+      expect(await deltaError(set, want), method).toBeLessThan(1e-5);
+      const out = join(tmp.dir, `merged-${method}.safetensors`);
+      await writeLora(out, set, { format: 'kohya' });
+      const back = await readLora(out);
+      expect(back.architecture, `${method} written`).toBe('qwen-image');
+      expect(await deltaError(back, want), `${method} written`).toBeLessThan(1e-5);
+      await back.close();
+    }
+    await sa.close();
+    await sb.close();
+  });
+
+  it('resize keeps ΔW at the full rank; block weights and filters use IN, B00–B59, OUT', async () => {
+    const path = join(tmp.dir, 'ops.safetensors');
+    await writeLayout(path, LAYOUTS[1]!, MODS);
+    const set = await readLora(path);
+    const resized = await resizeLora(set, { rank: RANK });
+    expect(await deltaError(resized.set, WANT)).toBeLessThan(1e-5);
+
+    const weighted = applyBlockWeights(set, 'B00-B09=0,B10=0.5,B59=3,IN=0.25,OUT=2');
+    const want = new Map<string, Float64Array>();
+    for (const [k, d] of WANT) {
+      const block = /^transformer_blocks\.(\d+)\./.exec(k);
+      const name = k.slice(0, -'.weight'.length);
+      const w = block ? (Number(block[1]) < 10 ? 0 : Number(block[1]) === 10 ? 0.5 : Number(block[1]) === 59 ? 3 : 1) : IN_MODULES.includes(name) ? 0.25 : OUT_MODULES.includes(name) ? 2 : NaN;
+      expect(Number.isNaN(w), k).toBe(false);
+      if (w !== 0) want.set(k, d.map((v) => w * v));
+    }
+    expect(await deltaError(weighted.set, want)).toBeLessThan(1e-6);
+    expect(weighted.report.dropped).toHaveLength(10 * BLOCK_MODULES.length);
+    expect(() => applyBlockWeights(set, 'D00=0')).toThrow(/unknown block id "D00"/);
+    expect(() => applyBlockWeights(set, 'B00-B60=0')).toThrow(/past the last Qwen-Image block/);
+    expect(() => applyBlockWeights(set, Array.from({ length: 42 }, () => 1))).toThrow(/62 values/);
+    expect(applyBlockWeights(set, Array.from({ length: 62 }, () => 1)).report.dropped).toEqual([]);
+    // a 62-value vector is IN, B00…B59, OUT in that order
+    const vector = applyBlockWeights(set, [0, ...Array.from({ length: 60 }, (_, i) => (i === 59 ? 0 : 1)), 0]);
+    expect(vector.report.dropped).toHaveLength(BLOCK_MODULES.length + IN_MODULES.length + OUT_MODULES.length);
+
+    const kept = filterPatches(set, { keepBlocks: ['B00', 'in'] });
+    expect(kept.set.patches.map((p) => p.target).sort()).toEqual([...BLOCK_MODULES.map(([n]) => `transformer_blocks.0.${n}.weight`), ...IN_MODULES.map((n) => `${n}.weight`)].sort());
+    const out = filterPatches(set, { keepBlocks: ['OUT', 'B59'] });
+    expect(out.set.patches.map((p) => p.target).sort()).toEqual([...BLOCK_MODULES.map(([n]) => `transformer_blocks.59.${n}.weight`), ...OUT_MODULES.map((n) => `${n}.weight`)].sort());
+    await set.close();
+  });
+
+  async function writeQwenBase(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
+    const entries: TensorEntry[] = [];
+    for (const m of MODS) {
+      const r = keyedRandom(`base ${m.name}`, 9);
+      const w = Float32Array.from({ length: m.out * m.in }, () => r() - 0.5);
+      const t = tuned?.get(`${m.name}.weight`);
+      if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
+      entries.push(f32(`${prefix}${m.name}.weight`, [m.out, m.in], w), f32(`${prefix}${m.name}.bias`, [m.out], new Float32Array(m.out).fill(0.25)));
+    }
+    entries.push(f32(`${prefix}txt_norm.weight`, [W.ctx], new Float32Array(W.ctx).fill(1)));
+    for (const n of ['norm_q', 'norm_k', 'norm_added_q', 'norm_added_k']) entries.push(f32(`${prefix}transformer_blocks.0.attn.${n}.weight`, [W.hd], new Float32Array(W.hd).fill(1)));
+    await writeSafetensors(path, entries);
+  }
+
+  for (const prefix of ['model.diffusion_model.', '']) {
+    it(`applies a musubi and a diffusers Qwen-Image LoRA into a Qwen-Image base (${prefix || 'bare names'}): W + Σ wᵢ·ΔWᵢ, the rest byte for byte`, async () => {
+      const base = join(tmp.dir, `base-${prefix.length}.safetensors`);
+      const out = join(tmp.dir, `applied-${prefix.length}.safetensors`);
+      await writeQwenBase(base, prefix);
+      const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
+      const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
+      const modsB = modules(3);
+      await writeLayout(a, LAYOUTS[0]!, MODS);
+      await writeLayout(b, LAYOUTS[3]!, modsB);
+      const wantB = expected(modsB, 1);
+      const sa = await readLora(a);
+      const sb = await readLora(b);
+      await applyToBase({ base, out, loras: [{ set: sa, weight: 1 }, { set: sb, weight: 0.5 }] });
+      const baseFile = await SafetensorsFile.open(base);
+      const outFile = await SafetensorsFile.open(out);
+      const errors = await basePlusDeltaErrors(baseFile, outFile, (name) => {
+        const k = name.slice(prefix.length);
+        const da = WANT.get(k);
+        return da && { data: da.map((v, i) => v + 0.5 * wantB.get(k)![i]!) };
+      });
+      expect(errors.size).toBe(MODS.length);
+      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
+      await Promise.all([baseFile.close(), outFile.close(), sa.close(), sb.close()]);
+    });
+  }
+
+  it('extracts a Qwen-Image LoRA from a tuned/base pair that recovers ΔW, and names its modules in Qwen-Image terms', async () => {
+    const base = join(tmp.dir, 'x-base.safetensors');
+    const tuned = join(tmp.dir, 'x-tuned.safetensors');
+    const few = new Map([...WANT].filter(([k]) => /^transformer_blocks\.(0|59)\.|^proj_out\.|^img_in\./.test(k)));
+    await writeQwenBase(base, 'model.diffusion_model.');
+    await writeQwenBase(tuned, 'model.diffusion_model.', few);
+    const { set, report } = await extractLora({ base, tuned, rank: RANK });
+    expect(report.architecture).toBe('qwen-image');
+    expect(set.architecture).toBe('qwen-image');
+    expect(await deltaError(set, few)).toBeLessThan(1e-4);
+    const out = join(tmp.dir, 'x.safetensors');
+    await writeLora(out, set, { format: 'kohya' });
+    const back = await readLora(out);
+    expect(back.architecture).toBe('qwen-image');
+    expect(back.unknownKeys).toEqual([]);
+    expect(await deltaError(back, few)).toBeLessThan(1e-4);
+    const file = await SafetensorsFile.open(out);
+    expect(file.tensors.map((t) => t.name)).toContain('lora_unet_transformer_blocks_59_txt_mod_1.lora_down.weight');
+    await file.close();
+    await back.close();
+  });
+
+  it('a Qwen-Image LoRA given with a FLUX base is refused naming both, and nothing is written', async () => {
+    const base = join(tmp.dir, 'flux-base.safetensors');
+    await writeFluxCheckpoint(base, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
+    const lora = join(tmp.dir, 'qwen-on-flux.safetensors');
+    await writeLayout(lora, LAYOUTS[0]!, MODS.slice(0, 14));
+    const set = await readLora(lora);
+    expect(set.architecture).toBe('qwen-image');
+    const out = join(tmp.dir, 'never.safetensors');
+    await expect(applyToBase({ base, out, loras: [{ set, weight: 1 }] })).rejects.toThrow(/is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for Qwen-Image/);
+    await expect(SafetensorsFile.open(out)).rejects.toThrow();
+    await set.close();
+  });
+});
