@@ -3,6 +3,7 @@
  * and graphs/<family>-merge-loras-into-checkpoint.json applies them, checked tensor by tensor
  * against W + 0.8·ΔW_kohya + 0.6·ΔW_diffusers.
  */
+import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeSamples } from '../src/cli/commands/samples.ts';
 import { FAMILIES } from '../src/formats/families.ts';
@@ -52,4 +53,13 @@ describe('table families: samples and their recipe', () => {
       await Promise.all([base.close(), merged.close(), kohya.close(), diffusers.close()]);
     });
   }
+});
+
+describe('loraflow families', () => {
+  it('--json lists every registered family with what it writes and its block ids', () => {
+    const out = JSON.parse(execFileSync(process.execPath, ['bin/loraflow.js', 'families', '--json'], { encoding: 'utf8' })) as { id: string; writes: string[]; blockIds?: string }[];
+    expect(out.map((f) => f.id)).toEqual(FAMILIES.map((f) => f.id));
+    expect(out.find((f) => f.id === 'wan')).toMatchObject({ writes: ['kohya', 'diffusers', 'comfyui'], blockIds: 'Wan (32 or 42: IN, B00–B39, OUT)' });
+    expect(out.find((f) => f.id === 'sd3')).toMatchObject({ writes: [] });
+  });
 });

@@ -26,6 +26,7 @@ export const commands: readonly CommandEntry[] = [
   lazy('extract', async () => (await import('./extract.ts')).extract),
   lazy('resize', async () => (await import('./resize.ts')).resize),
   lazy('nodes', async () => (await import('./nodes.ts')).nodes),
+  lazy('families', async () => (await import('./families.ts')).families),
   lazy('recipe', async () => (await import('./recipe.ts')).recipe),
   lazy('samples', async () => (await import('./samples.ts')).samples),
   lazy('demo', async () => (await import('./demo.ts')).demo),
