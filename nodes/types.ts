@@ -77,5 +77,5 @@ export function compactReport(report: Record<string, unknown>, keepLists: readon
  * along and make a computed LoRA look like (and be closable as) the file it came from.
  */
 export function plainSet(set: AdapterSet): AdapterSet {
-  return { architecture: set.architecture, format: set.format, patches: set.patches, metadata: set.metadata, unknownKeys: set.unknownKeys, notes: set.notes };
+  return { architecture: set.architecture, format: set.format, patches: set.patches, metadata: set.metadata, unknownKeys: set.unknownKeys, notes: set.notes, ...(set.variant ? { variant: set.variant } : {}) };
 }

@@ -353,3 +353,42 @@ describe('Wan 2.x LoRAs through every operation', () => {
   });
 });
 
+
+describe('Wan 2.2 expert pairs', () => {
+  const expertFile = async (name: string, seed: number) => {
+    const path = join(tmp.dir, name);
+    await writeLayout(path, LAYOUTS[2]!, modules(seed, 2));
+    return path;
+  };
+
+  it('a LoRA is for the high- or low-noise expert as its file name says; an output keeps it', async () => {
+    const high = await readLora(await expertFile('style_wan22_high_noise.safetensors', 4));
+    const low = await readLora(await expertFile('Stand-In_wan2.2_T2V_A14B_LOW_fp16.safetensors', 5));
+    const plain = await readLora(await expertFile('style_wan21.safetensors', 6));
+    expect([high.variant, low.variant, plain.variant]).toEqual(['high-noise', 'low-noise', undefined]);
+    const { set } = await mergeLoras([{ set: high, weight: 1 }, { set: plain, weight: 1 }], { method: 'concat' });
+    expect(set.variant).toBe('high-noise');
+    const out = join(tmp.dir, 'merged-expert.safetensors');
+    await writeLora(out, set, { format: 'kohya' });
+    const back = await readLora(out);
+    expect(back.variant).toBe('high-noise');
+    await Promise.all([high.close(), low.close(), plain.close(), back.close()]);
+  });
+
+  it('merging a high-noise with a low-noise LoRA, or applying one to the other expert, is refused naming both', async () => {
+    const high = await readLora(await expertFile('a_HighNoise.safetensors', 7));
+    const low = await readLora(await expertFile('b_low_noise.safetensors', 8));
+    await expect(mergeLoras([{ set: high, weight: 1 }, { set: low, weight: 1 }], { method: 'concat' })).rejects.toThrow(
+      /input 1 is for the high-noise model, input 2 is for the low-noise model: these are two models of one pair/,
+    );
+    const base = join(tmp.dir, 'wan2.2_t2v_low_noise_14B_fp16.safetensors');
+    const entries: TensorEntry[] = modules(7, 2).map((m) => f32(`model.diffusion_model.${m.original}.weight`, [m.out, m.in], new Float32Array(m.out * m.in)));
+    await writeSafetensors(base, entries);
+    const out = join(tmp.dir, 'never-expert.safetensors');
+    await expect(applyToBase({ base, out, loras: [{ set: high, weight: 1 }] })).rejects.toThrow(/low_noise_14B_fp16\.safetensors is for the low-noise model, LoRA 1 .*a_HighNoise\.safetensors\) is for the high-noise model/);
+    await expect(SafetensorsFile.open(out)).rejects.toThrow();
+    const applied = join(tmp.dir, 'low-applied.safetensors');
+    await applyToBase({ base, out: applied, loras: [{ set: low, weight: 1 }] });
+    await Promise.all([high.close(), low.close()]);
+  });
+});

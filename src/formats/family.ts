@@ -161,6 +161,11 @@ export interface Family {
   coverage?(spec: { component: Component; target: string; rows?: RowSlice; entry?: TableEntry }, coverage: Coverage): boolean;
   /** Lines of inspect's coverage summary. */
   coverageLines?(coverage: Coverage, span: (xs: number[]) => string): string[];
+  /**
+   * Models the family ships as a pair of files with one key set (Wan 2.2's high- and low-noise
+   * experts): which member a LoRA or checkpoint is for, from its file name or metadata; never from keys.
+   */
+  variantOf?(source: { path?: string; metadata?: Readonly<Record<string, string>> }): string | undefined;
   /** Built-in sample data of a table family: its widths shrunk, its real block count. */
   samples?: SampleSpec;
 }

@@ -110,6 +110,8 @@ export interface AdapterSet {
   unknownKeys: string[];
   /** Things a user should know about how the file was read (e.g. a split_qkv file whose alpha was not rescaled). */
   notes: string[];
+  /** Which member of a pair of models it is for, where the family ships pairs (Wan 2.2's `high-noise` / `low-noise` experts) and the file says. */
+  variant?: string;
 }
 
 /** Where a patch lands, as one string (target plus row slice), for grouping and messages. */

@@ -14,6 +14,7 @@ import type { PatchSpec } from './keys/plan.ts';
 import { parseRole, type Role } from './keys/roles.ts';
 import { peftAlphaFor, parsePeftMetadata, type PeftAlphas } from './peft-metadata.ts';
 import { swapRowHalves } from './tensor-ops.ts';
+import { variantOf } from './variants.ts';
 
 export interface LoraHandle extends AdapterSet {
   path: string;
@@ -32,6 +33,11 @@ export async function readLora(path: string, opts: ReadLoraOptions = {}): Promis
   const file = await SafetensorsFile.open(path);
   try {
     const set = await readOpenFile(file, opts);
+    const variant = variantOf(set.architecture, { path, metadata: set.metadata });
+    if (variant) {
+      set.variant = variant;
+      set.notes.push(`for the ${variant} model of its pair (from the file name or metadata)`);
+    }
     return Object.assign(set, { path, close: () => file.close() });
   } catch (e) {
     await file.close();

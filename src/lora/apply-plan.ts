@@ -11,6 +11,7 @@ import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
 import { crossArchitectureProblem } from '../formats/checkpoint-family.ts';
 import { familyOf } from '../formats/families.ts';
+import { commonVariant, variantOf } from '../formats/variants.ts';
 import { loraAsCheckpointProblem } from '../formats/not-a-checkpoint.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 
@@ -177,6 +178,11 @@ export async function planApply(input: PlanInput): Promise<Plan> {
     const baseFile = fileFor('base')!;
     const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
     if (foreign) throw applyError(foreign);
+    const pair = commonVariant([
+      { what: input.base, variant: variantOf(input.loras[0]?.set.architecture ?? 'unknown', { path: input.base, metadata: baseFile.file.metadata }) },
+      ...input.loras.map(({ set }, i) => ({ what: `LoRA ${i + 1}${'path' in set && typeof set.path === 'string' ? ` (${set.path})` : ''}`, variant: set.variant })),
+    ]);
+    if ('problem' in pair) throw applyError(pair.problem);
 
     const routed = new Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>();
     const ignored: string[] = [];

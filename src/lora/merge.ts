@@ -10,6 +10,7 @@
  * (block-diagonal), which is the same identity (the formats layer's fusion, with the weights folded
  * in). Disjoint slices stay separate patches.
  */
+import { commonVariant, inputVariants } from '../formats/variants.ts';
 import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../formats/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { encodeFromF32, type DType } from '../tensor/dtype.ts';
@@ -281,6 +282,14 @@ function sumDiffs(parts: readonly Part[]): Patch {
 }
 
 export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
+  const pair = commonVariant(inputVariants(inputs.map((i) => i.set)));
+  if ('problem' in pair) throw mergeError(pair.problem);
+  const merged = await mergeOfOneModel(inputs, options);
+  if (pair.variant) merged.set.variant = pair.variant;
+  return merged;
+}
+
+async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
   const { method, ctx } = options;
   if (isDenseMethod(method)) return mergeByMethod(inputs, { ...options, method });
   if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat, svd, ${DENSE_METHODS.join(', ')})`);

@@ -9,6 +9,7 @@ import { LoraFormatError } from '../errors.ts';
 import { indexedBlockScheme } from '../block-scheme.ts';
 import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
 import { WAN_CHECKPOINT_SIGNALS, WAN_METADATA, WAN_RULES, WAN_SIGNALS } from './detection.ts';
+import { wanExpert } from './experts.ts';
 import { WAN_TABLE } from './modules.ts';
 
 const pad2 = (i: number) => String(i).padStart(2, '0');
@@ -58,6 +59,7 @@ export const WAN: Family = {
       return patch.target.startsWith('head.') ? 'OUT' : undefined;
     },
   }),
+  variantOf: wanExpert,
   // Wan2.1-T2V-1.3B with widths ÷64 (the FLUX samples' factor), I2V's image cross-attention included
   samples: {
     widths: { h: 24, f: 140, ctx: 64, fq: 4, c: 20, oc: 64 },

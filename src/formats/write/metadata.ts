@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { AdapterSet } from '../model.ts';
 import type { WriteFormat } from './names.ts';
 import { familyOf } from '../families.ts';
+import { VARIANT_METADATA } from '../variants.ts';
 
 let version: string | undefined;
 export function loraflowVersion(): string {
@@ -76,6 +77,7 @@ export function outputMetadata(m: MetadataInput): Record<string, string> {
     else if (module === undefined || !module.startsWith('networks.lora')) out.ss_network_module = defaults.networkModule;
   }
   if (m.format === 'diffusers') out.format ??= 'pt';
+  if (m.set.variant) out[VARIANT_METADATA] = m.set.variant;
   // the file is loraflow's output now; where its contents came from stays in source_software
   const origin = originSoftware(out);
   if (origin !== undefined) out.source_software = origin;
