@@ -31,11 +31,6 @@ export function checkpointArchitecture(keys: readonly CheckpointKey[]): Checkpoi
   return { architecture: 'unknown', evidence: `no key names of a ${FAMILIES.map((f) => f.label).join(', ')} checkpoint` };
 }
 
-/** How messages name a model family. */
-export function architectureLabel(a: string): string {
-  return labelOf(a);
-}
-
 /**
  * Why LoRAs cannot go into a checkpoint of another model (an SDXL LoRA into a FLUX base, an SD1.5
  * LoRA into SDXL), or undefined when every LoRA fits or either side is unrecognised.

@@ -4,11 +4,9 @@
  * §2.2), block ids IN, B00–B59, OUT. Its text encoder (Qwen2.5-VL) is not trained by any trainer
  * in circulation, so the layouts name the transformer only.
  */
-import type { Component } from '../model.ts';
 import type { Family } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
 import { indexedBlockScheme } from '../block-scheme.ts';
-import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { blockCoverage, placeKnown, tableDenoiser, transformerNaming } from '../table/denoiser.ts';
 import { QWEN_IMAGE_CHECKPOINT_SIGNALS, QWEN_IMAGE_METADATA, QWEN_IMAGE_RULES, QWEN_IMAGE_SIGNALS } from './detection.ts';
 import { QWEN_IMAGE_TABLE } from './modules.ts';
 
@@ -19,9 +17,6 @@ const BLOCK = /^transformer_blocks\.(\d+)\./;
 const IN = /^(?:img_in|txt_norm|txt_in|time_text_embed)\./;
 const OUT = /^(?:norm_out|proj_out)\./;
 
-function transformerOnly(format: string, component: Component, path: string): void {
-  if (component !== 'transformer') throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} Qwen-Image LoRAs have no place for the ${component} component`, path);
-}
 
 export const QWEN_IMAGE: Family = {
   id: 'qwen-image',
@@ -35,18 +30,8 @@ export const QWEN_IMAGE: Family = {
   table: QWEN_IMAGE_TABLE,
   resolveDenoiser: tableDenoiser(QWEN_IMAGE_TABLE),
   place: placeKnown,
-  naming: {
-    fused: (format, component, path) => {
-      transformerOnly(format, component, path);
-      return format === 'kohya' ? `lora_unet_${path.replaceAll('.', '_')}` : `diffusion_model.${path}`;
-    },
-    peft: (component, path) => {
-      transformerOnly('diffusers', component, path);
-      return `transformer.${path}`;
-    },
-    // musubi-tuner's names (networks/lora_qwen_image.py; sai_model_spec ARCH for Qwen-Image)
-    metadata: { modelspec: 'Qwen-Image/lora', networkModule: 'networks.lora_qwen_image', baseModel: 'qwen_image' },
-  },
+  // musubi-tuner's names (networks/lora_qwen_image.py; sai_model_spec ARCH for Qwen-Image)
+  naming: transformerNaming('Qwen-Image', { modelspec: 'Qwen-Image/lora', networkModule: 'networks.lora_qwen_image', baseModel: 'qwen_image' }),
   blocks: indexedBlockScheme({
     label: 'Qwen-Image',
     head: ['IN'],

@@ -3,7 +3,9 @@
  * a module name resolves when the table knows it (either naming, either spelling), and only
  * table or text-encoder names have a place.
  */
-import type { BlockScheme, DenoiserHit, Family } from '../family.ts';
+import type { Component } from '../model.ts';
+import type { BlockScheme, DenoiserHit, Family, FamilyNaming } from '../family.ts';
+import { LoraFormatError } from '../errors.ts';
 import type { ModuleTable } from './module-table.ts';
 import { fillIndex, type Spelling } from './template.ts';
 
@@ -42,5 +44,27 @@ export function blockCoverage(scheme: () => BlockScheme): Pick<Family, 'coverage
       const other = (c.blocks ?? []).filter((id) => !numbered.includes(id));
       return [`coverage:     blocks ${span(blocks)}${other.length ? `; ${other.join(', ')}` : ''}`];
     },
+  };
+}
+
+/**
+ * The writable layouts of a family whose LoRAs name the transformer only (its text encoders are
+ * not trained by the trainers in circulation): kohya `lora_unet_` + original names with `.` → `_`,
+ * comfyui `diffusion_model.` + original names, diffusers `transformer.` + diffusers names.
+ */
+export function transformerNaming(label: string, metadata: FamilyNaming['metadata']): FamilyNaming {
+  const only = (format: string, component: Component, path: string) => {
+    if (component !== 'transformer') throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} ${label} LoRAs have no place for the ${component} component`, path);
+  };
+  return {
+    fused: (format, component, path) => {
+      only(format, component, path);
+      return format === 'kohya' ? `lora_unet_${path.replaceAll('.', '_')}` : `diffusion_model.${path}`;
+    },
+    peft: (component, path) => {
+      only('diffusers', component, path);
+      return `transformer.${path}`;
+    },
+    metadata,
   };
 }

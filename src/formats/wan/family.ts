@@ -3,11 +3,9 @@
  * diffusers names 1:1 from the module table, block ids IN, B00–B39, OUT. Its text encoder (umT5)
  * is not trained by any trainer in circulation, so the layouts name the transformer only.
  */
-import type { Component } from '../model.ts';
 import type { Family } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
 import { indexedBlockScheme } from '../block-scheme.ts';
-import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { blockCoverage, placeKnown, tableDenoiser, transformerNaming } from '../table/denoiser.ts';
 import { WAN_CHECKPOINT_SIGNALS, WAN_METADATA, WAN_RULES, WAN_SIGNALS } from './detection.ts';
 import { wanExpert } from './experts.ts';
 import { WAN_TABLE } from './modules.ts';
@@ -17,9 +15,6 @@ const pad2 = (i: number) => String(i).padStart(2, '0');
 const BLOCK = /^blocks\.(\d+)\./;
 const IN = /^(?:patch_embedding|text_embedding|time_embedding|time_projection|img_emb)\./;
 
-function transformerOnly(format: string, component: Component, path: string): void {
-  if (component !== 'transformer') throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} Wan LoRAs have no place for the ${component} component`, path);
-}
 
 export const WAN: Family = {
   id: 'wan',
@@ -33,18 +28,8 @@ export const WAN: Family = {
   table: WAN_TABLE,
   resolveDenoiser: tableDenoiser(WAN_TABLE),
   place: placeKnown,
-  naming: {
-    fused: (format, component, path) => {
-      transformerOnly(format, component, path);
-      return format === 'kohya' ? `lora_unet_${path.replaceAll('.', '_')}` : `diffusion_model.${path}`;
-    },
-    peft: (component, path) => {
-      transformerOnly('diffusers', component, path);
-      return `transformer.${path}`;
-    },
-    // musubi-tuner's names (one architecture id for Wan 2.1 and 2.2)
-    metadata: { modelspec: 'wan2.1/lora', networkModule: 'networks.lora_wan', baseModel: 'wan' },
-  },
+  // musubi-tuner's names (one architecture id for Wan 2.1 and 2.2)
+  naming: transformerNaming('Wan', { modelspec: 'wan2.1/lora', networkModule: 'networks.lora_wan', baseModel: 'wan' }),
   blocks: indexedBlockScheme({
     label: 'Wan',
     head: ['IN'],
