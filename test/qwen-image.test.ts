@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat } from '../src/formats/detect.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
 import { readLora } from '../src/formats/read.ts';
 import { WRITE_FORMATS } from '../src/formats/write/names.ts';
 import { writeLora } from '../src/formats/write/index.ts';
@@ -26,16 +25,15 @@ import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
 import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
 import { keyedRandom } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
 import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { RANK, deltaError, expectedDeltas, f32, factorModules, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-qwen-image-');
 
 // shrunk widths (all distinct): h hidden, f ffn, ctx Qwen2.5-VL, fq timestep frequencies, hd head, in latent×patch², oc out×patch²
 const W = { h: 32, f: 72, ctx: 40, fq: 16, hd: 8, in: 24, oc: 20 } as const;
 const BLOCKS = 60;
-const RANK = 4;
 
 /**
  * Qwen-Image linears as docs/model-families.md §2.2 / §2.5 state them ([out, in]); the original (Qwen
@@ -68,48 +66,12 @@ const OUTER_MODULES: [string, number, number][] = [
 const IN_MODULES = ['img_in', 'txt_in', 'time_text_embed.timestep_embedder.linear_1', 'time_text_embed.timestep_embedder.linear_2'];
 const OUT_MODULES = ['norm_out.linear', 'proj_out'];
 
-interface Module {
-  name: string;
-  out: number;
-  in: number;
-  down: Float32Array;
-  up: Float32Array;
-}
+const spec = (m: readonly [string, number, number]): ModuleSpec => [m[0], m[0], m[1], m[2]];
+const modules = (seed: number, blocks = BLOCKS) =>
+  factorModules({ blockModules: BLOCK_MODULES.map(spec), outerModules: OUTER_MODULES.map(spec), blocks: BLOCKS, blockPrefix: (i) => `transformer_blocks.${i}.` }, seed, blocks);
+const expected = expectedDeltas;
 
-function modules(seed: number, blocks = BLOCKS): Module[] {
-  const out: Module[] = [];
-  const add = ([n, rows, cols]: [string, number, number], prefix = '') => {
-    const rd = keyedRandom(`${prefix}${n}.down`, seed);
-    const ru = keyedRandom(`${prefix}${n}.up`, seed);
-    out.push({
-      name: prefix + n,
-      out: rows,
-      in: cols,
-      down: Float32Array.from({ length: RANK * cols }, () => rd() - 0.5),
-      up: Float32Array.from({ length: rows * RANK }, () => ru() - 0.5),
-    });
-  };
-  for (let i = 0; i < blocks; i++) for (const m of BLOCK_MODULES) add(m, `transformer_blocks.${i}.`);
-  for (const m of OUTER_MODULES) add(m);
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64, by canonical target. */
-function expected(mods: readonly Module[], scale: number): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const m of mods) {
-    const d = new Float64Array(m.out * m.in);
-    for (let r = 0; r < m.out; r++) for (let k = 0; k < RANK; k++) {
-      const u = m.up[r * RANK + k]! * scale;
-      for (let c = 0; c < m.in; c++) d[r * m.in + c]! += u * m.down[k * m.in + c]!;
-    }
-    out.set(`${m.name}.weight`, d);
-  }
-  return out;
-}
-
-type Layout = { name: string; alpha: boolean; key: (m: Module, role: 'down' | 'up' | 'alpha') => string };
-const u = (s: string) => s.replaceAll('.', '_');
+const u = underscored;
 const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
 
 /** Every layout of docs/model-families.md §2.5 (plus ComfyUI's bare-name alias), as key names of one module. */
@@ -124,33 +86,7 @@ const LAYOUTS: Layout[] = [
   { name: 'Q4 LyCORIS prefix (lycoris_, LoRA factors)', alpha: true, key: (m, r) => `lycoris_${u(m.name)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
 ];
 
-const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-
-async function writeLayout(path: string, layout: Layout, mods: readonly Module[], alpha = RANK, metadata: Record<string, string> = { ss_base_model_version: 'qwen_image' }): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m, 'down'), [RANK, m.in], m.down), f32(layout.key(m, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata });
-}
-
-async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
-  const got = await referenceDeltas(set);
-  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
-  let worst = 0;
-  for (const [target, d] of want) {
-    const g = got.get(`transformer:${target}`)!.data;
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < d.length; i++) {
-      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
-      norm = Math.max(norm, Math.abs(weight * d[i]!));
-    }
-    worst = Math.max(worst, diff / norm);
-  }
-  return worst;
-}
+const QWEN_META = { ss_base_model_version: 'qwen_image' };
 
 const MODS = modules(1);
 const WANT = expected(MODS, 1);
@@ -160,7 +96,7 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
     for (const metadata of [{ ss_base_model_version: 'qwen_image' }, {}] as Record<string, string>[]) {
       it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family qwen-image, no unknown key, ΔW equal to the float64 reference`, async () => {
         const path = join(tmp.dir, `${u(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, MODS, RANK, metadata);
+        await writeLayout(path, layout, MODS, { metadata });
         const set = await readLora(path);
         try {
           expect(set.architecture).toBe('qwen-image');
@@ -176,7 +112,7 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
 
   it('alpha scales: a musubi file at alpha 2 (rank 4) reads at scale ½', async () => {
     const path = join(tmp.dir, 'alpha.safetensors');
-    await writeLayout(path, LAYOUTS[0]!, MODS, 2);
+    await writeLayout(path, LAYOUTS[0]!, MODS, { alpha: 2, metadata: QWEN_META });
     const set = await readLora(path);
     expect(await deltaError(set, WANT, 0.5)).toBeLessThan(1e-6);
     await set.close();
@@ -260,7 +196,7 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
   it('attention-only Qwen-Image files (names shared with FLUX.1 / SD3 diffusers) are Qwen-Image by depth or metadata; FLUX.1 and SD3 stay theirs', async () => {
     const attn = MODS.filter((m) => /\.attn\.(?:to_q|to_k|to_v|to_out\.0)$/.test(m.name));
     const deep = join(tmp.dir, 'attn-only.safetensors');
-    await writeLayout(deep, LAYOUTS[3]!, attn, RANK, {});
+    await writeLayout(deep, LAYOUTS[3]!, attn, { metadata: {} });
     const a = await readLora(deep);
     expect(a.architecture).toBe('qwen-image');
     expect(a.unknownKeys).toEqual([]);
@@ -269,11 +205,11 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
     // 10 blocks: too shallow to tell by depth; FLUX.1 without metadata, Qwen-Image with it
     const shallow = attn.filter((m) => /^transformer_blocks\.\d\./.test(m.name));
     const s = join(tmp.dir, 'attn-shallow.safetensors');
-    await writeLayout(s, LAYOUTS[3]!, shallow, RANK, {});
+    await writeLayout(s, LAYOUTS[3]!, shallow, { metadata: {} });
     const noMeta = await readLora(s);
     expect(noMeta.architecture).toBe('flux');
     await noMeta.close();
-    await writeLayout(s, LAYOUTS[3]!, shallow, RANK, { 'modelspec.architecture': 'Qwen-Image-Edit/lora' });
+    await writeLayout(s, LAYOUTS[3]!, shallow, { metadata: { 'modelspec.architecture': 'Qwen-Image-Edit/lora' } });
     const withMeta = await readLora(s);
     expect(withMeta.architecture).toBe('qwen-image');
     expect(withMeta.unknownKeys).toEqual([]);
@@ -293,7 +229,7 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
 describe('Qwen-Image LoRAs through every operation', () => {
   it('converts to kohya, diffusers and comfyui and back with ΔW unchanged, in the layouts the trainers use', async () => {
     const src = join(tmp.dir, 'conv-src.safetensors');
-    await writeLayout(src, LAYOUTS[0]!, MODS);
+    await writeLayout(src, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
     const names: Record<string, string[]> = {};
     for (const to of WRITE_FORMATS) {
       const out = join(tmp.dir, `conv-${to}.safetensors`);
@@ -320,7 +256,7 @@ describe('Qwen-Image LoRAs through every operation', () => {
 
   it('kohya output carries musubi-tuner metadata', async () => {
     const src = join(tmp.dir, 'meta-src.safetensors');
-    await writeLayout(src, LAYOUTS[3]!, MODS.slice(0, 14), RANK, {});
+    await writeLayout(src, LAYOUTS[3]!, MODS.slice(0, 14), { metadata: {} });
     const out = join(tmp.dir, 'meta-kohya.safetensors');
     await convertLora(src, out, { to: 'kohya' });
     const file = await SafetensorsFile.open(out);
@@ -333,8 +269,8 @@ describe('Qwen-Image LoRAs through every operation', () => {
     const a = join(tmp.dir, 'merge-a.safetensors');
     const b = join(tmp.dir, 'merge-b.safetensors');
     const modsB = modules(2);
-    await writeLayout(a, LAYOUTS[0]!, MODS);
-    await writeLayout(b, LAYOUTS[1]!, modsB);
+    await writeLayout(a, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
+    await writeLayout(b, LAYOUTS[1]!, modsB, { metadata: QWEN_META });
     const wantB = expected(modsB, 1);
     const want = new Map([...WANT].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
     const sa = await readLora(a);
@@ -356,7 +292,7 @@ describe('Qwen-Image LoRAs through every operation', () => {
 
   it('resize keeps ΔW at the full rank; block weights and filters use IN, B00–B59, OUT', async () => {
     const path = join(tmp.dir, 'ops.safetensors');
-    await writeLayout(path, LAYOUTS[1]!, MODS);
+    await writeLayout(path, LAYOUTS[1]!, MODS, { metadata: QWEN_META });
     const set = await readLora(path);
     const resized = await resizeLora(set, { rank: RANK });
     expect(await deltaError(resized.set, WANT)).toBeLessThan(1e-5);
@@ -409,8 +345,8 @@ describe('Qwen-Image LoRAs through every operation', () => {
       const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
       const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
       const modsB = modules(3);
-      await writeLayout(a, LAYOUTS[0]!, MODS);
-      await writeLayout(b, LAYOUTS[3]!, modsB);
+      await writeLayout(a, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
+      await writeLayout(b, LAYOUTS[3]!, modsB, { metadata: QWEN_META });
       const wantB = expected(modsB, 1);
       const sa = await readLora(a);
       const sb = await readLora(b);
@@ -454,7 +390,7 @@ describe('Qwen-Image LoRAs through every operation', () => {
     const base = join(tmp.dir, 'flux-base.safetensors');
     await writeFluxCheckpoint(base, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
     const lora = join(tmp.dir, 'qwen-on-flux.safetensors');
-    await writeLayout(lora, LAYOUTS[0]!, MODS.slice(0, 14));
+    await writeLayout(lora, LAYOUTS[0]!, MODS.slice(0, 14), { metadata: QWEN_META });
     const set = await readLora(lora);
     expect(set.architecture).toBe('qwen-image');
     const out = join(tmp.dir, 'never.safetensors');

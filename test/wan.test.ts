@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat } from '../src/formats/detect.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
 import { readLora } from '../src/formats/read.ts';
 import { WRITE_FORMATS } from '../src/formats/write/names.ts';
 import { writeLora } from '../src/formats/write/index.ts';
@@ -24,19 +23,18 @@ import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
 import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
 import { keyedRandom } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
 import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { RANK, deltaError, expectedDeltas, f32, factorModules, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-wan-');
 
 // shrunk widths: h hidden, f ffn, ctx umT5, c CLIP image, oc output channels × patch
 const W = { h: 32, f: 64, ctx: 48, fq: 16, c: 24, oc: 16 } as const;
 const BLOCKS = 30;
-const RANK = 4;
 
 /** Wan modules as the docs state them (original name, diffusers name, [out, in]); written here, not taken from the code under test. */
-const BLOCK_MODULES: [string, string, number, number][] = [
+const BLOCK_MODULES: ModuleSpec[] = [
   ['self_attn.q', 'attn1.to_q', W.h, W.h],
   ['self_attn.k', 'attn1.to_k', W.h, W.h],
   ['self_attn.v', 'attn1.to_v', W.h, W.h],
@@ -50,96 +48,28 @@ const BLOCK_MODULES: [string, string, number, number][] = [
   ['ffn.0', 'ffn.net.0.proj', W.f, W.h],
   ['ffn.2', 'ffn.net.2', W.h, W.f],
 ];
-const OUTER_MODULES: [string, string, number, number][] = [
+const OUTER_MODULES: ModuleSpec[] = [
   ['text_embedding.0', 'condition_embedder.text_embedder.linear_1', W.h, W.ctx],
   ['time_projection.1', 'condition_embedder.time_proj', 6 * W.h, W.h],
   ['img_emb.proj.1', 'condition_embedder.image_embedder.ff.net.0.proj', W.c, W.c],
   ['head.head', 'proj_out', W.oc, W.h],
 ];
 
-interface Module {
-  original: string;
-  diffusers: string;
-  out: number;
-  in: number;
-  down: Float32Array;
-  up: Float32Array;
-}
+const modules = (seed: number, blocks = BLOCKS) => factorModules({ blockModules: BLOCK_MODULES, outerModules: OUTER_MODULES, blocks: BLOCKS, blockPrefix: (i) => `blocks.${i}.` }, seed, blocks);
+const expected = expectedDeltas;
 
-function modules(seed: number, blocks = BLOCKS): Module[] {
-  const out: Module[] = [];
-  const add = ([o, d, rows, cols]: [string, string, number, number], prefix = '') => {
-    const rd = keyedRandom(`${prefix}${o}.down`, seed);
-    const ru = keyedRandom(`${prefix}${o}.up`, seed);
-    out.push({
-      original: prefix + o,
-      diffusers: prefix + d,
-      out: rows,
-      in: cols,
-      down: Float32Array.from({ length: RANK * cols }, () => rd() - 0.5),
-      up: Float32Array.from({ length: rows * RANK }, () => ru() - 0.5),
-    });
-  };
-  for (let i = 0; i < blocks; i++) for (const m of BLOCK_MODULES) add(m, `blocks.${i}.`);
-  for (const m of OUTER_MODULES) add(m);
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64, by canonical target. */
-function expected(mods: readonly Module[], scale: number): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const m of mods) {
-    const d = new Float64Array(m.out * m.in);
-    for (let r = 0; r < m.out; r++) for (let k = 0; k < RANK; k++) {
-      const u = m.up[r * RANK + k]! * scale;
-      for (let c = 0; c < m.in; c++) d[r * m.in + c]! += u * m.down[k * m.in + c]!;
-    }
-    out.set(`${m.original}.weight`, d);
-  }
-  return out;
-}
-
-type Layout = { name: string; alpha: boolean; key: (m: Module, role: 'down' | 'up' | 'alpha') => string };
-const u = (s: string) => s.replaceAll('.', '_');
+const u = underscored;
 
 /** Every layout in circulation (docs/model-families.md §1.5), as key names of one module. */
 const LAYOUTS: Layout[] = [
-  { name: 'musubi-tuner / sd-scripts (kohya)', alpha: true, key: (m, r) => `lora_unet_${u(m.original)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
-  { name: 'VideoX-Fun kohya (lora_unet__)', alpha: true, key: (m, r) => `lora_unet__${u(m.original)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
-  { name: 'diffusion-pipe / ai-toolkit (diffusion_model. lora_A)', alpha: false, key: (m, r) => `diffusion_model.${m.original}.lora_${r === 'down' ? 'A' : 'B'}.weight` },
-  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', alpha: true, key: (m, r) => `diffusion_model.${m.original}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'musubi-tuner / sd-scripts (kohya)', alpha: true, key: (m, r) => `lora_unet_${u(m.name)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'VideoX-Fun kohya (lora_unet__)', alpha: true, key: (m, r) => `lora_unet__${u(m.name)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'diffusion-pipe / ai-toolkit (diffusion_model. lora_A)', alpha: false, key: (m, r) => `diffusion_model.${m.name}.lora_${r === 'down' ? 'A' : 'B'}.weight` },
+  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', alpha: true, key: (m, r) => `diffusion_model.${m.name}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
   { name: 'diffusers / PEFT (transformer.)', alpha: false, key: (m, r) => `transformer.${m.diffusers}.lora_${r === 'down' ? 'A' : 'B'}.weight` },
   { name: 'PEFT raw save (base_model.model. + adapter name)', alpha: false, key: (m, r) => `base_model.model.${m.diffusers}.lora_${r === 'down' ? 'A' : 'B'}.default.weight` },
   { name: 'OneTrainer-style kohya of diffusers names', alpha: true, key: (m, r) => `lora_unet_${u(m.diffusers)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
 ];
-
-const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-
-async function writeLayout(path: string, layout: Layout, mods: readonly Module[], alpha = RANK): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m, 'down'), [RANK, m.in], m.down), f32(layout.key(m, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata: { ss_base_model_version: 'wan' } });
-}
-
-async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
-  const got = await referenceDeltas(set);
-  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
-  let worst = 0;
-  for (const [target, d] of want) {
-    const g = got.get(`transformer:${target}`)!.data;
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < d.length; i++) {
-      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
-      norm = Math.max(norm, Math.abs(weight * d[i]!));
-    }
-    worst = Math.max(worst, diff / norm);
-  }
-  return worst;
-}
 
 const MODS = modules(1);
 const WANT = expected(MODS, 1);
@@ -163,7 +93,7 @@ describe('Wan 2.x LoRAs: every layout read, by value', () => {
 
   it('alpha scales: a kohya file at alpha 2 (rank 4) reads at scale ½', async () => {
     const path = join(tmp.dir, 'alpha.safetensors');
-    await writeLayout(path, LAYOUTS[0]!, MODS, 2);
+    await writeLayout(path, LAYOUTS[0]!, MODS, { alpha: 2 });
     const set = await readLora(path);
     expect(await deltaError(set, WANT, 0.5)).toBeLessThan(1e-6);
     await set.close();
@@ -172,8 +102,8 @@ describe('Wan 2.x LoRAs: every layout read, by value', () => {
   it('ComfyUI-extracted files: LoRA + diff_b biases + norm diffs all placed', async () => {
     const path = join(tmp.dir, 'extracted.safetensors');
     const entries: TensorEntry[] = [];
-    const m = MODS.find((x) => x.original === 'blocks.3.cross_attn.k_img')!;
-    entries.push(f32(`diffusion_model.${m.original}.lora_down.weight`, [RANK, m.in], m.down), f32(`diffusion_model.${m.original}.lora_up.weight`, [m.out, RANK], m.up));
+    const m = MODS.find((x) => x.name === 'blocks.3.cross_attn.k_img')!;
+    entries.push(f32(`diffusion_model.${m.name}.lora_down.weight`, [RANK, m.in], m.down), f32(`diffusion_model.${m.name}.lora_up.weight`, [m.out, RANK], m.up));
     const bias = Float32Array.from({ length: W.h }, (_, i) => i / 10);
     entries.push(f32('diffusion_model.blocks.3.cross_attn.k_img.diff_b', [W.h], bias));
     entries.push(f32('diffusion_model.blocks.3.cross_attn.norm_k_img.diff', [W.h], bias));
@@ -284,11 +214,11 @@ describe('Wan 2.x LoRAs through every operation', () => {
   async function writeWanBase(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
     const entries: TensorEntry[] = [];
     for (const m of MODS) {
-      const r = keyedRandom(`base ${m.original}`, 9);
+      const r = keyedRandom(`base ${m.name}`, 9);
       const w = Float32Array.from({ length: m.out * m.in }, () => r() - 0.5);
-      const t = tuned?.get(`${m.original}.weight`);
+      const t = tuned?.get(`${m.name}.weight`);
       if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
-      entries.push(f32(`${prefix}${m.original}.weight`, [m.out, m.in], w), f32(`${prefix}${m.original}.bias`, [m.out], new Float32Array(m.out).fill(0.25)));
+      entries.push(f32(`${prefix}${m.name}.weight`, [m.out, m.in], w), f32(`${prefix}${m.name}.bias`, [m.out], new Float32Array(m.out).fill(0.25)));
     }
     entries.push(f32(`${prefix}head.modulation`, [1, 2, W.h], new Float32Array(2 * W.h).fill(1)));
     entries.push(f32(`${prefix}blocks.0.norm3.weight`, [W.h], new Float32Array(W.h).fill(1)));
@@ -382,7 +312,7 @@ describe('Wan 2.2 expert pairs', () => {
       /input 1 is for the high-noise model, input 2 is for the low-noise model: these are two models of one pair/,
     );
     const base = join(tmp.dir, 'wan2.2_t2v_low_noise_14B_fp16.safetensors');
-    const entries: TensorEntry[] = modules(7, 2).map((m) => f32(`model.diffusion_model.${m.original}.weight`, [m.out, m.in], new Float32Array(m.out * m.in)));
+    const entries: TensorEntry[] = modules(7, 2).map((m) => f32(`model.diffusion_model.${m.name}.weight`, [m.out, m.in], new Float32Array(m.out * m.in)));
     await writeSafetensors(base, entries);
     const out = join(tmp.dir, 'never-expert.safetensors');
     await expect(applyToBase({ base, out, loras: [{ set: high, weight: 1 }] })).rejects.toThrow(/low_noise_14B_fp16\.safetensors is for the low-noise model, LoRA 1 .*a_HighNoise\.safetensors\) is for the high-noise model/);

@@ -8,7 +8,8 @@ import type { CheckpointSignal, DetectionRule, KeySignal, MetadataHint } from '.
 export const WAN_SIGNALS: readonly KeySignal[] = [
   { re: /(?:^|[._])blocks[._]\d+[._](?:self_attn|cross_attn)[._](?:q|k|v|o|k_img|v_img|norm_q|norm_k|norm_k_img)(?:[._]|$)/, what: 'Wan self/cross attention (original names)' },
   { re: /(?:^|[._])blocks[._]\d+[._]ffn[._][02][._]/, what: 'Wan feed-forward ffn.0 / ffn.2 (original names)' },
-  { re: /(?:^|\.)blocks\.\d+\.(?:attn[12]\.(?:to_[qkv]|to_out\.0|add_[kv]_proj)|ffn\.net\.(?:0\.proj|2))\./, what: 'Wan blocks in diffusers names (blocks.N.attn1 / attn2 / ffn.net)' },
+  // bare `blocks.N` (not a UNet's or FLUX's `transformer_blocks.N`), dotted or kohya-spelled
+  { re: /(?:^|[._])(?<!transformer_)blocks[._]\d+[._](?:attn[12][._](?:to_[qkv]|to_out[._]0|add_[kv]_proj)|ffn[._]net[._](?:0[._]proj|2))(?:[._]|$)/, what: 'Wan blocks in diffusers names (blocks.N.attn1 / attn2 / ffn.net)' },
   { re: /(?:^|[._])(?:head[._]head|time_projection[._]1|text_embedding[._][02]|img_emb[._]proj[._][0-4])[._]/, what: 'Wan embedders / head (original names)' },
 ];
 
