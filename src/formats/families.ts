@@ -5,12 +5,14 @@
 import type { BlockScheme, Family } from './family.ts';
 import type { ModuleTable } from './table/module-table.ts';
 import { FLUX } from './flux/family.ts';
+import { FLUX2 } from './flux2/family.ts';
 import { SD3 } from './sd3/family.ts';
 import { SD1, SD2, SDXL } from './sd/family.ts';
 import { WAN } from './wan/family.ts';
 import { QWEN_IMAGE } from './qwen-image/family.ts';
 
-export const FAMILIES: readonly Family[] = [FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE];
+// FLUX.2 before FLUX.1: FLUX.1's metadata hints and checkpoint / extraction signals also match FLUX.2 files
+export const FAMILIES: readonly Family[] = [FLUX2, FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE];
 
 const BY_ID = new Map(FAMILIES.map((f) => [f.id, f]));
 
@@ -41,8 +43,13 @@ export function blockSchemes(): BlockScheme[] {
   return [...new Set(FAMILIES.flatMap((f) => (f.blocks ? [f.blocks] : [])))];
 }
 
-/** The first family whose module table knows a canonical target, with the component the table is for. */
+/**
+ * The first family whose module table knows a canonical target, with the component the table is for.
+ * FLUX.1 first: FLUX.2 shares its BFL names, and a target alone (no family) is FLUX.1's.
+ */
+const TABLE_ORDER = [FLUX, ...FAMILIES.filter((f) => f !== FLUX)];
+
 export function tableFor(target: string): { table: ModuleTable; component: Family['denoiser'] } | undefined {
-  const f = FAMILIES.find((x) => x.table?.target(target) !== undefined);
+  const f = TABLE_ORDER.find((x) => x.table?.target(target) !== undefined);
   return f && { table: f.table!, component: f.denoiser };
 }

@@ -1,0 +1,99 @@
+/**
+ * FLUX.2 block ids, in FLUX.1's style (docs/model-families.md §3.2): IN (embedders and the three
+ * shared modulations), D00–D07 (double blocks), S00–S47 (single blocks), OUT (`final_layer`).
+ * No text-encoder ids: no FLUX.2 trainer trains its text encoder. A full vector has one value per
+ * id of one size, in that order: dev 8 double + 48 single (58 values), klein-9B 8 + 24 (34),
+ * klein-4B 5 + 20 (27).
+ */
+import type { Patch } from '../model.ts';
+import type { BlockScheme } from '../family.ts';
+import { blockWeightError } from '../block-scheme.ts';
+
+export const FLUX2_DOUBLE_BLOCKS = 8;
+export const FLUX2_SINGLE_BLOCKS = 48;
+
+/** [double, single] blocks of dev, klein-9B, klein-4B. */
+export const FLUX2_SIZES: readonly (readonly [number, number, string])[] = [
+  [8, 48, 'dev'],
+  [8, 24, 'klein-9B'],
+  [5, 20, 'klein-4B'],
+];
+
+const pad2 = (i: number) => String(i).padStart(2, '0');
+const ids = (double: number, single: number) => ['IN', ...Array.from({ length: double }, (_, i) => `D${pad2(i)}`), ...Array.from({ length: single }, (_, i) => `S${pad2(i)}`), 'OUT'];
+
+export const FLUX2_BLOCK_IDS: readonly string[] = ids(FLUX2_DOUBLE_BLOCKS, FLUX2_SINGLE_BLOCKS);
+const KNOWN = new Set(FLUX2_BLOCK_IDS);
+const SUMMARY = 'IN, D00–D07, S00–S47, OUT';
+const LENGTHS = FLUX2_SIZES.map(([d, s, name]) => `${d + s + 2} (${name})`).join(', ');
+
+const IN = /^(?:img_in|txt_in|time_in|guidance_in|double_stream_modulation_img|double_stream_modulation_txt|single_stream_modulation)\./;
+
+export function flux2BlockOf(patch: Pick<Patch, 'component' | 'target'>): string | undefined {
+  if (patch.component !== 'transformer') return undefined;
+  const m = /^(double|single)_blocks\.(\d+)\./.exec(patch.target);
+  if (m) {
+    const id = `${m[1] === 'double' ? 'D' : 'S'}${pad2(Number(m[2]))}`;
+    return KNOWN.has(id) ? id : undefined;
+  }
+  if (IN.test(patch.target)) return 'IN';
+  return /^final_layer\./.test(patch.target) ? 'OUT' : undefined;
+}
+
+function expand(token: string): string[] {
+  const id = token.trim().toUpperCase();
+  if (KNOWN.has(id)) return [id];
+  const range = /^([DS])(\d{1,2})-([DS])?(\d{1,2})$/.exec(id);
+  if (range && (!range[3] || range[3] === range[1])) {
+    const [lo, hi] = [Number(range[2]), Number(range[4])].sort((a, b) => a - b) as [number, number];
+    const out = Array.from({ length: hi - lo + 1 }, (_, i) => `${range[1]}${pad2(lo + i)}`);
+    const missing = out.find((x) => !KNOWN.has(x));
+    if (missing) throw blockWeightError(`range ${token.trim()} goes past the last FLUX.2 block (${missing} is not a FLUX.2 block id)`);
+    return out;
+  }
+  throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${SUMMARY}, or a range like D00-D07)`);
+}
+
+function number(text: string, where: string): number {
+  const v = Number(text.trim());
+  if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
+  return v;
+}
+
+function fromList(weights: Map<string, number>, values: readonly number[]): void {
+  const size = FLUX2_SIZES.find(([d, s]) => d + s + 2 === values.length);
+  if (!size) throw blockWeightError(`a FLUX.2 weight list has ${LENGTHS} values (IN, D…, S…, OUT), got ${values.length}`);
+  const order = ids(size[0], size[1]);
+  values.forEach((v, i) => {
+    if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
+    weights.set(order[i]!, v);
+  });
+}
+
+export const FLUX2_BLOCKS: BlockScheme = {
+  ids: FLUX2_BLOCK_IDS,
+  blockOf: flux2BlockOf,
+  describe: `FLUX.2 (${FLUX2_SIZES.map(([d, s]) => d + s + 2).join(', ')}: ${SUMMARY})`,
+  parse: (spec) => {
+    const weights = new Map(FLUX2_BLOCK_IDS.map((id) => [id, 1]));
+    if (Array.isArray(spec)) fromList(weights, spec as readonly number[]);
+    else if (typeof spec === 'string') {
+      const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
+      if (parts.length === 0) throw blockWeightError('empty specification');
+      if (parts.some((p) => p.includes('='))) {
+        for (const part of parts) {
+          const eq = part.indexOf('=');
+          if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
+          const value = number(part.slice(eq + 1), part.slice(0, eq).trim());
+          for (const id of expand(part.slice(0, eq))) weights.set(id, value);
+        }
+      } else fromList(weights, parts.map((p, i) => number(p, `value ${i + 1}`)));
+    } else {
+      for (const [token, value] of Object.entries(spec as Readonly<Record<string, number>>)) {
+        if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
+        for (const id of expand(token)) weights.set(id, value);
+      }
+    }
+    return weights;
+  },
+};

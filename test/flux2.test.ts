@@ -1,0 +1,541 @@
+/**
+ * FLUX.2 (dev; klein 4B / 9B) end to end on shrunk-width fixtures with the real key names and block
+ * counts (dev: 8 double, 48 single blocks; klein-4B: 5 / 20): every trainer layout of
+ * docs/model-families.md §3.3 read with no unknown key and ΔW equal to a float64 reference computed
+ * here from a name table written here (diffusers' to_q / to_k / to_v landing as row slices of BFL's
+ * fused qkv, norm_out.linear's halves swapped onto final_layer.adaLN_modulation.1); the constructed
+ * key lists detected as FLUX.2; FLUX.1 files (which share the BFL block names) still FLUX.1;
+ * conversion to every writable layout and back; merge, apply into a FLUX.2 base, extract, resize,
+ * block weights and filters by value; a FLUX.2 LoRA on a FLUX.1 base refused naming both.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { convertLora } from '../src/formats/convert.ts';
+import { detectFormat, formatDetection } from '../src/formats/detect.ts';
+import type { AdapterSet } from '../src/formats/model.ts';
+import { readLora } from '../src/formats/read.ts';
+import { WRITE_FORMATS } from '../src/formats/write/names.ts';
+import { writeLora } from '../src/formats/write/index.ts';
+import { applyToBase } from '../src/lora/apply.ts';
+import { applyBlockWeights } from '../src/lora/blocks.ts';
+import { extractLora } from '../src/lora/extract.ts';
+import { filterPatches } from '../src/lora/filter.ts';
+import { mergeLoras } from '../src/lora/merge.ts';
+import { resizeLora } from '../src/lora/resize.ts';
+import { SafetensorsFile } from '../src/safetensors/reader.ts';
+import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
+import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
+import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
+import { useTempDir } from './helpers/temp-dir.ts';
+
+const tmp = useTempDir('loraflow-flux2-');
+
+// shrunk widths: h hidden, mlp = 3h (SwiGLU hidden), in latent channels, ctx text width, time timestep embedding, head
+const H = 16;
+const W = { h: H, mlp: 3 * H, in: 20, ctx: 36, time: 12, head: 4 } as const;
+const DEV = { double: 8, single: 48 };
+const KLEIN4 = { double: 5, single: 20 };
+const RANK = 4;
+
+/**
+ * FLUX.2 linears as docs/model-families.md §3.2 states them: BFL name, diffusers name (an array =
+ * the diffusers parts of a fused BFL weight, each h rows, in order), [out, in], and whether the
+ * (shift, scale) halves swap. Written here, not taken from the code under test.
+ */
+type Row = [bfl: string, diffusers: string | string[], out: number, inp: number, swap?: boolean];
+const DOUBLE: Row[] = [
+  ['img_attn.qkv', ['attn.to_q', 'attn.to_k', 'attn.to_v'], 3 * H, H],
+  ['txt_attn.qkv', ['attn.add_q_proj', 'attn.add_k_proj', 'attn.add_v_proj'], 3 * H, H],
+  ['img_attn.proj', 'attn.to_out.0', H, H],
+  ['txt_attn.proj', 'attn.to_add_out', H, H],
+  ['img_mlp.0', 'ff.linear_in', 2 * W.mlp, H],
+  ['img_mlp.2', 'ff.linear_out', H, W.mlp],
+  ['txt_mlp.0', 'ff_context.linear_in', 2 * W.mlp, H],
+  ['txt_mlp.2', 'ff_context.linear_out', H, W.mlp],
+];
+const SINGLE: Row[] = [
+  ['linear1', 'attn.to_qkv_mlp_proj', 3 * H + 2 * W.mlp, H],
+  ['linear2', 'attn.to_out', H, H + W.mlp],
+];
+const IN_ROWS: Row[] = [
+  ['double_stream_modulation_img.lin', 'double_stream_modulation_img.linear', 6 * H, H],
+  ['double_stream_modulation_txt.lin', 'double_stream_modulation_txt.linear', 6 * H, H],
+  ['single_stream_modulation.lin', 'single_stream_modulation.linear', 3 * H, H],
+  ['img_in', 'x_embedder', H, W.in],
+  ['txt_in', 'context_embedder', H, W.ctx],
+  ['time_in.in_layer', 'time_guidance_embed.timestep_embedder.linear_1', H, W.time],
+  ['time_in.out_layer', 'time_guidance_embed.timestep_embedder.linear_2', H, H],
+  ['guidance_in.in_layer', 'time_guidance_embed.guidance_embedder.linear_1', H, W.time],
+  ['guidance_in.out_layer', 'time_guidance_embed.guidance_embedder.linear_2', H, H],
+];
+const OUT_ROWS: Row[] = [
+  ['final_layer.linear', 'proj_out', W.in, H],
+  ['final_layer.adaLN_modulation.1', 'norm_out.linear', 2 * H, H, true],
+];
+
+/** Every BFL linear of a model: [bfl path, diffusers path(s), out, in, swap]. */
+function rows(blocks = DEV): Row[] {
+  const out: Row[] = [];
+  const at = (r: Row, bfl: string, dif: string, i: number): Row => [`${bfl}.${i}.${r[0]}`, typeof r[1] === 'string' ? `${dif}.${i}.${r[1]}` : r[1].map((p) => `${dif}.${i}.${p}`), r[2], r[3]];
+  for (let i = 0; i < blocks.double; i++) for (const r of DOUBLE) out.push(at(r, 'double_blocks', 'transformer_blocks', i));
+  for (let i = 0; i < blocks.single; i++) for (const r of SINGLE) out.push(at(r, 'single_blocks', 'single_transformer_blocks', i));
+  return [...out, ...IN_ROWS, ...OUT_ROWS];
+}
+const ROWS = rows();
+
+/** One LoRA module of a file: its name (BFL or diffusers), the BFL weight it lands on, where. */
+interface Unit {
+  name: string;
+  target: string;
+  full: number;
+  row: number;
+  out: number;
+  in: number;
+  swap: boolean;
+  down: Float32Array;
+  up: Float32Array;
+}
+
+function units(naming: 'bfl' | 'diffusers', seed: number, table = ROWS): Unit[] {
+  const out: Unit[] = [];
+  const add = (name: string, target: string, full: number, row: number, o: number, i: number, swap: boolean) => {
+    const rd = keyedRandom(`${name}.down`, seed);
+    const ru = keyedRandom(`${name}.up`, seed);
+    out.push({ name, target, full, row, out: o, in: i, swap, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
+  };
+  for (const [bfl, dif, o, i, swap] of table) {
+    if (naming === 'bfl') add(bfl, bfl, o, 0, o, i, false);
+    else if (typeof dif === 'string') add(dif, bfl, o, 0, o, i, swap ?? false);
+    else dif.forEach((p, k) => add(p, bfl, o, k * H, o / dif.length, i, false));
+  }
+  return out;
+}
+
+/** ΔW = scale · up @ down in float64 by BFL target; parts at their rows; a swapped module's halves exchanged. */
+function expected(us: readonly Unit[], scale = 1): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  for (const u of us) {
+    const key = `${u.target}.weight`;
+    const d = out.get(key) ?? new Float64Array(u.full * u.in);
+    out.set(key, d);
+    for (let r = 0; r < u.out; r++) {
+      const half = u.out / 2;
+      const dest = u.row + (u.swap ? (r < half ? r + half : r - half) : r);
+      for (let k = 0; k < RANK; k++) {
+        const v = u.up[r * RANK + k]! * scale;
+        for (let c = 0; c < u.in; c++) d[dest * u.in + c]! += v * u.down[k * u.in + c]!;
+      }
+    }
+  }
+  return out;
+}
+
+type Layout = { name: string; naming: 'bfl' | 'diffusers'; alpha: boolean; key: (name: string, role: 'down' | 'up' | 'alpha') => string };
+const us = (s: string) => s.replaceAll('.', '_');
+const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
+
+/** The layouts of docs/model-families.md §3.3 (F2-4 LyCORIS LoKr has its own test below). */
+const LAYOUTS: Layout[] = [
+  { name: 'F2-1 kohya / musubi-tuner (lora_unet_)', naming: 'bfl', alpha: true, key: (n, r) => `lora_unet_${us(n)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'F2-2 ai-toolkit / diffusion-pipe (diffusion_model. lora_A)', naming: 'bfl', alpha: false, key: (n, r) => `diffusion_model.${n}.lora_${ab(r)}.weight` },
+  { name: 'F2-3 diffusers / PEFT (transformer.)', naming: 'diffusers', alpha: false, key: (n, r) => `transformer.${n}.lora_${ab(r)}.weight` },
+  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', naming: 'bfl', alpha: true, key: (n, r) => `diffusion_model.${n}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'BFL names without prefix (lora_A)', naming: 'bfl', alpha: false, key: (n, r) => `${n}.lora_${ab(r)}.weight` },
+];
+const KOHYA = LAYOUTS[0]!;
+const AITOOLKIT = LAYOUTS[1]!;
+const DIFFUSERS = LAYOUTS[2]!;
+
+const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+
+async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = { ss_base_model_version: 'flux_2_dev' }): Promise<void> {
+  const entries: TensorEntry[] = [];
+  for (const m of mods) {
+    entries.push(f32(layout.key(m.name, 'down'), [RANK, m.in], m.down), f32(layout.key(m.name, 'up'), [m.out, RANK], m.up));
+    if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
+  }
+  await writeSafetensors(path, entries, { metadata });
+}
+
+async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
+  const got = await referenceDeltas(set);
+  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
+  let worst = 0;
+  for (const [target, d] of want) {
+    const g = got.get(`transformer:${target}`)!.data;
+    expect(g.length, target).toBe(d.length);
+    let diff = 0;
+    let norm = 0;
+    for (let i = 0; i < d.length; i++) {
+      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
+      norm = Math.max(norm, Math.abs(weight * d[i]!));
+    }
+    worst = Math.max(worst, diff / norm);
+  }
+  return worst;
+}
+
+const BFL = units('bfl', 1);
+const DIF = units('diffusers', 1);
+const WANT_BFL = expected(BFL);
+const WANT_DIF = expected(DIF);
+const unitsOf = (layout: Layout) => (layout.naming === 'bfl' ? BFL : DIF);
+const wantOf = (layout: Layout) => (layout.naming === 'bfl' ? WANT_BFL : WANT_DIF);
+
+describe('FLUX.2 LoRAs: every layout read, by value', () => {
+  for (const layout of LAYOUTS) {
+    for (const metadata of [{ ss_base_model_version: 'flux_2_dev' }, {}] as Record<string, string>[]) {
+      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family flux2, no unknown key, ΔW equal to the float64 reference`, async () => {
+        const path = join(tmp.dir, `${us(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
+        await writeLayout(path, layout, unitsOf(layout), RANK, metadata);
+        const set = await readLora(path);
+        try {
+          expect(set.architecture).toBe('flux2');
+          expect(set.unknownKeys).toEqual([]);
+          expect(set.patches).toHaveLength(unitsOf(layout).length);
+          expect(await deltaError(set, wantOf(layout))).toBeLessThan(1e-6);
+        } finally {
+          await set.close();
+        }
+      });
+    }
+  }
+
+  it('diffusers to_q / to_k / to_v land as rows 0..h, h..2h, 2h..3h of the fused BFL qkv; norm_out.linear swaps its halves', async () => {
+    const path = join(tmp.dir, 'parts.safetensors');
+    await writeLayout(path, DIFFUSERS, DIF, RANK, {});
+    const set = await readLora(path);
+    const rowsOf = (module: string) => set.patches.find((p) => p.source.module.endsWith(module))!;
+    expect(rowsOf('transformer_blocks.3.attn.to_q').target).toBe('double_blocks.3.img_attn.qkv.weight');
+    expect(rowsOf('transformer_blocks.3.attn.to_q').rows).toEqual([0, H]);
+    expect(rowsOf('transformer_blocks.3.attn.to_k').rows).toEqual([H, H]);
+    expect(rowsOf('transformer_blocks.3.attn.add_v_proj').target).toBe('double_blocks.3.txt_attn.qkv.weight');
+    expect(rowsOf('transformer_blocks.3.attn.add_v_proj').rows).toEqual([2 * H, H]);
+    expect(rowsOf('single_transformer_blocks.47.attn.to_qkv_mlp_proj').target).toBe('single_blocks.47.linear1.weight');
+    expect(rowsOf('single_transformer_blocks.47.attn.to_qkv_mlp_proj').rows).toBeUndefined();
+    expect(rowsOf('norm_out.linear').target).toBe('final_layer.adaLN_modulation.1.weight');
+    await set.close();
+  });
+
+  it('alpha scales: a musubi file at alpha 2 (rank 4) reads at scale ½', async () => {
+    const path = join(tmp.dir, 'alpha.safetensors');
+    await writeLayout(path, KOHYA, BFL, 2);
+    const set = await readLora(path);
+    expect(await deltaError(set, WANT_BFL, 0.5)).toBeLessThan(1e-6);
+    await set.close();
+  });
+
+  it('F2-4 LyCORIS LoKr without prefix (klein-9B style, shared names only): ΔW = w1 ⊗ (w2a·w2b) · alpha/r, FLUX.2 by its shapes', async () => {
+    const picked = ROWS.filter((r) => /^double_blocks\.[34]\.(?:img_attn\.qkv|txt_attn\.proj|img_mlp\.0|img_mlp\.2|txt_mlp\.0)$/.test(r[0]));
+    expect(picked).toHaveLength(10);
+    const entries: TensorEntry[] = [];
+    const want = new Map<string, Float64Array>();
+    const F = 4;
+    const R = 2;
+    for (const [name, , out, inp] of picked) {
+      const rnd = keyedRandom(`lokr ${name}`, 7);
+      const mk = (n: number) => Float32Array.from({ length: n }, () => rnd() - 0.5);
+      const [o2, i2] = [out / F, inp / F];
+      const [w1, w2a, w2b] = [mk(F * F), mk(o2 * R), mk(R * i2)];
+      entries.push(f32(`${name}.lokr_w1`, [F, F], w1), f32(`${name}.lokr_w2_a`, [o2, R], w2a), f32(`${name}.lokr_w2_b`, [R, i2], w2b), f32(`${name}.alpha`, [], Float32Array.of(1)));
+      const d = new Float64Array(out * inp);
+      for (let a = 0; a < F; a++) for (let b = 0; b < F; b++) for (let i = 0; i < o2; i++) for (let j = 0; j < i2; j++) {
+        let w2 = 0;
+        for (let q = 0; q < R; q++) w2 += w2a[i * R + q]! * w2b[q * i2 + j]!;
+        d[(a * o2 + i) * inp + b * i2 + j] = w1[a * F + b]! * w2 * (1 / R);
+      }
+      want.set(`${name}.weight`, d);
+    }
+    const path = join(tmp.dir, 'lokr.safetensors');
+    await writeSafetensors(path, entries);
+    const set = await readLora(path);
+    expect(set.architecture).toBe('flux2');
+    expect(set.unknownKeys).toEqual([]);
+    expect(await deltaError(set, want)).toBeLessThan(1e-6);
+    await set.close();
+  });
+
+  it('constructed full-width key lists (test/fixtures/families/flux2): family flux2, every module placed, with and without metadata', () => {
+    const dir = join(import.meta.dirname, 'fixtures', 'families', 'flux2');
+    // per doc §3.2 counts: dev 160 BFL linears, klein-4B 80, klein-9B in diffusers naming 8 × 12 + 24 × 2
+    const modules: Record<string, number> = { 'musubi-dev.txt': 160, 'ai-toolkit-klein-4b.txt': 80, 'diffusers-peft-klein-9b.txt': 144 };
+    const files = readdirSync(dir).filter((f) => !f.includes('excerpt')).sort();
+    expect(files).toEqual(Object.keys(modules).sort());
+    for (const file of files) {
+      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+      const tensors = lines.map((l) => {
+        const [name, shape] = l.trim().split(/\s+/) as [string, string];
+        return { name, shape: JSON.parse(shape) as number[] };
+      });
+      for (const metadata of [undefined, { ss_base_model_version: 'flux2_klein_4b' }, { 'modelspec.architecture': 'Flux.2-dev/lora' }]) {
+        const d = detectFormat(tensors, metadata);
+        expect(d.architecture, file).toBe('flux2');
+        expect(d.unknownKeys, file).toEqual([]);
+        expect(d.modules.length, file).toBe(modules[file]);
+      }
+      const summary = formatDetection(detectFormat(tensors));
+      expect(summary, file).toMatch(file.includes('dev') ? /coverage: +double blocks 8 \(0[–-]7\); single blocks 48 \(0[–-]47\)/ : file.includes('4b') ? /coverage: +double blocks 5 \(0[–-]4\); single blocks 20 \(0[–-]19\)/ : /coverage: +double blocks 8 \(0[–-]7\); single blocks 24 \(0[–-]23\)/);
+    }
+  });
+
+  it('the real LyCORIS excerpt names (no shapes in the thread) all resolve to FLUX.2 BFL modules', () => {
+    const lines = readFileSync(join(import.meta.dirname, 'fixtures', 'families', 'flux2', 'lycoris-lokr-klein-9b-real-excerpt.txt'), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+    const modules = new Set(lines.map((l) => l.trim().replace(/\.(?:alpha|lokr_w[12])$/, '')));
+    const known = new Set(ROWS.map((r) => r[0]));
+    for (const m of modules) expect(known.has(m), m).toBe(true);
+  });
+
+  it('files with only names FLUX.1 shares are told apart by shapes: FLUX.2 mlp 6h / linear1 9h, FLUX.1 4h / 7h', () => {
+    const tensor = (name: string, shape: number[]) => ({ name, shape });
+    const lora = (name: string, out: number, inp: number) => [tensor(`lora_unet_${us(name)}.lora_down.weight`, [4, inp]), tensor(`lora_unet_${us(name)}.lora_up.weight`, [out, 4])];
+    // klein-4B has FLUX.1's hidden width 3072
+    const flux2 = [...lora('double_blocks.0.img_attn.qkv', 9216, 3072), ...lora('double_blocks.0.img_mlp.0', 18432, 3072), ...lora('single_blocks.0.linear1', 27648, 3072)];
+    const flux1 = [...lora('double_blocks.0.img_attn.qkv', 9216, 3072), ...lora('double_blocks.0.img_mlp.0', 12288, 3072), ...lora('single_blocks.0.linear1', 21504, 3072)];
+    expect(detectFormat(flux2).architecture).toBe('flux2');
+    expect(detectFormat(flux1).architecture).toBe('flux');
+    // a FLUX.2 metadata claim on FLUX.1 shapes: the shapes win
+    expect(detectFormat(flux1, { ss_base_model_version: 'flux_2_dev' }).architecture).toBe('flux');
+    // attention only: nothing tells; FLUX.1 unless the metadata says FLUX.2
+    const qkv = lora('double_blocks.0.img_attn.qkv', 9216, 3072);
+    expect(detectFormat(qkv).architecture).toBe('flux');
+    expect(detectFormat(qkv, { ss_base_model_version: 'flux2' }).architecture).toBe('flux2');
+  });
+
+  it('FLUX.1 files (every sample layout, every real FLUX fixture) are still FLUX.1', async () => {
+    for (const format of ['aitoolkit', 'diffusers', 'kohya', 'comfyui', 'onetrainer', 'xlabs'] as SampleFormat[]) {
+      const shapes = sampleKeyShapes({ format });
+      const tensors = Object.entries(shapes).map(([name, shape]) => ({ name, shape }));
+      expect(detectFormat(tensors).architecture, format).toBe('flux');
+    }
+    for (const name of FIXTURE_NAMES) {
+      const tensors = Object.entries(fixtureKeyShapes(name)).map(([n, shape]) => ({ name: n, shape }));
+      expect(detectFormat(tensors).architecture, name).toBe('flux');
+    }
+    const path = join(tmp.dir, 'flux1-kohya.safetensors');
+    await writeSampleLora(path, { format: 'kohya' });
+    const set = await readLora(path);
+    expect(set.architecture).toBe('flux');
+    expect(set.unknownKeys).toEqual([]);
+    await set.close();
+  });
+});
+
+describe('FLUX.2 LoRAs through every operation', () => {
+  it('converts kohya and diffusers sources to kohya, diffusers and comfyui and back with ΔW unchanged, in the trainers\' layouts', async () => {
+    const names: Record<string, string[]> = {};
+    for (const source of [KOHYA, DIFFUSERS]) {
+      const src = join(tmp.dir, `conv-src-${source.naming}.safetensors`);
+      await writeLayout(src, source, unitsOf(source));
+      for (const to of WRITE_FORMATS) {
+        const out = join(tmp.dir, `conv-${source.naming}-${to}.safetensors`);
+        await convertLora(src, out, { to });
+        const file = await SafetensorsFile.open(out);
+        names[`${source.naming} ${to}`] = file.tensors.map((t) => t.name);
+        await file.close();
+        const set = await readLora(out);
+        expect(set.architecture, `${source.name} → ${to}`).toBe('flux2');
+        expect(set.unknownKeys).toEqual([]);
+        expect(await deltaError(set, wantOf(source)), `${source.name} → ${to}`).toBeLessThan(1e-6);
+        await set.close();
+      }
+    }
+    const kohya = names['diffusers kohya']!;
+    expect(kohya).toContain('lora_unet_double_blocks_7_img_attn_qkv.lora_down.weight');
+    expect(kohya).toContain('lora_unet_single_blocks_47_linear1.lora_up.weight');
+    expect(kohya).toContain('lora_unet_double_stream_modulation_img_lin.alpha');
+    expect(kohya).toContain('lora_unet_final_layer_adaLN_modulation_1.lora_up.weight');
+    expect(names['bfl comfyui']!.every((n) => n.startsWith('diffusion_model.'))).toBe(true);
+    expect(names['bfl comfyui']).toContain('diffusion_model.double_blocks.7.img_mlp.0.lora_up.weight');
+    const dif = names['bfl diffusers']!;
+    expect(dif.every((n) => n.startsWith('transformer.'))).toBe(true);
+    for (const n of ['transformer_blocks.7.attn.to_q', 'transformer_blocks.7.attn.add_k_proj', 'transformer_blocks.7.ff.linear_in', 'single_transformer_blocks.47.attn.to_qkv_mlp_proj', 'single_transformer_blocks.47.attn.to_out', 'single_stream_modulation.linear', 'norm_out.linear', 'time_guidance_embed.guidance_embedder.linear_2']) {
+      expect(dif, n).toContain(`transformer.${n}.lora_A.weight`);
+    }
+  });
+
+  it('kohya output carries musubi-tuner metadata', async () => {
+    const src = join(tmp.dir, 'meta-src.safetensors');
+    await writeLayout(src, DIFFUSERS, DIF.slice(0, 12), RANK, {});
+    const out = join(tmp.dir, 'meta-kohya.safetensors');
+    await convertLora(src, out, { to: 'kohya' });
+    const file = await SafetensorsFile.open(out);
+    expect(file.metadata?.['ss_network_module']).toBe('networks.lora_flux_2');
+    expect(file.metadata?.['modelspec.architecture']).toBe('Flux.2-dev/lora');
+    await file.close();
+    const back = await readLora(out);
+    expect(back.architecture).toBe('flux2');
+    await back.close();
+  });
+
+  it('merges a musubi and a diffusers FLUX.2 LoRA (concat exact, SVD at rank 16 exact)', async () => {
+    const a = join(tmp.dir, 'merge-a.safetensors');
+    const b = join(tmp.dir, 'merge-b.safetensors');
+    const unitsB = units('diffusers', 2);
+    await writeLayout(a, KOHYA, BFL);
+    await writeLayout(b, DIFFUSERS, unitsB);
+    const wantB = expected(unitsB);
+    const want = new Map([...WANT_BFL].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
+    const sa = await readLora(a);
+    const sb = await readLora(b);
+    for (const method of ['concat', 'svd'] as const) {
+      const { set } = await mergeLoras([{ set: sa, weight: 0.7 }, { set: sb, weight: -0.4 }], { method, rank: 4 * RANK });
+      expect(set.architecture).toBe('flux2');
+      expect(await deltaError(set, want), method).toBeLessThan(1e-5);
+      const out = join(tmp.dir, `merged-${method}.safetensors`);
+      await writeLora(out, set, { format: 'kohya' });
+      const back = await readLora(out);
+      expect(back.architecture, `${method} written`).toBe('flux2');
+      expect(await deltaError(back, want), `${method} written`).toBeLessThan(1e-5);
+      await back.close();
+    }
+    await sa.close();
+    await sb.close();
+  });
+
+  it('resize keeps ΔW at the full rank; block weights and filters use IN, D00–D07, S00–S47, OUT', async () => {
+    const path = join(tmp.dir, 'ops.safetensors');
+    await writeLayout(path, AITOOLKIT, BFL);
+    const set = await readLora(path);
+    const resized = await resizeLora(set, { rank: RANK });
+    expect(await deltaError(resized.set, WANT_BFL)).toBeLessThan(1e-5);
+
+    const IN = new Set(IN_ROWS.map((r) => r[0]));
+    const OUT = new Set(OUT_ROWS.map((r) => r[0]));
+    const weighted = applyBlockWeights(set, 'D00-D03=0,D07=0.5,S10=3,S47=0,IN=0.25,OUT=2');
+    const want = new Map<string, Float64Array>();
+    for (const [k, d] of WANT_BFL) {
+      const name = k.slice(0, -'.weight'.length);
+      const dm = /^double_blocks\.(\d+)\./.exec(k);
+      const sm = /^single_blocks\.(\d+)\./.exec(k);
+      const w = dm ? (Number(dm[1]) <= 3 ? 0 : Number(dm[1]) === 7 ? 0.5 : 1) : sm ? (Number(sm[1]) === 10 ? 3 : Number(sm[1]) === 47 ? 0 : 1) : IN.has(name) ? 0.25 : OUT.has(name) ? 2 : NaN;
+      expect(Number.isNaN(w), k).toBe(false);
+      if (w !== 0) want.set(k, d.map((v) => w * v));
+    }
+    expect(await deltaError(weighted.set, want)).toBeLessThan(1e-6);
+    expect(weighted.report.dropped).toHaveLength(4 * DOUBLE.length + SINGLE.length);
+    expect(() => applyBlockWeights(set, 'B00=0')).toThrow(/unknown block id "B00"/);
+    expect(() => applyBlockWeights(set, 'D00-D08=0')).toThrow(/past the last FLUX\.2 block/);
+    expect(() => applyBlockWeights(set, Array.from({ length: 61 }, () => 1))).toThrow(/58 \(dev\), 34 \(klein-9B\), 27 \(klein-4B\)/);
+    // a 58-value vector is IN, D00…D07, S00…S47, OUT in that order
+    const vector = applyBlockWeights(set, [0, ...Array.from({ length: 56 }, (_, i) => (i === 7 || i === 8 ? 0 : 1)), 0]);
+    expect(vector.report.dropped).toHaveLength(DOUBLE.length + SINGLE.length + IN_ROWS.length + OUT_ROWS.length);
+
+    const kept = filterPatches(set, { keepBlocks: ['D00', 'in'] });
+    expect(kept.set.patches.map((p) => p.target).sort()).toEqual([...DOUBLE.map(([n]) => `double_blocks.0.${n}.weight`), ...[...IN].map((n) => `${n}.weight`)].sort());
+    const out = filterPatches(set, { keepBlocks: ['OUT', 'S47'] });
+    expect(out.set.patches.map((p) => p.target).sort()).toEqual([...SINGLE.map(([n]) => `single_blocks.47.${n}.weight`), ...[...OUT].map((n) => `${n}.weight`)].sort());
+    await set.close();
+  });
+
+  it('klein-4B (5 double, 20 single blocks): a 27-value vector is IN, D00…D04, S00…S19, OUT; inspect covers its blocks', async () => {
+    const table = rows(KLEIN4);
+    const mods = units('bfl', 4, table);
+    const path = join(tmp.dir, 'klein4.safetensors');
+    await writeLayout(path, AITOOLKIT, mods, RANK, {});
+    const set = await readLora(path);
+    expect(set.architecture).toBe('flux2');
+    expect(await deltaError(set, expected(mods))).toBeLessThan(1e-6);
+    const weighted = applyBlockWeights(set, [1, 0, 1, 1, 1, 1, ...Array.from({ length: 20 }, (_, i) => (i === 19 ? 0 : 1)), 1]);
+    expect(weighted.report.dropped).toHaveLength(DOUBLE.length + SINGLE.length);
+    const d = detectFormat(
+      mods.flatMap((m) => [{ name: AITOOLKIT.key(m.name, 'down'), shape: [RANK, m.in] }, { name: AITOOLKIT.key(m.name, 'up'), shape: [m.out, RANK] }]),
+    );
+    expect(d.architecture).toBe('flux2');
+    expect(d.coverage.doubleBlocks).toEqual([0, 1, 2, 3, 4]);
+    expect(d.coverage.singleBlocks).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(d.coverage.blocks).toEqual(['D00', 'D01', 'D02', 'D03', 'D04', ...Array.from({ length: 20 }, (_, i) => `S${String(i).padStart(2, '0')}`), 'IN', 'OUT']);
+    expect(formatDetection(d)).toMatch(/double_stream_modulation_img\.lin.*final_layer\.linear/);
+    await set.close();
+  });
+
+  /** A shrunk FLUX.2 base: every table linear (no biases), the QK norms, nothing else LoRA-able. */
+  async function writeFlux2Base(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
+    const entries: TensorEntry[] = [];
+    for (const [name, , out, inp] of ROWS) {
+      const r = keyedRandom(`base ${name}`, 9);
+      const w = Float32Array.from({ length: out * inp }, () => r() - 0.5);
+      const t = tuned?.get(`${name}.weight`);
+      if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
+      entries.push(f32(`${prefix}${name}.weight`, [out, inp], w));
+    }
+    for (const n of ['img_attn.norm.query_norm', 'img_attn.norm.key_norm', 'txt_attn.norm.query_norm', 'txt_attn.norm.key_norm']) entries.push(f32(`${prefix}double_blocks.0.${n}.scale`, [W.head], new Float32Array(W.head).fill(1)));
+    entries.push(f32(`${prefix}single_blocks.0.norm.query_norm.scale`, [W.head], new Float32Array(W.head).fill(1)));
+    await writeSafetensors(path, entries);
+  }
+
+  for (const prefix of ['model.diffusion_model.', '']) {
+    it(`applies a musubi and a diffusers FLUX.2 LoRA into a FLUX.2 base (${prefix || 'bare BFL names'}): W + Σ wᵢ·ΔWᵢ, the rest byte for byte`, async () => {
+      const base = join(tmp.dir, `base-${prefix.length}.safetensors`);
+      const out = join(tmp.dir, `applied-${prefix.length}.safetensors`);
+      await writeFlux2Base(base, prefix);
+      const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
+      const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
+      const unitsB = units('diffusers', 3);
+      await writeLayout(a, KOHYA, BFL);
+      await writeLayout(b, DIFFUSERS, unitsB);
+      const wantB = expected(unitsB);
+      const sa = await readLora(a);
+      const sb = await readLora(b);
+      await applyToBase({ base, out, loras: [{ set: sa, weight: 1 }, { set: sb, weight: 0.5 }] });
+      const baseFile = await SafetensorsFile.open(base);
+      const outFile = await SafetensorsFile.open(out);
+      const errors = await basePlusDeltaErrors(baseFile, outFile, (name) => {
+        const k = name.slice(prefix.length);
+        const da = WANT_BFL.get(k);
+        return da && { data: da.map((v, i) => v + 0.5 * wantB.get(k)![i]!) };
+      });
+      expect(errors.size).toBe(ROWS.length);
+      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
+      await Promise.all([baseFile.close(), outFile.close(), sa.close(), sb.close()]);
+    });
+  }
+
+  it('extracts a FLUX.2 LoRA from a tuned/base pair that recovers ΔW, and names its modules in FLUX.2 terms', async () => {
+    const base = join(tmp.dir, 'x-base.safetensors');
+    const tuned = join(tmp.dir, 'x-tuned.safetensors');
+    const few = new Map([...WANT_BFL].filter(([k]) => /^(?:double_blocks\.(?:0|7)\.|single_blocks\.47\.|single_stream_modulation\.|final_layer\.)/.test(k)));
+    await writeFlux2Base(base, 'model.diffusion_model.');
+    await writeFlux2Base(tuned, 'model.diffusion_model.', few);
+    const { set, report } = await extractLora({ base, tuned, rank: RANK });
+    expect(report.architecture).toBe('flux2');
+    expect(set.architecture).toBe('flux2');
+    expect(await deltaError(set, few)).toBeLessThan(1e-4);
+    const out = join(tmp.dir, 'x.safetensors');
+    await writeLora(out, set, { format: 'diffusers' });
+    const back = await readLora(out);
+    expect(back.architecture).toBe('flux2');
+    expect(back.unknownKeys).toEqual([]);
+    expect(await deltaError(back, few)).toBeLessThan(1e-4);
+    const file = await SafetensorsFile.open(out);
+    const names = file.tensors.map((t) => t.name);
+    expect(names).toContain('transformer.transformer_blocks.7.attn.to_v.lora_A.weight');
+    expect(names).toContain('transformer.single_stream_modulation.linear.lora_B.weight');
+    await file.close();
+    await back.close();
+  });
+
+  it('a FLUX.2 LoRA given with a FLUX.1 base is refused naming both, and nothing is written; a FLUX.1 LoRA into a FLUX.2 base too', async () => {
+    const fluxBase = join(tmp.dir, 'flux-base.safetensors');
+    await writeFluxCheckpoint(fluxBase, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
+    const lora = join(tmp.dir, 'flux2-on-flux.safetensors');
+    await writeLayout(lora, KOHYA, BFL.slice(0, 8));
+    const set = await readLora(lora);
+    expect(set.architecture).toBe('flux2');
+    const out = join(tmp.dir, 'never.safetensors');
+    await expect(applyToBase({ base: fluxBase, out, loras: [{ set, weight: 1 }] })).rejects.toThrow(/is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.2/);
+    await expect(SafetensorsFile.open(out)).rejects.toThrow();
+    await set.close();
+
+    const flux2Base = join(tmp.dir, 'flux2-base.safetensors');
+    await writeFlux2Base(flux2Base, '');
+    const flux1 = join(tmp.dir, 'flux1-on-flux2.safetensors');
+    await writeSampleLora(flux1, { format: 'kohya', blocks: { double: 1, single: 1 } });
+    const s1 = await readLora(flux1);
+    expect(s1.architecture).toBe('flux');
+    await expect(applyToBase({ base: flux2Base, out, loras: [{ set: s1, weight: 1 }] })).rejects.toThrow(/is a FLUX\.2 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.1/);
+    await s1.close();
+  });
+});
