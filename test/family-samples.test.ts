@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeSamples } from '../src/cli/commands/samples.ts';
 import { FAMILIES } from '../src/formats/families.ts';
+import { blocksOf } from '../src/testing/table-samples.ts';
 import { evalWidth } from '../src/formats/table/module-table.ts';
 import { readLora } from '../src/formats/read.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
@@ -23,8 +24,8 @@ beforeAll(async () => {
 });
 
 describe('table families: samples and their recipe', () => {
-  it('the table families with samples include Wan and Qwen-Image', () => {
-    expect(SAMPLED.map((f) => f.id)).toEqual(expect.arrayContaining(['wan', 'qwen-image']));
+  it('the table families with samples include Wan, Qwen-Image and FLUX.2', () => {
+    expect(SAMPLED.map((f) => f.id)).toEqual(expect.arrayContaining(['wan', 'qwen-image', 'flux2']));
   });
 
   for (const family of SAMPLED) {
@@ -33,7 +34,7 @@ describe('table families: samples and their recipe', () => {
       const diffusers = await readLora(tmp.path('samples', `${family.id}-diffusers-lora.safetensors`));
       expect(kohya).toMatchObject({ architecture: family.id, format: 'kohya', unknownKeys: [] });
       expect(diffusers).toMatchObject({ architecture: family.id, format: 'diffusers', unknownKeys: [] });
-      const targets = family.samples!.targets.length * family.samples!.blocks;
+      const targets = family.samples!.targets.reduce((n, t) => n + blocksOf(family, family.table!.module(t).group), 0);
       expect(kohya.patches).toHaveLength(targets);
       const [da, db] = [await referenceDeltas(kohya), await referenceDeltas(diffusers)];
       const { result } = await runOk(await graph(`${family.id}-merge-loras-into-checkpoint`), { cwd: tmp.dir });

@@ -173,7 +173,10 @@ export interface Family {
 /** What `loraflow samples` writes for a table family: widths (the table's width names), block count, the modules trainers target. */
 export interface SampleSpec {
   widths: Readonly<Record<string, number>>;
-  blocks: number;
+  /** Block count, or per table group for families with two block kinds (FLUX.2: double, single). */
+  blocks: number | Readonly<Record<string, number>>;
+  /** The model's linears carry biases (default true; FLUX.2 has none). */
+  biases?: boolean;
   /** Original module templates a sample LoRA patches (the trainers' default targets). */
   targets: readonly string[];
 }

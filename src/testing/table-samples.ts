@@ -26,12 +26,18 @@ function shapeOf(family: Family, m: TableModule): number[] {
   });
 }
 
+/** How many blocks of a table group the samples have. */
+export function blocksOf(family: Family, group: string): number {
+  const b = family.samples!.blocks;
+  return typeof b === 'number' ? b : (b[group] ?? 0);
+}
+
 /** Every (module, block) of the table the family's samples have. */
 function instances(family: Family, filter?: readonly string[]): { m: TableModule; path: string }[] {
   const out: { m: TableModule; path: string }[] = [];
   for (const m of family.table!.modules) {
     if (filter && !filter.includes(m.original)) continue;
-    const blocks = m.original.includes('{i}') ? family.samples!.blocks : 1;
+    const blocks = m.original.includes('{i}') ? blocksOf(family, m.group) : 1;
     for (let i = 0; i < blocks; i++) out.push({ m, path: fillIndex(m.original, m.original.includes('{i}') ? i : undefined) });
   }
   return out;
@@ -66,15 +72,15 @@ export async function writeTableLora(path: string, family: Family, format: Write
   await writeLora(path, sampleTableLora(family, seed), { format, dtype: 'F16', operation: 'samples' });
 }
 
-/** The base checkpoint: every table weight (and a bias per linear matrix), F32, original names with `model.diffusion_model.`. */
+/** The base checkpoint: every table weight (norms' `scale` under BFL names; a bias per linear matrix where the model has them), F32, original names with `model.diffusion_model.`. */
 export async function writeTableCheckpoint(path: string, family: Family, seed = 0): Promise<void> {
   const entries: TensorEntry[] = [];
   for (const { m, path: p } of instances(family)) {
     const shape = shapeOf(family, m);
     const n = shape.reduce((a, b) => a * b, 1);
     const key = `model.diffusion_model.${p}`;
-    entries.push({ name: `${key}.weight`, dtype: 'F32', shape, data: encodeFromF32(values(key, seed, n, 2 / Math.sqrt(shape.at(-1)!)), 'F32') });
-    if (shape.length === 2) entries.push({ name: `${key}.bias`, dtype: 'F32', shape: [shape[0]!], data: encodeFromF32(values(`${key}.bias`, seed, shape[0]!, 0.1), 'F32') });
+    entries.push({ name: `${key}.${m.kind === 'norm' ? 'scale' : 'weight'}`, dtype: 'F32', shape, data: encodeFromF32(values(key, seed, n, 2 / Math.sqrt(shape.at(-1)!)), 'F32') });
+    if (shape.length === 2 && family.samples!.biases !== false) entries.push({ name: `${key}.bias`, dtype: 'F32', shape: [shape[0]!], data: encodeFromF32(values(`${key}.bias`, seed, shape[0]!, 0.1), 'F32') });
   }
   await writeSafetensors(path, entries, { order: 'reference' });
 }
@@ -83,7 +89,8 @@ export async function writeTableCheckpoint(path: string, family: Family, seed = 
 export async function writeTableSamples(dir: string, family: Family): Promise<{ file: string; what: string }[]> {
   const file = (n: string) => join(dir, `${family.id}-${n}.safetensors`);
   const w = family.samples!.widths;
-  const size = `real key names and ${family.samples!.blocks} blocks, hidden width ${w.h}`;
+  const b = family.samples!.blocks;
+  const size = `real key names and ${typeof b === 'number' ? b : Object.entries(b).map(([g, n]) => `${n} ${g}`).join(' + ')} blocks, hidden width ${w.h}`;
   await writeTableLora(file('kohya-lora'), family, 'kohya', 21);
   await writeTableLora(file('diffusers-lora'), family, 'diffusers', 22);
   await writeTableCheckpoint(file('base'), family);

@@ -38,6 +38,17 @@ export const FLUX2: Family = {
   place: placeKnown,
   naming: FLUX2_NAMING,
   blocks: FLUX2_BLOCKS,
+  // FLUX.2-dev with widths ÷64 and its 8 double + 48 single blocks; the modules ai-toolkit trains by default
+  samples: {
+    widths: { h: 96, mlp: 288, ff: 576, in: 128, ctx: 240, time: 4, head: 2 },
+    blocks: { double: 8, single: 48 },
+    biases: false,
+    targets: [
+      ...['img_attn.qkv', 'txt_attn.qkv', 'img_attn.proj', 'txt_attn.proj', 'img_mlp.0', 'img_mlp.2', 'txt_mlp.0', 'txt_mlp.2'].map((m) => `double_blocks.{i}.${m}`),
+      'single_blocks.{i}.linear1',
+      'single_blocks.{i}.linear2',
+    ],
+  },
   coverage: (spec, c) => {
     if (spec.component !== 'transformer') return false;
     const e = spec.entry;
