@@ -47,45 +47,62 @@ export function indexedBlockScheme(spec: IndexedSchemeSpec): BlockScheme {
     }
     throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${summary}, or a range like ${spec.prefix}00-${spec.prefix}09)`);
   };
-  const parse = (text: string, where: string) => {
-    const v = Number(text.trim());
-    if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
-    return v;
-  };
   return {
     ids,
     blockOf: spec.blockOf,
     describe: `${spec.label} (${lengths.join(' or ')}: ${summary})`,
-    parse: (input) => {
-      const weights = new Map(ids.map((id) => [id, 1]));
-      const fromList = (values: readonly number[]) => {
-        const n = values.length - spec.head.length - spec.tail.length;
-        if (!spec.sizes.includes(n)) throw blockWeightError(`a ${spec.label} weight list has ${lengths.join(' or ')} values (${summary}), got ${values.length}`);
-        const order = [...spec.head, ...blocks(n), ...spec.tail];
-        values.forEach((v, i) => {
-          if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
-          weights.set(order[i]!, v);
-        });
-      };
-      if (Array.isArray(input)) fromList(input as readonly number[]);
-      else if (typeof input === 'string') {
-        const parts = input.split(/[,\s]+/).filter((p) => p !== '');
-        if (parts.length === 0) throw blockWeightError('empty specification');
-        if (parts.some((p) => p.includes('='))) {
-          for (const part of parts) {
-            const eq = part.indexOf('=');
-            if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
-            const value = parse(part.slice(eq + 1), part.slice(0, eq).trim());
-            for (const id of expand(part.slice(0, eq))) weights.set(id, value);
-          }
-        } else fromList(parts.map((p, i) => parse(p, `value ${i + 1}`)));
-      } else {
-        for (const [token, value] of Object.entries(input)) {
-          if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
-          for (const id of expand(token)) weights.set(id, value);
-        }
-      }
-      return weights;
-    },
+    parse: (input) =>
+      parseWeightSpec(input, {
+        ids,
+        expand,
+        fromList: (weights, values) => {
+          const n = values.length - spec.head.length - spec.tail.length;
+          if (!spec.sizes.includes(n)) throw blockWeightError(`a ${spec.label} weight list has ${lengths.join(' or ')} values (${summary}), got ${values.length}`);
+          const order = [...spec.head, ...blocks(n), ...spec.tail];
+          values.forEach((v, i) => {
+            if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
+            weights.set(order[i]!, v);
+          });
+        },
+      }),
   };
+}
+
+function specNumber(text: string, where: string): number {
+  const v = Number(text.trim());
+  if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
+  return v;
+}
+
+/**
+ * The reading every scheme shares: a weight vector (array, or comma/space separated text) goes to
+ * `fromList`; `ID=value` pairs (text or an object) go id by id through `expand` (an id or a range
+ * → the ids it covers). Ids not named keep weight 1.
+ */
+export function parseWeightSpec(
+  spec: BlockWeightSpec,
+  scheme: { ids: readonly string[]; fromList(weights: Map<string, number>, values: readonly number[]): void; expand(token: string): string[] },
+): Map<string, number> {
+  const weights = new Map(scheme.ids.map((id) => [id, 1]));
+  const assign = (token: string, value: number) => {
+    for (const id of scheme.expand(token)) weights.set(id, value);
+  };
+  if (Array.isArray(spec)) scheme.fromList(weights, spec as readonly number[]);
+  else if (typeof spec === 'string') {
+    const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
+    if (parts.length === 0) throw blockWeightError('empty specification');
+    if (parts.some((p) => p.includes('='))) {
+      for (const part of parts) {
+        const eq = part.indexOf('=');
+        if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
+        assign(part.slice(0, eq), specNumber(part.slice(eq + 1), part.slice(0, eq).trim()));
+      }
+    } else scheme.fromList(weights, parts.map((p, i) => specNumber(p, `value ${i + 1}`)));
+  } else {
+    for (const [token, value] of Object.entries(spec as Readonly<Record<string, number>>)) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
+      assign(token, value);
+    }
+  }
+  return weights;
 }

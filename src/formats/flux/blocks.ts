@@ -4,7 +4,7 @@
  */
 import type { Patch } from '../model.ts';
 import type { BlockScheme } from '../family.ts';
-import { blockWeightError, type BlockWeights, type BlockWeightSpec } from '../block-scheme.ts';
+import { blockWeightError, parseWeightSpec, type BlockWeights, type BlockWeightSpec } from '../block-scheme.ts';
 
 export const FLUX_DOUBLE_BLOCKS = 19;
 export const FLUX_SINGLE_BLOCKS = 38;
@@ -54,12 +54,6 @@ export function blockOf(patch: Pick<Patch, 'component' | 'target'>): string | un
   return undefined;
 }
 
-function number(text: string, where: string): number {
-  const v = Number(text.trim());
-  if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
-  return v;
-}
-
 /** `D03` or a range of one kind, `D00-D18` / `S10-S37`; returns the ids it covers. */
 function expandId(token: string): string[] {
   const id = token.trim().toUpperCase();
@@ -83,38 +77,19 @@ function expandId(token: string): string[] {
  * blocks keep weight 1.
  */
 export function parseBlockWeights(spec: BlockWeightSpec): BlockWeights {
-  const weights = new Map(FLUX_BLOCK_IDS.map((id) => [id, 1]));
-  const fromList = (values: readonly number[]) => {
-    if (values.length !== FLUX_BLOCK_IDS.length) {
-      throw blockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
-    }
-    values.forEach((v, i) => {
-      if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
-      weights.set(FLUX_BLOCK_IDS[i]!, v);
-    });
-  };
-  const assign = (token: string, value: number) => {
-    for (const id of expandId(token)) weights.set(id, value);
-  };
-
-  if (Array.isArray(spec)) fromList(spec as readonly number[]);
-  else if (typeof spec === 'string') {
-    const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
-    if (parts.length === 0) throw blockWeightError('empty specification');
-    if (parts.some((p) => p.includes('='))) {
-      for (const part of parts) {
-        const eq = part.indexOf('=');
-        if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
-        assign(part.slice(0, eq), number(part.slice(eq + 1), part.slice(0, eq).trim()));
+  return parseWeightSpec(spec, {
+    ids: FLUX_BLOCK_IDS,
+    expand: expandId,
+    fromList: (weights, values) => {
+      if (values.length !== FLUX_BLOCK_IDS.length) {
+        throw blockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
       }
-    } else fromList(parts.map((p, i) => number(p, `value ${i + 1}`)));
-  } else {
-    for (const [token, value] of Object.entries(spec)) {
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
-      assign(token, value);
-    }
-  }
-  return weights;
+      values.forEach((v, i) => {
+        if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
+        weights.set(FLUX_BLOCK_IDS[i]!, v);
+      });
+    },
+  });
 }
 
 

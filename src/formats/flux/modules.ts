@@ -9,7 +9,7 @@
  * scaled-down fixtures, Flex (fewer double blocks) and Chroma (no modulation) use the same table.
  */
 
-import { ModuleTable, type TableAlias, type TableModule, type TablePart } from '../table/module-table.ts';
+import { ModuleTable, qkvParts, type TableAlias, type TableModule } from '../table/module-table.ts';
 
 export type FluxGroup = 'double' | 'single' | 'embedder' | 'final';
 
@@ -24,12 +24,6 @@ export interface FluxModule extends TableModule {
   group: FluxGroup;
   shape: readonly DimExpr[];
 }
-
-const qkvParts = (q: string, k: string, v: string): TablePart[] => [
-  { diffusers: q, rows: { start: 0, len: 1 } },
-  { diffusers: k, rows: { start: 1, len: 1 } },
-  { diffusers: v, rows: { start: 2, len: 1 } },
-];
 
 const D = 'double_blocks.{i}';
 const DT = 'transformer_blocks.{i}';

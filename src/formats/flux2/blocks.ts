@@ -7,7 +7,7 @@
  */
 import type { Patch } from '../model.ts';
 import type { BlockScheme } from '../family.ts';
-import { blockWeightError } from '../block-scheme.ts';
+import { blockWeightError, parseWeightSpec } from '../block-scheme.ts';
 
 export const FLUX2_DOUBLE_BLOCKS = 8;
 export const FLUX2_SINGLE_BLOCKS = 48;
@@ -54,12 +54,6 @@ function expand(token: string): string[] {
   throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${SUMMARY}, or a range like D00-D07)`);
 }
 
-function number(text: string, where: string): number {
-  const v = Number(text.trim());
-  if (text.trim() === '' || !Number.isFinite(v)) throw blockWeightError(`${where}: "${text}" is not a number`);
-  return v;
-}
-
 function fromList(weights: Map<string, number>, values: readonly number[]): void {
   const size = FLUX2_SIZES.find(([d, s]) => d + s + 2 === values.length);
   if (!size) throw blockWeightError(`a FLUX.2 weight list has ${LENGTHS} values (IN, D…, S…, OUT), got ${values.length}`);
@@ -74,26 +68,5 @@ export const FLUX2_BLOCKS: BlockScheme = {
   ids: FLUX2_BLOCK_IDS,
   blockOf: flux2BlockOf,
   describe: `FLUX.2 (${FLUX2_SIZES.map(([d, s]) => d + s + 2).join(', ')}: ${SUMMARY})`,
-  parse: (spec) => {
-    const weights = new Map(FLUX2_BLOCK_IDS.map((id) => [id, 1]));
-    if (Array.isArray(spec)) fromList(weights, spec as readonly number[]);
-    else if (typeof spec === 'string') {
-      const parts = spec.split(/[,\s]+/).filter((p) => p !== '');
-      if (parts.length === 0) throw blockWeightError('empty specification');
-      if (parts.some((p) => p.includes('='))) {
-        for (const part of parts) {
-          const eq = part.indexOf('=');
-          if (eq < 0) throw blockWeightError(`"${part}" is not an ID=value pair (do not mix a plain list with pairs)`);
-          const value = number(part.slice(eq + 1), part.slice(0, eq).trim());
-          for (const id of expand(part.slice(0, eq))) weights.set(id, value);
-        }
-      } else fromList(weights, parts.map((p, i) => number(p, `value ${i + 1}`)));
-    } else {
-      for (const [token, value] of Object.entries(spec as Readonly<Record<string, number>>)) {
-        if (typeof value !== 'number' || !Number.isFinite(value)) throw blockWeightError(`${token}: ${String(value)} is not a finite number`);
-        for (const id of expand(token)) weights.set(id, value);
-      }
-    }
-    return weights;
-  },
+  parse: (spec) => parseWeightSpec(spec, { ids: FLUX2_BLOCK_IDS, expand, fromList }),
 };

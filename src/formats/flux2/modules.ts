@@ -18,19 +18,13 @@
  * width (`txt_in` input: 15360 / 12288 / 7680), time timestep-embedding width (256), head
  * attention head width (128).
  */
-import { ModuleTable, type TableModule, type TablePart } from '../table/module-table.ts';
+import { ModuleTable, qkvParts, type TableModule } from '../table/module-table.ts';
 
 export type Flux2Group = 'double' | 'single' | 'modulation' | 'embedder' | 'final';
 
 export interface Flux2Module extends TableModule {
   group: Flux2Group;
 }
-
-const qkvParts = (q: string, k: string, v: string): TablePart[] => [
-  { diffusers: q, rows: { start: 0, len: 1 } },
-  { diffusers: k, rows: { start: 1, len: 1 } },
-  { diffusers: v, rows: { start: 2, len: 1 } },
-];
 
 const D = 'double_blocks.{i}';
 const DT = 'transformer_blocks.{i}';

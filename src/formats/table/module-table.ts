@@ -22,6 +22,13 @@ export interface TablePart {
   rows: PartRows;
 }
 
+/** A fused q | k | v weight's three diffusers parts, each h rows. */
+export const qkvParts = (q: string, k: string, v: string): TablePart[] => [
+  { diffusers: q, rows: { start: 0, len: 1 } },
+  { diffusers: k, rows: { start: 1, len: 1 } },
+  { diffusers: v, rows: { start: 2, len: 1 } },
+];
+
 export interface TableModule {
   /** Original (ComfyUI / single-file checkpoint) module path; `{i}` is the block index. */
   original: string;
