@@ -177,7 +177,7 @@ export function taskVectorMerge(
   const trims = m.method === 'ties' || m.method === 'magnitude-prune';
   const drops = m.method === 'dare' || m.method === 'dare-ties';
   const acc = signed ? ws.f32('pos', n).fill(0) : out.fill(0);
-  const neg = signed ? ws.f32('neg', n).fill(0) : undefined;
+  const total = signed ? ws.f32('total', n).fill(0) : undefined;
   const np = signed ? ws.u8('np', n).fill(0) : undefined;
   const nn = signed ? ws.u8('nn', n).fill(0) : undefined;
   for (let i = 0; i < models; i++) {
@@ -186,9 +186,9 @@ export function taskVectorMerge(
     for (let j = 0; j < n; j++) t[j] = w * (t[j]! - base[j]!);
     if (trims && m.density < 1) keepTopK(t, topKCount(m.density, n));
     if (drops && m.drop > 0) dropAndRescale(t, m.drop, dareSeed(m.seed, i, module));
-    if (signed) addSigned(t, acc, neg!, np!, nn!);
+    if (signed) addSigned(t, acc, total!, np!, nn!);
     else for (let j = 0; j < n; j++) acc[j]! += t[j]!;
   }
-  const merged = signed ? disjointMean(acc, neg!, np!, nn!) : acc;
+  const merged = signed ? disjointMean(acc, total!, np!, nn!) : acc;
   for (let j = 0; j < n; j++) out[j] = base[j]! + alpha * merged[j]!;
 }

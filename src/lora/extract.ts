@@ -10,7 +10,7 @@ import { ensureBackend } from '../tensor/backend.ts';
 import { decodeInto, dtypeBytes, isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
-import { checkRankChoice, factorizeDense, overallError, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, factorizeDense, energyOf, overallError, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { checkpointArchitecture } from '../formats/checkpoint-family.ts';
 import { FAMILIES, familyOf } from '../formats/families.ts';
@@ -168,7 +168,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
   const component: Component = arch?.component ?? 'transformer';
   ctx?.log?.(`extract (${options.rank !== undefined ? `rank ${options.rank}` : `energy ${options.energy}`}) from ${pairs.length} tensor pairs of a ${report.architecture} checkpoint on the ${report.backend} backend`);
   const patches: Patch[] = [];
-  const fits: LowRank[] = [];
+  const fits: FitEnergy[] = [];
   const diffBuffer = reusedFloats();
   const baseBuffer = reusedFloats();
   for (const [i, { name, baseKey, tunedKey }] of pairs.entries()) {
@@ -207,7 +207,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
       const m = shape[0]!;
       const n = diff.length / m;
       const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name), what: `extract: ${tunedKey} (${tuned.path}) − ${baseKey} (${base.path})` });
-      fits.push(fit);
+      fits.push(energyOf(fit));
       const conv = shape.length === 4;
       patches.push({
         component,

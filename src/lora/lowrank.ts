@@ -116,8 +116,13 @@ export async function factorizeDense(w: Float32Array, m: number, n: number, choi
   return { up, down, k, relError: Math.sqrt(discarded / total), totalEnergy: total, discardedEnergy: discarded };
 }
 
+/** What the overall error needs of one fit (kept instead of the fit, so its factors can be freed). */
+export type FitEnergy = Pick<LowRank, 'totalEnergy' | 'discardedEnergy'>;
+
+export const energyOf = ({ totalEnergy, discardedEnergy }: FitEnergy): FitEnergy => ({ totalEnergy, discardedEnergy });
+
 /** √(Σ discarded / Σ total) over many modules: the error of the whole set. */
-export function overallError(parts: readonly Pick<LowRank, 'totalEnergy' | 'discardedEnergy'>[]): number {
+export function overallError(parts: readonly FitEnergy[]): number {
   let total = 0;
   let discarded = 0;
   for (const p of parts) {

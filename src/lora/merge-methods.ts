@@ -44,7 +44,7 @@ import { checkAborted, type OpContext } from './context.ts';
 import { denseDelta } from './dense-delta.ts';
 import { readFactorPart } from './factors.ts';
 import { adapterGeometry } from './geometry.ts';
-import { checkRankChoice, factorizeDense, overallError, rankChoiceError, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, factorizeDense, energyOf, overallError, rankChoiceError, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
 import type { MergeInput, MergeReport } from './merge.ts';
 import { sharedMetadata } from './merge.ts';
 import { seedFromName } from './seed.ts';
@@ -383,10 +383,10 @@ async function mergeModule(plan: ModulePlan, m: ResolvedMethod, ws: Workspace, c
     }
     return acc;
   }
-  // TIES: running sums and counts of the positive and of the negative entries give the elected
-  // sign (sign of their total) and the disjoint mean without holding every task vector.
+  // TIES: the running total, positive sum and sign counts give the elected sign (sign of the
+  // total) and the disjoint mean without holding every task vector.
   const pos = ws.f32('pos', n).fill(0);
-  const neg = ws.f32('neg', n).fill(0);
+  const total = ws.f32('total', n).fill(0);
   const np = ws.counts('np', n, plan.entries.length).fill(0);
   const nn = ws.counts('nn', n, plan.entries.length).fill(0);
   const t = ws.f32('task', n);
@@ -394,9 +394,9 @@ async function mergeModule(plan: ModulePlan, m: ResolvedMethod, ws: Workspace, c
     checkAborted(ctx);
     await taskVector(t, plan, entry);
     thin(t, plan, entry, m);
-    addSigned(t, pos, neg, np, nn);
+    addSigned(t, pos, total, np, nn);
   }
-  return disjointMean(pos, neg, np, nn);
+  return disjointMean(pos, total, np, nn);
 }
 
 /**
@@ -495,7 +495,7 @@ export async function mergeByMethod(inputs: readonly MergeInput[], options: Meth
   const described = Object.entries(methodParams(m)).map(([k, v]) => `${k} ${v}`).join(', ');
   ctx?.log?.(`${m.method} merge${described ? ` (${described})` : ''} of ${inputs.length} LoRAs on the ${report.backend} backend, ${plan.modules.length} modules, output ${output}`);
   const patches: Patch[] = [];
-  const fits: LowRank[] = [];
+  const fits: FitEnergy[] = [];
   const ws = new Workspace(plan.capacity);
   const shared = new SharedWorkspace(plan.capacity);
   let zero = 0;
@@ -514,7 +514,7 @@ export async function mergeByMethod(inputs: readonly MergeInput[], options: Meth
       } else {
         const fit = await factorizeDense(merged, mod.rows, mod.cols, { rank: options.rank, energy: options.energy, seed: seedFromName(mod.key), what: `merge (${m.method}): ${mod.key}` });
         if (fit.totalEnergy === 0) zero++;
-        fits.push(fit);
+        fits.push(energyOf(fit));
         const conv = mod.shape.length > 2;
         const adapter: LoraAdapter = {
           kind: 'lora',

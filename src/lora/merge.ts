@@ -19,7 +19,7 @@ import { checkAborted, type OpContext } from './context.ts';
 import { denseDelta } from './dense-delta.ts';
 import { loraDims, readFactorPart, stackFactors } from './factors.ts';
 import { concatRows, placeBlocks, reshaped, scaledTensor } from '../formats/tensor-ops.ts';
-import { checkRankChoice, factorizeDense, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, factorizeDense, energyOf, overallError, truncateProduct, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { plainLora } from '../formats/tucker.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
@@ -346,18 +346,18 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
   const log = ctx?.log;
   log?.(`merge (${method}) of ${inputs.length} LoRAs on the ${report.backend} backend`);
 
-  const refactorFits: LowRank[] = [];
+  const refactorFits: FitEnergy[] = [];
   for (const part of needRefactor) {
     checkAborted(ctx);
     const { patch, fit, kind } = await refactorPatch(part, options);
-    refactorFits.push(fit);
+    refactorFits.push(energyOf(fit));
     report.refactored.push({ module: part.patch.source.module, input: part.input, kind, rank: fit.k, relError: fit.relError });
     push(loraParts, targetKey(patch), { ...part, patch });
     ctx?.onProgress?.(++done, total, `refactor ${part.patch.source.module}`);
   }
 
   const patches: Patch[] = [];
-  const fits: LowRank[] = [];
+  const fits: FitEnergy[] = [];
   for (const parts of loraParts.values()) {
     for (const group of groupTarget(parts)) {
       checkAborted(ctx);
@@ -369,7 +369,7 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
       } else {
         const { patch, fit } = await svdGroup(group, options);
         patches.push(patch);
-        fits.push(fit);
+        fits.push(energyOf(fit));
         report.modules.push({ module: group.key, inputs: group.parts.length, rank: fit.k, relError: fit.relError, fused: group.fused });
       }
     }

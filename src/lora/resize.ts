@@ -9,7 +9,7 @@ import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { loraDims } from './factors.ts';
 import { plainLora } from '../formats/tucker.ts';
-import { checkRankChoice, overallError, truncateProduct, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, energyOf, overallError, truncateProduct, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
 
 export interface ResizeOptions extends RankChoice {
   ctx?: OpContext;
@@ -38,7 +38,7 @@ export async function resizeLora(set: AdapterSet, options: ResizeOptions): Promi
   checkRankChoice(options, 'resize', true);
   const report: ResizeReport = { backend: await ensureBackend(), modules: [], relError: 0, unchanged: [], passthrough: [] };
   ctx?.log?.(`resize to ${options.rank !== undefined ? `rank ${options.rank}` : ''}${options.rank !== undefined && options.energy !== undefined ? ', ' : ''}${options.energy !== undefined ? `energy ${options.energy}` : ''} on the ${report.backend} backend`);
-  const fits: LowRank[] = [];
+  const fits: FitEnergy[] = [];
   const patches: Patch[] = [];
   for (const [i, patch] of set.patches.entries()) {
     checkAborted(ctx);
@@ -62,7 +62,7 @@ export async function resizeLora(set: AdapterSet, options: ResizeOptions): Promi
       patches.push(patch);
       continue;
     }
-    fits.push(fit);
+    fits.push(energyOf(fit));
     const conv = adapter.down.shape.length === 4;
     const key = patchKey(patch);
     const resized: LoraAdapter = {

@@ -90,8 +90,8 @@ export async function matmul(
 
 /**
  * A large matrix W (m×n) resident on the backend for repeated W·X and Wᵀ·Y products, as randomized
- * SVD needs. Stored as row blocks; on wasm each block also keeps its transpose so both products take
- * XNNPACK's fast path.
+ * SVD needs. Stored as row blocks; on wasm, where only untransposed products are fast, a block's
+ * transpose is made from `w` for each Wᵀ·Y, so `w` must not change while the operand is in use.
  */
 export class DenseOperand {
   private constructor(
@@ -99,31 +99,30 @@ export class DenseOperand {
     readonly n: number,
     private readonly rowStarts: number[],
     private readonly blocks: tf.Tensor2D[],
-    private readonly transposedBlocks: tf.Tensor2D[] | undefined,
+    /** Where the backend does not transpose natively (wasm): W itself, each block transposed in JavaScript when Wᵀ is needed. */
+    private readonly source: Float32Array | undefined,
   ) {}
 
   static async upload(w: Float32Array, m: number, n: number, opts: { blockElements?: number } = {}): Promise<DenseOperand> {
     assertShape(w, m, n, 'DenseOperand: w');
     await ensureBackend();
-    const keepTransposes = !transposesNatively();
     const rowsPerBlock = Math.max(1, Math.floor(blockElements(opts.blockElements) / Math.max(1, n)));
     const rowStarts: number[] = [];
     const blocks: tf.Tensor2D[] = [];
-    const transposed: tf.Tensor2D[] = [];
     try {
       for (let r0 = 0; r0 < m; r0 += rowsPerBlock) {
         const r1 = Math.min(m, r0 + rowsPerBlock);
-        const rows = w.subarray(r0 * n, r1 * n);
         rowStarts.push(r0);
-        blocks.push(tf.tensor2d(rows, [r1 - r0, n]));
-        if (keepTransposes) transposed.push(tf.tensor2d(transposeF32(rows, r1 - r0, n), [n, r1 - r0]));
+        blocks.push(tf.tensor2d(w.subarray(r0 * n, r1 * n), [r1 - r0, n]));
         if (r1 < m) await yieldToEventLoop();
       }
     } catch (error) {
-      for (const t of [...blocks, ...transposed]) t.dispose();
+      for (const t of blocks) t.dispose();
       throw error;
     }
-    return new DenseOperand(m, n, rowStarts, blocks, keepTransposes ? transposed : undefined);
+    // Transposed blocks are made when needed, not kept: a second resident copy of a 264 MB FLUX
+    // weight in the wasm heap (which never shrinks) costs more than transposing it again.
+    return new DenseOperand(m, n, rowStarts, blocks, transposesNatively() ? undefined : w);
   }
 
   /** W·x for x n×l; returns a new m×l tensor (the caller disposes it). */
@@ -173,14 +172,19 @@ export class DenseOperand {
   }
 
   private blockTransposeTimes(i: number, y: tf.Tensor2D): tf.Tensor2D {
-    return this.transposedBlocks
-      ? tf.matMul(this.transposedBlocks[i], y)
-      : tf.matMul(this.blocks[i], y, true, false);
+    if (!this.source) return tf.matMul(this.blocks[i], y, true, false);
+    const rows = this.blocks[i].shape[0];
+    const r0 = this.rowStarts[i];
+    const transposed = tf.tensor2d(transposeF32(this.source.subarray(r0 * this.n, (r0 + rows) * this.n), rows, this.n), [this.n, rows]);
+    try {
+      return tf.matMul(transposed, y);
+    } finally {
+      transposed.dispose();
+    }
   }
 
   dispose(): void {
     for (const t of this.blocks) t.dispose();
-    for (const t of this.transposedBlocks ?? []) t.dispose();
   }
 }
 
