@@ -11,25 +11,14 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat, formatDetection } from '../src/formats/detect.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
 import { readLora } from '../src/formats/read.ts';
-import { WRITE_FORMATS } from '../src/formats/write/names.ts';
-import { writeLora } from '../src/formats/write/index.ts';
-import { applyToBase } from '../src/lora/apply.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
-import { extractLora } from '../src/lora/extract.ts';
-import { filterPatches } from '../src/lora/filter.ts';
-import { mergeLoras } from '../src/lora/merge.ts';
-import { resizeLora } from '../src/lora/resize.ts';
-import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
 import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
-import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
+import { RANK, deltaError, f32, type LoraWriter } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-flux2-');
 
@@ -38,7 +27,6 @@ const H = 16;
 const W = { h: H, mlp: 3 * H, in: 20, ctx: 36, time: 12, head: 4 } as const;
 const DEV = { double: 8, single: 48 };
 const KLEIN4 = { double: 5, single: 20 };
-const RANK = 4;
 
 /**
  * FLUX.2 linears as docs/model-families.md §3.2 states them: BFL name, diffusers name (an array =
@@ -149,8 +137,6 @@ const KOHYA = LAYOUTS[0]!;
 const AITOOLKIT = LAYOUTS[1]!;
 const DIFFUSERS = LAYOUTS[2]!;
 
-const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-
 async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = { ss_base_model_version: 'flux_2_dev' }): Promise<void> {
   const entries: TensorEntry[] = [];
   for (const m of mods) {
@@ -158,24 +144,6 @@ async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], 
     if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
   }
   await writeSafetensors(path, entries, { metadata });
-}
-
-async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
-  const got = await referenceDeltas(set);
-  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
-  let worst = 0;
-  for (const [target, d] of want) {
-    const g = got.get(`transformer:${target}`)!.data;
-    expect(g.length, target).toBe(d.length);
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < d.length; i++) {
-      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
-      norm = Math.max(norm, Math.abs(weight * d[i]!));
-    }
-    worst = Math.max(worst, diff / norm);
-  }
-  return worst;
 }
 
 const BFL = units('bfl', 1);
@@ -323,113 +291,81 @@ describe('FLUX.2 LoRAs: every layout read, by value', () => {
   });
 });
 
-describe('FLUX.2 LoRAs through every operation', () => {
-  it('converts kohya and diffusers sources to kohya, diffusers and comfyui and back with ΔW unchanged, in the trainers\' layouts', async () => {
-    const names: Record<string, string[]> = {};
-    for (const source of [KOHYA, DIFFUSERS]) {
-      const src = join(tmp.dir, `conv-src-${source.naming}.safetensors`);
-      await writeLayout(src, source, unitsOf(source));
-      for (const to of WRITE_FORMATS) {
-        const out = join(tmp.dir, `conv-${source.naming}-${to}.safetensors`);
-        await convertLora(src, out, { to });
-        const file = await SafetensorsFile.open(out);
-        names[`${source.naming} ${to}`] = file.tensors.map((t) => t.name);
-        await file.close();
-        const set = await readLora(out);
-        expect(set.architecture, `${source.name} → ${to}`).toBe('flux2');
-        expect(set.unknownKeys).toEqual([]);
-        expect(await deltaError(set, wantOf(source)), `${source.name} → ${to}`).toBeLessThan(1e-6);
-        await set.close();
-      }
-    }
-    const kohya = names['diffusers kohya']!;
-    expect(kohya).toContain('lora_unet_double_blocks_7_img_attn_qkv.lora_down.weight');
-    expect(kohya).toContain('lora_unet_single_blocks_47_linear1.lora_up.weight');
-    expect(kohya).toContain('lora_unet_double_stream_modulation_img_lin.alpha');
-    expect(kohya).toContain('lora_unet_final_layer_adaLN_modulation_1.lora_up.weight');
-    expect(names['bfl comfyui']!.every((n) => n.startsWith('diffusion_model.'))).toBe(true);
-    expect(names['bfl comfyui']).toContain('diffusion_model.double_blocks.7.img_mlp.0.lora_up.weight');
-    const dif = names['bfl diffusers']!;
-    expect(dif.every((n) => n.startsWith('transformer.'))).toBe(true);
-    for (const n of ['transformer_blocks.7.attn.to_q', 'transformer_blocks.7.attn.add_k_proj', 'transformer_blocks.7.ff.linear_in', 'single_transformer_blocks.47.attn.to_qkv_mlp_proj', 'single_transformer_blocks.47.attn.to_out', 'single_stream_modulation.linear', 'norm_out.linear', 'time_guidance_embed.guidance_embedder.linear_2']) {
-      expect(dif, n).toContain(`transformer.${n}.lora_A.weight`);
-    }
-  });
+/** A FLUX.2 layout as the operation suite writes it: BFL or diffusers units from a seed, ΔW on the fused BFL targets. */
+const flux2Writer = (layout: Layout): LoraWriter => ({
+  name: layout.name,
+  async write(path, seed, opts = {}) {
+    const mods = units(layout.naming, seed).slice(0, opts.count);
+    await writeLayout(path, layout, mods, RANK, opts.metadata);
+    return expected(mods);
+  },
+});
+const KOHYA_W = flux2Writer(KOHYA);
+const DIFFUSERS_W = flux2Writer(DIFFUSERS);
+const AITOOLKIT_W = flux2Writer(AITOOLKIT);
 
-  it('kohya output carries musubi-tuner metadata', async () => {
-    const src = join(tmp.dir, 'meta-src.safetensors');
-    await writeLayout(src, DIFFUSERS, DIF.slice(0, 12), RANK, {});
-    const out = join(tmp.dir, 'meta-kohya.safetensors');
-    await convertLora(src, out, { to: 'kohya' });
-    const file = await SafetensorsFile.open(out);
-    expect(file.metadata?.['ss_network_module']).toBe('networks.lora_flux_2');
-    expect(file.metadata?.['modelspec.architecture']).toBe('Flux.2-dev/lora');
-    await file.close();
-    const back = await readLora(out);
-    expect(back.architecture).toBe('flux2');
-    await back.close();
-  });
+describeTableFamilyOperations({
+  id: 'flux2',
+  label: 'FLUX.2',
+  convert: {
+    sources: [KOHYA_W, DIFFUSERS_W],
+    names: [
+      { from: DIFFUSERS_W, to: 'kohya', contains: ['lora_unet_double_blocks_7_img_attn_qkv.lora_down.weight', 'lora_unet_single_blocks_47_linear1.lora_up.weight', 'lora_unet_double_stream_modulation_img_lin.alpha', 'lora_unet_final_layer_adaLN_modulation_1.lora_up.weight'] },
+      { from: KOHYA_W, to: 'comfyui', all: /^diffusion_model\./, contains: ['diffusion_model.double_blocks.7.img_mlp.0.lora_up.weight'] },
+      {
+        from: KOHYA_W,
+        to: 'diffusers',
+        all: /^transformer\./,
+        contains: ['transformer_blocks.7.attn.to_q', 'transformer_blocks.7.attn.add_k_proj', 'transformer_blocks.7.ff.linear_in', 'single_transformer_blocks.47.attn.to_qkv_mlp_proj', 'single_transformer_blocks.47.attn.to_out', 'single_stream_modulation.linear', 'norm_out.linear', 'time_guidance_embed.guidance_embedder.linear_2'].map((n) => `transformer.${n}.lora_A.weight`),
+      },
+    ],
+    kohyaMetadata: { source: DIFFUSERS_W, count: 12, want: { ss_network_module: 'networks.lora_flux_2', 'modelspec.architecture': 'Flux.2-dev/lora' } },
+  },
+  merge: { a: KOHYA_W, b: DIFFUSERS_W, rank: 4 * RANK },
+  resize: { source: AITOOLKIT_W },
+  blocks: {
+    source: AITOOLKIT_W,
+    groups: [{ prefix: 'double_blocks.', id: 'D', count: DEV.double }, { prefix: 'single_blocks.', id: 'S', count: DEV.single }],
+    in: IN_ROWS.map((r) => r[0]),
+    out: OUT_ROWS.map((r) => r[0]),
+    weighted: [
+      { spec: 'D00-D03=0,D07=0.5,S10=3,S47=0,IN=0.25,OUT=2', weight: (b) => ({ IN: 0.25, OUT: 2, D07: 0.5, S10: 3, S47: 0 })[b] ?? (b.startsWith('D') && blockIndex(b) <= 3 ? 0 : 1), dropped: 4 * DOUBLE.length + SINGLE.length },
+      // a 58-value vector is IN, D00…D07, S00…S47, OUT in that order
+      { spec: [0, ...Array.from({ length: 56 }, (_, i) => (i === 7 || i === 8 ? 0 : 1)), 0], dropped: DOUBLE.length + SINGLE.length + IN_ROWS.length + OUT_ROWS.length },
+    ],
+    refused: [
+      ['B00=0', /unknown block id "B00"/],
+      ['D00-D08=0', /past the last FLUX\.2 block/],
+      [Array.from({ length: 61 }, () => 1), /58 \(dev\), 34 \(klein-9B\), 27 \(klein-4B\)/],
+    ],
+    filters: [['D00', 'in'], ['OUT', 'S47']],
+  },
+  // every table linear (no biases), the QK norms, nothing else LoRA-able
+  base: {
+    linears: ROWS.map(([name, , out, inp]) => [name, out, inp] as const),
+    biases: false,
+    others: [
+      ...['img_attn.norm.query_norm', 'img_attn.norm.key_norm', 'txt_attn.norm.query_norm', 'txt_attn.norm.key_norm'].map((n) => [`double_blocks.0.${n}.scale`, [W.head]] as const),
+      ['single_blocks.0.norm.query_norm.scale', [W.head]],
+    ],
+    prefixes: ['model.diffusion_model.', ''],
+  },
+  apply: { a: KOHYA_W, b: DIFFUSERS_W },
+  extract: {
+    deltas: WANT_BFL,
+    targets: /^(?:double_blocks\.(?:0|7)\.|single_blocks\.47\.|single_stream_modulation\.|final_layer\.)/,
+    format: 'diffusers',
+    names: ['transformer.transformer_blocks.7.attn.to_v.lora_A.weight', 'transformer.single_stream_modulation.linear.lora_B.weight'],
+  },
+  refusal: {
+    source: KOHYA_W,
+    count: 8,
+    error: /is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.2/,
+    foreignLora: { write: (path) => writeSampleLora(path, { format: 'kohya', blocks: { double: 1, single: 1 } }), id: 'flux', error: /is a FLUX\.2 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.1/ },
+  },
+});
 
-  it('merges a musubi and a diffusers FLUX.2 LoRA (concat exact, SVD at rank 16 exact)', async () => {
-    const a = join(tmp.dir, 'merge-a.safetensors');
-    const b = join(tmp.dir, 'merge-b.safetensors');
-    const unitsB = units('diffusers', 2);
-    await writeLayout(a, KOHYA, BFL);
-    await writeLayout(b, DIFFUSERS, unitsB);
-    const wantB = expected(unitsB);
-    const want = new Map([...WANT_BFL].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
-    const sa = await readLora(a);
-    const sb = await readLora(b);
-    for (const method of ['concat', 'svd'] as const) {
-      const { set } = await mergeLoras([{ set: sa, weight: 0.7 }, { set: sb, weight: -0.4 }], { method, rank: 4 * RANK });
-      expect(set.architecture).toBe('flux2');
-      expect(await deltaError(set, want), method).toBeLessThan(1e-5);
-      const out = join(tmp.dir, `merged-${method}.safetensors`);
-      await writeLora(out, set, { format: 'kohya' });
-      const back = await readLora(out);
-      expect(back.architecture, `${method} written`).toBe('flux2');
-      expect(await deltaError(back, want), `${method} written`).toBeLessThan(1e-5);
-      await back.close();
-    }
-    await sa.close();
-    await sb.close();
-  });
-
-  it('resize keeps ΔW at the full rank; block weights and filters use IN, D00–D07, S00–S47, OUT', async () => {
-    const path = join(tmp.dir, 'ops.safetensors');
-    await writeLayout(path, AITOOLKIT, BFL);
-    const set = await readLora(path);
-    const resized = await resizeLora(set, { rank: RANK });
-    expect(await deltaError(resized.set, WANT_BFL)).toBeLessThan(1e-5);
-
-    const IN = new Set(IN_ROWS.map((r) => r[0]));
-    const OUT = new Set(OUT_ROWS.map((r) => r[0]));
-    const weighted = applyBlockWeights(set, 'D00-D03=0,D07=0.5,S10=3,S47=0,IN=0.25,OUT=2');
-    const want = new Map<string, Float64Array>();
-    for (const [k, d] of WANT_BFL) {
-      const name = k.slice(0, -'.weight'.length);
-      const dm = /^double_blocks\.(\d+)\./.exec(k);
-      const sm = /^single_blocks\.(\d+)\./.exec(k);
-      const w = dm ? (Number(dm[1]) <= 3 ? 0 : Number(dm[1]) === 7 ? 0.5 : 1) : sm ? (Number(sm[1]) === 10 ? 3 : Number(sm[1]) === 47 ? 0 : 1) : IN.has(name) ? 0.25 : OUT.has(name) ? 2 : NaN;
-      expect(Number.isNaN(w), k).toBe(false);
-      if (w !== 0) want.set(k, d.map((v) => w * v));
-    }
-    expect(await deltaError(weighted.set, want)).toBeLessThan(1e-6);
-    expect(weighted.report.dropped).toHaveLength(4 * DOUBLE.length + SINGLE.length);
-    expect(() => applyBlockWeights(set, 'B00=0')).toThrow(/unknown block id "B00"/);
-    expect(() => applyBlockWeights(set, 'D00-D08=0')).toThrow(/past the last FLUX\.2 block/);
-    expect(() => applyBlockWeights(set, Array.from({ length: 61 }, () => 1))).toThrow(/58 \(dev\), 34 \(klein-9B\), 27 \(klein-4B\)/);
-    // a 58-value vector is IN, D00…D07, S00…S47, OUT in that order
-    const vector = applyBlockWeights(set, [0, ...Array.from({ length: 56 }, (_, i) => (i === 7 || i === 8 ? 0 : 1)), 0]);
-    expect(vector.report.dropped).toHaveLength(DOUBLE.length + SINGLE.length + IN_ROWS.length + OUT_ROWS.length);
-
-    const kept = filterPatches(set, { keepBlocks: ['D00', 'in'] });
-    expect(kept.set.patches.map((p) => p.target).sort()).toEqual([...DOUBLE.map(([n]) => `double_blocks.0.${n}.weight`), ...[...IN].map((n) => `${n}.weight`)].sort());
-    const out = filterPatches(set, { keepBlocks: ['OUT', 'S47'] });
-    expect(out.set.patches.map((p) => p.target).sort()).toEqual([...SINGLE.map(([n]) => `single_blocks.47.${n}.weight`), ...[...OUT].map((n) => `${n}.weight`)].sort());
-    await set.close();
-  });
-
+describe('FLUX.2 klein-4B', () => {
   it('klein-4B (5 double, 20 single blocks): a 27-value vector is IN, D00…D04, S00…S19, OUT; inspect covers its blocks', async () => {
     const table = rows(KLEIN4);
     const mods = units('bfl', 4, table);
@@ -449,93 +385,5 @@ describe('FLUX.2 LoRAs through every operation', () => {
     expect(d.coverage.blocks).toEqual(['D00', 'D01', 'D02', 'D03', 'D04', ...Array.from({ length: 20 }, (_, i) => `S${String(i).padStart(2, '0')}`), 'IN', 'OUT']);
     expect(formatDetection(d)).toMatch(/double_stream_modulation_img\.lin.*final_layer\.linear/);
     await set.close();
-  });
-
-  /** A shrunk FLUX.2 base: every table linear (no biases), the QK norms, nothing else LoRA-able. */
-  async function writeFlux2Base(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
-    const entries: TensorEntry[] = [];
-    for (const [name, , out, inp] of ROWS) {
-      const r = keyedRandom(`base ${name}`, 9);
-      const w = Float32Array.from({ length: out * inp }, () => r() - 0.5);
-      const t = tuned?.get(`${name}.weight`);
-      if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
-      entries.push(f32(`${prefix}${name}.weight`, [out, inp], w));
-    }
-    for (const n of ['img_attn.norm.query_norm', 'img_attn.norm.key_norm', 'txt_attn.norm.query_norm', 'txt_attn.norm.key_norm']) entries.push(f32(`${prefix}double_blocks.0.${n}.scale`, [W.head], new Float32Array(W.head).fill(1)));
-    entries.push(f32(`${prefix}single_blocks.0.norm.query_norm.scale`, [W.head], new Float32Array(W.head).fill(1)));
-    await writeSafetensors(path, entries);
-  }
-
-  for (const prefix of ['model.diffusion_model.', '']) {
-    it(`applies a musubi and a diffusers FLUX.2 LoRA into a FLUX.2 base (${prefix || 'bare BFL names'}): W + Σ wᵢ·ΔWᵢ, the rest byte for byte`, async () => {
-      const base = join(tmp.dir, `base-${prefix.length}.safetensors`);
-      const out = join(tmp.dir, `applied-${prefix.length}.safetensors`);
-      await writeFlux2Base(base, prefix);
-      const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
-      const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
-      const unitsB = units('diffusers', 3);
-      await writeLayout(a, KOHYA, BFL);
-      await writeLayout(b, DIFFUSERS, unitsB);
-      const wantB = expected(unitsB);
-      const sa = await readLora(a);
-      const sb = await readLora(b);
-      await applyToBase({ base, out, loras: [{ set: sa, weight: 1 }, { set: sb, weight: 0.5 }] });
-      const baseFile = await SafetensorsFile.open(base);
-      const outFile = await SafetensorsFile.open(out);
-      const errors = await basePlusDeltaErrors(baseFile, outFile, (name) => {
-        const k = name.slice(prefix.length);
-        const da = WANT_BFL.get(k);
-        return da && { data: da.map((v, i) => v + 0.5 * wantB.get(k)![i]!) };
-      });
-      expect(errors.size).toBe(ROWS.length);
-      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
-      await Promise.all([baseFile.close(), outFile.close(), sa.close(), sb.close()]);
-    });
-  }
-
-  it('extracts a FLUX.2 LoRA from a tuned/base pair that recovers ΔW, and names its modules in FLUX.2 terms', async () => {
-    const base = join(tmp.dir, 'x-base.safetensors');
-    const tuned = join(tmp.dir, 'x-tuned.safetensors');
-    const few = new Map([...WANT_BFL].filter(([k]) => /^(?:double_blocks\.(?:0|7)\.|single_blocks\.47\.|single_stream_modulation\.|final_layer\.)/.test(k)));
-    await writeFlux2Base(base, 'model.diffusion_model.');
-    await writeFlux2Base(tuned, 'model.diffusion_model.', few);
-    const { set, report } = await extractLora({ base, tuned, rank: RANK });
-    expect(report.architecture).toBe('flux2');
-    expect(set.architecture).toBe('flux2');
-    expect(await deltaError(set, few)).toBeLessThan(1e-4);
-    const out = join(tmp.dir, 'x.safetensors');
-    await writeLora(out, set, { format: 'diffusers' });
-    const back = await readLora(out);
-    expect(back.architecture).toBe('flux2');
-    expect(back.unknownKeys).toEqual([]);
-    expect(await deltaError(back, few)).toBeLessThan(1e-4);
-    const file = await SafetensorsFile.open(out);
-    const names = file.tensors.map((t) => t.name);
-    expect(names).toContain('transformer.transformer_blocks.7.attn.to_v.lora_A.weight');
-    expect(names).toContain('transformer.single_stream_modulation.linear.lora_B.weight');
-    await file.close();
-    await back.close();
-  });
-
-  it('a FLUX.2 LoRA given with a FLUX.1 base is refused naming both, and nothing is written; a FLUX.1 LoRA into a FLUX.2 base too', async () => {
-    const fluxBase = join(tmp.dir, 'flux-base.safetensors');
-    await writeFluxCheckpoint(fluxBase, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
-    const lora = join(tmp.dir, 'flux2-on-flux.safetensors');
-    await writeLayout(lora, KOHYA, BFL.slice(0, 8));
-    const set = await readLora(lora);
-    expect(set.architecture).toBe('flux2');
-    const out = join(tmp.dir, 'never.safetensors');
-    await expect(applyToBase({ base: fluxBase, out, loras: [{ set, weight: 1 }] })).rejects.toThrow(/is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.2/);
-    await expect(SafetensorsFile.open(out)).rejects.toThrow();
-    await set.close();
-
-    const flux2Base = join(tmp.dir, 'flux2-base.safetensors');
-    await writeFlux2Base(flux2Base, '');
-    const flux1 = join(tmp.dir, 'flux1-on-flux2.safetensors');
-    await writeSampleLora(flux1, { format: 'kohya', blocks: { double: 1, single: 1 } });
-    const s1 = await readLora(flux1);
-    expect(s1.architecture).toBe('flux');
-    await expect(applyToBase({ base: flux2Base, out, loras: [{ set: s1, weight: 1 }] })).rejects.toThrow(/is a FLUX\.2 checkpoint.*LoRA 1 is a kohya LoRA for FLUX\.1/);
-    await s1.close();
   });
 });

@@ -10,24 +10,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat } from '../src/formats/detect.ts';
 import { readLora } from '../src/formats/read.ts';
-import { WRITE_FORMATS } from '../src/formats/write/names.ts';
-import { writeLora } from '../src/formats/write/index.ts';
-import { applyToBase } from '../src/lora/apply.ts';
-import { applyBlockWeights } from '../src/lora/blocks.ts';
-import { extractLora } from '../src/lora/extract.ts';
-import { filterPatches } from '../src/lora/filter.ts';
-import { mergeLoras } from '../src/lora/merge.ts';
-import { resizeLora } from '../src/lora/resize.ts';
-import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
 import { keyedRandom } from '../src/testing/lora-fixtures.ts';
-import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
-import { RANK, deltaError, expectedDeltas, f32, factorModules, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
+import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
+import { RANK, deltaError, expectedDeltas, f32, factorModules, layoutWriter, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-qwen-image-');
 
@@ -226,176 +215,47 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
   });
 });
 
-describe('Qwen-Image LoRAs through every operation', () => {
-  it('converts to kohya, diffusers and comfyui and back with ΔW unchanged, in the layouts the trainers use', async () => {
-    const src = join(tmp.dir, 'conv-src.safetensors');
-    await writeLayout(src, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
-    const names: Record<string, string[]> = {};
-    for (const to of WRITE_FORMATS) {
-      const out = join(tmp.dir, `conv-${to}.safetensors`);
-      await convertLora(src, out, { to });
-      const file = await SafetensorsFile.open(out);
-      names[to] = file.tensors.map((t) => t.name);
-      await file.close();
-      const set = await readLora(out);
-      expect(set.architecture).toBe('qwen-image');
-      expect(set.unknownKeys).toEqual([]);
-      expect(await deltaError(set, WANT)).toBeLessThan(1e-6);
-      await set.close();
-    }
-    const m = MODS.find((x) => x.name === 'transformer_blocks.7.img_mlp.net.0.proj')!;
-    expect(names.kohya).toContain(LAYOUTS[0]!.key(m, 'down'));
-    expect(names.kohya).toContain('lora_unet_transformer_blocks_7_attn_to_out_0.lora_up.weight');
-    expect(names.kohya).toContain('lora_unet_time_text_embed_timestep_embedder_linear_1.alpha');
-    expect(names.comfyui!.some((n) => n.startsWith('diffusion_model.transformer_blocks.7.img_mlp.net.0.proj.'))).toBe(true);
-    expect(names.comfyui!.every((n) => n.startsWith('diffusion_model.'))).toBe(true);
-    expect(names.diffusers).toContain('transformer.transformer_blocks.7.img_mlp.net.0.proj.lora_A.weight');
-    expect(names.diffusers).toContain('transformer.norm_out.linear.lora_B.weight');
-    expect(names.diffusers!.every((n) => n.startsWith('transformer.'))).toBe(true);
-  });
+const qwenWriter = (layout: Layout) => layoutWriter(layout, modules, QWEN_META);
 
-  it('kohya output carries musubi-tuner metadata', async () => {
-    const src = join(tmp.dir, 'meta-src.safetensors');
-    await writeLayout(src, LAYOUTS[3]!, MODS.slice(0, 14), { metadata: {} });
-    const out = join(tmp.dir, 'meta-kohya.safetensors');
-    await convertLora(src, out, { to: 'kohya' });
-    const file = await SafetensorsFile.open(out);
-    expect(file.metadata?.['ss_network_module']).toBe('networks.lora_qwen_image');
-    expect(file.metadata?.['modelspec.architecture']).toBe('Qwen-Image/lora');
-    await file.close();
-  });
-
-  it('merges two Qwen-Image LoRAs from different trainers (concat exact, SVD at rank 8 exact)', async () => {
-    const a = join(tmp.dir, 'merge-a.safetensors');
-    const b = join(tmp.dir, 'merge-b.safetensors');
-    const modsB = modules(2);
-    await writeLayout(a, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
-    await writeLayout(b, LAYOUTS[1]!, modsB, { metadata: QWEN_META });
-    const wantB = expected(modsB, 1);
-    const want = new Map([...WANT].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
-    const sa = await readLora(a);
-    const sb = await readLora(b);
-    for (const method of ['concat', 'svd'] as const) {
-      const { set } = await mergeLoras([{ set: sa, weight: 0.7 }, { set: sb, weight: -0.4 }], { method, rank: 2 * RANK });
-      expect(set.architecture).toBe('qwen-image');
-      expect(await deltaError(set, want), method).toBeLessThan(1e-5);
-      const out = join(tmp.dir, `merged-${method}.safetensors`);
-      await writeLora(out, set, { format: 'kohya' });
-      const back = await readLora(out);
-      expect(back.architecture, `${method} written`).toBe('qwen-image');
-      expect(await deltaError(back, want), `${method} written`).toBeLessThan(1e-5);
-      await back.close();
-    }
-    await sa.close();
-    await sb.close();
-  });
-
-  it('resize keeps ΔW at the full rank; block weights and filters use IN, B00–B59, OUT', async () => {
-    const path = join(tmp.dir, 'ops.safetensors');
-    await writeLayout(path, LAYOUTS[1]!, MODS, { metadata: QWEN_META });
-    const set = await readLora(path);
-    const resized = await resizeLora(set, { rank: RANK });
-    expect(await deltaError(resized.set, WANT)).toBeLessThan(1e-5);
-
-    const weighted = applyBlockWeights(set, 'B00-B09=0,B10=0.5,B59=3,IN=0.25,OUT=2');
-    const want = new Map<string, Float64Array>();
-    for (const [k, d] of WANT) {
-      const block = /^transformer_blocks\.(\d+)\./.exec(k);
-      const name = k.slice(0, -'.weight'.length);
-      const w = block ? (Number(block[1]) < 10 ? 0 : Number(block[1]) === 10 ? 0.5 : Number(block[1]) === 59 ? 3 : 1) : IN_MODULES.includes(name) ? 0.25 : OUT_MODULES.includes(name) ? 2 : NaN;
-      expect(Number.isNaN(w), k).toBe(false);
-      if (w !== 0) want.set(k, d.map((v) => w * v));
-    }
-    expect(await deltaError(weighted.set, want)).toBeLessThan(1e-6);
-    expect(weighted.report.dropped).toHaveLength(10 * BLOCK_MODULES.length);
-    expect(() => applyBlockWeights(set, 'D00=0')).toThrow(/unknown block id "D00"/);
-    expect(() => applyBlockWeights(set, 'B00-B60=0')).toThrow(/past the last Qwen-Image block/);
-    expect(() => applyBlockWeights(set, Array.from({ length: 42 }, () => 1))).toThrow(/62 values/);
-    expect(applyBlockWeights(set, Array.from({ length: 62 }, () => 1)).report.dropped).toEqual([]);
-    // a 62-value vector is IN, B00…B59, OUT in that order
-    const vector = applyBlockWeights(set, [0, ...Array.from({ length: 60 }, (_, i) => (i === 59 ? 0 : 1)), 0]);
-    expect(vector.report.dropped).toHaveLength(BLOCK_MODULES.length + IN_MODULES.length + OUT_MODULES.length);
-
-    const kept = filterPatches(set, { keepBlocks: ['B00', 'in'] });
-    expect(kept.set.patches.map((p) => p.target).sort()).toEqual([...BLOCK_MODULES.map(([n]) => `transformer_blocks.0.${n}.weight`), ...IN_MODULES.map((n) => `${n}.weight`)].sort());
-    const out = filterPatches(set, { keepBlocks: ['OUT', 'B59'] });
-    expect(out.set.patches.map((p) => p.target).sort()).toEqual([...BLOCK_MODULES.map(([n]) => `transformer_blocks.59.${n}.weight`), ...OUT_MODULES.map((n) => `${n}.weight`)].sort());
-    await set.close();
-  });
-
-  async function writeQwenBase(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
-    const entries: TensorEntry[] = [];
-    for (const m of MODS) {
-      const r = keyedRandom(`base ${m.name}`, 9);
-      const w = Float32Array.from({ length: m.out * m.in }, () => r() - 0.5);
-      const t = tuned?.get(`${m.name}.weight`);
-      if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
-      entries.push(f32(`${prefix}${m.name}.weight`, [m.out, m.in], w), f32(`${prefix}${m.name}.bias`, [m.out], new Float32Array(m.out).fill(0.25)));
-    }
-    entries.push(f32(`${prefix}txt_norm.weight`, [W.ctx], new Float32Array(W.ctx).fill(1)));
-    for (const n of ['norm_q', 'norm_k', 'norm_added_q', 'norm_added_k']) entries.push(f32(`${prefix}transformer_blocks.0.attn.${n}.weight`, [W.hd], new Float32Array(W.hd).fill(1)));
-    await writeSafetensors(path, entries);
-  }
-
-  for (const prefix of ['model.diffusion_model.', '']) {
-    it(`applies a musubi and a diffusers Qwen-Image LoRA into a Qwen-Image base (${prefix || 'bare names'}): W + Σ wᵢ·ΔWᵢ, the rest byte for byte`, async () => {
-      const base = join(tmp.dir, `base-${prefix.length}.safetensors`);
-      const out = join(tmp.dir, `applied-${prefix.length}.safetensors`);
-      await writeQwenBase(base, prefix);
-      const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
-      const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
-      const modsB = modules(3);
-      await writeLayout(a, LAYOUTS[0]!, MODS, { metadata: QWEN_META });
-      await writeLayout(b, LAYOUTS[3]!, modsB, { metadata: QWEN_META });
-      const wantB = expected(modsB, 1);
-      const sa = await readLora(a);
-      const sb = await readLora(b);
-      await applyToBase({ base, out, loras: [{ set: sa, weight: 1 }, { set: sb, weight: 0.5 }] });
-      const baseFile = await SafetensorsFile.open(base);
-      const outFile = await SafetensorsFile.open(out);
-      const errors = await basePlusDeltaErrors(baseFile, outFile, (name) => {
-        const k = name.slice(prefix.length);
-        const da = WANT.get(k);
-        return da && { data: da.map((v, i) => v + 0.5 * wantB.get(k)![i]!) };
-      });
-      expect(errors.size).toBe(MODS.length);
-      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
-      await Promise.all([baseFile.close(), outFile.close(), sa.close(), sb.close()]);
-    });
-  }
-
-  it('extracts a Qwen-Image LoRA from a tuned/base pair that recovers ΔW, and names its modules in Qwen-Image terms', async () => {
-    const base = join(tmp.dir, 'x-base.safetensors');
-    const tuned = join(tmp.dir, 'x-tuned.safetensors');
-    const few = new Map([...WANT].filter(([k]) => /^transformer_blocks\.(0|59)\.|^proj_out\.|^img_in\./.test(k)));
-    await writeQwenBase(base, 'model.diffusion_model.');
-    await writeQwenBase(tuned, 'model.diffusion_model.', few);
-    const { set, report } = await extractLora({ base, tuned, rank: RANK });
-    expect(report.architecture).toBe('qwen-image');
-    expect(set.architecture).toBe('qwen-image');
-    expect(await deltaError(set, few)).toBeLessThan(1e-4);
-    const out = join(tmp.dir, 'x.safetensors');
-    await writeLora(out, set, { format: 'kohya' });
-    const back = await readLora(out);
-    expect(back.architecture).toBe('qwen-image');
-    expect(back.unknownKeys).toEqual([]);
-    expect(await deltaError(back, few)).toBeLessThan(1e-4);
-    const file = await SafetensorsFile.open(out);
-    expect(file.tensors.map((t) => t.name)).toContain('lora_unet_transformer_blocks_59_txt_mod_1.lora_down.weight');
-    await file.close();
-    await back.close();
-  });
-
-  it('a Qwen-Image LoRA given with a FLUX base is refused naming both, and nothing is written', async () => {
-    const base = join(tmp.dir, 'flux-base.safetensors');
-    await writeFluxCheckpoint(base, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
-    const lora = join(tmp.dir, 'qwen-on-flux.safetensors');
-    await writeLayout(lora, LAYOUTS[0]!, MODS.slice(0, 14), { metadata: QWEN_META });
-    const set = await readLora(lora);
-    expect(set.architecture).toBe('qwen-image');
-    const out = join(tmp.dir, 'never.safetensors');
-    await expect(applyToBase({ base, out, loras: [{ set, weight: 1 }] })).rejects.toThrow(/is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for Qwen-Image/);
-    await expect(SafetensorsFile.open(out)).rejects.toThrow();
-    await set.close();
-  });
+describeTableFamilyOperations({
+  id: 'qwen-image',
+  label: 'Qwen-Image',
+  convert: {
+    sources: [qwenWriter(LAYOUTS[0]!)],
+    names: [
+      { to: 'kohya', contains: ['lora_unet_transformer_blocks_7_img_mlp_net_0_proj.lora_down.weight', 'lora_unet_transformer_blocks_7_attn_to_out_0.lora_up.weight', 'lora_unet_time_text_embed_timestep_embedder_linear_1.alpha'] },
+      { to: 'comfyui', some: /^diffusion_model\.transformer_blocks\.7\.img_mlp\.net\.0\.proj\./, all: /^diffusion_model\./ },
+      { to: 'diffusers', contains: ['transformer.transformer_blocks.7.img_mlp.net.0.proj.lora_A.weight', 'transformer.norm_out.linear.lora_B.weight'], all: /^transformer\./ },
+    ],
+    kohyaMetadata: { source: qwenWriter(LAYOUTS[3]!), count: 14, want: { ss_network_module: 'networks.lora_qwen_image', 'modelspec.architecture': 'Qwen-Image/lora' } },
+  },
+  merge: { a: qwenWriter(LAYOUTS[0]!), b: qwenWriter(LAYOUTS[1]!), rank: 2 * RANK },
+  resize: { source: qwenWriter(LAYOUTS[1]!) },
+  blocks: {
+    source: qwenWriter(LAYOUTS[1]!),
+    groups: [{ prefix: 'transformer_blocks.', id: 'B', count: BLOCKS }],
+    in: IN_MODULES,
+    out: OUT_MODULES,
+    weighted: [
+      { spec: 'B00-B09=0,B10=0.5,B59=3,IN=0.25,OUT=2', weight: (b) => ({ IN: 0.25, OUT: 2, B10: 0.5, B59: 3 })[b] ?? (blockIndex(b) < 10 ? 0 : 1), dropped: 10 * BLOCK_MODULES.length },
+      { spec: Array.from({ length: 62 }, () => 1), dropped: 0 },
+      // a 62-value vector is IN, B00…B59, OUT in that order
+      { spec: [0, ...Array.from({ length: 60 }, (_, i) => (i === 59 ? 0 : 1)), 0], dropped: BLOCK_MODULES.length + IN_MODULES.length + OUT_MODULES.length },
+    ],
+    refused: [
+      ['D00=0', /unknown block id "D00"/],
+      ['B00-B60=0', /past the last Qwen-Image block/],
+      [Array.from({ length: 42 }, () => 1), /62 values/],
+    ],
+    filters: [['B00', 'in'], ['OUT', 'B59']],
+  },
+  base: {
+    linears: MODS.map((m) => [m.name, m.out, m.in] as const),
+    biases: true,
+    others: [['txt_norm.weight', [W.ctx]], ...['norm_q', 'norm_k', 'norm_added_q', 'norm_added_k'].map((n) => [`transformer_blocks.0.attn.${n}.weight`, [W.hd]] as const)],
+    prefixes: ['model.diffusion_model.', ''],
+  },
+  apply: { a: qwenWriter(LAYOUTS[0]!), b: qwenWriter(LAYOUTS[3]!) },
+  extract: { deltas: WANT, targets: /^transformer_blocks\.(0|59)\.|^proj_out\.|^img_in\./, format: 'kohya', names: ['lora_unet_transformer_blocks_59_txt_mod_1.lora_down.weight'] },
+  refusal: { source: qwenWriter(LAYOUTS[0]!), count: 14, error: /is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for Qwen-Image/ },
 });

@@ -8,24 +8,16 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat } from '../src/formats/detect.ts';
 import { readLora } from '../src/formats/read.ts';
-import { WRITE_FORMATS } from '../src/formats/write/names.ts';
 import { writeLora } from '../src/formats/write/index.ts';
 import { applyToBase } from '../src/lora/apply.ts';
-import { applyBlockWeights } from '../src/lora/blocks.ts';
-import { extractLora } from '../src/lora/extract.ts';
-import { filterPatches } from '../src/lora/filter.ts';
 import { mergeLoras } from '../src/lora/merge.ts';
-import { resizeLora } from '../src/lora/resize.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
-import { keyedRandom } from '../src/testing/lora-fixtures.ts';
-import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
-import { RANK, deltaError, expectedDeltas, f32, factorModules, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
+import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
+import { RANK, deltaError, expectedDeltas, f32, factorModules, layoutWriter, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-wan-');
 
@@ -138,151 +130,49 @@ describe('Wan 2.x LoRAs: every layout read, by value', () => {
   });
 });
 
-describe('Wan 2.x LoRAs through every operation', () => {
-  it('converts to kohya, diffusers and comfyui and back with ΔW unchanged, in the layouts the trainers use', async () => {
-    const src = join(tmp.dir, 'conv-src.safetensors');
-    await writeLayout(src, LAYOUTS[0]!, MODS);
-    const names: Record<string, string> = {};
-    for (const to of WRITE_FORMATS) {
-      const out = join(tmp.dir, `conv-${to}.safetensors`);
-      await convertLora(src, out, { to });
-      const file = await SafetensorsFile.open(out);
-      names[to] = file.tensors.map((t) => t.name).find((n) => n.includes('blocks.7') || n.includes('blocks_7'))!;
-      await file.close();
-      const set = await readLora(out);
-      expect(set.architecture).toBe('wan');
-      expect(set.unknownKeys).toEqual([]);
-      expect(await deltaError(set, WANT)).toBeLessThan(1e-6);
-      await set.close();
-    }
-    expect(names.kohya).toMatch(/^lora_unet_blocks_7_/);
-    expect(names.comfyui).toMatch(/^diffusion_model\.blocks\.7\.(?:self_attn|cross_attn|ffn)\./);
-    expect(names.diffusers).toMatch(/^transformer\.blocks\.7\.(?:attn[12]\.|ffn\.net\.)/);
-  });
+const wanWriter = (layout: Layout) => layoutWriter(layout, modules);
+// the outer modules by block (docs/model-families.md §1.3): the embedders are IN, the head is OUT
+const IN_MODULES = ['text_embedding.0', 'time_projection.1', 'img_emb.proj.1'];
+const OUT_MODULES = ['head.head'];
 
-  it('merges two Wan LoRAs from different trainers (concat exact, SVD at rank 8 exact)', async () => {
-    const a = join(tmp.dir, 'merge-a.safetensors');
-    const b = join(tmp.dir, 'merge-b.safetensors');
-    const modsB = modules(2);
-    await writeLayout(a, LAYOUTS[0]!, MODS);
-    await writeLayout(b, LAYOUTS[4]!, modsB);
-    const wantB = expected(modsB, 1);
-    const want = new Map([...WANT].map(([k, d]) => [k, d.map((v, i) => 0.7 * v - 0.4 * wantB.get(k)![i]!)]));
-    const sa = await readLora(a);
-    const sb = await readLora(b);
-    for (const method of ['concat', 'svd'] as const) {
-      const { set } = await mergeLoras([{ set: sa, weight: 0.7 }, { set: sb, weight: -0.4 }], { method, rank: 2 * RANK });
-      expect(set.architecture).toBe('wan');
-      expect(await deltaError(set, want), method).toBeLessThan(1e-5);
-      const out = join(tmp.dir, `merged-${method}.safetensors`);
-      await writeLora(out, set, { format: 'kohya' });
-      const back = await readLora(out);
-      expect(await deltaError(back, want), `${method} written`).toBeLessThan(1e-5);
-      await back.close();
-    }
-    await sa.close();
-    await sb.close();
-  });
-
-  it('resize keeps ΔW at the full rank and reports each module; block weights and filters use IN, B00–B29, OUT', async () => {
-    const path = join(tmp.dir, 'ops.safetensors');
-    await writeLayout(path, LAYOUTS[2]!, MODS);
-    const set = await readLora(path);
-    const resized = await resizeLora(set, { rank: RANK });
-    expect(await deltaError(resized.set, WANT)).toBeLessThan(1e-5);
-
-    const weighted = applyBlockWeights(set, 'B00-B09=0,B10=0.5,OUT=2');
-    const want = new Map<string, Float64Array>();
-    for (const [k, d] of WANT) {
-      const block = /^blocks\.(\d+)\./.exec(k);
-      const w = block ? (Number(block[1]) < 10 ? 0 : Number(block[1]) === 10 ? 0.5 : 1) : k.startsWith('head.') ? 2 : 1;
-      if (w !== 0) want.set(k, d.map((v) => w * v));
-    }
-    expect(await deltaError(weighted.set, want)).toBeLessThan(1e-6);
-    expect(weighted.report.dropped).toHaveLength(10 * BLOCK_MODULES.length);
-    expect(() => applyBlockWeights(set, 'D00=0')).toThrow(/unknown block id "D00"/);
-    expect(() => applyBlockWeights(set, 'B00-B40=0')).toThrow(/past the last Wan block/);
-    expect(applyBlockWeights(set, Array.from({ length: 32 }, () => 1)).report.dropped).toEqual([]);
-
-    const kept = filterPatches(set, { keepBlocks: ['B00', 'in'] });
-    expect(kept.set.patches.map((p) => p.target).sort()).toEqual(
-      [...BLOCK_MODULES.map(([o]) => `blocks.0.${o}.weight`), 'img_emb.proj.1.weight', 'text_embedding.0.weight', 'time_projection.1.weight'].sort(),
-    );
-    await set.close();
-  });
-
-  async function writeWanBase(path: string, prefix: string, tuned?: Map<string, Float64Array>): Promise<void> {
-    const entries: TensorEntry[] = [];
-    for (const m of MODS) {
-      const r = keyedRandom(`base ${m.name}`, 9);
-      const w = Float32Array.from({ length: m.out * m.in }, () => r() - 0.5);
-      const t = tuned?.get(`${m.name}.weight`);
-      if (t) for (let i = 0; i < w.length; i++) w[i]! += t[i]!;
-      entries.push(f32(`${prefix}${m.name}.weight`, [m.out, m.in], w), f32(`${prefix}${m.name}.bias`, [m.out], new Float32Array(m.out).fill(0.25)));
-    }
-    entries.push(f32(`${prefix}head.modulation`, [1, 2, W.h], new Float32Array(2 * W.h).fill(1)));
-    entries.push(f32(`${prefix}blocks.0.norm3.weight`, [W.h], new Float32Array(W.h).fill(1)));
-    await writeSafetensors(path, entries);
-  }
-
-  for (const prefix of ['model.diffusion_model.', '']) {
-    it(`applies a musubi and a diffusers Wan LoRA into a Wan base (${prefix || 'bare names'}): W + Σ wᵢ·ΔWᵢ, the rest byte for byte`, async () => {
-      const base = join(tmp.dir, `base-${prefix.length}.safetensors`);
-      const out = join(tmp.dir, `applied-${prefix.length}.safetensors`);
-      await writeWanBase(base, prefix);
-      const a = join(tmp.dir, `apply-a-${prefix.length}.safetensors`);
-      const b = join(tmp.dir, `apply-b-${prefix.length}.safetensors`);
-      const modsB = modules(3);
-      await writeLayout(a, LAYOUTS[0]!, MODS);
-      await writeLayout(b, LAYOUTS[4]!, modsB);
-      const wantB = expected(modsB, 1);
-      const sa = await readLora(a);
-      const sb = await readLora(b);
-      await applyToBase({ base, out, loras: [{ set: sa, weight: 1 }, { set: sb, weight: 0.5 }] });
-      const baseFile = await SafetensorsFile.open(base);
-      const outFile = await SafetensorsFile.open(out);
-      const errors = await basePlusDeltaErrors(baseFile, outFile, (name) => {
-        const k = name.slice(prefix.length);
-        const da = WANT.get(k);
-        return da && { data: da.map((v, i) => v + 0.5 * wantB.get(k)![i]!) };
-      });
-      expect(errors.size).toBe(MODS.length);
-      expect(Math.max(...errors.values())).toBeLessThan(1e-6);
-      await Promise.all([baseFile.close(), outFile.close(), sa.close(), sb.close()]);
-    });
-  }
-
-  it('extracts a Wan LoRA from a tuned/base pair that recovers ΔW, and names its modules in Wan terms', async () => {
-    const base = join(tmp.dir, 'x-base.safetensors');
-    const tuned = join(tmp.dir, 'x-tuned.safetensors');
-    const few = new Map([...WANT].filter(([k]) => /^blocks\.(0|29)\.|^head\./.test(k)));
-    await writeWanBase(base, 'model.diffusion_model.');
-    await writeWanBase(tuned, 'model.diffusion_model.', few);
-    const { set, report } = await extractLora({ base, tuned, rank: RANK });
-    expect(report.architecture).toBe('wan');
-    expect(set.architecture).toBe('wan');
-    expect(await deltaError(set, few)).toBeLessThan(1e-4);
-    const out = join(tmp.dir, 'x.safetensors');
-    await writeLora(out, set, { format: 'kohya' });
-    const back = await readLora(out);
-    expect(back.architecture).toBe('wan');
-    expect(back.unknownKeys).toEqual([]);
-    await back.close();
-  });
-
-  it('a Wan LoRA given with a FLUX base is refused naming both, and nothing is written', async () => {
-    const base = join(tmp.dir, 'flux-base.safetensors');
-    await writeFluxCheckpoint(base, { scale: 64, doubleBlocks: 1, singleBlocks: 1, dtype: 'F32' });
-    const lora = join(tmp.dir, 'wan-on-flux.safetensors');
-    await writeLayout(lora, LAYOUTS[0]!, MODS.slice(0, 4));
-    const set = await readLora(lora);
-    const out = join(tmp.dir, 'never.safetensors');
-    await expect(applyToBase({ base, out, loras: [{ set, weight: 1 }] })).rejects.toThrow(/is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for Wan 2\.x/);
-    await expect(SafetensorsFile.open(out)).rejects.toThrow();
-    await set.close();
-  });
+describeTableFamilyOperations({
+  id: 'wan',
+  label: 'Wan 2.x',
+  convert: {
+    sources: [wanWriter(LAYOUTS[0]!)],
+    names: [
+      { to: 'kohya', within: /blocks[._]7[._]/, all: /^lora_unet_blocks_7_/ },
+      { to: 'comfyui', within: /blocks[._]7[._]/, all: /^diffusion_model\.blocks\.7\.(?:self_attn|cross_attn|ffn)\./ },
+      { to: 'diffusers', within: /blocks[._]7[._]/, all: /^transformer\.blocks\.7\.(?:attn[12]\.|ffn\.net\.)/ },
+    ],
+  },
+  merge: { a: wanWriter(LAYOUTS[0]!), b: wanWriter(LAYOUTS[4]!), rank: 2 * RANK },
+  resize: { source: wanWriter(LAYOUTS[2]!) },
+  blocks: {
+    source: wanWriter(LAYOUTS[2]!),
+    groups: [{ prefix: 'blocks.', id: 'B', count: BLOCKS }],
+    in: IN_MODULES,
+    out: OUT_MODULES,
+    weighted: [
+      { spec: 'B00-B09=0,B10=0.5,OUT=2', weight: (b) => ({ IN: 1, OUT: 2, B10: 0.5 })[b] ?? (blockIndex(b) < 10 ? 0 : 1), dropped: 10 * BLOCK_MODULES.length },
+      { spec: Array.from({ length: 32 }, () => 1), dropped: 0 },
+    ],
+    refused: [
+      ['D00=0', /unknown block id "D00"/],
+      ['B00-B40=0', /past the last Wan block/],
+    ],
+    filters: [['B00', 'in']],
+  },
+  base: {
+    linears: MODS.map((m) => [m.name, m.out, m.in] as const),
+    biases: true,
+    others: [['head.modulation', [1, 2, W.h]], ['blocks.0.norm3.weight', [W.h]]],
+    prefixes: ['model.diffusion_model.', ''],
+  },
+  apply: { a: wanWriter(LAYOUTS[0]!), b: wanWriter(LAYOUTS[4]!) },
+  extract: { deltas: WANT, targets: /^blocks\.(0|29)\.|^head\./, format: 'kohya' },
+  refusal: { source: wanWriter(LAYOUTS[0]!), count: 4, error: /is a FLUX\.1 checkpoint.*LoRA 1 is a kohya LoRA for Wan 2\.x/ },
 });
-
 
 describe('Wan 2.2 expert pairs', () => {
   const expertFile = async (name: string, seed: number) => {

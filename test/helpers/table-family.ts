@@ -82,6 +82,7 @@ export async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<str
   let worst = 0;
   for (const [target, d] of want) {
     const g = got.get(`transformer:${target}`)!.data;
+    expect(g.length, target).toBe(d.length);
     let diff = 0;
     let norm = 0;
     for (let i = 0; i < d.length; i++) {
@@ -91,4 +92,31 @@ export async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<str
     worst = Math.max(worst, diff / norm);
   }
   return worst;
+}
+
+/**
+ * A LoRA writer for test/helpers/table-family-ops.ts: one trainer layout of a family, able to write
+ * the family's modules with factors drawn from any seed and say what ΔW that file means.
+ */
+export interface LoraWriter {
+  /** The layout's name (titles and messages). */
+  readonly name: string;
+  /**
+   * Writes a LoRA of the family's modules with factors from `seed` (only the first `count` when given)
+   * in this layout, with the family's usual metadata unless `metadata` is given, and returns the
+   * float64 ΔW it means by canonical target (`<original name>.weight`).
+   */
+  write(path: string, seed: number, opts?: { count?: number; metadata?: Record<string, string> }): Promise<Map<string, Float64Array>>;
+}
+
+/** A `LoraWriter` for a 1:1 table family: `modules(seed)` in `layout`, `metadata` on every file unless the call gives its own. */
+export function layoutWriter(layout: Layout, modules: (seed: number) => readonly Module[], metadata?: Record<string, string>): LoraWriter {
+  return {
+    name: layout.name,
+    async write(path, seed, opts = {}) {
+      const mods = modules(seed).slice(0, opts.count);
+      await writeLayout(path, layout, mods, { metadata: opts.metadata ?? metadata });
+      return expectedDeltas(mods, 1);
+    },
+  };
 }
