@@ -10,9 +10,10 @@ import { SD3 } from './sd3/family.ts';
 import { SD1, SD2, SDXL } from './sd/family.ts';
 import { WAN } from './wan/family.ts';
 import { QWEN_IMAGE } from './qwen-image/family.ts';
+import { Z_IMAGE } from './z-image/family.ts';
 
 // FLUX.2 before FLUX.1: FLUX.1's metadata hints and checkpoint / extraction signals also match FLUX.2 files
-export const FAMILIES: readonly Family[] = [FLUX2, FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE];
+export const FAMILIES: readonly Family[] = [FLUX2, FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE, Z_IMAGE];
 
 const BY_ID = new Map(FAMILIES.map((f) => [f.id, f]));
 
