@@ -1,17 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import { faultOf, type Fault } from '../errors.ts';
 import { canonicalRecipe, withoutUi } from './canonical.ts';
-import { RunCache, cacheKey, fingerprintFile, type FileFingerprint } from './cache.ts';
+import { RunCache } from './cache.ts';
 import { describeValue, jsonSafe } from './describe.ts';
 import { RunEventEmitter, type PlanInfo, type RunEventListener } from './events.ts';
-import type { Provenance, RunContext } from './node.ts';
-import { StagedOutputs } from './outputs.ts';
 import type { Problem } from './problems.ts';
 import type { NodeRegistry } from './registry.ts';
 import { createPathResolver, type RootsConfig } from './roots.ts';
+import { planRun, type RunPlan } from './run-plan.ts';
+import { RunState, throwIfAborted } from './run-state.ts';
 import { validateRecipe, type Plan, type PlannedNode } from './validate.ts';
 import { LORAFLOW_VERSION } from './version.ts';
 
@@ -79,18 +77,89 @@ export interface RunOutcome extends RunResult {
   values: Record<string, Record<string, unknown>>;
 }
 
-function abortError(signal: AbortSignal): Error {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r : Object.assign(new Error('cancelled'), { name: 'AbortError' });
-}
-
-function throwIfAborted(signal: AbortSignal): void {
-  if (signal.aborted) throw abortError(signal);
-}
-
 export async function runRecipe(recipe: unknown, options: RunOptions): Promise<RunOutcome> {
   const cache = options.cache;
   return cache ? cache.exclusive(() => runWithCache(recipe, options, cache, false)) : runWithCache(recipe, options, new RunCache(), true);
+}
+
+/** Runs one node: its inputs from the values so far, its outputs checked, summarized, and cached or kept for the commit. */
+async function runNode(state: RunState, node: PlannedNode, run: RunPlan, cache: RunCache): Promise<void> {
+  throwIfAborted(state.signal);
+  state.current = node;
+  const inputs: Record<string, unknown> = {};
+  for (const [name, links] of Object.entries(node.inputs)) {
+    const vals = links.map((l) => state.values.get(l.nodeId)![l.output]);
+    inputs[name] = node.def.inputs[name]!.list ? vals : vals[0];
+  }
+  state.currentInputs = inputs;
+  const { id } = node;
+  state.events.emit({ type: 'node.start', nodeId: id, nodeType: node.def.type, title: node.title });
+  const t0 = performance.now();
+  const outputs = await node.def.run(state.context(node), inputs, node.params);
+  const dispose = node.def.dispose ? () => node.def.dispose!(outputs) : undefined;
+  for (const name of Object.keys(node.def.outputs)) {
+    if (outputs?.[name] === undefined) {
+      if (dispose) await dispose();
+      throw new Error(`${node.def.type} returned no value for its output "${name}"`);
+    }
+  }
+  const summary = jsonSafe(node.def.summarize ? node.def.summarize(outputs, node.params) : describeValue(outputs));
+  state.values.set(id, outputs);
+  state.summaries.set(id, summary);
+  if (node.def.output) state.pendingOutputs.push({ id, node, outputs, summary });
+  else if (run.volatile.has(id)) {
+    if (dispose) state.toDispose.push(dispose);
+  } else cache.set(run.keys.get(id)!, { nodeType: node.def.type, outputs, summary, written: [], dispose });
+  state.executed.push(id);
+  state.current = undefined;
+  state.events.emit({ type: 'node.done', nodeId: id, nodeType: node.def.type, ms: Math.round(performance.now() - t0), summary });
+  throwIfAborted(state.signal);
+}
+
+/** Moves the staged files to their final names, then caches the output nodes' results with what they wrote. */
+async function commitRun(state: RunState, run: RunPlan, cache: RunCache): Promise<string[]> {
+  const byNode = await state.staged.commit();
+  for (const p of state.pendingOutputs.splice(0)) {
+    const dispose = p.node.def.dispose ? () => p.node.def.dispose!(p.outputs) : undefined;
+    if (run.volatile.has(p.id)) {
+      if (dispose) state.toDispose.push(dispose);
+    } else cache.set(run.keys.get(p.id)!, { nodeType: p.node.def.type, outputs: p.outputs, summary: p.summary, written: byNode.get(p.id) ?? [], dispose });
+  }
+  return [...byNode.values()].flat().map((f) => f.path);
+}
+
+/** Rolls the staged files back and reports the cancel or the error, naming the node that was running. */
+async function failRun(state: RunState, e: unknown, done: string[], ms: number): Promise<{ status: RunStatus; error: RunError }> {
+  await state.staged.rollback();
+  for (const p of state.pendingOutputs.splice(0)) if (p.node.def.dispose) state.toDispose.push(() => p.node.def.dispose!(p.outputs));
+  const { current, events } = state;
+  if (state.signal.aborted) {
+    events.emit({ type: 'run.cancelled', ms, ...(current ? { nodeId: current.id, nodeType: current.def.type } : {}), executed: done });
+    return { status: 'cancelled', error: { nodeId: current?.id, nodeType: current?.def.type, errorName: 'AbortError', fault: 'failure', message: 'cancelled' } };
+  }
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as { code?: unknown }).code;
+  const error: RunError = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, ...(typeof code === 'string' ? { code } : {}), fault: faultOf(err), message: err.message };
+  events.emit({
+    type: 'run.error',
+    ms,
+    ...(current
+      ? {
+          nodeId: current.id,
+          nodeType: current.def.type,
+          title: current.title,
+          inputs: jsonSafe(Object.fromEntries(Object.entries(state.currentInputs ?? {}).map(([k, v]) => [k, describeValue(v)]))) as Record<string, unknown>,
+          params: jsonSafe(current.params) as Record<string, unknown>,
+        }
+      : {}),
+    errorName: err.name,
+    ...(typeof code === 'string' ? { code } : {}),
+    fault: error.fault,
+    message: err.message,
+    stack: err.stack,
+    executed: done,
+  });
+  return { status: 'error', error };
 }
 
 async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCache, ownCache: boolean): Promise<RunOutcome> {
@@ -107,51 +176,8 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
     return { ...base, status: 'invalid', ms: ms(), problems: validated.problems };
   }
   const plan = validated.plan;
-
-  // Keys, cache hits, and which nodes actually need to run.
-  const keys = new Map<string, string>();
-  const volatile = new Set<string>();
-  for (const id of plan.order) {
-    const node = plan.nodes.get(id)!;
-    const reads: (FileFingerprint | { path: string; missing: true })[] = [];
-    for (const p of node.paths) if (p.mode === 'read') reads.push((await fingerprintFile(p.resolved)) ?? { path: p.resolved, missing: true });
-    const links = Object.values(node.inputs).flat();
-    if (!node.def.cacheable || links.some((l) => volatile.has(l.nodeId))) volatile.add(id);
-    keys.set(
-      id,
-      cacheKey({
-        type: node.def.type,
-        v: node.def.v,
-        params: node.params,
-        inputs: Object.fromEntries(Object.entries(node.inputs).map(([name, ls]) => [name, ls.map((l) => `${keys.get(l.nodeId)}:${l.output}`)])),
-        paths: node.paths.map((p) => ({ name: p.name, resolved: p.resolved })),
-        reads,
-        nonce: volatile.has(id) ? runId : undefined,
-      }),
-    );
-  }
-  const hits = new Map<string, Awaited<ReturnType<RunCache['lookup']>>>();
-  for (const id of plan.order) {
-    if (volatile.has(id)) continue;
-    const hit = await cache.lookup(keys.get(id)!);
-    if (hit) hits.set(id, hit);
-  }
-  const consumers = new Map<string, string[]>();
-  for (const id of plan.order) for (const l of Object.values(plan.nodes.get(id)!.inputs).flat()) consumers.set(l.nodeId, [...(consumers.get(l.nodeId) ?? []), id]);
-  const needed = new Set<string>();
-  for (const id of [...plan.order].reverse()) {
-    if (plan.targets.includes(id) || (consumers.get(id) ?? []).some((c) => needed.has(c) && !hits.has(c))) needed.add(id);
-  }
-  const toRun = plan.order.filter((id) => needed.has(id) && !hits.has(id));
-  const info: PlanInfo = {
-    order: plan.order,
-    targets: plan.targets,
-    cached: plan.order.filter((id) => hits.has(id)),
-    run: toRun,
-    skipped: plan.order.filter((id) => !needed.has(id) && !hits.has(id)),
-    writes: toRun.flatMap((id) => plan.nodes.get(id)!.paths.filter((p) => p.mode === 'write').map((p) => p.resolved)),
-    migrations: plan.migrations,
-  };
+  const run = await planRun(plan, cache, runId);
+  const { info } = run;
   if (options.dryRun) {
     events.emit({ type: 'run.plan', plan: info });
     if (ownCache) await cache.clear();
@@ -159,150 +185,42 @@ async function runWithCache(recipe: unknown, options: RunOptions, cache: RunCach
   }
 
   events.emit({ type: 'run.start', plan: info });
-  const values = new Map<string, Record<string, unknown>>();
-  const summaries = new Map<string, unknown>();
-  const executed: string[] = [];
+  const provenance = { recipe: canonicalRecipe(withoutUi(plan.recipe)), overrides: plan.overrides, version: LORAFLOW_VERSION };
+  const state = new RunState(runId, events, options.signal ?? new AbortController().signal, { resolvePath, progressIntervalMs: options.progressIntervalMs, tempRoot: options.tempRoot, provenance });
   for (const id of info.cached) {
-    const hit = hits.get(id)!;
-    values.set(id, hit.outputs);
-    summaries.set(id, hit.summary);
+    const hit = run.hits.get(id)!;
+    state.values.set(id, hit.outputs);
+    state.summaries.set(id, hit.summary);
     events.emit({ type: 'node.cached', nodeId: id, nodeType: hit.nodeType, summary: hit.summary });
   }
-
-  const signal = options.signal ?? new AbortController().signal;
-  const staged = new StagedOutputs();
-  const toDispose: (() => void | Promise<void>)[] = [];
-  const pendingOutputs: { id: string; node: PlannedNode; outputs: Record<string, unknown>; summary: unknown }[] = [];
-  let tempDir: Promise<string> | undefined;
-  let current: PlannedNode | undefined;
-  let currentInputs: Record<string, unknown> | undefined;
-  const provenanceBase = { recipe: canonicalRecipe(withoutUi(plan.recipe)), overrides: plan.overrides, version: LORAFLOW_VERSION };
-
-  const makeContext = (node: PlannedNode): RunContext => {
-    let lastEmit = -Infinity;
-    const interval = options.progressIntervalMs ?? 100;
-    const at = { nodeId: node.id, nodeType: node.def.type };
-    const progress = (value: number, max: number, label?: string): void => {
-      throwIfAborted(signal);
-      const now = performance.now();
-      if (value <= 0 || value >= max || now - lastEmit >= interval) {
-        lastEmit = now;
-        events.emit({ type: 'node.progress', ...at, value, max, ...(label !== undefined ? { label } : {}) });
-      }
-    };
-    const log = (message: string): void => void events.emit({ type: 'node.log', ...at, message });
-    return {
-      runId,
-      nodeId: node.id,
-      nodeType: node.def.type,
-      signal,
-      progress,
-      log,
-      resolvePath,
-      outputPath: (value, kind = 'output') => staged.stage(resolvePath(value, kind), node.id),
-      tempDir: () => (tempDir ??= mkdtemp(join(options.tempRoot ?? tmpdir(), 'loraflow-run-'))),
-      provenance: (): Provenance => ({ ...provenanceBase, nodeId: node.id }),
-      op: { signal, onProgress: progress, log },
-    };
-  };
 
   let status: RunStatus = 'success';
   let error: RunError | undefined;
   let written: string[] = [];
+  const targetSummaries = () => Object.fromEntries(plan.targets.map((t) => [t, state.summaries.get(t) ?? null]));
   try {
-    for (const id of toRun) {
-      throwIfAborted(signal);
-      const node = plan.nodes.get(id)!;
-      current = node;
-      const inputs: Record<string, unknown> = {};
-      for (const [name, links] of Object.entries(node.inputs)) {
-        const vals = links.map((l) => values.get(l.nodeId)![l.output]);
-        inputs[name] = node.def.inputs[name]!.list ? vals : vals[0];
-      }
-      currentInputs = inputs;
-      events.emit({ type: 'node.start', nodeId: id, nodeType: node.def.type, title: node.title });
-      const t0 = performance.now();
-      const outputs = await node.def.run(makeContext(node), inputs, node.params);
-      const dispose = node.def.dispose ? () => node.def.dispose!(outputs) : undefined;
-      for (const name of Object.keys(node.def.outputs)) {
-        if (outputs?.[name] === undefined) {
-          if (dispose) await dispose();
-          throw new Error(`${node.def.type} returned no value for its output "${name}"`);
-        }
-      }
-      const summary = jsonSafe(node.def.summarize ? node.def.summarize(outputs, node.params) : describeValue(outputs));
-      values.set(id, outputs);
-      summaries.set(id, summary);
-      if (node.def.output) pendingOutputs.push({ id, node, outputs, summary });
-      else if (volatile.has(id)) {
-        if (dispose) toDispose.push(dispose);
-      } else cache.set(keys.get(id)!, { nodeType: node.def.type, outputs, summary, written: [], dispose });
-      executed.push(id);
-      current = undefined;
-      events.emit({ type: 'node.done', nodeId: id, nodeType: node.def.type, ms: Math.round(performance.now() - t0), summary });
-      throwIfAborted(signal);
-    }
-    const byNode = await staged.commit();
-    written = [...byNode.values()].flat().map((f) => f.path);
-    for (const p of pendingOutputs.splice(0)) {
-      const dispose = p.node.def.dispose ? () => p.node.def.dispose!(p.outputs) : undefined;
-      if (volatile.has(p.id)) {
-        if (dispose) toDispose.push(dispose);
-      } else cache.set(keys.get(p.id)!, { nodeType: p.node.def.type, outputs: p.outputs, summary: p.summary, written: byNode.get(p.id) ?? [], dispose });
-    }
-    events.emit({ type: 'run.success', ms: ms(), outputs: Object.fromEntries(plan.targets.map((t) => [t, summaries.get(t) ?? null])), written });
+    for (const id of run.toRun) await runNode(state, plan.nodes.get(id)!, run, cache);
+    written = await commitRun(state, run, cache);
+    events.emit({ type: 'run.success', ms: ms(), outputs: targetSummaries(), written });
   } catch (e) {
-    await staged.rollback();
-    for (const p of pendingOutputs.splice(0)) if (p.node.def.dispose) toDispose.push(() => p.node.def.dispose!(p.outputs));
-    const done = [...info.cached, ...executed];
-    if (signal.aborted) {
-      status = 'cancelled';
-      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: 'AbortError', fault: 'failure', message: 'cancelled' };
-      events.emit({ type: 'run.cancelled', ms: ms(), ...(current ? { nodeId: current.id, nodeType: current.def.type } : {}), executed: done });
-    } else {
-      status = 'error';
-      const err = e instanceof Error ? e : new Error(String(e));
-      const code = (err as { code?: unknown }).code;
-      error = { nodeId: current?.id, nodeType: current?.def.type, errorName: err.name, ...(typeof code === 'string' ? { code } : {}), fault: faultOf(err), message: err.message };
-      events.emit({
-        type: 'run.error',
-        ms: ms(),
-        ...(current
-          ? {
-              nodeId: current.id,
-              nodeType: current.def.type,
-              title: current.title,
-              inputs: jsonSafe(Object.fromEntries(Object.entries(currentInputs ?? {}).map(([k, v]) => [k, describeValue(v)]))) as Record<string, unknown>,
-              params: jsonSafe(current.params) as Record<string, unknown>,
-            }
-          : {}),
-        errorName: err.name,
-        ...(typeof code === 'string' ? { code } : {}),
-        fault: error.fault,
-        message: err.message,
-        stack: err.stack,
-        executed: done,
-      });
-    }
+    ({ status, error } = await failRun(state, e, [...info.cached, ...state.executed], ms()));
   } finally {
-    if (tempDir) await rm(await tempDir, { recursive: true, force: true });
-    for (const d of toDispose) await d();
+    if (state.tempDir) await rm(await state.tempDir, { recursive: true, force: true });
+    for (const d of state.toDispose) await d();
     if (ownCache) await cache.clear();
-    else await cache.retainOnly(new Set(keys.values()));
+    else await cache.retainOnly(new Set(run.keys.values()));
   }
 
-  const valueRecord: Record<string, Record<string, unknown>> = {};
-  for (const [id, v] of values) valueRecord[id] = v;
   return {
     runId,
     status,
     ms: ms(),
     plan: info,
-    outputs: status === 'success' ? Object.fromEntries(plan.targets.map((t) => [t, summaries.get(t) ?? null])) : {},
+    outputs: status === 'success' ? targetSummaries() : {},
     written,
-    executed,
+    executed: state.executed,
     cached: info.cached,
-    values: valueRecord,
+    values: Object.fromEntries(state.values),
     ...(error ? { error } : {}),
   };
 }
