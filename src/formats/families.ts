@@ -11,9 +11,10 @@ import { SD1, SD2, SDXL } from './sd/family.ts';
 import { WAN } from './wan/family.ts';
 import { QWEN_IMAGE } from './qwen-image/family.ts';
 import { Z_IMAGE } from './z-image/family.ts';
+import { HUNYUAN_VIDEO } from './hunyuan-video/family.ts';
 
-// FLUX.2 before FLUX.1: FLUX.1's metadata hints and checkpoint / extraction signals also match FLUX.2 files
-export const FAMILIES: readonly Family[] = [FLUX2, FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE, Z_IMAGE];
+// FLUX.2 and HunyuanVideo before FLUX.1: FLUX.1's checkpoint / extraction signals (and, for FLUX.2, metadata hints) also match their files
+export const FAMILIES: readonly Family[] = [FLUX2, HUNYUAN_VIDEO, FLUX, SD3, SD1, SD2, SDXL, WAN, QWEN_IMAGE, Z_IMAGE];
 
 const BY_ID = new Map(FAMILIES.map((f) => [f.id, f]));
 

@@ -182,16 +182,18 @@ export function piecesOf(patches: readonly Patch[]): LoraPiece[] {
  * The LoRA patches of one target (row slices, or several LoRAs on the same weight) as one
  * whole-weight patch: concatenated downs, block-diagonal up, an alpha that keeps the common scale.
  * `rows` (the weight's full height) defaults to a whole-weight patch's, else to the table module's
- * height in the widths `context` (e.g. the whole set) shows.
+ * height in the widths `context` (e.g. the whole set) shows; `table` is the set's family's
+ * (`familyOf(set.architecture).table`; without it, the first table that knows the target: FLUX.1's
+ * for the BFL names HunyuanVideo and FLUX.2 share).
  */
-export async function fuseTargetPatches(patches: readonly Patch[], opts: { rows?: number; dtype?: DType; context?: readonly Patch[] } = {}): Promise<Patch> {
+export async function fuseTargetPatches(patches: readonly Patch[], opts: { rows?: number; dtype?: DType; context?: readonly Patch[]; table?: ModuleTable } = {}): Promise<Patch> {
   const first = patches[0]!;
   if (!first) throw new Error('fuseTargetPatches: no patches');
   for (const p of patches) {
     if (p.adapter.kind !== 'lora') throw new LoraFormatError('INEXPRESSIBLE', `${p.source.module}: a ${p.adapter.kind} adapter cannot be fused with LoRA row slices`, p.source.module);
     if (p.target !== first.target || p.component !== first.component) throw new Error(`fuseTargetPatches: ${p.target} is not ${first.target}`);
   }
-  const rows = opts.rows ?? fullRows(patches, opts.context ?? patches);
+  const rows = opts.rows ?? fullRows(patches, opts.context ?? patches, opts.table);
   const fused = await fuseLoraPieces(piecesOf(patches), rows, { name: first.target, dtype: opts.dtype });
   const adapter: LoraAdapter = { kind: 'lora', down: fused.down, up: fused.up, scale: fused.scale, alpha: fused.scale * fused.rank };
   const patch: Patch = {

@@ -13,6 +13,7 @@ import { adapterRows, fullRows, fuseLoraPieces, piecesOf } from '../fuse.ts';
 import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../tensor-ops.ts';
 import { FUSED_SUFFIX, fusedModuleName } from './names.ts';
 import { alphaFor, alphaTensor } from './scale.ts';
+import type { ModuleTable } from '../table/module-table.ts';
 import type { OutPlan, OutTensor } from './plan.ts';
 
 function groupByTarget(patches: readonly Patch[]): Patch[][] {
@@ -101,7 +102,7 @@ export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dt
       case 'full': {
         const suffix = param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff;
         if (param === 'bias') biasDiffs++;
-        emit(base, suffix, cast(placeFull(group, set.patches)));
+        emit(base, suffix, cast(placeFull(group, set.patches, table)));
         break;
       }
       case 'set': {
@@ -158,11 +159,11 @@ function doraShaped(p: Patch): LazyTensor {
   return reshaped(d.magnitude, [1, n]);
 }
 
-/** Full diffs of one target as one dense diff (row slices placed, zeros elsewhere). */
-function placeFull(group: readonly Patch[], context: readonly Patch[]): LazyTensor {
+/** Full diffs of one target as one dense diff (row slices placed, zeros elsewhere); the weight's height from the set's family table. */
+function placeFull(group: readonly Patch[], context: readonly Patch[], table: ModuleTable | undefined): LazyTensor {
   const diffs = group.map((p) => ({ p, d: (p.adapter as { diff: LazyTensor }).diff }));
   if (diffs.length === 1 && !diffs[0]!.p.rows) return diffs[0]!.d;
-  const rows = fullRows(group, context);
+  const rows = fullRows(group, context, table);
   const first = diffs[0]!.d;
   const cols = first.shape.length > 1 ? first.shape.slice(1).reduce((a, b) => a * b, 1) : 1;
   const sorted = [...diffs].sort((a, b) => (a.p.rows?.[0] ?? 0) - (b.p.rows?.[0] ?? 0));
