@@ -25,7 +25,7 @@ beforeAll(async () => {
 
 describe('table families: samples and their recipe', () => {
   it('the table families with samples include Wan, Qwen-Image and FLUX.2', () => {
-    expect(SAMPLED.map((f) => f.id)).toEqual(expect.arrayContaining(['wan', 'qwen-image', 'flux2']));
+    expect(SAMPLED.map((f) => f.id)).toEqual(expect.arrayContaining(['wan', 'qwen-image', 'flux2', 'z-image', 'sd3', 'hunyuan-video']));
   });
 
   for (const family of SAMPLED) {
@@ -61,6 +61,6 @@ describe('loraflow families', () => {
     const out = JSON.parse(execFileSync(process.execPath, ['bin/loraflow.js', 'families', '--json'], { encoding: 'utf8' })) as { id: string; writes: string[]; blockIds?: string }[];
     expect(out.map((f) => f.id)).toEqual(FAMILIES.map((f) => f.id));
     expect(out.find((f) => f.id === 'wan')).toMatchObject({ writes: ['kohya', 'diffusers', 'comfyui'], blockIds: 'Wan (32 or 42: IN, B00–B39, OUT)' });
-    expect(out.find((f) => f.id === 'sd3')).toMatchObject({ writes: [] });
+    expect(out.find((f) => f.id === 'sd3')).toMatchObject({ writes: ['kohya', 'diffusers', 'comfyui'], blockIds: 'SD3.5 (26 or 40: IN, B00–B37, OUT)' });
   });
 });

@@ -133,7 +133,7 @@ describe('applyBlockWeights', () => {
   });
 
   it('refuses sets of models without block ids, and FLUX ids on an SDXL LoRA', () => {
-    expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'sd3' }, 'IN=0')).toThrow(/not to a sd3 LoRA/);
+    expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'unknown' }, 'IN=0')).toThrow(/not to an unrecognised model LoRA/);
     expect(() => applyBlockWeights({ ...adapterSet([]), architecture: 'sdxl' }, 'IN=0')).toThrow(/unknown block id "IN"/);
   });
 });

@@ -4,7 +4,7 @@
  */
 import type { AdapterSet } from '../formats/model.ts';
 import type { BlockScheme } from '../formats/family.ts';
-import { blockSchemes, familiesWith, familyOf } from '../formats/families.ts';
+import { blockSchemes, familiesWith, familyOf, withArticle } from '../formats/families.ts';
 import { blockWeightError, type BlockWeights, type BlockWeightSpec } from '../formats/block-scheme.ts';
 import { scalePatches } from './scale.ts';
 
@@ -28,7 +28,7 @@ export interface BlockWeightReport {
 function schemeOf(set: AdapterSet): BlockScheme {
   const family = familyOf(set.architecture);
   if (!family?.blocks) {
-    throw blockWeightError(`block weights apply to ${familiesWith((f) => f.blocks !== undefined)} LoRAs, not to a ${set.architecture} LoRA (format ${set.format})`);
+    throw blockWeightError(`block weights apply to ${familiesWith((f) => f.blocks !== undefined)} LoRAs, not to ${withArticle(set.architecture)} LoRA (format ${set.format})`);
   }
   return family.blocks;
 }

@@ -18,8 +18,10 @@ import { keyedRandom } from './lora-fixtures.ts';
 
 const RANK = 4;
 
-function shapeOf(family: Family, m: TableModule): number[] {
-  return m.shape.map((e) => {
+/** The shape of `m` in block `block`: a variant's where the sample's blocks have it (SD3's last block, its dual-attention blocks). */
+function shapeOf(family: Family, m: TableModule, block?: number): number[] {
+  const variant = block === undefined ? undefined : m.variants?.find((x) => (x.blocks === 'last' ? block === blocksOf(family, m.group) - 1 : block < blocksOf(family, x.blocks.group)));
+  return (variant?.shape ?? m.shape).map((e) => {
     const v = evalWidth(e, family.samples!.widths);
     if (v === undefined) throw new Error(`${family.id} samples: no width for "${e}" of ${m.original}`);
     return v;
@@ -33,12 +35,13 @@ export function blocksOf(family: Family, group: string): number {
 }
 
 /** Every (module, block) of the table the family's samples have. */
-function instances(family: Family, filter?: readonly string[]): { m: TableModule; path: string }[] {
-  const out: { m: TableModule; path: string }[] = [];
+function instances(family: Family, filter?: readonly string[]): { m: TableModule; path: string; block?: number }[] {
+  const out: { m: TableModule; path: string; block?: number }[] = [];
   for (const m of family.table!.modules) {
     if (filter && !filter.includes(m.original)) continue;
-    const blocks = m.original.includes('{i}') ? blocksOf(family, m.group) : 1;
-    for (let i = 0; i < blocks; i++) out.push({ m, path: fillIndex(m.original, m.original.includes('{i}') ? i : undefined) });
+    const indexed = m.original.includes('{i}');
+    const blocks = indexed ? blocksOf(family, m.group) : 1;
+    for (let i = 0; i < blocks; i++) out.push({ m, path: fillIndex(m.original, indexed ? i : undefined), block: indexed ? i : undefined });
   }
   return out;
 }
@@ -50,8 +53,8 @@ const values = (key: string, seed: number, n: number, amp: number) => {
 
 /** A rank-4 LoRA on the trainers' default targets, alpha 2 (scale ½). */
 export function sampleTableLora(family: Family, seed: number): AdapterSet {
-  const patches: Patch[] = instances(family, family.samples!.targets).map(({ m, path }) => {
-    const [rows, cols] = shapeOf(family, m) as [number, number];
+  const patches: Patch[] = instances(family, family.samples!.targets).map(({ m, path, block }) => {
+    const [rows, cols] = shapeOf(family, m, block) as [number, number];
     return {
       component: family.denoiser,
       target: `${path}.weight`,
@@ -75,8 +78,8 @@ export async function writeTableLora(path: string, family: Family, format: Write
 /** The base checkpoint: every table weight (norms' `scale` under BFL names; a bias per linear matrix where the model has them), F32, original names with `model.diffusion_model.`. */
 export async function writeTableCheckpoint(path: string, family: Family, seed = 0): Promise<void> {
   const entries: TensorEntry[] = [];
-  for (const { m, path: p } of instances(family)) {
-    const shape = shapeOf(family, m);
+  for (const { m, path: p, block } of instances(family)) {
+    const shape = shapeOf(family, m, block);
     const n = shape.reduce((a, b) => a * b, 1);
     const key = `model.diffusion_model.${p}`;
     entries.push({ name: `${key}.${m.kind === 'norm' ? 'scale' : 'weight'}`, dtype: 'F32', shape, data: encodeFromF32(values(key, seed, n, 2 / Math.sqrt(shape.at(-1)!)), 'F32') });

@@ -9,7 +9,7 @@ import { LoraFormatError } from '../errors.ts';
 import type { KeyGroups, KeyInfo, ModuleKeys } from './group.ts';
 import { isResolved, type Layout } from './resolve.ts';
 import type { Role } from './roles.ts';
-import type { PartRows } from '../table/module-table.ts';
+import { swapsHalvesAt, type PartRows } from '../table/module-table.ts';
 
 export interface PatchSpec {
   component: Component;
@@ -197,7 +197,9 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
   const push = (kind: AdapterKind, target: string, tensors: Partial<Record<Role, KeyInfo>>, extra: Partial<PatchSpec> = {}) => {
     const isWeight = target === weightTarget;
     const dims = adapterDims(kind, tensors);
-    if (place.swapHalves && dims.out % 2 !== 0) {
+    // a table weight with shape variants swaps by its row count (SD3's last context adaLN [2h, h], not the [6h, h] of the others)
+    const swapHalves = place.swapHalves && (!place.entry || swapsHalvesAt(place.entry.module, dims.out, isWeight ? dims.in : undefined, hidden));
+    if (swapHalves && dims.out % 2 !== 0) {
       throw new LoraFormatError('BAD_SHAPES', `${mod.name}: ${dims.out} rows cannot be split into (scale, shift) halves`, mod.name);
     }
     specs.push({
@@ -208,7 +210,7 @@ function planModule(mod: ModuleKeys, place: Place, hidden: number | undefined, s
       tensors,
       source: { module: mod.name, keys: Object.values(tensors).map((k) => k!.name) },
       layout: place.layout,
-      swapHalves: place.swapHalves,
+      swapHalves,
       entry: place.entry,
       rank: rankOf(kind, tensors),
       ...extra,

@@ -1,44 +1,47 @@
 /**
- * SD3 / SD3.5 (MMDiT joint blocks): recognised from LoRA and checkpoint keys so it is named, not
- * misread as FLUX. It has no module table yet, so its LoRAs keep the file's module names and
- * writers and FLUX-shaped operations refuse it.
+ * SD3 / SD3.5 (SD3-medium, SD3.5-medium with its dual-attention blocks, SD3.5-large / large-turbo)
+ * as a family object (docs/model-families.md §5): original (SAI / ComfyUI / sd-scripts) names
+ * canonical, diffusers names split from them by the module table, CLIP-L, CLIP-G and T5-XXL text
+ * encoders under their Hugging Face names, block ids IN, B00–B37, OUT.
  */
 import type { Family } from '../family.ts';
+import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { SD3_BLOCKS } from './blocks.ts';
+import { SD3_CHECKPOINT_SIGNALS, SD3_METADATA, SD3_RULES, SD3_SIGNALS } from './detection.ts';
+import { SD3_TABLE } from './modules.ts';
+import { SD3_NAMING } from './naming.ts';
 
-const SPLIT_BLOCKS = /(?:^|[._])transformer_blocks[._](\d+)[._]/;
+const J = 'joint_blocks.{i}';
 
 export const SD3: Family = {
   id: 'sd3',
-  label: 'SD3',
+  label: 'SD3.5',
   denoiser: 'transformer',
-  detection: {
-    signals: [
-      { re: /(?:^|[._])joint_blocks[._]\d+[._](?:x_block|context_block)[._]/, what: 'SD3 MMDiT joint blocks' },
-      // not a UNet attention's transformer_blocks (`attentions.0.transformer_blocks.0.attn2`, `input_blocks_4_1_transformer_blocks_…`)
-      { re: /(?:^|[._])(?<!\d[._])transformer_blocks[._]\d+[._]attn2[._]/, what: 'SD3.5 dual attention (attn2) in transformer blocks' },
-    ],
-    metadata: [
-      { key: 'ss_base_model_version', re: /^sd_?3/i },
-      { key: 'modelspec.architecture', re: /^stable-diffusion-3/i },
-    ],
-    rules: [
-      { order: 20, decide: (c) => (c.top === 'sd3' ? c.finish('sd3', 0.95) : undefined) },
-      {
-        // split-attention names without single blocks: 19 or more blocks is SD3's depth, not FLUX's
-        order: 40,
-        decide: (c) => {
-          const blocks = c.tensors.map((t) => SPLIT_BLOCKS.exec(t.name)).filter((m) => m !== null).map((m) => Number(m[1]));
-          if (blocks.length === 0) return undefined;
-          const max = Math.max(...blocks);
-          if (c.metadataFamily?.family !== 'sd3' && max < 19) return undefined;
-          c.evidence.push(`transformer_blocks up to index ${max} without single blocks`);
-          return c.finish('sd3', 0.7);
-        },
-      },
-    ],
-  },
+  detection: { signals: SD3_SIGNALS, metadata: SD3_METADATA, rules: SD3_RULES },
   checkpoint: {
-    signals: [{ re: /(?:^|\.)joint_blocks\.\d+\.(?:x_block|context_block)\./, what: 'SD3 MMDiT joint blocks' }],
+    signals: SD3_CHECKPOINT_SIGNALS,
     extractionSignal: { component: 'transformer', pattern: /^joint_blocks\.\d+\./ },
   },
+  table: SD3_TABLE,
+  resolveDenoiser: tableDenoiser(SD3_TABLE),
+  place: placeKnown,
+  // sd-scripts' split_qkv saves each fused qkv at 3× the rank of its block's proj, alpha unchanged
+  splitQkv: {
+    [`${J}.x_block.attn.qkv`]: { n: 3, sibling: `${J}.x_block.attn.proj` },
+    [`${J}.x_block.attn2.qkv`]: { n: 3, sibling: `${J}.x_block.attn2.proj` },
+    [`${J}.context_block.attn.qkv`]: { n: 3, sibling: `${J}.context_block.attn.proj` },
+  },
+  naming: SD3_NAMING,
+  blocks: SD3_BLOCKS,
+  // SD3.5-medium with widths ÷64: 24 joint blocks, dual attention in 0–12, the last context-pre-only;
+  // the modules sd-scripts trains by default (every Linear of each x_block / context_block)
+  samples: {
+    widths: { h: 24, f: 96, hd: 6, c: 4, p: 2, ctx: 64, y: 32, fq: 8, oc: 16 },
+    blocks: { joint: 24, dual: 13, context_post: 23 },
+    targets: [
+      ...['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2', 'adaLN_modulation.1', 'attn2.qkv', 'attn2.proj'].map((m) => `${J}.x_block.${m}`),
+      ...['attn.qkv', 'adaLN_modulation.1', 'attn.proj', 'mlp.fc1', 'mlp.fc2'].map((m) => `${J}.context_block.${m}`),
+    ],
+  },
+  ...blockCoverage(() => SD3.blocks!),
 };

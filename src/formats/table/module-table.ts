@@ -42,6 +42,22 @@ export interface TableModule {
   swapHalves?: boolean;
   /** `[out, in]` of the base weight (`[len]` for norms), as width expressions (`h`, `3h+mlp`, `in`). */
   shape: readonly string[];
+  /** Other shapes the weight has in some blocks, each with its own half order (see `TableVariant`). */
+  variants?: readonly TableVariant[];
+}
+
+/**
+ * A shape a table weight has in some blocks instead of its `shape`: SD3's last joint block is
+ * context-pre-only, so its `context_block.adaLN_modulation.1` is [2h, h] (shift, scale), swapped
+ * against diffusers' (scale, shift), where every other block's is [6h, h] and not swapped. Names
+ * do not tell them apart, the row count does: readers and writers pick the variant whose rows the
+ * weight has (`swapsHalvesAt`); `blocks` says where it sits, for sample checkpoints.
+ */
+export interface TableVariant {
+  shape: readonly string[];
+  swapHalves?: boolean;
+  /** The model's last block of the module's group, or the blocks a table group has (its count from the start). */
+  blocks: 'last' | { group: string };
 }
 
 /** Module names that exist only in LoRA files (XLabs processors, ComfyUI's USO qkv), mapped onto table weights. */
@@ -173,7 +189,9 @@ export class ModuleTable {
     for (const mod of this.modules) {
       list.push({ re: templateRegex(mod.original, spelling), hit: (block) => ({ module: mod, block, diffusersName: false }) });
       if (typeof mod.diffusers === 'string') {
-        list.push({ re: templateRegex(mod.diffusers, spelling), hit: (block) => ({ module: mod, block, swapHalves: mod.swapHalves, diffusersName: true }) });
+        // a module whose variant swaps may swap: the weight's rows decide (swapsHalvesAt)
+        const swapHalves = mod.variants ? mod.swapHalves || mod.variants.some((v) => v.swapHalves) : mod.swapHalves;
+        list.push({ re: templateRegex(mod.diffusers, spelling), hit: (block) => ({ module: mod, block, swapHalves, diffusersName: true }) });
       } else {
         for (const part of mod.diffusers) list.push({ re: templateRegex(part.diffusers, spelling), hit: (block) => ({ module: mod, block, part: part.rows, diffusersName: true }) });
       }
@@ -250,6 +268,20 @@ export class ModuleTable {
     );
     return needed.length === 0 ? undefined : needed.map((s) => this.defaults[s]!.note(dims.values)).join('; ');
   }
+}
+
+/**
+ * Whether one weight of `m` keeps its row halves in the other order in diffusers naming, by its row
+ * count: the variant with that many rows decides, else the module's own `swapHalves`. `inp` is the
+ * weight's input width (a bias has none), `hidden` the file's h; without variants only `m.swapHalves` counts.
+ */
+export function swapsHalvesAt(m: TableModule, rows: number, inp: number | undefined, hidden: number | undefined): boolean {
+  if (!m.variants) return m.swapHalves ?? false;
+  const values: Record<string, number> = hidden === undefined ? {} : { h: hidden };
+  const inExpr = m.shape[1];
+  if (inp !== undefined && inExpr !== undefined && /^[a-z_]+$/.test(inExpr)) values[inExpr] = inp;
+  const v = m.variants.find((x) => evalWidth(x.shape[0]!, values) === rows);
+  return (v ? v.swapHalves : m.swapHalves) ?? false;
 }
 
 export { fillIndex };

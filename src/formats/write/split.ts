@@ -9,7 +9,7 @@ import type { LazyTensor } from '../../tensor/lazy.ts';
 import type { AdapterSet, LoraAdapter } from '../model.ts';
 import { LoraFormatError } from '../errors.ts';
 import { familyOf } from '../families.ts';
-import { evalWidth } from '../table/module-table.ts';
+import { evalWidth, swapsHalvesAt } from '../table/module-table.ts';
 import { fillIndex } from '../table/template.ts';
 import { fuseLoraPieces, type LoraPiece } from '../fuse.ts';
 import { splitLora, type SplitPart } from '../split.ts';
@@ -65,8 +65,9 @@ export async function planSplit(set: AdapterSet, dtype: DType | undefined): Prom
     const m = t.module;
     if (typeof m.diffusers === 'string') {
       if (p.rows) throw new LoraFormatError('INEXPRESSIBLE', `${where}: a row slice of ${path}, which diffusers does not split`, p.source.module);
-      const up = m.swapHalves ? swapRowHalves(a.up) : a.up;
-      const dora = p.dora && m.swapHalves ? { axis: p.dora.axis, magnitude: swapRowHalves(reshaped(p.dora.magnitude, [a.up.shape[0]!])) } : p.dora;
+      const swap = swapsHalvesAt(m, a.up.shape[0]!, a.down.shape[1], dims?.values.h);
+      const up = swap ? swapRowHalves(a.up) : a.up;
+      const dora = p.dora && swap ? { axis: p.dora.axis, magnitude: swapRowHalves(reshaped(p.dora.magnitude, [a.up.shape[0]!])) } : p.dora;
       add(peftModuleName(p.component, fillIndex(m.diffusers, t.block), set.architecture), a.up.shape[0]!, { down: a.down, up, scale: a.scale, row: 0, dora, module: p.source.module });
       continue;
     }
