@@ -15,7 +15,11 @@ export type LoraFormatErrorCode =
   /** A module with half its factors (a lora_down without its lora_up, three of LoHa's four). */
   | 'INCOMPLETE'
   /** A file none of whose keys forms an adapter module (only alphas, only unknown keys, none at all). */
-  | 'NO_MODULES';
+  | 'NO_MODULES'
+  /** A file holding both members of a model pair (combined experts), read without choosing one. */
+  | 'COMBINED_MEMBERS'
+  /** A member asked for that the file does not hold, or that no family has. */
+  | 'BAD_MEMBER';
 
 export class LoraFormatError extends LoraflowError {
   declare readonly code: LoraFormatErrorCode;

@@ -166,6 +166,11 @@ export interface Family {
    * experts): which member a LoRA or checkpoint is for, from its file name or metadata; never from keys.
    */
   variantOf?(source: { path?: string; metadata?: Readonly<Record<string, string>> }): string | undefined;
+  /**
+   * The key infix of each member in files that hold both members' LoRAs (ai-toolkit's
+   * `diffusion_model.transformer_1.…` / `transformer_2.…`): a reader takes one member's keys, by choice.
+   */
+  memberInfixes?: Readonly<Record<string, string>>;
   /** Built-in sample data of a table family: its widths shrunk, its real block count. */
   samples?: SampleSpec;
 }

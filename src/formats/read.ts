@@ -14,6 +14,7 @@ import type { PatchSpec } from './keys/plan.ts';
 import { parseRole, type Role } from './keys/roles.ts';
 import { peftAlphaFor, parsePeftMetadata, type PeftAlphas } from './peft-metadata.ts';
 import { swapRowHalves } from './tensor-ops.ts';
+import { selectMember, type MemberSelection } from './members.ts';
 import { variantOf } from './variants.ts';
 
 export interface LoraHandle extends AdapterSet {
@@ -27,14 +28,33 @@ export interface ReadLoraOptions {
    * whatever operation, is refused with an input error naming the file, the key and the count).
    */
   allowNonFinite?: boolean;
+  /** Of a file holding both members of a model pair (combined experts): the member whose keys to read. */
+  member?: string;
+}
+
+/** The file as the readers see it: with a model-pair member chosen, that member's keys without their infix. */
+type LoraSource = Pick<SafetensorsFile, 'path' | 'tensors' | 'metadata' | 'info' | 'readF32' | 'readBytes'>;
+
+function memberView(file: SafetensorsFile, sel: MemberSelection): LoraSource {
+  const real = (name: string) => sel.fileName.get(name) ?? name;
+  return {
+    path: file.path,
+    metadata: file.metadata,
+    tensors: [...sel.fileName].map(([name, original]) => ({ ...file.info(original), name })),
+    info: (name) => ({ ...file.info(real(name)), name }),
+    readF32: (name) => file.readF32(real(name)),
+    readBytes: (name) => file.readBytes(real(name)),
+  };
 }
 
 export async function readLora(path: string, opts: ReadLoraOptions = {}): Promise<LoraHandle> {
   const file = await SafetensorsFile.open(path);
   try {
-    const set = await readOpenFile(file, opts);
-    const variant = variantOf(set.architecture, { path, metadata: set.metadata });
-    if (variant) {
+    const selection = selectMember(file.tensors.map((t) => t.name), opts.member);
+    const set = await readOpenFile(selection ? memberView(file, selection) : file, opts);
+    const variant = selection ? undefined : variantOf(set.architecture, { path, metadata: set.metadata });
+    if (selection) describeSelection(set, selection);
+    else if (variant) {
       set.variant = variant;
       set.notes.push(`for the ${variant} model of its pair (from the file name or metadata)`);
     }
@@ -46,8 +66,20 @@ export async function readLora(path: string, opts: ReadLoraOptions = {}): Promis
   }
 }
 
+/** A combined file read for one member: the set is that member's, and the other member's keys are named in a note. */
+function describeSelection(set: AdapterSet, sel: MemberSelection): void {
+  set.variant = sel.member;
+  const other = sel.present.filter((m) => m !== sel.member);
+  const left = sel.leftOut.length;
+  set.notes.push(
+    `for the ${sel.member} model of its pair: ${other.length ? `the file holds both members; ${left} keys of the ${other.join(', ')} model are left out (${sel.leftOut.slice(0, 3).join(', ')}${left > 3 ? ', …' : ''})` : 'the only member the file holds'}`,
+  );
+  for (const p of set.patches) p.source.keys = p.source.keys.map((k) => sel.fileName.get(k) ?? k);
+  set.unknownKeys = set.unknownKeys.map((k) => sel.fileName.get(k) ?? k);
+}
+
 /** Scalars read up front (alphas, reshape targets): checked for NaN/±Inf like every adapter tensor. */
-async function readScalars(file: SafetensorsFile, name: string, opts: ReadLoraOptions): Promise<Float32Array> {
+async function readScalars(file: LoraSource, name: string, opts: ReadLoraOptions): Promise<Float32Array> {
   const values = await file.readF32(name);
   if (!opts.allowNonFinite) {
     const found = nonFiniteF32(values);
@@ -57,7 +89,7 @@ async function readScalars(file: SafetensorsFile, name: string, opts: ReadLoraOp
 }
 
 /** The alphas (one value each, any dtype) of every module. */
-async function readAlphas(file: SafetensorsFile, analysis: Analysis, opts: ReadLoraOptions): Promise<Map<string, number>> {
+async function readAlphas(file: LoraSource, analysis: Analysis, opts: ReadLoraOptions): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const spec of analysis.plan.specs) {
     const k = spec.tensors.alpha;
@@ -72,7 +104,7 @@ async function readAlphas(file: SafetensorsFile, analysis: Analysis, opts: ReadL
 const INTEGER_ROLES: ReadonlySet<Role> = new Set(['alpha', 'reshape']);
 
 /** Adapter factors must be floating point: an I8 or BOOL `lora_up` is not a LoRA anyone trained. */
-function checkDtype(file: SafetensorsFile, spec: PatchSpec, role: Role): void {
+function checkDtype(file: LoraSource, spec: PatchSpec, role: Role): void {
   const k = spec.tensors[role];
   if (!k) return;
   const dtype = file.info(k.name).dtype;
@@ -87,7 +119,7 @@ function checkDtype(file: SafetensorsFile, spec: PatchSpec, role: Role): void {
 }
 
 /** Why a file yields no patch at all: empty, or keys that form no module. */
-function noModulesMessage(file: SafetensorsFile, unknownKeys: readonly string[]): string {
+function noModulesMessage(file: LoraSource, unknownKeys: readonly string[]): string {
   const n = file.tensors.length;
   if (n === 0) return 'holds no tensors: an empty file is not a LoRA';
   const alphas = unknownKeys.filter((k) => parseRole(k)?.role === 'alpha').length;
@@ -98,7 +130,7 @@ function noModulesMessage(file: SafetensorsFile, unknownKeys: readonly string[])
   );
 }
 
-async function readOpenFile(file: SafetensorsFile, opts: ReadLoraOptions): Promise<AdapterSet> {
+async function readOpenFile(file: LoraSource, opts: ReadLoraOptions): Promise<AdapterSet> {
   const metadata = { ...(file.metadata ?? {}) };
   const keys = file.tensors.map((t) => ({ name: t.name, shape: t.shape }));
   // alphas decide the split_qkv note, so the key set is analysed once they are known
@@ -129,7 +161,7 @@ async function readOpenFile(file: SafetensorsFile, opts: ReadLoraOptions): Promi
   };
 }
 
-async function buildPatch(file: SafetensorsFile, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined, opts: ReadLoraOptions): Promise<Patch> {
+async function buildPatch(file: LoraSource, spec: PatchSpec, scalars: Map<string, number>, peft: PeftAlphas | undefined, opts: ReadLoraOptions): Promise<Patch> {
   const t = (role: keyof PatchSpec['tensors']) => {
     const k = spec.tensors[role];
     return k ? fileTensor(file, k.name, { allowNonFinite: opts.allowNonFinite }) : undefined;

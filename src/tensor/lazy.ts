@@ -42,7 +42,7 @@ export function nonFiniteError(path: string, name: string, found: NonFiniteCount
  * as they are) and refuses it with an input error naming file, key and count; once a read has
  * passed, later reads are not checked again.
  */
-export function fileTensor(file: SafetensorsFile, name: string, opts: FileTensorOptions = {}): LazyTensor {
+export function fileTensor(file: Pick<SafetensorsFile, 'path' | 'info' | 'readF32' | 'readBytes'>, name: string, opts: FileTensorOptions = {}): LazyTensor {
   const info = file.info(name);
   const dtype = info.dtype as DType;
   let checked = opts.allowNonFinite === true;

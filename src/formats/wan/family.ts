@@ -45,6 +45,8 @@ export const WAN: Family = {
     },
   }),
   variantOf: wanExpert,
+  // ai-toolkit's combined Wan 2.2 A14B files (split_multistage_loras off): transformer_1 runs the high-noise steps
+  memberInfixes: { 'high-noise': 'transformer_1', 'low-noise': 'transformer_2' },
   // Wan2.1-T2V-1.3B with widths ÷64 (the FLUX samples' factor), I2V's image cross-attention included
   samples: {
     widths: { h: 24, f: 140, ctx: 64, fq: 4, c: 20, oc: 64 },
