@@ -173,6 +173,14 @@ export interface Family {
   memberInfixes?: Readonly<Record<string, string>>;
   /** Built-in sample data of a table family: its widths shrunk, its real block count. */
   samples?: SampleSpec;
+  /** Writes the family's own sample files (families without a sample spec: FLUX.1, SDXL). */
+  writeSamples?(dir: string): Promise<SampleFile[]>;
+}
+
+/** A file `loraflow samples` wrote, and what it is. */
+export interface SampleFile {
+  file: string;
+  what: string;
 }
 
 /** What `loraflow samples` writes for a table family: widths (the table's width names), block count, the modules trainers target. */

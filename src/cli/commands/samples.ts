@@ -1,95 +1,37 @@
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { parseArgs } from '../parse-args.ts';
-import { writeSafetensors } from '../../safetensors/writer.ts';
-import { encodeFromF32 } from '../../tensor/dtype.ts';
-import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../../testing/flux-checkpoint.ts';
-import { keyedRandom, writeSampleLora, type SampleLoraOptions } from '../../testing/lora-fixtures.ts';
 import { UsageError, type Command } from '../command.ts';
-import { writeSdSamples } from '../../testing/sd-samples.ts';
 import { writeTableSamples } from '../../testing/table-samples.ts';
-import { FAMILIES } from '../../formats/families.ts';
+import { FAMILIES, familiesWith } from '../../formats/families.ts';
+import type { SampleFile } from '../../formats/family.ts';
 
 /**
- * Built-in sample data: FLUX.1-shaped files with every real key name and block count, widths
- * divided by 64 (hidden 48 instead of 3072), so every recipe in graphs/ runs in seconds. All
- * deterministic: writing them twice gives identical bytes.
+ * Built-in sample data: each family's files, with every real key name and block count and widths
+ * shrunk (÷64), so every recipe in graphs/ runs in seconds — written by the family itself, or from
+ * a table family's sample spec. All deterministic: writing them twice gives identical bytes.
  */
-
-export const SAMPLE_FACTOR = 64;
-const CHECKPOINT: FluxCheckpointOptions = { scale: SAMPLE_FACTOR, dtype: 'F32', seed: 0 };
-
-/** The weights the sample fine-tune changed, with the rank of the change (what extraction should find). */
-export const FINETUNE_RANK = 4;
-const FINETUNED = [/^double_blocks\.\d+\.img_attn\.qkv\.weight$/, /^double_blocks\.\d+\.txt_mlp\.0\.weight$/, /^single_blocks\.\d+\.linear1\.weight$/, /^single_blocks\.\d+\.linear2\.weight$/];
-const FINETUNED_BIASES = ['final_layer.linear.bias', 'img_in.bias'];
-
-export interface SampleFile {
-  file: string;
-  what: string;
-}
-
-export const SAMPLE_LORAS: { file: string; what: string; options: SampleLoraOptions }[] = [
-  { file: 'flux-aitoolkit-lora.safetensors', what: 'FLUX LoRA as ai-toolkit writes it (diffusers/PEFT names, split q/k/v, no alpha), rank 4', options: { format: 'aitoolkit', rank: 4, scale: 1, seed: 1, factor: SAMPLE_FACTOR } },
-  { file: 'flux-kohya-lora.safetensors', what: 'FLUX LoRA as sd-scripts writes it (lora_unet_ fused qkv, alpha 4 at rank 8)', options: { format: 'kohya', rank: 8, scale: 0.5, seed: 2, factor: SAMPLE_FACTOR } },
-];
-export const SAMPLE_BASE = 'flux-base.safetensors';
-export const SAMPLE_FINETUNE = 'flux-finetune.safetensors';
-
-/** Base + a rank-4 change on some weights (scaled to ~5% of their size) + changed biases. */
-function finetuneDelta(name: string, shape: readonly number[], base: Float32Array): Float32Array {
-  const out = Float32Array.from(base);
-  const rnd = keyedRandom(`finetune:${name}`, 7);
-  if (shape.length === 1) {
-    for (let i = 0; i < out.length; i++) out[i]! += 0.01 * (rnd() - 0.5);
-    return out;
-  }
-  const [rows, cols] = shape as [number, number];
-  const u = Float32Array.from({ length: rows * FINETUNE_RANK }, () => rnd() - 0.5);
-  const v = Float32Array.from({ length: FINETUNE_RANK * cols }, () => rnd() - 0.5);
-  const amp = 0.2 / Math.sqrt(cols);
-  for (let i = 0; i < rows; i++)
-    for (let k = 0; k < FINETUNE_RANK; k++) {
-      const a = amp * u[i * FINETUNE_RANK + k]!;
-      for (let j = 0; j < cols; j++) out[i * cols + j]! += a * v[k * cols + j]!;
-    }
-  return out;
-}
-
-function isFinetuned(name: string): boolean {
-  return FINETUNED.some((re) => re.test(name)) || FINETUNED_BIASES.includes(name);
-}
 
 /** Writes every sample file into `dir`; returns what was written. */
 export async function writeSamples(dir: string): Promise<SampleFile[]> {
   await mkdir(dir, { recursive: true });
   const written: SampleFile[] = [];
-  for (const s of SAMPLE_LORAS) {
-    await writeSampleLora(join(dir, s.file), s.options);
-    written.push({ file: join(dir, s.file), what: s.what });
+  for (const family of FAMILIES) {
+    if (family.writeSamples) written.push(...(await family.writeSamples(dir)));
+    else if (family.samples) written.push(...(await writeTableSamples(dir, family)));
   }
-  await writeSafetensors(join(dir, SAMPLE_BASE), fluxCheckpointEntries(CHECKPOINT), { order: 'reference' });
-  written.push({ file: join(dir, SAMPLE_BASE), what: `FLUX.1-dev-shaped base checkpoint (real key names, widths ÷${SAMPLE_FACTOR}, F32)` });
-  const specs = new Map(fluxCheckpointShapes(CHECKPOINT).map((s) => [s.name, s]));
-  const tuned = fluxCheckpointEntries(CHECKPOINT).map((e) =>
-    isFinetuned(e.name) ? { ...e, data: async () => encodeFromF32(finetuneDelta(e.name, e.shape, fluxTensorValues(specs.get(e.name)!, CHECKPOINT)), 'F32') } : e,
-  );
-  await writeSafetensors(join(dir, SAMPLE_FINETUNE), tuned, { order: 'reference' });
-  written.push({ file: join(dir, SAMPLE_FINETUNE), what: `a "fine-tune" of it: rank-${FINETUNE_RANK} changes to double-block qkv/txt_mlp.0 and single-block linear1/linear2, two biases` });
-  written.push(...(await writeSdSamples(dir)));
-  for (const family of FAMILIES) if (family.samples) written.push(...(await writeTableSamples(dir, family)));
   return written;
 }
 
 export const samples: Command = {
   name: 'samples',
-  summary: 'Write the built-in sample files (FLUX- and SDXL-shaped LoRAs and checkpoints) the graphs/ recipes use',
+  summary: 'Write the built-in sample files (LoRAs and checkpoints of every family) the graphs/ recipes use',
   usage: `loraflow samples [DIR]
 
-Writes deterministic FLUX.1-shaped sample files into DIR (default: ./samples): an ai-toolkit
-LoRA, a kohya LoRA, a base checkpoint and a "fine-tune" of it; and SDXL-shaped ones: a kohya
-LoCon, a diffusers LoRA and a single-file checkpoint. Every key name and block count is the real
-model's; widths are divided by ${SAMPLE_FACTOR}, so the recipes in graphs/ run in seconds:
+Writes deterministic sample files into DIR (default: ./samples), for
+${familiesWith((f) => Boolean(f.writeSamples || f.samples))}:
+LoRAs in several trainers' layouts and a single-file base (for FLUX.1 also a "fine-tune" of it).
+Every key name and block count is the real model's; widths are divided by 64 or so, so the recipes
+in graphs/ run in seconds:
 
   loraflow samples && loraflow run graphs/merge-aitoolkit-kohya.json`,
 

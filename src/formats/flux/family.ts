@@ -42,6 +42,8 @@ export const FLUX: Family = {
   },
   naming: FLUX_NAMING,
   blocks: FLUX_BLOCKS,
+  // imported when asked for: the sample writers import the formats layer this object is part of
+  writeSamples: async (dir) => (await import('./samples.ts')).writeFluxSamples(dir),
   coverage: (spec, c) => {
     const e = spec.entry;
     const at = e && COVERAGE[e.group];
