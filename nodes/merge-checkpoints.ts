@@ -15,7 +15,7 @@ export const mergeCheckpointsNode = defineNode({
   v: '1.0.0',
   title: 'Merge checkpoints',
   category: 'model',
-  description: 'Merges two or three checkpoints of one family tensor by tensor, streamed (memory a few tensors, never the model; bf16/fp16/fp32/fp8, with or without the model.diffusion_model. prefix). weighted: Σ wᵢ·Aᵢ (weights, or (1 − α)·A + α·B); add-difference: A + α·(B − C); ties, dare, dare-ties, magnitude-prune: base + α·merge of the task vectors wᵢ·(Mᵢ − base), as merge-loras does per module. blocks sets α per block (FLUX D00–D18, S00–S37, IN, OUT…; SD BASE, INnn, MID, OUTnn). The output keeps the first model\'s tensor order, dtypes and metadata; non-float and identical tensors are copied byte for byte.',
+  description: 'Merges two or three checkpoints of one family tensor by tensor, streamed (memory a few tensors, never the model; bf16/fp16/fp32/fp8, with or without the model.diffusion_model. prefix). weighted: Σ wᵢ·Aᵢ (weights, or (1 − α)·A + α·B); add-difference: A + α·(B − C); ties, dare, dare-ties, magnitude-prune: base + α·merge of the task vectors wᵢ·(Mᵢ − base), as merge-loras does per module. blocks sets α per block of the family\'s ids (as `loraflow families` lists them). The output keeps the first model\'s tensor order, dtypes and metadata; non-float and identical tensors are copied byte for byte.',
   output: true,
   inputs: {
     models: { type: 'MODEL', list: true, description: 'Two or three checkpoints A, B[, C], in order (weights follow this order).' },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LoraAdapter, Patch } from '../src/formats/model.ts';
-import { FLUX_BLOCK_IDS, applyBlockWeights, blockOf, parseBlockWeights } from '../src/lora/blocks.ts';
+import { FLUX_BLOCK_IDS, blockOf, parseBlockWeights } from '../src/formats/flux/blocks.ts';
+import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { filterPatches } from '../src/lora/filter.ts';
 import { scalePatch, scaleSet } from '../src/lora/scale.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';

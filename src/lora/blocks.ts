@@ -9,7 +9,6 @@ import { blockWeightError, type BlockWeights, type BlockWeightSpec } from '../fo
 import { scalePatches } from './scale.ts';
 
 // the FLUX scheme's own exports, where callers (and tests) have always found them
-export { FLUX_BLOCK_IDS, blockOf, isFluxBlockId, parseBlockWeights } from '../formats/flux/blocks.ts';
 export { blockWeightError, type BlockWeights, type BlockWeightSpec };
 
 export interface BlockWeightReport {

@@ -11,7 +11,7 @@ export const mergeCheckpoints: Command = {
   summary: 'Merge two or three checkpoints tensor by tensor: weighted sum, add difference, TIES / DARE over task vectors',
   usage: `loraflow merge-checkpoints OUT A B [C] [--method M] [--alpha α] [--weights w1,w2[,w3]] [--base BASE] [--density D] [--drop P --seed S] [--blocks SPEC] [--dtype DTYPE]
 
-Merges checkpoints of one model family (FLUX.1, SD1.5, SD2, SDXL, Wan, …; single files with or without the
+Merges checkpoints of one model family (any \`loraflow families\` lists; single files with or without the
 model.diffusion_model. prefix, bf16/fp16/fp32/fp8) one tensor at a time into OUT, which keeps A's
 tensor order, dtypes and metadata. Tensors that are not float, or identical in every input, are
 copied byte for byte; shape, dtype, missing-tensor and family mismatches are refused up front.
@@ -34,9 +34,8 @@ Options:
   --weights LIST    weighted: one weight per model; ties/dare/…: the weight of each task vector (default 1)
   --base BASE       ties, dare, dare-ties, magnitude-prune: the checkpoint the task vectors are relative to
 ${METHOD_OPTIONS_HELP}
-  --blocks SPEC     α per block of the family's ids: ID=value pairs with ranges, e.g. "D00-D18=0.3,OUT=1"
-                    (FLUX: CLIP, T5, IN, D00–D18, S00–S37, OUT), "IN04-IN08=0,MID=0.5" (SD: BASE, INnn,
-                    MID, OUTnn), "B00-B19=0.5" (Wan: IN, B00–B39, OUT)
+  --blocks SPEC     α per block of the family's ids (\`loraflow families\` lists them): ID=value pairs
+                    with ranges, e.g. "D00-D18=0.3,OUT=1", "IN04-IN08=0,MID=0.5", "B00-B19=0.5"
   --dtype DTYPE     precision of the written float tensors (default keep: as in A)
 ${RUN_OPTIONS_HELP}`,
 
