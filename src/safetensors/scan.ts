@@ -355,145 +355,182 @@ function sourceValue(s: Scanner, range: [number, number] | undefined): unknown {
 }
 
 /**
- * Parses and validates a header. `fileSize` is the size of the whole file (8 + header + data);
- * undefined checks the header against the data size it declares itself (an upload of the header
- * alone).
+ * At a '{': reads each member's key (`key` runs just after its closing quote, where the scanner
+ * knows the string) and its value (`value` parses it), then moves past the '}'.
  */
-export function scanHeader(file: string, bytes: Uint8Array, fileSize?: number): ScannedHeader {
-  if (bytes[0] !== LBRACE) {
-    throw new SafetensorsError('HEADER_NOT_OBJECT', file, 'header does not start with "{" (not a safetensors file?)');
+function eachMember<K>(s: Scanner, key: (start: number) => K, value: (key: K) => void): void {
+  const b = s.b;
+  s.p++;
+  s.ws();
+  if (b[s.p] === RBRACE) {
+    s.p++;
+    return;
   }
-  if (!isUtf8(bytes)) throw new SafetensorsError('HEADER_NOT_UTF8', file, 'header is not valid UTF-8');
+  for (;;) {
+    if (b[s.p] !== QUOTE) s.fail();
+    const k = s.p;
+    s.string();
+    const read = key(k);
+    s.ws();
+    s.expect(COLON);
+    s.ws();
+    value(read);
+    s.ws();
+    const c = b[s.p];
+    if (c === COMMA) {
+      s.p++;
+      s.ws();
+    } else if (c === RBRACE) {
+      s.p++;
+      return;
+    } else s.fail();
+  }
+}
 
-  const s = new Scanner(bytes);
-  const b = bytes;
-  // Columns in file order; valid entries only (any invalid one fails the header).
-  const names: string[] = [];
-  const dtypes = new Column(new Uint8Array(1024));
-  const begins = new Column(new Float64Array(1024));
-  const ends = new Column(new Float64Array(1024));
-  const shapeStarts = new Column(new Uint32Array(1024));
-  const dims = new Column(new Float64Array(1024));
+/** The fields of one entry as scanned; like JSON.parse, the last of repeated keys wins. */
+interface EntryFields {
+  dtype?: string;
+  dtypeIsString: boolean;
+  shapeRange?: [number, number];
+  shapeIsList: boolean;
+  offsetsRange?: [number, number];
+  offsetsIsList: boolean;
+}
+
+/**
+ * What the scan collects: the valid entries as columns, in file order (any invalid one fails the
+ * header, so the first error by the reference validator's order is kept instead), and the metadata.
+ */
+class HeaderCollector {
+  readonly names: string[] = [];
+  readonly dtypes = new Column(new Uint8Array(1024));
+  readonly begins = new Column(new Float64Array(1024));
+  readonly ends = new Column(new Float64Array(1024));
+  readonly shapeStarts = new Column(new Uint32Array(1024));
+  readonly dims = new Column(new Float64Array(1024));
   /** Array index of each valid entry's name, -1 for other names. */
-  const indexKeys: number[] = [];
-  let anyIndexKey = false;
+  readonly indexKeys: number[] = [];
+  anyIndexKey = false;
+  metadata: Record<string, string> | undefined;
+  private firstIndexed: { index: number; error: Deferred } | undefined;
+  private firstNamed: Deferred | undefined;
+  private readonly shape = new NumberList();
+  private readonly offsets = new NumberList();
 
-  const seen = new Set<string>();
-  let duplicate: string | undefined;
-  let firstIndexed: { index: number; error: Deferred } | undefined;
-  let firstNamed: Deferred | undefined;
-  let metadata: Record<string, string> | undefined;
+  constructor(private readonly s: Scanner) {}
 
-  const defer = (name: string, error: Deferred): void => {
+  /** The error the reference validator reports first: Object.entries order, array-index names ascending first. */
+  get firstError(): Deferred | undefined {
+    return this.firstIndexed?.error ?? this.firstNamed;
+  }
+
+  private defer(name: string, error: Deferred): void {
     const index = arrayIndex(name);
     if (index >= 0) {
-      if (!firstIndexed || index < firstIndexed.index) firstIndexed = { index, error };
-    } else firstNamed ??= error;
-  };
+      if (!this.firstIndexed || index < this.firstIndexed.index) this.firstIndexed = { index, error };
+    } else this.firstNamed ??= error;
+  }
 
-  const shape = new NumberList();
-  const offsets = new NumberList();
-
-  const entry = (name: string): void => {
-    if (b[s.p] !== LBRACE) {
-      defer(name, { code: 'BAD_ENTRY', detail: 'entry is not an object with dtype, shape and data_offsets', tensor: name });
+  /** One tensor entry's value. */
+  entry(name: string): void {
+    const s = this.s;
+    if (s.b[s.p] !== LBRACE) {
+      this.defer(name, { code: 'BAD_ENTRY', detail: 'entry is not an object with dtype, shape and data_offsets', tensor: name });
       s.skipValue();
       return;
     }
-    s.p++;
-    s.ws();
-    // Like JSON.parse, the last of repeated keys wins.
-    let dtype: string | undefined;
-    let dtypeIsString = false;
-    let shapeRange: [number, number] | undefined;
-    let shapeIsList = false;
-    let offsetsRange: [number, number] | undefined;
-    let offsetsIsList = false;
-    if (b[s.p] === RBRACE) s.p++;
-    else {
-      for (;;) {
-        if (b[s.p] !== QUOTE) s.fail();
-        const k = s.p;
+    this.add(name, this.fields());
+  }
+
+  /** The fields of the entry being scanned: one object, reset per entry (a header may hold millions). */
+  private readonly f: EntryFields = { dtypeIsString: false, shapeIsList: false, offsetsIsList: false };
+  private readonly entryKey = (k: number): number => this.s.entryKey(k);
+  private readonly entryField = (key: number): void => {
+    const { s, f } = this;
+    const b = s.b;
+    const v = s.p;
+    if (key === KEY_DTYPE) {
+      f.dtypeIsString = b[v] === QUOTE;
+      if (f.dtypeIsString) {
         s.string();
-        const key = s.entryKey(k);
-        s.ws();
-        s.expect(COLON);
-        s.ws();
-        const v = s.p;
-        if (key === KEY_DTYPE) {
-          dtypeIsString = b[v] === QUOTE;
-          if (dtypeIsString) {
-            s.string();
-            dtype = s.decode(v);
-          } else s.skipValue();
-        } else if (key === KEY_SHAPE) {
-          shapeIsList = b[v] === LBRACK;
-          if (shapeIsList) s.numberList(shape);
-          else s.skipValue();
-          shapeRange = [v, s.p];
-        } else if (key === KEY_OFFSETS) {
-          offsetsIsList = b[v] === LBRACK;
-          if (offsetsIsList) s.numberList(offsets);
-          else s.skipValue();
-          offsetsRange = [v, s.p];
-        } else s.skipValue();
-        s.ws();
-        const c = b[s.p];
-        if (c === COMMA) {
-          s.p++;
-          s.ws();
-        } else if (c === RBRACE) {
-          s.p++;
-          break;
-        } else s.fail();
+        f.dtype = s.decode(v);
+      } else s.skipValue();
+    } else if (key === KEY_SHAPE) {
+      f.shapeIsList = b[v] === LBRACK;
+      if (f.shapeIsList) s.numberList(this.shape);
+      else s.skipValue();
+      f.shapeRange = [v, s.p];
+    } else if (key === KEY_OFFSETS) {
+      f.offsetsIsList = b[v] === LBRACK;
+      if (f.offsetsIsList) s.numberList(this.offsets);
+      else s.skipValue();
+      f.offsetsRange = [v, s.p];
+    } else s.skipValue();
+  };
+
+  private fields(): EntryFields {
+    const f = this.f;
+    f.dtype = f.shapeRange = f.offsetsRange = undefined;
+    f.dtypeIsString = f.shapeIsList = f.offsetsIsList = false;
+    eachMember(this.s, this.entryKey, this.entryField);
+    return f;
+  }
+
+  /** The checks of the reference validator, in its order; then the entry joins the columns. */
+  private add(name: string, f: EntryFields): void {
+    const s = this.s;
+    if (!f.dtypeIsString) return this.defer(name, { code: 'BAD_ENTRY', detail: 'missing or non-string "dtype"', tensor: name });
+    const d = dtypeIndex(f.dtype!);
+    if (d === undefined) return this.defer(name, { code: 'UNKNOWN_DTYPE', detail: `unknown dtype "${f.dtype}"`, tensor: name });
+    if (!f.shapeRange || !f.shapeIsList || !validCounts(this.shape)) {
+      return this.defer(name, { code: 'BAD_SHAPE', detail: `shape must be a list of non-negative integers, got ${JSON.stringify(sourceValue(s, f.shapeRange))}`, tensor: name });
+    }
+    const o = this.offsets.values;
+    if (!f.offsetsRange || !f.offsetsIsList || o.length !== 2 || !validCounts(this.offsets) || o[1]! < o[0]!) {
+      return this.defer(name, { code: 'BAD_OFFSETS', detail: `data_offsets must be [begin, end] with 0 ≤ begin ≤ end, got ${JSON.stringify(sourceValue(s, f.offsetsRange))}`, tensor: name });
+    }
+    if (this.firstError) return; // the header fails anyway: stop collecting
+    this.names.push(name);
+    this.dtypes.push(d);
+    this.begins.push(o[0]!);
+    this.ends.push(o[1]!);
+    this.shapeStarts.push(this.dims.n);
+    for (const x of this.shape.values) this.dims.push(x);
+    const index = arrayIndex(name);
+    this.indexKeys.push(index);
+    if (index >= 0) this.anyIndexKey = true;
+  }
+
+  /** The `__metadata__` value: an object of strings. */
+  metadataValue(): void {
+    const s = this.s;
+    if (s.b[s.p] !== LBRACE) {
+      this.defer('__metadata__', { code: 'BAD_METADATA', detail: '__metadata__ must be an object of strings' });
+      s.skipValue();
+      return;
+    }
+    const entries = Object.entries(this.metadataObject());
+    for (const [k, v] of entries) {
+      if (v instanceof NotAString) {
+        this.defer('__metadata__', { code: 'BAD_METADATA', detail: `__metadata__ value for "${k}" is ${v.kind}, but every value must be a string` });
+        return;
       }
     }
-    // The checks of the reference validator, in its order.
-    if (!dtypeIsString) return defer(name, { code: 'BAD_ENTRY', detail: 'missing or non-string "dtype"', tensor: name });
-    const d = dtypeIndex(dtype!);
-    if (d === undefined) return defer(name, { code: 'UNKNOWN_DTYPE', detail: `unknown dtype "${dtype}"`, tensor: name });
-    if (!shapeRange || !shapeIsList || !validCounts(shape)) {
-      return defer(name, { code: 'BAD_SHAPE', detail: `shape must be a list of non-negative integers, got ${JSON.stringify(sourceValue(s, shapeRange))}`, tensor: name });
-    }
-    const o = offsets.values;
-    if (!offsetsRange || !offsetsIsList || o.length !== 2 || !validCounts(offsets) || o[1]! < o[0]!) {
-      return defer(name, { code: 'BAD_OFFSETS', detail: `data_offsets must be [begin, end] with 0 ≤ begin ≤ end, got ${JSON.stringify(sourceValue(s, offsetsRange))}`, tensor: name });
-    }
-    if (firstIndexed || firstNamed) return; // the header fails anyway: stop collecting
-    names.push(name);
-    dtypes.push(d);
-    begins.push(o[0]!);
-    ends.push(o[1]!);
-    shapeStarts.push(dims.n);
-    for (const x of shape.values) dims.push(x);
-    const index = arrayIndex(name);
-    indexKeys.push(index);
-    if (index >= 0) anyIndexKey = true;
-  };
+    // fromEntries defines keys as own properties, so even a key named "__proto__" survives.
+    this.metadata = Object.fromEntries(entries) as Record<string, string>;
+  }
 
-  const metadataValue = (): void => {
-    if (b[s.p] !== LBRACE) {
-      defer('__metadata__', { code: 'BAD_METADATA', detail: '__metadata__ must be an object of strings' });
-      s.skipValue();
-      return;
-    }
-    // Built as JSON.parse builds it (own properties, array-index keys first, last value wins), then checked in Object.entries order.
+  /** Built as JSON.parse builds it (own properties, array-index keys first, last value wins), to be checked in Object.entries order. */
+  private metadataObject(): Record<string, string | NotAString> {
+    const s = this.s;
     const obj: Record<string, string | NotAString> = {};
     const set = (k: string, v: string | NotAString) => Object.defineProperty(obj, k, { value: v, writable: true, enumerable: true, configurable: true });
-    s.p++;
-    s.ws();
-    if (b[s.p] === RBRACE) s.p++;
-    else {
-      for (;;) {
-        if (b[s.p] !== QUOTE) s.fail();
-        const k = s.p;
-        s.string();
-        const key = s.decode(k);
-        s.ws();
-        s.expect(COLON);
-        s.ws();
+    eachMember(
+      s,
+      (k) => s.decode(k),
+      (key) => {
         const v = s.p;
-        const c = b[v];
+        const c = s.b[v];
         if (c === QUOTE) {
           s.string();
           set(key, s.decode(v));
@@ -501,78 +538,44 @@ export function scanHeader(file: string, bytes: Uint8Array, fileSize?: number): 
           set(key, new NotAString(c === 0x6e ? 'null' : c === LBRACK ? 'an array' : c === LBRACE ? 'object' : c === 0x74 || c === 0x66 ? 'boolean' : 'number'));
           s.skipValue();
         }
-        s.ws();
-        const d = b[s.p];
-        if (d === COMMA) {
-          s.p++;
-          s.ws();
-        } else if (d === RBRACE) {
-          s.p++;
-          break;
-        } else s.fail();
-      }
-    }
-    const entries = Object.entries(obj);
-    for (const [k, v] of entries) {
-      if (v instanceof NotAString) {
-        defer('__metadata__', { code: 'BAD_METADATA', detail: `__metadata__ value for "${k}" is ${v.kind}, but every value must be a string` });
-        return;
-      }
-    }
-    // fromEntries defines keys as own properties, so even a key named "__proto__" survives.
-    metadata = Object.fromEntries(entries) as Record<string, string>;
-  };
-
-  try {
-    s.p = 1;
-    s.ws();
-    if (b[s.p] === RBRACE) s.p++;
-    else {
-      for (;;) {
-        if (b[s.p] !== QUOTE) s.fail();
-        const k = s.p;
-        s.string();
-        const name = s.decode(k);
-        if (seen.has(name)) duplicate ??= name;
-        else seen.add(name);
-        s.ws();
-        s.expect(COLON);
-        s.ws();
-        if (name === '__metadata__') metadataValue();
-        else entry(name);
-        s.ws();
-        const c = b[s.p];
-        if (c === COMMA) {
-          s.p++;
-          s.ws();
-        } else if (c === RBRACE) {
-          s.p++;
-          break;
-        } else s.fail();
-      }
-    }
-    s.ws();
-    if (s.p !== b.length) s.fail();
-  } catch (e) {
-    if (e instanceof JsonSyntaxError) throw new SafetensorsError('HEADER_NOT_JSON', file, `header is not valid JSON (${e.message})`);
-    throw e;
+      },
+    );
+    return obj;
   }
-  seen.clear();
-  if (duplicate !== undefined) throw new SafetensorsError('DUPLICATE_NAME', file, 'tensor name appears twice in the header', duplicate);
-  const first = firstIndexed?.error ?? firstNamed;
-  if (first) throw new SafetensorsError(first.code, file, first.detail, first.tensor);
+}
 
-  const count = names.length;
-  shapeStarts.push(dims.n);
-  // Data order: by (begin, end); ties keep the order Object.entries would list the names in.
+/** The whole header object; the first repeated tensor name, if any. */
+function scanTopLevel(s: Scanner, h: HeaderCollector): string | undefined {
+  const seen = new Set<string>();
+  let duplicate: string | undefined;
+  s.p = 0;
+  eachMember(
+    s,
+    (k) => s.decode(k),
+    (name) => {
+      if (seen.has(name)) duplicate ??= name;
+      else seen.add(name);
+      if (name === '__metadata__') h.metadataValue();
+      else h.entry(name);
+    },
+  );
+  s.ws();
+  if (s.p !== s.b.length) s.fail();
+  return duplicate;
+}
+
+/** The collected entries as a table in data order: by (begin, end); ties keep the order Object.entries would list the names in. */
+function dataOrderTable(h: HeaderCollector): TensorTable {
+  const count = h.names.length;
+  h.shapeStarts.push(h.dims.n);
   let order: Uint32Array | undefined;
-  const bs = begins.a;
-  const es = ends.a;
-  if (anyIndexKey) {
+  const bs = h.begins.a;
+  const es = h.ends.a;
+  if (h.anyIndexKey) {
     const indexed: number[] = [];
     const named: number[] = [];
-    for (let i = 0; i < count; i++) (indexKeys[i]! >= 0 ? indexed : named).push(i);
-    indexed.sort((x, y) => indexKeys[x]! - indexKeys[y]!);
+    for (let i = 0; i < count; i++) (h.indexKeys[i]! >= 0 ? indexed : named).push(i);
+    indexed.sort((x, y) => h.indexKeys[x]! - h.indexKeys[y]!);
     order = Uint32Array.from([...indexed, ...named]);
   }
   const at = (k: number) => (order ? order[k]! : k);
@@ -587,17 +590,42 @@ export function scanHeader(file: string, bytes: Uint8Array, fileSize?: number): 
     idx.sort((x, y) => bs[x]! - bs[y]! || es[x]! - es[y]!); // stable
     order = Uint32Array.from(idx);
   }
-
-  const table = order ? permute(names, dtypes.a, bs, es, shapeStarts.a, dims.a, order) : new TensorTable({
-    names,
-    dtypes: dtypes.a.slice(0, count),
+  if (order) return permute(h.names, h.dtypes.a, bs, es, h.shapeStarts.a, h.dims.a, order);
+  return new TensorTable({
+    names: h.names,
+    dtypes: h.dtypes.a.slice(0, count),
     begins: bs.slice(0, count),
     ends: es.slice(0, count),
-    shapeStarts: shapeStarts.a.slice(0, count + 1),
-    dims: dims.a.slice(0, dims.n),
+    shapeStarts: h.shapeStarts.a.slice(0, count + 1),
+    dims: h.dims.a.slice(0, h.dims.n),
   });
+}
+
+/**
+ * Parses and validates a header. `fileSize` is the size of the whole file (8 + header + data);
+ * undefined checks the header against the data size it declares itself (an upload of the header
+ * alone).
+ */
+export function scanHeader(file: string, bytes: Uint8Array, fileSize?: number): ScannedHeader {
+  if (bytes[0] !== LBRACE) {
+    throw new SafetensorsError('HEADER_NOT_OBJECT', file, 'header does not start with "{" (not a safetensors file?)');
+  }
+  if (!isUtf8(bytes)) throw new SafetensorsError('HEADER_NOT_UTF8', file, 'header is not valid UTF-8');
+  const s = new Scanner(bytes);
+  const h = new HeaderCollector(s);
+  let duplicate: string | undefined;
+  try {
+    duplicate = scanTopLevel(s, h);
+  } catch (e) {
+    if (e instanceof JsonSyntaxError) throw new SafetensorsError('HEADER_NOT_JSON', file, `header is not valid JSON (${e.message})`);
+    throw e;
+  }
+  if (duplicate !== undefined) throw new SafetensorsError('DUPLICATE_NAME', file, 'tensor name appears twice in the header', duplicate);
+  const first = h.firstError;
+  if (first) throw new SafetensorsError(first.code, file, first.detail, first.tensor);
+  const table = dataOrderTable(h);
   const dataBytes = checkOffsets(file, table, bytes.byteLength, fileSize);
-  return { table, metadata, dataBytes };
+  return { table, metadata: h.metadata, dataBytes };
 }
 
 function permute(names: string[], dtypes: Uint8Array, begins: Float64Array, ends: Float64Array, starts: Uint32Array, dims: Float64Array, order: Uint32Array): TensorTable {
