@@ -7,9 +7,17 @@
  * The YAML download opens again as the same recipe, and dropping the output file on the canvas
  * recovers the recipe from its header. Screenshots:
  * test-results/editor.png (finished run, results) and test-results/editor-running.png (mid-run).
+ *
+ * The pictures (issue 15): Plot nodes show, in the Views tab, the strength by block of LoRAs
+ * (relative to a base, side by side with their cosine per block), what a merge did (relative error
+ * per module, energy kept against rank, each input's contribution), what an apply changed and an
+ * extraction's energy curves; an inspected LoRA gets its strength picture; the block-weight node's
+ * visual editor sets its vector with sliders and presets. Every picture's values are checked
+ * against the same report computed here, and screenshots go to docs/screenshots/.
  */
+import { registry } from '../nodes/index.ts';
 import { spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -18,6 +26,13 @@ import { writeSamples } from '../src/cli/commands/samples.ts';
 import { recipeToJson, withoutUi } from '../src/graph/index.ts';
 import { GRAPHS_DIR } from '../server/static.ts';
 import { startTestServer, type TestServer } from '../server/testing/harness.ts';
+import { readLora, type LoraHandle } from '../src/formats/read.ts';
+import { analyzeStrength } from '../src/lora/block-strength.ts';
+import { openBaseNorms } from '../src/lora/base-norms.ts';
+import { applyToBase } from '../src/lora/apply.ts';
+import { extractLora } from '../src/lora/extract.ts';
+import { mergeLoras } from '../src/lora/merge.ts';
+import { applyData } from '../src/report/apply-plot.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SCREENSHOT = path.join(REPO, 'test-results', 'editor.png');
@@ -174,6 +189,253 @@ describe('the editor, end to end', () => {
     const recovered = await page.evaluate(() => window.loraflow.currentRecipe());
     expect(recipeToJson(withoutUi(recovered))).toBe(recipeToJson(withoutUi(JSON.parse(text))));
 
+    expect(pageErrors).toEqual([]);
+  });
+});
+
+const SHOTS = path.join(REPO, 'docs', 'screenshots');
+
+/** Opens a recipe the way a user does (the file picker) and runs it; resolves when it succeeded. */
+async function openAndRun(recipe: Record<string, unknown>, name: string): Promise<void> {
+  const file = path.join(t.dir, `${name}.json`);
+  await writeFile(file, JSON.stringify(recipe));
+  await page.setInputFiles('#file-input', file);
+  await expect.poll(() => page.textContent('#status')).toContain(`loaded ${name}.json`);
+  await page.waitForFunction(() => document.getElementById('problem-count')!.hidden);
+  const before = await page.evaluate(() => window.loraflow.state.runId ?? null);
+  await page.click('#btn-run');
+  await page.waitForFunction((prev) => window.loraflow.state.runId !== prev && document.getElementById('run-summary')!.classList.contains('success'), before, { timeout: 90_000 });
+}
+
+/** Every cell of the grids of one kind in a view card: block id and data- attributes. */
+function gridCells(kind: string, gridKind: string, origin = 'run') {
+  return page.evaluate(([k, g, o]) => [...document.querySelectorAll(`.view-card[data-kind="${k}"][data-origin="${o}"] svg g.grid.${g}`)].map((grid) => ({
+    data: { ...(grid as HTMLElement).dataset },
+    cells: [...grid.querySelectorAll('g.cell')].map((c) => ({ ...(c as HTMLElement).dataset })),
+  })), [kind, gridKind, origin] as const);
+}
+
+/** The enlarged picture of a view card, as a screenshot under docs/screenshots/. */
+async function enlargedShot(kind: string, file: string): Promise<void> {
+  await page.click(`.view-card[data-kind="${kind}"] .view-enlarge`);
+  await page.waitForSelector(`#view-modal:not([hidden]) .view-modal-svg[data-kind="${kind}"] svg`);
+  await page.locator('#view-modal .modal-body').screenshot({ path: path.join(SHOTS, file) });
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('#view-modal', { state: 'hidden' });
+}
+
+const v = (type: string) => ({ type, v: registry.get(type)!.v });
+
+describe('the editor\'s pictures', () => {
+  let kohya: LoraHandle;
+  let aitoolkit: LoraHandle;
+  const sample = (f: string) => path.join(t.dir, 'samples', f);
+
+  beforeAll(async () => {
+    await mkdir(SHOTS, { recursive: true });
+    [kohya, aitoolkit] = await Promise.all([readLora(sample('flux-kohya-lora.safetensors')), readLora(sample('flux-aitoolkit-lora.safetensors'))]);
+    await page.setViewportSize({ width: 1500, height: 900 });
+  });
+  afterAll(async () => {
+    await Promise.all([kohya?.close(), aitoolkit?.close()]);
+  });
+
+  it('a Plot node shows two LoRAs\' strength by block relative to the base, with their cosine per block', async () => {
+    await openAndRun({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'Strength of two LoRAs' },
+      nodes: {
+        aitoolkit: { ...v('load-lora'), params: { path: 'flux-aitoolkit-lora.safetensors' } },
+        kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } },
+        base: { ...v('load-model'), params: { path: 'flux-base.safetensors' } },
+        plot: { ...v('plot'), in: { loras: ['aitoolkit.lora', 'kohya.lora'], base: 'base.model' } },
+      },
+    }, 'plot-strength');
+    // the Views tab opens with the picture; the Results tab names it without its SVG text
+    await expect.poll(() => page.locator('#tab-views').isVisible()).toBe(true);
+    expect(await page.textContent('#results')).toContain('(shown in the Views tab)');
+    const strips = await gridCells('strength', 'strength');
+    const norms = await openBaseNorms(sample('flux-base.safetensors'), [aitoolkit, kohya]);
+    const a = await analyzeStrength([aitoolkit, kohya], { baseNorm2: norms.norm2 }).finally(() => norms.close());
+    expect(strips.map((g) => g.data.label)).toEqual(['flux-aitoolkit-lora.safetensors', 'flux-kohya-lora.safetensors']);
+    strips.forEach((g, s) => {
+      expect(g.cells.map((c) => c.block)).toEqual(a.ids);
+      g.cells.forEach((c, i) => {
+        const b = a.sets[s]!.blocks[i]!;
+        expect(Number(c.norm)).toBeCloseTo(b.norm, 10);
+        if (b.modules) expect(Number(c.relative)).toBeCloseTo(b.relative!, 10);
+      });
+    });
+    const [cos] = await gridCells('strength', 'cosine');
+    expect(cos!.cells).toHaveLength(61);
+    cos!.cells.forEach((c, i) => {
+      const x = a.cosines[0]!.blocks[i]!.cosine;
+      if (x === null) expect(c.cosine).toBe('none');
+      else expect(Number(c.cosine)).toBeCloseTo(x, 10);
+    });
+    // hover text: rank and alpha of every module of the block
+    const title = await page.evaluate(() => document.querySelector('.view-card[data-kind="strength"] g.grid.strength[data-set="1"] g.cell[data-block="D03"] title')!.textContent);
+    expect(title).toContain('lora_unet_double_blocks_3_img_attn_qkv: rank 8, alpha 4, ‖ΔW‖');
+    await page.screenshot({ path: path.join(SHOTS, 'editor-views.png') });
+    await enlargedShot('strength', 'strength-by-block.png');
+  });
+
+  it('a merge\'s Plot: relative error per module, energy kept against rank, each input\'s contribution; the merged file\'s own strength', async () => {
+    await openAndRun({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'SVD merge with its pictures' },
+      nodes: {
+        aitoolkit: { ...v('load-lora'), params: { path: 'flux-aitoolkit-lora.safetensors' } },
+        kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } },
+        merge: { ...v('merge-loras'), v: '1.1.0', params: { method: 'svd', rank: 6, weights: [1, 0.8] }, in: { loras: ['aitoolkit.lora', 'kohya.lora'] } },
+        save: { ...v('save-lora'), params: { path: 'out/merged-svd.safetensors' }, in: { lora: 'merge.lora' } },
+        plot: { ...v('plot'), params: { weights: [1, 0.8] }, in: { loras: ['aitoolkit.lora', 'kohya.lora'], report: 'merge.report', result: 'merge.lora' } },
+      },
+    }, 'plot-merge');
+    const { report } = await mergeLoras([{ set: aitoolkit, weight: 1 }, { set: kohya, weight: 0.8 }], { method: 'svd', rank: 6 });
+    const bars = await page.evaluate(() => [...document.querySelectorAll('.view-card[data-kind="merge-error"] svg g.bar')].map((b) => ({ ...(b as HTMLElement).dataset })));
+    expect(bars.map((b) => b.module)).toEqual(report.modules.map((m) => m.module));
+    bars.forEach((b, i) => expect(Number(b.relError)).toBeCloseTo(report.modules[i]!.relError, 6));
+    const chosen = await page.evaluate(() => ({ ...(document.querySelector('.view-card[data-kind="merge-energy"] svg g.chosen-rank') as HTMLElement).dataset }));
+    expect(chosen.rank).toBe('6');
+    expect(Number(chosen.energy)).toBeCloseTo(1 - report.relError ** 2, 5);
+    const lineCount = await page.locator('.view-card[data-kind="merge-energy"] svg g.line').count();
+    expect(lineCount).toBe(report.modules.length + 1);
+    const inputs = await gridCells('merge-contributions', 'strength');
+    const weighted = await analyzeStrength([aitoolkit, kohya], { weights: [1, 0.8] });
+    inputs.forEach((g, s) => g.cells.forEach((c, i) => expect(Number(c.norm)).toBeCloseTo(weighted.sets[s]!.blocks[i]!.norm, 10)));
+    // the written file was inspected: its strength picture is there too
+    await page.waitForSelector('.view-card[data-origin="file"][data-file="output/out/merged-svd.safetensors"] svg');
+    const own = await gridCells('strength', 'strength', 'file');
+    expect(own.map((g) => g.cells.length)).toContain(61);
+    await page.screenshot({ path: path.join(SHOTS, 'editor-merge-views.png') });
+    await enlargedShot('merge-error', 'merge-relative-error.png');
+    await enlargedShot('merge-energy', 'merge-energy-vs-rank.png');
+    await enlargedShot('merge-contributions', 'merge-contributions.png');
+  });
+
+  it('an apply\'s Plot: ‖ΔW‖ / ‖W‖ per block, from the norms the apply collects while streaming', async () => {
+    await openAndRun({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'What an apply changed' },
+      nodes: {
+        base: { ...v('load-model'), params: { path: 'flux-base.safetensors' } },
+        kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } },
+        apply: { ...v('merge-into-base'), v: '1.1.0', params: { path: 'out/applied.safetensors', weights: [0.7] }, in: { base: 'base.model', loras: ['kohya.lora'] } },
+        plot: { ...v('plot'), in: { report: 'apply.report', loras: ['kohya.lora'] } },
+      },
+    }, 'plot-apply');
+    const expected = applyData(await applyToBase({ base: sample('flux-base.safetensors'), out: path.join(t.dir, 'applied-here.safetensors'), loras: [{ set: kohya, weight: 0.7 }] }), 'flux');
+    const [g] = await gridCells('apply-change', 'apply-change');
+    expect(g!.cells.map((c) => c.block)).toEqual(expected.ids);
+    g!.cells.forEach((c, i) => {
+      const b = expected.blocks[i]!;
+      expect(Number(c.tensors)).toBe(b.tensors.length);
+      expect(Number(c.relative)).toBeCloseTo(b.relative, 9);
+    });
+    await enlargedShot('apply-change', 'apply-change-by-block.png');
+  });
+
+  it('an extraction\'s Plot: energy kept against rank per module', async () => {
+    await openAndRun({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'Extraction with its energy curves' },
+      nodes: {
+        base: { ...v('load-model'), params: { path: 'flux-base.safetensors' } },
+        tuned: { ...v('load-model'), params: { path: 'flux-finetune.safetensors' } },
+        extract: { ...v('extract-lora'), params: { rank: 3 }, in: { base: 'base.model', tuned: 'tuned.model' } },
+        save: { ...v('save-lora'), params: { path: 'out/extracted.safetensors' }, in: { lora: 'extract.lora' } },
+        plot: { ...v('plot'), in: { report: 'extract.report', result: 'extract.lora' } },
+      },
+    }, 'plot-extract');
+    const { report } = await extractLora({ base: sample('flux-base.safetensors'), tuned: sample('flux-finetune.safetensors'), rank: 3 });
+    const lines = await page.evaluate(() => [...document.querySelectorAll('.view-card[data-kind="extract-energy"] svg g.line')].map((l) => ({ ...(l as HTMLElement).dataset })));
+    const modules = lines.filter((l) => l.module !== 'all');
+    expect(modules.map((l) => l.module)).toEqual(report.modules.map((m) => m.key));
+    modules.forEach((l, i) => expect(Number(l.energy!.split(' ')[2])).toBeCloseTo(1 - report.modules[i]!.relError ** 2, 5));
+    await enlargedShot('extract-energy', 'extract-energy-vs-rank.png');
+  });
+
+  it('the block-weight node\'s visual editor: a slider per FLUX block id on its grid, presets, and the spec it writes', async () => {
+    await page.click('#btn-new');
+    const file = path.join(t.dir, 'blocks.json');
+    await writeFile(file, JSON.stringify({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'Block weights' },
+      nodes: {
+        kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } },
+        blocks: { ...v('block-weights'), params: { weights: 'OUT=0' }, in: { lora: 'kohya.lora' } },
+        save: { ...v('save-lora'), params: { path: 'out/blocks.safetensors' }, in: { lora: 'blocks.lora' } },
+      },
+    }));
+    await page.setInputFiles('#file-input', file);
+    await expect.poll(() => page.textContent('#status')).toContain('loaded blocks.json');
+    const pos = await page.evaluate(() => window.loraflow.widgetScreenPos('blocks', 'edit blocks…'));
+    await page.mouse.click(pos.x, pos.y);
+    await page.waitForSelector('#block-editor:not([hidden]) .bw-grid');
+    // the family comes from the linked LoRA's file; the current weights are shown
+    expect(await page.textContent('#block-editor .bw-why')).toBe('from flux-kohya-lora.safetensors (flux)');
+    const ids = await page.evaluate(() => [...document.querySelectorAll('#block-editor input.bw-slider')].map((i) => (i as HTMLElement).dataset.block));
+    expect(ids).toHaveLength(61);
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="OUT"]')).toBe('0');
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="D03"]')).toBe('1');
+    expect(await page.evaluate(() => [...document.querySelectorAll('#block-editor .bw-row')].map((r) => r.querySelectorAll('.bw-cell').length))).toEqual([3, 19, 19, 19, 1]);
+    await page.click('#block-editor button.bw-preset[data-preset="D00–D18 only"]');
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="S07"]')).toBe('0');
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="OUT"]')).toBe('0');
+    await page.fill('#block-editor input.bw-value[data-block="D05"]', '0.5');
+    await page.dispatchEvent('#block-editor input.bw-value[data-block="D05"]', 'change');
+    expect(await page.inputValue('#block-editor input.bw-slider[data-block="D05"]')).toBe('0.5');
+    await expect.poll(() => page.inputValue('#block-editor .bw-spec')).toBe('CLIP=0,T5=0,IN=0,D05=0.5,S00-S37=0,OUT=0');
+    await page.locator('#block-editor .modal-body').screenshot({ path: path.join(SHOTS, 'block-weight-editor.png') });
+    await page.click('#block-editor button.bw-apply');
+    await page.waitForSelector('#block-editor', { state: 'hidden' });
+    const recipe = await page.evaluate(() => window.loraflow.currentRecipe());
+    expect(recipe.nodes.blocks.params.weights).toBe('CLIP=0,T5=0,IN=0,D05=0.5,S00-S37=0,OUT=0');
+    await page.waitForFunction(() => document.getElementById('problem-count')!.hidden);
+    // opened again: the sliders read the spec back
+    await page.mouse.click(pos.x, pos.y);
+    await page.waitForSelector('#block-editor:not([hidden]) .bw-grid');
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="D05"]')).toBe('0.5');
+    expect(await page.inputValue('#block-editor input.bw-value[data-block="S20"]')).toBe('0');
+    await page.click('#block-editor button.bw-cancel');
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('the node search lists loraflow\'s node types only; a link released on empty canvas opens it filtered to nodes that take the link, and connects the pick', async () => {
+    await page.click('#btn-new');
+    const file = path.join(t.dir, 'one-lora.json');
+    await writeFile(file, JSON.stringify({ format: 'loraflow.recipe', schemaVersion: 1, nodes: { kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } } }, ui: { nodes: { kohya: { pos: [60, 80] } }, viewport: { scale: 1, offset: [0, 0] } } }));
+    await page.setInputFiles('#file-input', file);
+    await expect.poll(() => page.textContent('#status')).toContain('loaded one-lora.json');
+    const defs = (await t.get('/api/nodes')).body as Record<string, { type: string; category: string; inputs: Record<string, { type: string | string[] }> }>;
+    const box = (await page.locator('#graph-canvas').boundingBox())!;
+    // double-click on empty canvas: every node type, no placeholder for unknown types
+    await page.mouse.dblclick(box.x + box.width - 200, box.y + box.height - 150);
+    await page.waitForSelector('.litesearchbox');
+    const all = await page.locator('.litesearchbox .lite-search-item').allTextContents();
+    expect(all).toHaveLength(Object.keys(defs).length);
+    expect(all.join(' ')).not.toMatch(/unknown/i);
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('.litesearchbox', { state: 'detached' });
+    // drag from the load node's lora output and let go on empty canvas
+    const from = await page.evaluate(() => {
+      const n = window.loraflow.graph._nodes.find((x: any) => x.properties.rid === 'kohya');
+      const [x, y] = window.loraflow.canvas.ds.convertOffsetToCanvas(n.getConnectionPos(false, 0));
+      const r = document.getElementById('graph-canvas')!.getBoundingClientRect();
+      return { x: r.left + x, y: r.top + y };
+    });
+    await page.mouse.move(from.x, from.y);
+    await page.mouse.down();
+    for (let i = 1; i <= 8; i++) await page.mouse.move(from.x + 40 * i, from.y + 25 * i);
+    await page.mouse.up();
+    await page.waitForSelector('.litesearchbox[data-link-type="LORA"]');
+    const types = await page.locator('.litesearchbox .lite-search-item .lite-search-item-type').allTextContents();
+    const takesLora = Object.values(defs).filter((d) => Object.values(d.inputs).some((p) => [p.type].flat().join(',').split(',').includes('LORA'))).map((d) => `${d.category}/${d.type}`);
+    expect(types.sort()).toEqual(takesLora.sort());
+    expect(types).not.toContain('load/load-lora');
+    await page.keyboard.type('save lora');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => window.loraflow.graph._nodes.length === 2);
+    const recipe = await page.evaluate(() => window.loraflow.currentRecipe());
+    const added = Object.values(recipe.nodes as Record<string, { type: string; in?: Record<string, string> }>).find((n) => n.type === 'save-lora');
+    expect(added?.in).toEqual({ lora: 'kohya.lora' });
+    await page.screenshot({ path: path.join(SHOTS, 'node-search.png') });
     expect(pageErrors).toEqual([]);
   });
 });

@@ -37,8 +37,9 @@ names that tell its LoRAs and checkpoints apart.`,
       return 0;
     }
     const lines: string[] = [];
+    const width = Math.max(...all.map((f) => f.id.length)) + 1;
     for (const f of all) {
-      lines.push(`${f.id.padEnd(11)} ${f.label}  (${f.denoiser}${f.moduleTable ? `, ${f.moduleTable} module templates` : ''})`);
+      lines.push(`${f.id.padEnd(width)} ${f.label}  (${f.denoiser}${f.moduleTable ? `, ${f.moduleTable} module templates` : ''})`);
       lines.push(`  reads       ${f.reads}`);
       lines.push(`  writes      ${f.writes.length ? f.writes.join(', ') : 'nothing (refused by name)'}`);
       if (f.blockIds) lines.push(`  block ids   ${f.blockIds}`);
