@@ -128,6 +128,160 @@ function alphaOf(plan: CheckpointPlan, m: ResolvedCheckpointMethod, blocks: stri
   return { of: (name) => cache.get(name) ?? m.alpha, report: { alpha, unassigned } };
 }
 
+/** One merge in progress: the plan, the method, the output specs, the report, and the buffers reused tensor after tensor. */
+interface MergeRun {
+  plan: CheckpointPlan;
+  m: ResolvedCheckpointMethod;
+  models: number;
+  specs: TensorSpec[];
+  alpha: (name: string) => number;
+  report: CheckpointMergeReport;
+  /** Two output byte buffers: one being written while the other is filled. */
+  outSlots: ArrayBuffer[];
+  /** The task-vector methods' dense buffers (empty for the elementwise ones). */
+  ws: TaskWorkspace;
+  /** One decoded chunk per input, and the chunk result (elementwise methods, conversions). */
+  chunks: Float32Array[];
+  chunkOut: Float32Array;
+  differingNonFloat: string[];
+}
+
+const valuesOf = (info: TensorInfo) => bytesOf(info) / dtypeBytes(info.dtype as DType);
+
+/** Bytes of tensor i in its output dtype. */
+function outBytes(run: MergeRun, t: PlannedTensor, i: number): number {
+  return valuesOf(t.infos[0]!) * dtypeBytes(run.specs[i]!.dtype as DType);
+}
+
+function startRun(plan: CheckpointPlan, m: ResolvedCheckpointMethod, models: number, dtype: DType | 'keep', blocks: string | undefined): MergeRun {
+  const alpha = alphaOf(plan, m, blocks);
+  const params = checkpointMethodParams(m, blocks);
+  const report: CheckpointMergeReport = {
+    method: m.method, params, architecture: plan.architecture, out: '', tensors: plan.tensors.length, merged: 0, identical: 0, nonFloat: 0, converted: 0,
+    ...(alpha.report ? { blocks: alpha.report } : {}), outOfRange: 0, nonFinite: [], bytes: 0, notes: [], seconds: 0,
+  };
+  const specs: TensorSpec[] = plan.tensors.map((t) => ({ name: t.name, shape: t.infos[0]!.shape, dtype: outputDtype(dtype, t.infos[0]!, t.float) }));
+  const maxValues = Math.max(0, ...plan.tensors.map((t) => (t.float ? valuesOf(t.infos[0]!) : 0)));
+  const run: MergeRun = {
+    plan, m, models, specs, alpha: alpha.of, report, outSlots: [], ws: new TaskWorkspace(isTaskVectorMethod(m.method) ? maxValues : 0),
+    chunks: plan.inputs.map(() => new Float32Array(Math.min(CHUNK, maxValues))), chunkOut: new Float32Array(Math.min(CHUNK, maxValues)), differingNonFloat: [],
+  };
+  const outCapacity = Math.max(0, ...plan.tensors.map((t, i) => (t.float ? outBytes(run, t, i) : 0)));
+  run.outSlots.push(new ArrayBuffer(outCapacity), new ArrayBuffer(outCapacity));
+  return run;
+}
+
+/** An identical float tensor in the output dtype: re-encoded chunk by chunk. */
+function converted(run: MergeRun, t: PlannedTensor, i: number, raw: Uint8Array): Uint8Array {
+  const a = t.infos[0]!;
+  const outType = run.specs[i]!.dtype as DType;
+  const bytes = new Uint8Array(run.outSlots[i % 2]!, 0, outBytes(run, t, i));
+  const n = valuesOf(a);
+  const size = dtypeBytes(a.dtype as DType);
+  for (let j0 = 0; j0 < n; j0 += CHUNK) {
+    const len = Math.min(CHUNK, n - j0);
+    const v = decodeInto(raw.subarray(j0 * size, (j0 + len) * size), a.dtype as DType, run.chunkOut.subarray(0, len));
+    run.report.outOfRange += countOutOfRange(v, outType);
+    encodeInto(v, outType, bytes.subarray(j0 * dtypeBytes(outType), (j0 + len) * dtypeBytes(outType)));
+  }
+  return bytes;
+}
+
+/** A float tensor computed by the method: dense over task vectors, or elementwise chunk by chunk. */
+function merged(run: MergeRun, t: PlannedTensor, i: number, raw: readonly Uint8Array[]): Uint8Array {
+  const { m, models, report } = run;
+  const outType = run.specs[i]!.dtype as DType;
+  const bytes = new Uint8Array(run.outSlots[i % 2]!, 0, outBytes(run, t, i));
+  const n = valuesOf(t.infos[0]!);
+  const a0 = run.alpha(t.name);
+  const decode = (k: number, j0: number, len: number, into: Float32Array) => {
+    const info = t.infos[k]!;
+    const size = dtypeBytes(info.dtype as DType);
+    return decodeInto(raw[k]!.subarray(j0 * size, (j0 + len) * size), info.dtype as DType, into);
+  };
+  if (isTaskVectorMethod(m.method)) {
+    const result = run.ws.f32('result', n);
+    const base = decode(models, 0, n, run.ws.f32('base', n));
+    taskVectorMerge(m, models, base, (k, into) => decode(k, 0, n, into), a0, checkpointModuleName(run.plan.architecture, t.name), run.ws, result);
+    report.outOfRange += countOutOfRange(result, outType);
+    encodeInto(result, outType, bytes);
+  } else {
+    const outSize = dtypeBytes(outType);
+    for (let j0 = 0; j0 < n; j0 += CHUNK) {
+      const len = Math.min(CHUNK, n - j0);
+      const values = run.chunks.map((c, k) => decode(k, j0, len, c.subarray(0, len)));
+      const o = run.chunkOut.subarray(0, len);
+      elementwise(m, values, a0, o);
+      report.outOfRange += countOutOfRange(o, outType);
+      encodeInto(o, outType, bytes.subarray(j0 * outSize, (j0 + len) * outSize));
+    }
+  }
+  const bad = countNonFiniteStored(bytes, outType);
+  if (bad > 0) report.nonFinite.push({ tensor: t.name, count: bad });
+  return bytes;
+}
+
+/** The output bytes of tensor i: copied (non-float, or identical where the method keeps identical inputs), converted, or merged. */
+function outputOf(run: MergeRun, t: PlannedTensor, i: number, raw: readonly Uint8Array[]): Uint8Array {
+  const { report } = run;
+  if (!t.float) {
+    if (!sameBytes(raw, t.infos)) run.differingNonFloat.push(t.name);
+    report.nonFloat++;
+    return raw[0]!;
+  }
+  if (sameBytes(raw, t.infos) && identityPreserving(run.m, run.models, run.alpha(t.name))) {
+    report.identical++;
+    if (run.specs[i]!.dtype === t.infos[0]!.dtype) return raw[0]!;
+    report.converted++;
+    return converted(run, t, i, raw[0]!);
+  }
+  report.merged++;
+  return merged(run, t, i, raw);
+}
+
+/** Every tensor in order: tensor i+1 read while i is computed, i−1 written from the other buffer. */
+async function streamTensors(run: MergeRun, handles: readonly FileHandle[], writer: SafetensorsWriter, ctx: OpContext | undefined): Promise<void> {
+  const { plan } = run;
+  const inputs = plan.inputs;
+  const slots = inputs.map((_, k) => new InputSlots(Math.max(0, ...plan.tensors.map((t) => bytesOf(t.infos[k]!)))));
+  const load = (i: number) =>
+    Promise.all(inputs.map((input, k) => {
+      const info = plan.tensors[i]!.infos[k]!;
+      return readInto(handles[k]!, input.file.dataStart + info.begin, slots[k]!.view(i, bytesOf(info)), input.path, info.name);
+    }));
+  let next = plan.tensors.length ? load(0) : undefined;
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    for (const [i, t] of plan.tensors.entries()) {
+      checkAborted(ctx);
+      const raw = await next!;
+      // the next tensor goes into the buffers of the previous one: its write must be done
+      await writing;
+      next = i + 1 < plan.tensors.length ? load(i + 1) : undefined;
+      const bytes = outputOf(run, t, i, raw);
+      writing = writer.write(t.name, bytes);
+      run.report.bytes += bytes.byteLength;
+      ctx?.onProgress?.(i + 1, plan.tensors.length, t.name);
+    }
+    await writing;
+  } finally {
+    await Promise.allSettled([next, writing]);
+  }
+}
+
+/** The report's notes (and log lines) on what was copied, non-finite, saturated or outside every block. */
+function noteOutcome(run: MergeRun, ctx: OpContext | undefined): void {
+  const { report, differingNonFloat } = run;
+  if (differingNonFloat.length) report.notes.push(`${differingNonFloat.length} non-float tensors differ between the inputs and were copied from A: ${differingNonFloat.slice(0, 8).join(', ')}${differingNonFloat.length > 8 ? ', …' : ''}`);
+  for (const { tensor, count } of report.nonFinite.slice(0, 20)) ctx?.log?.(`output: tensor ${tensor}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) written`);
+  if (report.nonFinite.length) {
+    const total = report.nonFinite.reduce((s, f) => s + f.count, 0);
+    report.notes.push(`output: ${report.nonFinite.length} tensor${report.nonFinite.length === 1 ? '' : 's'} written with non-finite values (NaN/±Inf, ${total} in all): ${report.nonFinite.slice(0, 8).map((f) => `${f.tensor} (${f.count})`).join(', ')}${report.nonFinite.length > 8 ? ', …' : ''}`);
+  }
+  if (report.outOfRange) report.notes.push(`${report.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
+  if (report.blocks?.unassigned) report.notes.push(`${report.blocks.unassigned} tensors belong to no block and take the global alpha ${run.m.alpha}`);
+}
+
 export async function mergeCheckpoints(options: CheckpointMergeOptions): Promise<CheckpointMergeReport> {
   const started = performance.now();
   const { ctx } = options;
@@ -138,122 +292,22 @@ export async function mergeCheckpoints(options: CheckpointMergeOptions): Promise
   const handles: FileHandle[] = [];
   let writer: SafetensorsWriter | undefined;
   try {
-    const alpha = alphaOf(plan, m, options.blocks);
-    const params = checkpointMethodParams(m, options.blocks);
-    const report: CheckpointMergeReport = {
-      method: m.method, params, architecture: plan.architecture, out: options.out, tensors: plan.tensors.length, merged: 0, identical: 0, nonFloat: 0, converted: 0,
-      ...(alpha.report ? { blocks: alpha.report } : {}), outOfRange: 0, nonFinite: [], bytes: 0, notes: [], seconds: 0,
-    };
-    const described = Object.entries(params).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ');
+    const run = startRun(plan, m, models, dtype, options.blocks);
+    const { report } = run;
+    report.out = options.out;
+    const described = Object.entries(report.params).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join(', ');
     ctx?.log?.(`${m.method} merge of ${models} ${plan.architecture} checkpoints${options.base ? ' relative to a base' : ''} (${described}), ${plan.tensors.length} tensors`);
-
-    const first = plan.inputs[0]!.file;
-    const specs: TensorSpec[] = plan.tensors.map((t) => ({ name: t.name, shape: t.infos[0]!.shape, dtype: outputDtype(dtype, t.infos[0]!, t.float) }));
     const metadata = {
-      ...(first.metadata ?? {}),
+      ...(plan.inputs[0]!.file.metadata ?? {}),
       ...options.metadata,
-      loraflow: JSON.stringify({ operation: 'merge-checkpoints', method: m.method, ...params, models: options.models, ...(options.base ? { base: options.base } : {}), dtype }),
+      loraflow: JSON.stringify({ operation: 'merge-checkpoints', method: m.method, ...report.params, models: options.models, ...(options.base ? { base: options.base } : {}), dtype }),
     };
-    const inputs = plan.inputs;
-    for (const i of inputs) handles.push(await open(i.path, 'r'));
-    const slots = inputs.map((_, k) => new InputSlots(Math.max(0, ...plan.tensors.map((t) => bytesOf(t.infos[k]!)))));
-    const outBytes = (t: PlannedTensor, i: number) => (bytesOf(t.infos[0]!) / dtypeBytes(t.infos[0]!.dtype as DType)) * dtypeBytes(specs[i]!.dtype as DType);
-    const outCapacity = Math.max(0, ...plan.tensors.map((t, i) => (t.float ? outBytes(t, i) : 0)));
-    const outSlots = [new ArrayBuffer(outCapacity), new ArrayBuffer(outCapacity)];
-    const maxValues = Math.max(0, ...plan.tensors.map((t) => (t.float ? bytesOf(t.infos[0]!) / dtypeBytes(t.infos[0]!.dtype as DType) : 0)));
-    const task = isTaskVectorMethod(m.method);
-    const ws = new TaskWorkspace(task ? maxValues : 0);
-    const chunks = inputs.map(() => new Float32Array(Math.min(CHUNK, maxValues)));
-    const chunkOut = new Float32Array(Math.min(CHUNK, maxValues));
-    const differingNonFloat: string[] = [];
-
-    writer = await SafetensorsWriter.create(options.out, specs, { metadata, order: 'given' });
-    const load = (i: number) =>
-      Promise.all(inputs.map((input, k) => {
-        const info = plan.tensors[i]!.infos[k]!;
-        return readInto(handles[k]!, input.file.dataStart + info.begin, slots[k]!.view(i, bytesOf(info)), input.path, info.name);
-      }));
-    let next = plan.tensors.length ? load(0) : undefined;
-    let writing: Promise<void> = Promise.resolve();
-    try {
-      for (const [i, t] of plan.tensors.entries()) {
-        checkAborted(ctx);
-        const raw = await next!;
-        // the next tensor goes into the buffers of the previous one: its write must be done
-        await writing;
-        next = i + 1 < plan.tensors.length ? load(i + 1) : undefined;
-        const spec = specs[i]!;
-        const outType = spec.dtype as DType;
-        const a = t.infos[0]!;
-        const a0 = alpha.of(t.name);
-        let bytes: Uint8Array;
-        if (!t.float) {
-          if (!sameBytes(raw, t.infos)) differingNonFloat.push(t.name);
-          bytes = raw[0]!;
-          report.nonFloat++;
-        } else if (sameBytes(raw, t.infos) && identityPreserving(m, models, a0)) {
-          report.identical++;
-          if (outType === a.dtype) bytes = raw[0]!;
-          else {
-            bytes = new Uint8Array(outSlots[i % 2]!, 0, outBytes(t, i));
-            const n = bytesOf(a) / dtypeBytes(a.dtype as DType);
-            const size = dtypeBytes(a.dtype as DType);
-            for (let j0 = 0; j0 < n; j0 += CHUNK) {
-              const len = Math.min(CHUNK, n - j0);
-              const v = decodeInto(raw[0]!.subarray(j0 * size, (j0 + len) * size), a.dtype as DType, chunkOut.subarray(0, len));
-              report.outOfRange += countOutOfRange(v, outType);
-              encodeInto(v, outType, bytes.subarray(j0 * dtypeBytes(outType), (j0 + len) * dtypeBytes(outType)));
-            }
-            report.converted++;
-          }
-        } else {
-          bytes = new Uint8Array(outSlots[i % 2]!, 0, outBytes(t, i));
-          const n = bytesOf(a) / dtypeBytes(a.dtype as DType);
-          const decode = (k: number, j0: number, len: number, into: Float32Array) => {
-            const info = t.infos[k]!;
-            const size = dtypeBytes(info.dtype as DType);
-            return decodeInto(raw[k]!.subarray(j0 * size, (j0 + len) * size), info.dtype as DType, into);
-          };
-          if (task) {
-            const result = ws.f32('result', n);
-            const base = decode(models, 0, n, ws.f32('base', n));
-            taskVectorMerge(m, models, base, (k, into) => decode(k, 0, n, into), a0, checkpointModuleName(plan.architecture, t.name), ws, result);
-            report.outOfRange += countOutOfRange(result, outType);
-            encodeInto(result, outType, bytes);
-          } else {
-            const outSize = dtypeBytes(outType);
-            for (let j0 = 0; j0 < n; j0 += CHUNK) {
-              const len = Math.min(CHUNK, n - j0);
-              const values = chunks.map((c, k) => decode(k, j0, len, c.subarray(0, len)));
-              const o = chunkOut.subarray(0, len);
-              elementwise(m, values, a0, o);
-              report.outOfRange += countOutOfRange(o, outType);
-              encodeInto(o, outType, bytes.subarray(j0 * outSize, (j0 + len) * outSize));
-            }
-          }
-          report.merged++;
-          const bad = countNonFiniteStored(bytes, outType);
-          if (bad > 0) report.nonFinite.push({ tensor: t.name, count: bad });
-        }
-        writing = writer.write(t.name, bytes);
-        report.bytes += bytes.byteLength;
-        ctx?.onProgress?.(i + 1, plan.tensors.length, t.name);
-      }
-      await writing;
-    } finally {
-      await Promise.allSettled([next, writing]);
-    }
+    for (const i of plan.inputs) handles.push(await open(i.path, 'r'));
+    writer = await SafetensorsWriter.create(options.out, run.specs, { metadata, order: 'given' });
+    await streamTensors(run, handles, writer, ctx);
     checkAborted(ctx);
     await writer.commit();
-
-    if (differingNonFloat.length) report.notes.push(`${differingNonFloat.length} non-float tensors differ between the inputs and were copied from A: ${differingNonFloat.slice(0, 8).join(', ')}${differingNonFloat.length > 8 ? ', …' : ''}`);
-    for (const { tensor, count } of report.nonFinite.slice(0, 20)) ctx?.log?.(`output: tensor ${tensor}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) written`);
-    if (report.nonFinite.length) {
-      const total = report.nonFinite.reduce((s, f) => s + f.count, 0);
-      report.notes.push(`output: ${report.nonFinite.length} tensor${report.nonFinite.length === 1 ? '' : 's'} written with non-finite values (NaN/±Inf, ${total} in all): ${report.nonFinite.slice(0, 8).map((f) => `${f.tensor} (${f.count})`).join(', ')}${report.nonFinite.length > 8 ? ', …' : ''}`);
-    }
-    if (report.outOfRange) report.notes.push(`${report.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
-    if (report.blocks?.unassigned) report.notes.push(`${report.blocks.unassigned} tensors belong to no block and take the global alpha ${m.alpha}`);
+    noteOutcome(run, ctx);
     report.seconds = (performance.now() - started) / 1000;
     ctx?.log?.(`merged ${report.merged} tensors, copied ${report.identical} identical and ${report.nonFloat} non-float ones in ${report.seconds.toFixed(1)} s`);
     return report;
