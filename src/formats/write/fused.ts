@@ -33,97 +33,112 @@ function splitTarget(target: string): { path: string; param: string } {
   return { path: target.slice(0, i), param: target.slice(i + 1) };
 }
 
+/** One fused-layout write in progress: the tensors so far, and what the notes count. */
+interface FusedPlan {
+  set: AdapterSet;
+  format: 'kohya' | 'comfyui';
+  dtype: DType | undefined;
+  table: ModuleTable | undefined;
+  out: OutTensor[];
+  ranks: number[];
+  alphas: number[];
+  rounded: number;
+  biasDiffs: number;
+}
+
+function emit(plan: FusedPlan, module: string, suffix: string, t: LazyTensor): void {
+  plan.out.push({ name: `${module}.${suffix}`, tensor: t });
+}
+
+function cast(plan: FusedPlan, t: LazyTensor): LazyTensor {
+  return plan.dtype ? scaledTensor(t, 1, plan.dtype) : t;
+}
+
+/** What a fused layout cannot say about one weight's patches, refused naming the weight and its modules. */
+function refuseInexpressible(group: readonly Patch[], format: FusedPlan['format'], param: string): void {
+  const first = group[0]!;
+  const kinds = new Set(group.map((p) => p.adapter.kind));
+  const where = `${first.target} (${[...new Set(group.map((p) => p.source.module))].join(', ')})`;
+  const refuse = (why: string) => {
+    throw new LoraFormatError('INEXPRESSIBLE', `${where}: ${why}`, first.source.module);
+  };
+  const kind = first.adapter.kind;
+  if (kinds.size > 1) refuse(`${[...kinds].join(' and ')} adapters on one weight; ${format} stores one adapter per weight`);
+  if (param === 'scale' && format === 'kohya') refuse(`kohya files cannot patch a norm scale (a ${kind} adapter); write comfyui instead`);
+  if (first.reshape && format === 'kohya') refuse(`needs the base weight widened to [${first.reshape}] (BFL control LoRA), which only comfyui files can say`);
+  if (kind === 'lora' && param !== 'weight') refuse(`a LoRA on a ${param}`);
+  if ((kind === 'loha' || kind === 'lokr') && (group.length > 1 || first.rows)) refuse(`a ${kind} adapter on a row slice (or several on one weight) cannot be fused into one ${format} module`);
+  if (kind === 'set' && format === 'kohya') refuse('kohya files cannot replace a weight (set); write comfyui instead');
+  if (kind === 'set' && (group.length > 1 || first.rows)) refuse('several replacements of one weight');
+}
+
+/** LoRA patches of one weight (row slices, several LoRAs) as one module: fused down/up, alpha, Tucker core, DoRA magnitude. */
+async function emitLora(plan: FusedPlan, group: readonly Patch[], base: string): Promise<void> {
+  const first = group[0]!;
+  const rows = fullRows(group, plan.set.patches, plan.table);
+  // a LoCon Tucker core is kept for a lone patch; several on one weight are folded first
+  const tucker = group.length === 1 ? (first.adapter as LoraAdapter).mid : undefined;
+  const loras = tucker ? group : group.map((p) => ({ ...p, adapter: plainLora(p.adapter as LoraAdapter, p.source.module) }));
+  const fused = await fuseLoraPieces(piecesOf(loras), rows, { name: first.target, dtype: plan.dtype });
+  if (fused.rounded) plan.rounded++;
+  const stored = group.length === 1 ? (first.adapter as { alpha?: number }).alpha : undefined;
+  const alpha = alphaFor(fused.scale, fused.rank, stored);
+  emit(plan, base, FUSED_SUFFIX.down, fused.down);
+  emit(plan, base, FUSED_SUFFIX.up, fused.up);
+  emit(plan, base, FUSED_SUFFIX.alpha, alphaTensor(alpha, fused.down.dtype, `${base} alpha`));
+  if (tucker) emit(plan, base, FUSED_SUFFIX.mid, cast(plan, tucker));
+  if (fused.dora) {
+    // conv modules keep LyCORIS's singleton kernel dims ([out, 1, 1, 1] / [1, in, 1, 1])
+    const kernel = fused.down.shape.slice(2).map(() => 1);
+    const shape = fused.dora.axis === 'out' ? [rows, 1, ...kernel] : [1, fused.down.shape[1]!, ...kernel];
+    emit(plan, base, FUSED_SUFFIX.dora, cast(plan, reshaped(fused.dora.magnitude, shape)));
+  }
+  plan.ranks.push(fused.rank);
+  plan.alphas.push(alpha);
+}
+
+async function emitGroup(plan: FusedPlan, group: readonly Patch[]): Promise<void> {
+  const first = group[0]!;
+  const { path, param } = splitTarget(first.target);
+  refuseInexpressible(group, plan.format, param);
+  const base = fusedModuleName(plan.format, first.component, param === 'scale' ? `${path}.scale` : path, plan.set.architecture);
+  switch (first.adapter.kind) {
+    case 'lora':
+      await emitLora(plan, group, base);
+      break;
+    case 'loha':
+    case 'lokr':
+      for (const [suffix, t] of lycorisTensors(first.adapter)) emit(plan, base, suffix, cast(plan, t));
+      if (first.dora) emit(plan, base, FUSED_SUFFIX.dora, cast(plan, doraShaped(first)));
+      break;
+    case 'full':
+      if (param === 'bias') plan.biasDiffs++;
+      emit(plan, base, param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff, cast(plan, placeFull(group, plan.set.patches, plan.table)));
+      break;
+    case 'set':
+      emit(plan, base, FUSED_SUFFIX.set, cast(plan, first.adapter.value));
+      break;
+  }
+  if (first.reshape) emit(plan, base, FUSED_SUFFIX.reshape, scalarShapeTensor(first.reshape, `${base} reshape`));
+}
+
 export async function planFused(set: AdapterSet, format: 'kohya' | 'comfyui', dtype: DType | undefined): Promise<OutPlan> {
-  const out: OutTensor[] = [];
   const notes: string[] = [];
-  const ranks: number[] = [];
-  const alphas: number[] = [];
   const family = familyOf(set.architecture);
   const table = family?.table;
   const assumed = table && table.assumedNote(table.inferDims(set.patches, family.denoiser), set.patches);
   if (assumed) notes.push(assumed);
-  let rounded = 0;
-  let modules = 0;
-  let biasDiffs = 0;
-  const emit = (module: string, suffix: string, t: LazyTensor) => out.push({ name: `${module}.${suffix}`, tensor: t });
-  const cast = (t: LazyTensor) => (dtype ? scaledTensor(t, 1, dtype) : t);
-
-  for (const group of groupByTarget(set.patches)) {
-    const first = group[0]!;
-    const { path, param } = splitTarget(first.target);
-    const kinds = new Set(group.map((p) => p.adapter.kind));
-    const where = `${first.target} (${[...new Set(group.map((p) => p.source.module))].join(', ')})`;
-    if (kinds.size > 1) {
-      throw new LoraFormatError('INEXPRESSIBLE', `${where}: ${[...kinds].join(' and ')} adapters on one weight; ${format} stores one adapter per weight`, first.source.module);
-    }
-    const kind = first.adapter.kind;
-    if (param === 'scale' && format === 'kohya') {
-      throw new LoraFormatError('INEXPRESSIBLE', `${where}: kohya files cannot patch a norm scale (a ${kind} adapter); write comfyui instead`, first.source.module);
-    }
-    const base = fusedModuleName(format, first.component, param === 'scale' ? `${path}.scale` : path, set.architecture);
-    if (first.reshape && format === 'kohya') {
-      throw new LoraFormatError('INEXPRESSIBLE', `${where}: needs the base weight widened to [${first.reshape}] (BFL control LoRA), which only comfyui files can say`, first.source.module);
-    }
-    modules++;
-    switch (kind) {
-      case 'lora': {
-        if (param !== 'weight') throw new LoraFormatError('INEXPRESSIBLE', `${where}: a LoRA on a ${param}`, first.source.module);
-        const rows = fullRows(group, set.patches, table);
-        // a LoCon Tucker core is kept for a lone patch; several on one weight are folded first
-        const tucker = group.length === 1 ? (first.adapter as LoraAdapter).mid : undefined;
-        const loras = tucker ? group : group.map((p) => ({ ...p, adapter: plainLora(p.adapter as LoraAdapter, p.source.module) }));
-        const fused = await fuseLoraPieces(piecesOf(loras), rows, { name: first.target, dtype });
-        if (fused.rounded) rounded++;
-        const stored = group.length === 1 ? (first.adapter as { alpha?: number }).alpha : undefined;
-        const alpha = alphaFor(fused.scale, fused.rank, stored);
-        emit(base, FUSED_SUFFIX.down, fused.down);
-        emit(base, FUSED_SUFFIX.up, fused.up);
-        emit(base, FUSED_SUFFIX.alpha, alphaTensor(alpha, fused.down.dtype, `${base} alpha`));
-        if (tucker) emit(base, FUSED_SUFFIX.mid, cast(tucker));
-        if (fused.dora) {
-          // conv modules keep LyCORIS's singleton kernel dims ([out, 1, 1, 1] / [1, in, 1, 1])
-          const kernel = fused.down.shape.slice(2).map(() => 1);
-          const shape = fused.dora.axis === 'out' ? [rows, 1, ...kernel] : [1, fused.down.shape[1]!, ...kernel];
-          emit(base, FUSED_SUFFIX.dora, cast(reshaped(fused.dora.magnitude, shape)));
-        }
-        ranks.push(fused.rank);
-        alphas.push(alpha);
-        break;
-      }
-      case 'loha':
-      case 'lokr': {
-        if (group.length > 1 || first.rows) {
-          throw new LoraFormatError('INEXPRESSIBLE', `${where}: a ${kind} adapter on a row slice (or several on one weight) cannot be fused into one ${format} module`, first.source.module);
-        }
-        for (const [suffix, t] of lycorisTensors(first.adapter as LohaAdapter | LokrAdapter)) emit(base, suffix, cast(t));
-        if (first.dora) emit(base, FUSED_SUFFIX.dora, cast(doraShaped(first)));
-        break;
-      }
-      case 'full': {
-        const suffix = param === 'bias' ? FUSED_SUFFIX.diff_b : FUSED_SUFFIX.diff;
-        if (param === 'bias') biasDiffs++;
-        emit(base, suffix, cast(placeFull(group, set.patches, table)));
-        break;
-      }
-      case 'set': {
-        if (format === 'kohya') throw new LoraFormatError('INEXPRESSIBLE', `${where}: kohya files cannot replace a weight (set); write comfyui instead`, first.source.module);
-        if (group.length > 1 || first.rows) throw new LoraFormatError('INEXPRESSIBLE', `${where}: several replacements of one weight`, first.source.module);
-        emit(base, FUSED_SUFFIX.set, cast((first.adapter as { value: LazyTensor }).value));
-        break;
-      }
-    }
-    if (first.reshape) {
-      emit(base, FUSED_SUFFIX.reshape, scalarShapeTensor(first.reshape, `${base} reshape`));
-    }
-  }
-  if (biasDiffs > 0) {
+  const plan: FusedPlan = { set, format, dtype, table, out: [], ranks: [], alphas: [], rounded: 0, biasDiffs: 0 };
+  const groups = groupByTarget(set.patches);
+  for (const group of groups) await emitGroup(plan, group);
+  if (plan.biasDiffs > 0) {
     notes.push(
-      `${biasDiffs} bias change${biasDiffs === 1 ? '' : 's'} written as .diff_b keys: ComfyUI applies them, but diffusers and sd-scripts load this LoRA without them and say nothing ` +
+      `${plan.biasDiffs} bias change${plan.biasDiffs === 1 ? '' : 's'} written as .diff_b keys: ComfyUI applies them, but diffusers and sd-scripts load this LoRA without them and say nothing ` +
         '(for an extraction, --biases drop / keepBiases false leaves them out)',
     );
   }
-  if (rounded > 0) notes.push(`${rounded} fused modules combine parts with scales that differ by a factor other than a power of two; those ups were rescaled (rounded to their dtype)`);
-  return { tensors: out, notes, modules, ranks, alphas };
+  if (plan.rounded > 0) notes.push(`${plan.rounded} fused modules combine parts with scales that differ by a factor other than a power of two; those ups were rescaled (rounded to their dtype)`);
+  return { tensors: plan.out, notes, modules: groups.length, ranks: plan.ranks, alphas: plan.alphas };
 }
 
 /** LyCORIS tensors with their suffixes, and an alpha that keeps the adapter's scale. */
