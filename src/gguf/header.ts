@@ -165,8 +165,8 @@ async function readValue(c: Cursor, path: string, key: string): Promise<GgufValu
 
 const pad = (n: number, a: number): number => Math.ceil(n / a) * a;
 
-export async function parseHeader(handle: FileHandle, size: number, path: string): Promise<GgufHeader> {
-  const c = new Cursor(handle, size, path);
+/** Magic, version and the two counts. */
+async function readPreamble(c: Cursor, path: string): Promise<{ version: number; nTensors: number; nKv: number }> {
   await c.need(4, 'the magic');
   const magic = c.u32();
   if (magic !== GGUF_MAGIC) {
@@ -188,9 +188,13 @@ export async function parseHeader(handle: FileHandle, size: number, path: string
   // at the first missing entry, after at most the file's size in reads.
   if (nTensors < 0n || nTensors > BigInt(Number.MAX_SAFE_INTEGER)) throw new GgufError('BAD_COUNT', path, `header claims ${nTensors} tensors`);
   if (nKv < 0n || nKv > BigInt(Number.MAX_SAFE_INTEGER)) throw new GgufError('BAD_COUNT', path, `header claims ${nKv} metadata keys`);
+  return { version, nTensors: Number(nTensors), nKv: Number(nKv) };
+}
 
+/** The metadata keys and the alignment they set. */
+async function readMetadata(c: Cursor, path: string, nKv: number): Promise<{ metadata: Map<string, GgufValue>; alignment: number }> {
   const metadata = new Map<string, GgufValue>();
-  for (let i = 0; i < Number(nKv); i++) {
+  for (let i = 0; i < nKv; i++) {
     const key = await readString(c, path, `metadata key ${i} (of ${nKv})`);
     if (key === '') throw new GgufError('BAD_KEY', path, `metadata key ${i} is empty`);
     if (metadata.has(key)) throw new GgufError('DUPLICATE_KEY', path, `metadata key "${key}" appears twice`);
@@ -203,58 +207,66 @@ export async function parseHeader(handle: FileHandle, size: number, path: string
     if (a.value === 0 || (a.value & (a.value - 1)) !== 0) throw new GgufError('BAD_ALIGNMENT', path, `general.alignment ${a.value} is not a power of 2`);
     alignment = a.value;
   }
+  return { metadata, alignment };
+}
 
-  const tensors: GgufTensorInfo[] = [];
-  const names = new Set<string>();
-  const raw: { name: string; type: GgmlTypeInfo; dims: number[]; offset: bigint }[] = [];
-  for (let i = 0; i < Number(nTensors); i++) {
-    const name = await readString(c, path, `the name of tensor ${i} (of ${nTensors})`);
-    if (names.has(name)) throw new GgufError('DUPLICATE_NAME', path, 'two tensors with the same name', name);
-    names.add(name);
-    await c.need(4, 'the dimension count', name);
-    const nDims = c.u32();
-    if (nDims > MAX_DIMS) throw new GgufError('BAD_DIMS', path, `${nDims} dimensions, more than the ${MAX_DIMS} GGUF allows`, name);
-    await c.need(8 * nDims + 4 + 8, 'the tensor info', name);
-    const dims: number[] = [];
-    let elements = 1;
-    for (let j = 0; j < nDims; j++) {
-      const d = c.i64();
-      if (d < 0n) throw new GgufError('BAD_DIMS', path, `dimension ${j} is ${d}, negative`, name);
-      if (d > BigInt(Number.MAX_SAFE_INTEGER) || elements * Number(d) > Number.MAX_SAFE_INTEGER) {
-        throw new GgufError('BAD_DIMS', path, `dimensions [${[...dims, d]}…] hold more elements than any file can`, name);
-      }
-      dims.push(Number(d));
-      elements *= Number(d);
+interface RawTensorInfo {
+  name: string;
+  type: GgmlTypeInfo;
+  dims: number[];
+  offset: bigint;
+}
+
+/** One tensor info: name, dims (each checked), type, and offset in the data section. */
+async function readTensorInfo(c: Cursor, path: string, i: number, nTensors: number, names: Set<string>): Promise<RawTensorInfo> {
+  const name = await readString(c, path, `the name of tensor ${i} (of ${nTensors})`);
+  if (names.has(name)) throw new GgufError('DUPLICATE_NAME', path, 'two tensors with the same name', name);
+  names.add(name);
+  await c.need(4, 'the dimension count', name);
+  const nDims = c.u32();
+  if (nDims > MAX_DIMS) throw new GgufError('BAD_DIMS', path, `${nDims} dimensions, more than the ${MAX_DIMS} GGUF allows`, name);
+  await c.need(8 * nDims + 4 + 8, 'the tensor info', name);
+  const dims: number[] = [];
+  let elements = 1;
+  for (let j = 0; j < nDims; j++) {
+    const d = c.i64();
+    if (d < 0n) throw new GgufError('BAD_DIMS', path, `dimension ${j} is ${d}, negative`, name);
+    if (d > BigInt(Number.MAX_SAFE_INTEGER) || elements * Number(d) > Number.MAX_SAFE_INTEGER) {
+      throw new GgufError('BAD_DIMS', path, `dimensions [${[...dims, d]}…] hold more elements than any file can`, name);
     }
-    const typeId = c.u32();
-    const type = typeById(typeId);
-    if (!type) throw new GgufError('BAD_TYPE', path, `ggml type id ${typeId} is not a known tensor type`, name);
-    const ne0 = dims[0] ?? 1;
-    if (ne0 % type.blockSize !== 0) {
-      throw new GgufError('BAD_DIMS', path, `rows of ${ne0} elements are not whole ${type.name} blocks of ${type.blockSize}`, name);
-    }
-    raw.push({ name, type, dims, offset: c.u64() });
+    dims.push(Number(d));
+    elements *= Number(d);
   }
-  const dataOffset = Number(nTensors) > 0 ? pad(c.pos, alignment) : c.pos;
-  if (dataOffset > size) throw new GgufError('TRUNCATED', path, `file ends at byte ${size}, before the data section at byte ${dataOffset}`);
-  const dataBytes = size - dataOffset;
-  for (const r of raw) {
-    const elements = r.dims.reduce((p, d) => p * d, 1);
-    const byteLength = typeBytes(r.type, elements);
-    const rowLength = r.dims[0] ?? 1;
-    if (r.offset % BigInt(alignment) !== 0n) {
-      throw new GgufError('BAD_ALIGNMENT', path, `data offset ${r.offset} is not a multiple of the alignment ${alignment}`, r.name);
-    }
-    if (r.offset + BigInt(byteLength) > BigInt(dataBytes)) {
-      throw new GgufError('OUT_OF_BOUNDS', path, `data [${r.offset}, ${r.offset + BigInt(byteLength)}) of the data section runs past its end (${dataBytes} bytes; truncated file?)`, r.name);
-    }
-    const offset = Number(r.offset);
-    tensors.push({
-      name: r.name, type: r.type.name, typeId: r.type.id, dims: r.dims, shape: [...r.dims].reverse(), elements,
-      rowLength, rows: rowLength === 0 ? 0 : elements / rowLength, rowBytes: typeBytes(r.type, rowLength), byteLength,
-      offset, fileOffset: dataOffset + offset,
-    });
+  const typeId = c.u32();
+  const type = typeById(typeId);
+  if (!type) throw new GgufError('BAD_TYPE', path, `ggml type id ${typeId} is not a known tensor type`, name);
+  const ne0 = dims[0] ?? 1;
+  if (ne0 % type.blockSize !== 0) {
+    throw new GgufError('BAD_DIMS', path, `rows of ${ne0} elements are not whole ${type.name} blocks of ${type.blockSize}`, name);
   }
+  return { name, type, dims, offset: c.u64() };
+}
+
+/** A tensor placed in the data section: aligned, inside it. */
+function placed(r: RawTensorInfo, path: string, alignment: number, dataOffset: number, dataBytes: number): GgufTensorInfo {
+  const elements = r.dims.reduce((p, d) => p * d, 1);
+  const byteLength = typeBytes(r.type, elements);
+  const rowLength = r.dims[0] ?? 1;
+  if (r.offset % BigInt(alignment) !== 0n) {
+    throw new GgufError('BAD_ALIGNMENT', path, `data offset ${r.offset} is not a multiple of the alignment ${alignment}`, r.name);
+  }
+  if (r.offset + BigInt(byteLength) > BigInt(dataBytes)) {
+    throw new GgufError('OUT_OF_BOUNDS', path, `data [${r.offset}, ${r.offset + BigInt(byteLength)}) of the data section runs past its end (${dataBytes} bytes; truncated file?)`, r.name);
+  }
+  const offset = Number(r.offset);
+  return {
+    name: r.name, type: r.type.name, typeId: r.type.id, dims: r.dims, shape: [...r.dims].reverse(), elements,
+    rowLength, rows: rowLength === 0 ? 0 : elements / rowLength, rowBytes: typeBytes(r.type, rowLength), byteLength,
+    offset, fileOffset: dataOffset + offset,
+  };
+}
+
+function refuseOverlaps(tensors: readonly GgufTensorInfo[], path: string): void {
   const byOffset = tensors.filter((t) => t.byteLength > 0).sort((x, y) => x.offset - y.offset);
   for (let i = 1; i < byOffset.length; i++) {
     const prev = byOffset[i - 1]!;
@@ -263,5 +275,18 @@ export async function parseHeader(handle: FileHandle, size: number, path: string
       throw new GgufError('OVERLAP', path, `data [${t.offset}, ${t.offset + t.byteLength}) overlaps tensor "${prev.name}" at [${prev.offset}, ${prev.offset + prev.byteLength})`, t.name);
     }
   }
+}
+
+export async function parseHeader(handle: FileHandle, size: number, path: string): Promise<GgufHeader> {
+  const c = new Cursor(handle, size, path);
+  const { version, nTensors, nKv } = await readPreamble(c, path);
+  const { metadata, alignment } = await readMetadata(c, path, nKv);
+  const names = new Set<string>();
+  const raw: RawTensorInfo[] = [];
+  for (let i = 0; i < nTensors; i++) raw.push(await readTensorInfo(c, path, i, nTensors, names));
+  const dataOffset = nTensors > 0 ? pad(c.pos, alignment) : c.pos;
+  if (dataOffset > size) throw new GgufError('TRUNCATED', path, `file ends at byte ${size}, before the data section at byte ${dataOffset}`);
+  const tensors = raw.map((r) => placed(r, path, alignment, dataOffset, size - dataOffset));
+  refuseOverlaps(tensors, path);
   return { version, metadata, tensors, alignment, dataOffset };
 }
