@@ -106,32 +106,37 @@ function quantizeK45(x: Float32Array, dst: Uint8Array, bits: 4 | 5): void {
         L[32 * j + ii] = Math.max(0, Math.min(nmax, nearestInt(f(f(x[xo + 32 * j + ii]! + dm) / d))));
       }
     }
-    if (bits === 4) {
-      for (let j = 0, q = o + 16; j < QK_K; j += 64, q += 32) {
-        for (let l = 0; l < 32; l++) dst[q + l] = L[j + l]! | (L[j + l + 32]! << 4);
-      }
-    } else {
-      const qh = o + 16;
-      let m1 = 1;
-      let m2 = 2;
-      for (let n = 0, ql = o + 48; n < QK_K; n += 64, ql += 32) {
-        for (let j = 0; j < 32; j++) {
-          let l1 = L[n + j]!;
-          if (l1 > 15) {
-            l1 -= 16;
-            dst[qh + j]! |= m1;
-          }
-          let l2 = L[n + j + 32]!;
-          if (l2 > 15) {
-            l2 -= 16;
-            dst[qh + j]! |= m2;
-          }
-          dst[ql + j] = l1 | (l2 << 4);
-        }
-        m1 <<= 2;
-        m2 <<= 2;
-      }
+    packK45(L, dst, o, bits);
+  }
+}
+
+/** The 4-bit (Q4_K: two per byte) or 5-bit (Q5_K: low nibbles plus a high-bit plane) quants of one super-block at `o`. */
+function packK45(L: Uint8Array, dst: Uint8Array, o: number, bits: 4 | 5): void {
+  if (bits === 4) {
+    for (let j = 0, q = o + 16; j < QK_K; j += 64, q += 32) {
+      for (let l = 0; l < 32; l++) dst[q + l] = L[j + l]! | (L[j + l + 32]! << 4);
     }
+    return;
+  }
+  const qh = o + 16;
+  let m1 = 1;
+  let m2 = 2;
+  for (let n = 0, ql = o + 48; n < QK_K; n += 64, ql += 32) {
+    for (let j = 0; j < 32; j++) {
+      let l1 = L[n + j]!;
+      if (l1 > 15) {
+        l1 -= 16;
+        dst[qh + j]! |= m1;
+      }
+      let l2 = L[n + j + 32]!;
+      if (l2 > 15) {
+        l2 -= 16;
+        dst[qh + j]! |= m2;
+      }
+      dst[ql + j] = l1 | (l2 << 4);
+    }
+    m1 <<= 2;
+    m2 <<= 2;
   }
 }
 
