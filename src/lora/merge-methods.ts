@@ -44,7 +44,7 @@ import { checkAborted, type OpContext } from './context.ts';
 import { denseDelta } from './dense-delta.ts';
 import { readFactorPart } from './factors.ts';
 import { adapterGeometry } from './geometry.ts';
-import { checkRankChoice, factorizeDense, energyOf, overallError, rankChoiceError, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, factorizeDense, energyOf, overallError, rankChoiceError, type FitEnergy, type RankChoice } from './lowrank.ts';
 import type { MergeInput, MergeReport } from './merge.ts';
 import { sharedMetadata } from './merge.ts';
 import { seedFromName } from './seed.ts';

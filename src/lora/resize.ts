@@ -9,7 +9,7 @@ import { memoryTensor } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { loraDims } from './factors.ts';
 import { plainLora } from '../formats/tucker.ts';
-import { checkRankChoice, energyOf, overallError, truncateProduct, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, energyOf, overallError, truncateProduct, type FitEnergy, type RankChoice } from './lowrank.ts';
 
 export interface ResizeOptions extends RankChoice {
   ctx?: OpContext;
