@@ -56,7 +56,8 @@ export class StagedOutputs {
 
   async rollback(): Promise<void> {
     for (const { staging } of this.staged.values()) {
-      await rm(staging, { force: true });
+      // a staging name is always one of ours (.NAME.PID.HEX.tmp): a staged folder output goes whole
+      await rm(staging, { force: true, recursive: true });
       staged(staging);
     }
     this.staged.clear();

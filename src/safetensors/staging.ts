@@ -8,7 +8,7 @@
  *    writer in that folder, once their pid is no longer alive.
  */
 import { randomBytes } from 'node:crypto';
-import { unlinkSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BroadcastChannel, isMainThread } from 'node:worker_threads';
@@ -47,11 +47,11 @@ export function staged(path: string): void {
   announce({ remove: path });
 }
 
-/** Removes every live staging file, synchronously (safe in a signal or exit handler). */
+/** Removes every live staging file or folder (a diffusers folder output), synchronously (safe in a signal or exit handler). */
 export function removeLiveStaging(): void {
   for (const path of live) {
     try {
-      unlinkSync(path);
+      rmSync(path, { force: true, recursive: true });
     } catch {
       // already renamed or removed
     }
@@ -69,7 +69,7 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes staging files in `dir` whose process is gone; returns their names. A file of a live
+ * Removes staging files (and staged folders) in `dir` whose process is gone; returns their names. A file of a live
  * process (this one included) is never touched; a pid reused by another process keeps its file
  * until that process ends too.
  */
@@ -88,8 +88,10 @@ export async function sweepStaleStaging(dir: string): Promise<string[]> {
     if (pid === process.pid || alive(pid)) continue;
     const path = join(dir, name);
     try {
-      if (!(await lstat(path)).isFile()) continue;
-      await rm(path, { force: true });
+      // files, and staged folder outputs; never a symlink
+      const st = await lstat(path);
+      if (!st.isFile() && !st.isDirectory()) continue;
+      await rm(path, { force: true, recursive: true });
       swept.push(name);
     } catch {
       // raced with another sweeper, or not ours to remove
