@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineNode, pathParam } from '../src/graph/node.ts';
 import { applyToBase } from '../src/lora/apply.ts';
-import { dtypeParam, weightsCheck, weightsParam } from './params.ts';
+import { dtypeParam, modelFormatParam, modelLayoutParam, weightsCheck, weightsParam } from './params.ts';
 import { provenanceMetadata } from './provenance.ts';
 import { densityParam, dropParam, methodParamProblems, seedParam } from './method-params.ts';
 import { compactReport } from './types.ts';
@@ -10,13 +10,13 @@ const optionalPath = (kind: string, mode: 'read' | 'write', description: string)
 
 export const mergeIntoBase = defineNode({
   type: 'merge-into-base',
-  v: '1.1.0',
+  v: '1.2.0',
   title: 'Merge LoRAs into checkpoint',
   category: 'model',
-  description: 'Writes a new checkpoint W + Σ wᵢ·ΔWᵢ, streaming the base one tensor at a time (memory independent of model size; bf16/fp16/fp32/fp8 bases). Every module is checked against the base before anything is written. Text-encoder modules go to the CLIP-L / T5 files when given. method linear (default) adds Σ wᵢ·ΔWᵢ; ties, dare, dare-ties, magnitude-prune merge the LoRAs\' ΔW per base weight first (as merge-loras does) and add that.',
+  description: 'Writes a new checkpoint W + Σ wᵢ·ΔWᵢ, streaming the base one tensor at a time (memory independent of model size; bf16/fp16/fp32/fp8 bases, ComfyUI scaled fp8, GGUF, diffusers folders, all-in-one files whose text encoders take the LoRA\'s text-encoder modules). The output keeps the base\'s form unless format / layout say otherwise. Every module is checked against the base before anything is written. Text-encoder modules go to the CLIP-L / T5 files when given. method linear (default) adds Σ wᵢ·ΔWᵢ; ties, dare, dare-ties, magnitude-prune merge the LoRAs\' ΔW per base weight first (as merge-loras does) and add that.',
   output: true,
   inputs: {
-    base: { type: 'MODEL', description: 'Base checkpoint (with or without the model.diffusion_model. prefix).' },
+    base: { type: 'MODEL', description: 'Base checkpoint in any form (with or without the model.diffusion_model. prefix; a diffusers folder; GGUF; scaled fp8).' },
     loras: { type: 'LORA', list: true, description: 'LoRAs to merge in, in order (weights follow this order).' },
   },
   outputs: { report: { type: 'REPORT' } },
@@ -24,6 +24,8 @@ export const mergeIntoBase = defineNode({
     path: pathParam('output', 'write', 'Output checkpoint, relative to the output root.'),
     weights: weightsParam,
     dtype: dtypeParam('Precision of the written weights (keep: as in the base; fp8 keeps 1-D tensors at their precision).'),
+    format: modelFormatParam,
+    layout: modelLayoutParam,
     stochasticFp8: z.boolean().default(false).describe('fp8 outputs: stochastic rounding seeded by the tensor name (reproducible) instead of round-to-nearest.'),
     clipLIn: optionalPath('checkpoints', 'read', 'CLIP-L text encoder to patch with the LoRAs\' clip_l modules.'),
     clipLOut: optionalPath('output', 'write', 'Where the patched CLIP-L goes.'),
@@ -58,6 +60,8 @@ export const mergeIntoBase = defineNode({
       out: await output(p.path),
       loras: loras.map((set, i) => ({ set, weight: p.weights?.[i] ?? 1 })),
       dtype: p.dtype,
+      format: p.format,
+      layout: p.layout,
       stochasticFp8: p.stochasticFp8,
       clipL: await pair(p.clipLIn, p.clipLOut),
       t5: await pair(p.t5In, p.t5Out),

@@ -13,6 +13,14 @@ export function dtypeOf(choice: DTypeChoice): DType | undefined {
   return choice === 'keep' ? undefined : parseDType(choice);
 }
 
+/** Containers a checkpoint is written in (`keep`: the input's): one safetensors file, a diffusers model folder, GGUF (from a GGUF input). */
+export const MODEL_FORMATS = ['keep', 'safetensors', 'diffusers', 'gguf'] as const;
+export const modelFormatParam = z.enum(MODEL_FORMATS).default('keep').describe("Output container: keep (the input's), safetensors (one file), diffusers (a model folder: shards + index, written whole then renamed), gguf (a GGUF input's own quant types).");
+
+/** Key names a checkpoint is written with (`keep`: the input's). */
+export const MODEL_LAYOUTS = ['keep', 'original', 'diffusers'] as const;
+export const modelLayoutParam = z.enum(MODEL_LAYOUTS).default('keep').describe("Output key names: keep (the input's), original (BFL / ComfyUI names, fused q/k/v), diffusers (split q/k/v, from the family's module table).");
+
 /** LoRA layouts loraflow writes. */
 export const LORA_FORMATS = ['kohya', 'diffusers', 'comfyui'] as const;
 export type LoraFormatChoice = (typeof LORA_FORMATS)[number];

@@ -2,10 +2,11 @@
  * What flows through the ports of loraflow's nodes, and how it is summarised in events.
  *  - LORA: a canonical AdapterSet (src/formats/model.ts); when it was read from a file, the
  *    reader's handle (with `path`). Tensors stay lazy: nothing is loaded until an operation needs it.
- *  - MODEL: a checkpoint file of which only the header has been read.
+ *  - MODEL: a checkpoint (a safetensors file, a diffusers folder, a GGUF file) of which only the headers have been read.
  *  - REPORT: a JSON-safe object describing what an operation did.
  */
 import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { FormDescription } from '../src/checkpoint/describe.ts';
 
 export type LoraValue = AdapterSet & { path?: string };
 
@@ -19,6 +20,8 @@ export interface ModelValue {
   metadata: Record<string, string>;
   /** The family id the key names say (`src/formats/families.ts`; with or without a `model.diffusion_model.` prefix), or `unknown`. */
   architecture: string;
+  /** Its form: container, key layout, encoding, shards, all-in-one parts (src/checkpoint/describe.ts). */
+  form?: FormDescription;
 }
 
 export type ReportValue = Record<string, unknown>;

@@ -88,31 +88,32 @@ export class ByteBuilder {
     return at;
   }
 
-  u8(v: number): void { this.view.setUint8(this.room(1), v); }
-  u32(v: number): void { this.view.setUint32(this.room(4), v, true); }
-  u64(v: bigint | number): void { this.view.setBigUint64(this.room(8), BigInt(v), true); }
-  bytes(b: Uint8Array): void { this.buf.set(b, this.room(b.byteLength)); }
+  // The offset is taken before the view is read: room() may grow the buffer and replace the view,
+  // and `this.view.setX(this.room(n), …)` would evaluate the old view first.
+  u8(v: number): void { const at = this.room(1); this.view.setUint8(at, v); }
+  u32(v: number): void { const at = this.room(4); this.view.setUint32(at, v, true); }
+  u64(v: bigint | number): void { const at = this.room(8); this.view.setBigUint64(at, BigInt(v), true); }
+  bytes(b: Uint8Array): void { const at = this.room(b.byteLength); this.buf.set(b, at); }
   string(s: string): void {
     const b = new TextEncoder().encode(s);
     this.u64(b.byteLength);
     this.bytes(b);
   }
-  zeros(n: number): void { this.buf.fill(0, this.room(n), this.length); }
+  zeros(n: number): void { const at = this.room(n); this.buf.fill(0, at, this.length); }
 
   item(type: GgufScalarType, v: number | bigint | boolean | string): void {
-    const d = this.view;
     switch (type) {
-      case 'UINT8': d.setUint8(this.room(1), v as number); break;
-      case 'INT8': d.setInt8(this.room(1), v as number); break;
-      case 'UINT16': d.setUint16(this.room(2), v as number, true); break;
-      case 'INT16': d.setInt16(this.room(2), v as number, true); break;
-      case 'UINT32': d.setUint32(this.room(4), v as number, true); break;
-      case 'INT32': d.setInt32(this.room(4), v as number, true); break;
-      case 'FLOAT32': d.setFloat32(this.room(4), v as number, true); break;
-      case 'FLOAT64': d.setFloat64(this.room(8), v as number, true); break;
-      case 'UINT64': d.setBigUint64(this.room(8), v as bigint, true); break;
-      case 'INT64': d.setBigInt64(this.room(8), v as bigint, true); break;
-      case 'BOOL': d.setUint8(this.room(1), v ? 1 : 0); break;
+      case 'UINT8': { const at = this.room(1); this.view.setUint8(at, v as number); break; }
+      case 'INT8': { const at = this.room(1); this.view.setInt8(at, v as number); break; }
+      case 'UINT16': { const at = this.room(2); this.view.setUint16(at, v as number, true); break; }
+      case 'INT16': { const at = this.room(2); this.view.setInt16(at, v as number, true); break; }
+      case 'UINT32': { const at = this.room(4); this.view.setUint32(at, v as number, true); break; }
+      case 'INT32': { const at = this.room(4); this.view.setInt32(at, v as number, true); break; }
+      case 'FLOAT32': { const at = this.room(4); this.view.setFloat32(at, v as number, true); break; }
+      case 'FLOAT64': { const at = this.room(8); this.view.setFloat64(at, v as number, true); break; }
+      case 'UINT64': { const at = this.room(8); this.view.setBigUint64(at, v as bigint, true); break; }
+      case 'INT64': { const at = this.room(8); this.view.setBigInt64(at, v as bigint, true); break; }
+      case 'BOOL': { const at = this.room(1); this.view.setUint8(at, v ? 1 : 0); break; }
       case 'STRING': this.string(v as string); break;
     }
   }

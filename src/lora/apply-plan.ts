@@ -5,8 +5,8 @@
  */
 import { resolve } from 'node:path';
 import type { AdapterSet, Component, Patch } from '../formats/model.ts';
-import { SafetensorsFile, type TensorInfo } from '../safetensors/reader.ts';
-import { isCodecDType, isFloatDType } from '../tensor/dtype.ts';
+import { CanonicalView, type CanonicalTensor } from '../checkpoint/canonical.ts';
+import { isPatchable } from '../checkpoint/encoding.ts';
 import { numel } from '../tensor/lazy.ts';
 import { adapterGeometry, matrixOf } from './geometry.ts';
 import { crossArchitectureProblem } from '../formats/checkpoint-family.ts';
@@ -30,7 +30,8 @@ export interface FilePlan {
   role: FileRole;
   in: string;
   out: string;
-  file: SafetensorsFile;
+  /** The input under its canonical names, whatever its form (a single file, a diffusers folder, GGUF, scaled fp8). */
+  file: CanonicalView;
   /** Prefix per component that made its targets resolve in this file. */
   prefixes: Partial<Record<Component, string>>;
   /** Patches per key of this file, in LoRA order. */
@@ -103,7 +104,7 @@ function blockHint(plan: FilePlan, prefix: string, target: string): string {
   return count === 0 ? `; the base has no ${group} at all` : `; the base has ${count} ${group} (0–${count - 1}), so this LoRA is for a model with more blocks`;
 }
 
-function bestPrefix(file: SafetensorsFile, component: Component, targets: readonly string[]): string {
+function bestPrefix(file: CanonicalView, component: Component, targets: readonly string[]): string {
   let best = '';
   let hits = -1;
   for (const prefix of KEY_PREFIXES[component]) {
@@ -114,13 +115,13 @@ function bestPrefix(file: SafetensorsFile, component: Component, targets: readon
 }
 
 /** Why `planned` does not fit weight `info`, or undefined when it does. */
-function misfit(planned: Omit<PlannedPatch, 'rowStart' | 'rowLen'>, info: TensorInfo): { problem?: string; rowStart: number; rowLen: number } {
+function misfit(planned: Omit<PlannedPatch, 'rowStart' | 'rowLen'>, info: CanonicalTensor): { problem?: string; rowStart: number; rowLen: number } {
   const { patch } = planned;
   const target = matrixOf(info.shape);
   const rowStart = patch.rows?.[0] ?? 0;
   const rowLen = patch.rows?.[1] ?? target.rows;
   const fail = (problem: string) => ({ problem: `${patch.source.module} → ${info.name} [${info.shape}]: ${problem}`, rowStart, rowLen });
-  if (!isCodecDType(info.dtype) || !isFloatDType(info.dtype)) return fail(`the weight is ${info.dtype}, not a floating-point dtype loraflow can patch`);
+  if (!isPatchable(info.dtype)) return fail(`the weight is ${info.dtype}, not a floating-point dtype loraflow can patch`);
   if (rowStart < 0 || rowLen < 0 || rowStart + rowLen > target.rows) return fail(`rows ${rowStart}..${rowStart + rowLen} are outside the weight's ${target.rows} rows`);
   let g;
   try {
@@ -139,8 +140,8 @@ function misfit(planned: Omit<PlannedPatch, 'rowStart' | 'rowLen'>, info: Tensor
   return { rowStart, rowLen };
 }
 
-async function openFile(path: string, opened: SafetensorsFile[]): Promise<SafetensorsFile> {
-  const f = await SafetensorsFile.open(path);
+async function openFile(path: string, opened: CanonicalView[]): Promise<CanonicalView> {
+  const f = await CanonicalView.open(path);
   opened.push(f);
   return f;
 }
@@ -164,7 +165,7 @@ export async function planApply(input: PlanInput): Promise<Plan> {
     if (!Number.isFinite(weight)) throw applyError(`LoRA ${i + 1}: weight ${weight} is not a finite number`);
   });
 
-  const opened: SafetensorsFile[] = [];
+  const opened: CanonicalView[] = [];
   try {
     const files: FilePlan[] = [];
     const WHAT: Record<FileRole, string> = { base: 'base checkpoint', clip_l: 'CLIP-L text encoder checkpoint', t5: 'T5 text encoder checkpoint' };

@@ -1,26 +1,34 @@
 /**
- * One checkpoint file through applyToBase, as a pipeline: while tensor i is computed (in row
- * chunks, on the compute pool), tensor i+1 is being read and tensor i−1 written. Memory holds
- * about two inputs and two outputs of the largest tensor, whatever the file size.
+ * One checkpoint file (or folder) through applyToBase, as a pipeline: while output tensor i is
+ * computed (in row chunks, on the compute pool), tensor i+1 is being read and tensor i−1 written.
+ * Memory holds about two inputs and two outputs of the largest tensor, whatever the file size.
+ * Each output tensor is read as the row ranges of the input it comes from (src/checkpoint: itself,
+ * or the parts of a split or fused weight), so changing the layout costs no extra pass.
  *
  * Weights with only LoRA patches take the fast path: ΔW per row chunk from stacked factors, added
  * and encoded in one pass. Weights with DoRA, replacements or other adapter kinds are decoded
- * whole and patched in f32 (apply-tensor.ts), then encoded the same way.
+ * whole and patched in f32 (apply-tensor.ts), then encoded the same way. Values stored in an
+ * encoding of their own (GGUF block types, scaled fp8) are decoded to f32 first, patched the same
+ * two ways, and encoded again (ggml's reference quantizers; a new fp8 scale).
  */
-import { open, type FileHandle } from 'node:fs/promises';
-import type { SafetensorsWriter } from '../safetensors/writer.ts';
-import type { TensorInfo } from '../safetensors/reader.ts';
+import type { CheckpointWriter } from '../checkpoint/form.ts';
+import { decodeStored, encodeStored, isPlain, storedBytes } from '../checkpoint/encoding.ts';
+import type { OutputPlan, OutputTensor } from '../checkpoint/output-plan.ts';
+import { decodeScaled, encodeScaled } from '../checkpoint/scaled-fp8.ts';
 import { decodeToF32, dtypeBytes, type DType } from '../tensor/dtype.ts';
+import type { Fp8DType } from '../tensor/fp8-round.ts';
+import { numel } from '../tensor/lazy.ts';
 import type { FilePlan, PlannedPatch } from './apply-plan.ts';
 import { patchWeight } from './apply-tensor.ts';
 import type { ChunkCounts, ChunkTask, DeltaGroup } from './chunk-task.ts';
-import { countNonFiniteStored } from '../tensor/finite.ts';
+import { countNonFinite, countNonFiniteStored } from '../tensor/finite.ts';
 import type { ComputePool } from './compute-pool.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { readFactorPart, stackFactors } from './factors.ts';
 import { countOutOfRange, encodeValues } from './fused-codec.ts';
 import { matrixOf } from './geometry.ts';
 import { seedFromName } from './seed.ts';
+import { changeNorm2, groupsNorm2, storedNorm2, type TensorChange } from './change-norms.ts';
 
 /**
  * Values per chunk task: 4 Mi (on a product backend its ΔW is 16 MiB of f32, under the allocator's
@@ -30,8 +38,8 @@ const chunkElements = (threads: number) => (threads > 2 ? 1 << 20 : 1 << 22);
 
 export interface StreamOptions {
   pool: ComputePool;
-  /** Output dtype per tensor, in file order. */
-  outDtypes: readonly DType[];
+  /** Patches per output tensor, in output coordinates (apply-layout.ts). */
+  patches: ReadonlyMap<string, readonly PlannedPatch[]>;
   stochasticFp8: boolean;
   ctx?: OpContext;
   /** Called after each tensor is handed to the writer. */
@@ -47,6 +55,8 @@ export interface StreamCounts {
   nonFinite: { tensor: string; count: number }[];
   bytes: number;
   modules: number;
+  /** ‖W‖ and ‖ΔW‖ of every patched tensor (change-norms.ts), for "what an apply changed". */
+  changes: TensorChange[];
 }
 
 function isFastPath(planned: readonly PlannedPatch[]): boolean {
@@ -73,16 +83,26 @@ class BufferRing {
   }
 }
 
-/** Fills `buf` with the bytes of one tensor (positional reads). */
-async function readTensor(handle: FileHandle, dataStart: number, info: TensorInfo, buf: Uint8Array, path: string): Promise<Uint8Array> {
-  const length = buf.byteLength;
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await handle.read(buf, done, Math.min(1 << 30, length - done), dataStart + info.begin + done);
-    if (bytesRead === 0) throw new Error(`${path}: unexpected end of file in tensor ${info.name}`);
-    done += bytesRead;
+/**
+ * One reused Float32Array in shared memory (workers compute into it without copies), grown when a
+ * larger tensor comes: for values decoded from an encoding of their own.
+ */
+class FloatScratch {
+  private buffer = new Float32Array(new SharedArrayBuffer(0));
+  take(count: number): Float32Array {
+    if (this.buffer.length < count) this.buffer = new Float32Array(new SharedArrayBuffer(count * 4));
+    return this.buffer.subarray(0, count);
   }
-  return buf;
+}
+
+function bytesOf(values: Float32Array): Uint8Array {
+  return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
+}
+
+function sumOfSquares(values: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += values[i]! * values[i]!;
+  return s;
 }
 
 function sharedCopy(values: Float32Array, shared: boolean): Float32Array {
@@ -116,9 +136,9 @@ async function deltaGroups(planned: readonly PlannedPatch[], cols: number, share
 }
 
 /** base + ΔW (or a plain dtype conversion when `groups` is empty) in row chunks on the pool. */
-async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array): Promise<ChunkCounts> {
-  const { rows, cols } = matrixOf(info.shape);
-  const inPer = dtypeBytes(info.dtype as DType);
+async function chunked(input: Uint8Array, shape: readonly number[], inDtype: DType, outDtype: DType, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array): Promise<ChunkCounts> {
+  const { rows, cols } = matrixOf(shape);
+  const inPer = dtypeBytes(inDtype);
   const outPer = dtypeBytes(outDtype);
   const step = Math.max(1, Math.floor(chunkElements(pool.threads) / Math.max(1, cols)));
   const tasks: ChunkTask[] = [];
@@ -126,7 +146,7 @@ async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, gro
     const n = Math.min(step, rows - r0);
     tasks.push({
       input: input.subarray(r0 * cols * inPer, (r0 + n) * cols * inPer),
-      inDtype: info.dtype as DType,
+      inDtype,
       output: output.subarray(r0 * cols * outPer, (r0 + n) * cols * outPer),
       outDtype,
       cols,
@@ -139,61 +159,131 @@ async function chunked(input: Uint8Array, info: TensorInfo, outDtype: DType, gro
   return (await pool.runAll(tasks)).reduce((a, b) => ({ outOfRange: a.outOfRange + b.outOfRange, nonFinite: a.nonFinite + b.nonFinite }), { outOfRange: 0, nonFinite: 0 });
 }
 
-/** Reads, patches, encodes and writes every tensor of `file`, in file order. */
-export async function streamFile(file: FilePlan, writer: SafetensorsWriter, opts: StreamOptions): Promise<StreamCounts> {
-  const counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, nonFinite: [], bytes: 0, modules: 0 };
-  const tensors = file.file.tensors;
+/** What one output tensor came to. */
+interface Computed {
+  bytes: Uint8Array;
+  outOfRange: number;
+  nonFinite: number;
+  change?: { base2: number; change2: number };
+  /** The stored bytes of its new fp8 scale (a scaled output). */
+  scale?: Uint8Array;
+}
+
+/** Reads, patches, encodes and writes every output tensor of `output`, in its order. */
+export async function streamFile(file: FilePlan, output: OutputPlan, writer: CheckpointWriter, opts: StreamOptions): Promise<StreamCounts> {
+  const counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, nonFinite: [], bytes: 0, modules: 0, changes: [] };
+  const view = file.file;
+  const tensors = output.tensors;
   const shared = opts.pool.threads > 0;
-  const outBytes = (i: number) => (tensors[i]!.end - tensors[i]!.begin) / dtypeBytes(tensors[i]!.dtype as DType) * dtypeBytes(opts.outDtypes[i]!);
+  const inBytes = (t: OutputTensor) => (t.kind === 'values' ? storedBytes(t.inDtype, numel(t.shape)) : t.kind === 'copy' ? view.reader.info(t.of!).byteLength : 0);
+  const outBytes = (t: OutputTensor) => (t.kind === 'values' && isPlain(t.dtype) ? storedBytes(t.dtype, numel(t.shape)) : 0);
   // Three inputs (current, next being read, previous still being written when it was copied
   // through) and two outputs (current, previous being written).
-  const inputs = new BufferRing(3, Math.max(0, ...tensors.map((t) => t.end - t.begin)));
-  const outputs = new BufferRing(2, Math.max(0, ...tensors.map((_, i) => outBytes(i))));
-  const handle = await open(file.in, 'r');
-  const load = (i: number) => readTensor(handle, file.file.dataStart, tensors[i]!, inputs.view(i, tensors[i]!.end - tensors[i]!.begin), file.in);
+  const inputs = new BufferRing(3, Math.max(0, ...tensors.map(inBytes)));
+  const outputs = new BufferRing(2, Math.max(0, ...tensors.map(outBytes)));
+  const decoded = new FloatScratch();
+  const result = new FloatScratch();
+  const scales = new Map<string, Uint8Array>();
+  const load = async (i: number): Promise<Uint8Array> => {
+    const t = tensors[i]!;
+    const buf = inputs.view(i, inBytes(t));
+    if (t.kind === 'copy') return view.reader.read(t.of!, buf);
+    if (t.kind === 'scale') return buf;
+    const rowBytes = t.pieces.length === 1 ? 0 : buf.byteLength / (t.shape[0] ?? 1);
+    if (t.pieces.length === 1) {
+      const [p] = t.pieces;
+      return view.readStored(p!.canonical, buf, p!.canonRow, p!.canonRow === 0 && p!.rows === (view.info(p!.canonical).shape[0] ?? 1) ? undefined : p!.rows);
+    }
+    await Promise.all(t.pieces.map((p) => view.readStored(p.canonical, buf.subarray(p.at * rowBytes, (p.at + p.rows) * rowBytes), p.canonRow, p.rows)));
+    return buf;
+  };
+
+  /** Values stored in an encoding of their own: decoded to f32, patched, encoded again. */
+  const viaF32 = async (t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, seed: number | undefined): Promise<Computed> => {
+    const n = numel(t.shape);
+    const { rows, cols } = matrixOf(t.shape);
+    const base = decoded.take(n);
+    const scale = t.scaleIn ? await view.scaleOf(view.info(t.pieces[0]!.canonical)) : undefined;
+    if (scale) decodeScaled(input, t.inDtype as Fp8DType, scale, rows, base);
+    else decodeStored(t.inDtype, input, base);
+    let w = base;
+    let change: Computed['change'];
+    if (planned) {
+      w = result.take(n);
+      if (isFastPath(planned)) {
+        const groups = await deltaGroups(planned, cols, shared);
+        await chunked(bytesOf(base), t.shape, 'F32', 'F32', groups, opts.pool, undefined, bytesOf(w));
+        change = { base2: sumOfSquares(base), change2: groupsNorm2(groups, cols) };
+      } else {
+        w.set(base);
+        await patchWeight(w, cols, planned);
+        change = { base2: sumOfSquares(base), change2: changeNorm2(w, bytesOf(base), 'F32') };
+      }
+    }
+    if (t.scaleOut) {
+      const nonFinite = countNonFinite(w);
+      const e = encodeScaled(w, rows, t.scaleOut.weight, t.scaleOut.fp8, seed, { inPlace: true });
+      return { bytes: e.bytes, outOfRange: 0, nonFinite, change, scale: e.scale };
+    }
+    if (isPlain(t.dtype)) {
+      const bytes = encodeValues(w, t.dtype, { stochasticSeed: seed });
+      return { bytes, outOfRange: countOutOfRange(w, t.dtype), nonFinite: countNonFiniteStored(bytes, t.dtype), change };
+    }
+    return { bytes: encodeStored(t.dtype, w), outOfRange: 0, nonFinite: countNonFinite(w), change };
+  };
+
   let next: Promise<Uint8Array> | undefined = tensors.length ? load(0) : undefined;
   let writing: Promise<void> = Promise.resolve();
   try {
-    for (const [i, info] of tensors.entries()) {
+    for (const [i, t] of tensors.entries()) {
       checkAborted(opts.ctx);
       const input = await next!;
       next = i + 1 < tensors.length ? load(i + 1) : undefined;
-      const out = opts.outDtypes[i]!;
-      const planned = file.byKey.get(info.name);
-      const seed = opts.stochasticFp8 ? seedFromName(info.name) : undefined;
-      let bytes: Uint8Array;
-      let nonFinite = 0;
-      if (!planned && out === info.dtype) {
-        bytes = input;
+      const planned = t.kind === 'values' ? opts.patches.get(t.name) : undefined;
+      const seed = opts.stochasticFp8 ? seedFromName(t.name) : undefined;
+      let done: Computed;
+      if (t.kind === 'scale') {
+        done = { bytes: scales.get(t.of!) ?? (await view.reader.read(t.name)), outOfRange: 0, nonFinite: 0 };
+      } else if (t.kind === 'copy' || (!planned && t.dtype === t.inDtype && (!t.scaleIn || output.scaled))) {
+        done = { bytes: input, outOfRange: 0, nonFinite: 0 };
         counts.copied++;
+      } else if (!isPlain(t.inDtype) || !isPlain(t.dtype) || t.scaleIn || t.scaleOut) {
+        done = await viaF32(t, input, planned, seed);
+        if (done.scale) scales.set(t.name, done.scale);
       } else if (!planned || isFastPath(planned)) {
-        const groups = planned ? await deltaGroups(planned, matrixOf(info.shape).cols, shared) : [];
-        bytes = outputs.view(i, outBytes(i));
-        const c = await chunked(input, info, out, groups, opts.pool, seed, bytes);
-        counts.outOfRange += c.outOfRange;
-        nonFinite = c.nonFinite;
+        const cols = matrixOf(t.shape).cols;
+        const groups = planned ? await deltaGroups(planned, cols, shared) : [];
+        const bytes = outputs.view(i, outBytes(t));
+        const pending = chunked(input, t.shape, t.inDtype, t.dtype, groups, opts.pool, seed, bytes);
+        // the norms are taken while the pool computes (the base bytes are only read)
+        const change = planned ? { base2: storedNorm2(input, t.inDtype), change2: groupsNorm2(groups, cols) } : undefined;
+        const c = await pending;
+        done = { bytes, outOfRange: c.outOfRange, nonFinite: c.nonFinite, change };
       } else {
-        const w = decodeToF32(input, info.dtype as DType);
-        await patchWeight(w, matrixOf(info.shape).cols, planned);
-        counts.outOfRange += countOutOfRange(w, out);
-        bytes = encodeValues(w, out, { stochasticSeed: seed });
-        nonFinite = countNonFiniteStored(bytes, out);
+        const w = decodeToF32(input, t.inDtype);
+        const base2 = storedNorm2(input, t.inDtype);
+        await patchWeight(w, matrixOf(t.shape).cols, planned);
+        const change = { base2, change2: changeNorm2(w, input, t.inDtype) };
+        const bytes = encodeValues(w, t.dtype, { stochasticSeed: seed });
+        done = { bytes, outOfRange: countOutOfRange(w, t.dtype), nonFinite: countNonFiniteStored(bytes, t.dtype), change };
       }
-      if (nonFinite > 0) counts.nonFinite.push({ tensor: info.name, count: nonFinite });
+      counts.outOfRange += done.outOfRange;
+      if (done.nonFinite > 0) counts.nonFinite.push({ tensor: t.name, count: done.nonFinite });
       if (planned) {
         counts.patched++;
         counts.modules += planned.length;
-      } else if (out !== info.dtype) counts.converted++;
+        const { component, target } = planned[0]!.patch;
+        if (done.change) counts.changes.push({ tensor: t.name, component, target, baseNorm: Math.sqrt(done.change.base2), changeNorm: Math.sqrt(done.change.change2) });
+      } else if (t.kind === 'values' && done.bytes !== input) counts.converted++;
       await writing;
-      writing = writer.write(info.name, bytes);
-      counts.bytes += bytes.byteLength;
-      opts.onTensor(info.name);
+      writing = writer.write(t.name, done.bytes);
+      counts.bytes += done.bytes.byteLength;
+      opts.onTensor(t.name);
     }
     await writing;
   } finally {
-    // Let in-flight reads and writes settle before the handle closes (their errors are already reported or moot).
+    // Let in-flight reads and writes settle (their errors are already reported or moot).
     await Promise.allSettled([next, writing]);
-    await handle.close();
   }
   return counts;
 }

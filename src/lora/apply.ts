@@ -2,21 +2,25 @@
  * Merging LoRAs into a base checkpoint, streamed: each base tensor gets Σ wᵢ·ΔWᵢ (computed in f32,
  * ΔW from the LoRA factors on the compute backend) and is encoded once to the output dtype, one
  * tensor at a time with reading and writing overlapped (apply-stream.ts), so memory is bounded by
- * the largest tensor, not the model. The output mirrors the base (same tensor order and metadata).
- * Everything is checked against the headers first (apply-plan.ts); outputs appear only when every
- * file is complete (temporary files renamed at the end), so a failure or a cancel leaves nothing.
+ * the largest tensor, not the model. The output mirrors the base (same tensor order and metadata)
+ * in the base's form (single file, diffusers folder, GGUF, scaled fp8: src/checkpoint) unless
+ * `format` / `layout` / `dtype` say otherwise. Everything is checked against the headers first
+ * (apply-plan.ts); outputs appear only when every file is complete (temporary files renamed at the
+ * end), so a failure or a cancel leaves nothing.
  */
-import { SafetensorsWriter, type TensorSpec } from '../safetensors/writer.ts';
-import type { TensorInfo } from '../safetensors/reader.ts';
+import type { CheckpointWriter } from '../checkpoint/form.ts';
+import { isPlain } from '../checkpoint/encoding.ts';
+import { planOutput, type FormatChoice, type LayoutChoice, type OutputPlan } from '../checkpoint/output-plan.ts';
 import type { AdapterSet } from '../formats/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
-import { isFp8 } from '../tensor/fp8-round.ts';
-import { planApply, applyError, type FilePlan } from './apply-plan.ts';
+import { planApply, applyError, type FilePlan, type PlannedPatch } from './apply-plan.ts';
+import { outputPatches } from './apply-layout.ts';
 import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
 import { lorasForMethod, type ApplyMethodOptions } from './merge-methods.ts';
+import type { TensorChange } from './change-norms.ts';
 
 
 /** method (default linear: W + Σ wᵢ·ΔWᵢ) with density / drop / seed: see merge-methods.ts. */
@@ -36,6 +40,12 @@ export interface ApplyOptions extends Omit<ApplyMethodOptions, 'ctx'> {
   threads?: number;
   /** Extra metadata for the outputs (over the base's own). */
   metadata?: Record<string, string>;
+  /** The base output's container: keep (the base's), safetensors (one file), diffusers (a model folder), gguf (a GGUF base's quant types). */
+  format?: FormatChoice;
+  /** The base output's key names: keep, original (BFL/LDM/ComfyUI names, fused q/k/v), diffusers. */
+  layout?: LayoutChoice;
+  /** Largest shard of a newly cut diffusers folder (bytes; default 10 GB, as diffusers). */
+  shardBytes?: number;
   ctx?: OpContext;
 }
 
@@ -60,6 +70,8 @@ export interface ApplyFileReport {
    */
   nonFinite: { tensor: string; count: number }[];
   bytes: number;
+  /** Per patched tensor: ‖W‖_F of the base and ‖ΔW‖_F of the change (collected while streaming). */
+  changes: TensorChange[];
 }
 
 export interface ApplyReport {
@@ -77,13 +89,6 @@ export interface ApplyReport {
 
 /** Inputs smaller than this run inline by default (the pool's start-up would dominate). */
 const POOL_MIN_BYTES = 256 * 2 ** 20;
-
-function outputDtype(choice: DType | 'keep', info: TensorInfo): DType | string {
-  if (choice === 'keep' || !isCodecDType(info.dtype) || !isFloatDType(info.dtype)) return info.dtype;
-  // Biases and norm scales are tiny and sensitive: fp8 is for the matrices (as every fp8 checkpoint does it).
-  if (isFp8(choice) && info.shape.length < 2) return info.dtype;
-  return choice;
-}
 
 function parseChoice(dtype: ApplyOptions['dtype']): DType | 'keep' {
   if (dtype === undefined || dtype === 'keep') return 'keep';
@@ -106,9 +111,27 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
   if (plan.ignored.length) report.notes.push(`${plan.ignored.length} text-encoder modules left out (ignoreTextEncoders): ${plan.ignored.slice(0, 5).join('; ')}${plan.ignored.length > 5 ? '; …' : ''}`);
   if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of LoRAs with weight 0 left out`);
 
-  const total = plan.files.reduce((s, f) => s + f.file.tensors.length, 0);
+  // every output's form and every patch's place in it, before anything is written
+  const outputs = new Map<FilePlan, { output: OutputPlan; patches: Map<string, PlannedPatch[]> }>();
+  try {
+    for (const file of plan.files) {
+      const base = file.role === 'base';
+      const output = planOutput(file.file, { format: base ? options.format : 'keep', layout: base ? options.layout : 'keep', dtype, shardBytes: options.shardBytes }, new Set(file.byKey.keys()));
+      const patches = new Map<string, PlannedPatch[]>();
+      for (const t of output.tensors) {
+        const list = t.kind === 'values' ? outputPatches(t, file.byKey) : undefined;
+        if (list) patches.set(t.name, list);
+      }
+      outputs.set(file, { output, patches });
+      report.notes.push(...output.notes.map((n) => `${file.role} output: ${n}`));
+    }
+  } catch (e) {
+    await Promise.all(plan.files.map((f) => f.file.close()));
+    throw e;
+  }
+  const total = [...outputs.values()].reduce((s, o) => s + o.output.tensors.length, 0);
   let done = 0;
-  const writers: SafetensorsWriter[] = [];
+  const writers: CheckpointWriter[] = [];
   // Starting workers costs a second or two (each loads its backend): worth it for real checkpoints only.
   const totalBytes = plan.files.reduce((s, f) => s + f.file.fileSize, 0);
   const threads = options.threads ?? (totalBytes < POOL_MIN_BYTES ? 0 : defaultThreads(backend));
@@ -118,30 +141,31 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
     report.threads = threads;
     if (threads) log?.(`computing on ${threads} worker threads`);
     for (const file of plan.files) {
-      const specs: TensorSpec[] = file.file.tensors.map((t) => ({ name: t.name, shape: t.shape, dtype: outputDtype(dtype, t) }));
-      const metadata = {
-        ...(file.file.metadata ?? {}),
-        ...options.metadata,
-        loraflow: JSON.stringify({
+      const { output, patches } = outputs.get(file)!;
+      // over the base's own metadata; an apply without LoRAs (a change of form) adds no provenance of its own
+      const metadata: Record<string, string> = { ...options.metadata };
+      if (options.loras.length > 0) {
+        metadata.loraflow = JSON.stringify({
           operation: 'apply',
           loras: options.loras.map(({ set, weight }) => ({ format: set.format, weight, ...('path' in set ? { path: String(set.path) } : {}) })),
           dtype,
           ...(byMethod.params ? { method: { name: options.method, ...byMethod.params } } : {}),
-        }),
-      };
-      const writer = await SafetensorsWriter.create(file.out, specs, { metadata, order: 'given' });
+        });
+      }
+      const writer = await output.create(file.out, metadata);
       writers.push(writer);
-      const counts = await streamFile(file, writer, {
+      const counts = await streamFile(file, output, writer, {
         pool,
-        outDtypes: specs.map((s) => s.dtype as DType),
+        patches,
         stochasticFp8: Boolean(options.stochasticFp8),
         ctx,
         onTensor: (name) => ctx?.onProgress?.(++done, total, name),
       });
-      const keptPrecision = dtype === 'keep' ? 0 : file.file.tensors.filter((t, i) => specs[i]!.dtype !== dtype && isCodecDType(t.dtype) && isFloatDType(t.dtype)).length;
-      const { modules, ...fileCounts } = counts;
-      report.modules += modules;
-      report.files.push({ role: file.role, in: file.in, out: file.out, tensors: specs.length, keptPrecision, ...fileCounts });
+      const keptPrecision = dtype === 'keep' ? 0 : output.tensors.filter((t) => t.kind === 'values' && t.dtype !== dtype && isPlain(t.inDtype) && isFloatDType(t.inDtype)).length;
+      // patches as planned on the base weights (one split over a weight's diffusers parts counts once)
+      const { modules: _placed, ...fileCounts } = counts;
+      report.modules += [...file.byKey.values()].reduce((n, list) => n + list.length, 0);
+      report.files.push({ role: file.role, in: file.in, out: file.out, tensors: output.tensors.length, keptPrecision, ...fileCounts });
       if (counts.outOfRange) log?.(`${file.out}: ${counts.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
       // the output path may be a staging name here: the role says which file
       const where = `${file.role} output`;

@@ -5,12 +5,13 @@
  * diffs when asked; every other difference is reported by name.
  */
 import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
-import { SafetensorsFile } from '../safetensors/reader.ts';
+import { CanonicalView } from '../checkpoint/canonical.ts';
+import { isPatchable } from '../checkpoint/encoding.ts';
 import { ensureBackend } from '../tensor/backend.ts';
-import { decodeInto, dtypeBytes, isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
-import { memoryTensor } from '../tensor/lazy.ts';
+import type { DType } from '../tensor/dtype.ts';
+import { memoryTensor, numel } from '../tensor/lazy.ts';
 import { checkAborted, type OpContext } from './context.ts';
-import { checkRankChoice, factorizeDense, energyOf, overallError, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
+import { checkRankChoice, factorizeDense, energyOf, overallError, type FitEnergy, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { checkpointArchitecture } from '../formats/checkpoint-family.ts';
 import { FAMILIES, familyOf } from '../formats/families.ts';
@@ -63,7 +64,7 @@ const MODEL_PREFIXES = ['model.diffusion_model.', 'diffusion_model.'];
 const architectureKeys = (): { architecture: Architecture; component: Component; pattern: RegExp }[] =>
   FAMILIES.flatMap((f) => (f.checkpoint.extractionSignal ? [{ architecture: f.id, ...f.checkpoint.extractionSignal }] : []));
 
-function prefixOf(file: SafetensorsFile): string {
+function prefixOf(file: CanonicalView): string {
   const names = file.tensors.map((t) => t.name);
   return MODEL_PREFIXES.find((p) => names.some((n) => n.startsWith(p))) ?? '';
 }
@@ -73,7 +74,7 @@ function listNames(names: readonly string[], max = 10): string {
 }
 
 /** Pairs every base tensor with its tuned twin by model name; anything unpaired or misshapen is an error. */
-function pairKeys(base: SafetensorsFile, tuned: SafetensorsFile): { name: string; baseKey: string; tunedKey: string }[] {
+function pairKeys(base: CanonicalView, tuned: CanonicalView): { name: string; baseKey: string; tunedKey: string }[] {
   const bp = prefixOf(base);
   const tp = prefixOf(tuned);
   const strip = (prefix: string, key: string) => (prefix && key.startsWith(prefix) ? key.slice(prefix.length) : key);
@@ -103,7 +104,7 @@ function pairKeys(base: SafetensorsFile, tuned: SafetensorsFile): { name: string
 }
 
 /** Why an extraction came out empty: the checkpoints are identical, or every difference was left out. */
-export function nothingExtracted(base: SafetensorsFile, tuned: SafetensorsFile, pairs: number, report: ExtractReport): string {
+export function nothingExtracted(base: Pick<CanonicalView, 'path'>, tuned: Pick<CanonicalView, 'path'>, pairs: number, report: ExtractReport): string {
   if (report.unchanged === pairs) {
     return `${tuned.path} and ${base.path} are identical (all ${pairs} tensors hold the same values): there is no difference to extract, so no LoRA was written`;
   }
@@ -141,9 +142,9 @@ export async function extractLora(options: ExtractOptions): Promise<{ set: Adapt
     throw extractError(`maxRank must be a positive integer, got ${options.maxRank}`);
   }
   if (!(minDiff >= 0)) throw extractError(`minDiff must be ≥ 0, got ${minDiff}`);
-  const base = await SafetensorsFile.open(options.base);
+  const base = await CanonicalView.open(options.base);
   try {
-    const tuned = await SafetensorsFile.open(options.tuned);
+    const tuned = await CanonicalView.open(options.tuned);
     try {
       return await extractPairs(base, tuned, options, minDiff);
     } finally {
@@ -154,7 +155,7 @@ export async function extractLora(options: ExtractOptions): Promise<{ set: Adapt
   }
 }
 
-async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, options: ExtractOptions, minDiff: number) {
+async function extractPairs(base: CanonicalView, tuned: CanonicalView, options: ExtractOptions, minDiff: number) {
   const { ctx } = options;
   for (const [file, what] of [[base, 'base checkpoint'], [tuned, 'fine-tuned checkpoint']] as const) {
     const lora = loraAsCheckpointProblem(file.path, file.tensors.map((t) => t.name), what);
@@ -176,18 +177,19 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
     ctx?.onProgress?.(i, pairs.length, name);
     const bi = base.info(baseKey);
     const ti = tuned.info(tunedKey);
-    const [bBytes, tBytes] = await Promise.all([base.readBytes(baseKey), tuned.readBytes(tunedKey)]);
-    if (bi.dtype === ti.dtype && bytesEqual(bBytes, tBytes)) {
+    const [bBytes, tBytes] = await Promise.all([base.readStored(baseKey), tuned.readStored(tunedKey)]);
+    // the same stored bytes are the same values, unless a scale (scaled fp8) multiplies them
+    if (bi.dtype === ti.dtype && !bi.scale && !ti.scale && bytesEqual(bBytes, tBytes)) {
       report.unchanged++;
       continue;
     }
-    if (!isCodecDType(bi.dtype) || !isCodecDType(ti.dtype) || !isFloatDType(bi.dtype) || !isFloatDType(ti.dtype)) {
+    if (!isPatchable(bi.dtype) || !isPatchable(ti.dtype)) {
       report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
       continue;
     }
-    const count = tBytes.byteLength / dtypeBytes(ti.dtype);
-    const diff = decodeInto(tBytes, ti.dtype, diffBuffer(count));
-    const b = decodeInto(bBytes, bi.dtype, baseBuffer(count));
+    const count = numel(ti.shape);
+    const diff = await tuned.decode(ti, tBytes, diffBuffer(count));
+    const b = await base.decode(bi, bBytes, baseBuffer(count));
     let maxAbs = 0;
     for (let j = 0; j < diff.length; j++) {
       const d = diff[j]! - b[j]!;
@@ -200,7 +202,7 @@ async function extractPairs(base: SafetensorsFile, tuned: SafetensorsFile, optio
       else report.belowMinDiff.push(name);
       continue;
     }
-    const shape = bi.shape;
+    const shape = [...bi.shape];
     const dtype = factorDtype(bi.dtype as DType);
     const source = { module: name, keys: [baseKey, tunedKey] };
     if (shape.length === 2 || shape.length === 4) {

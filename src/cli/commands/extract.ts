@@ -3,6 +3,7 @@ import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
 import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
 import { extractRecipe } from '../recipes/extract.ts';
+import { entryFile } from '../../checkpoint/diffusers-folder.ts';
 
 export const extract: Command = {
   name: 'extract',
@@ -10,7 +11,9 @@ export const extract: Command = {
   usage: `loraflow extract BASE TUNED OUT (--rank N | --energy F) [--to FORMAT] [--dtype DTYPE] [--biases keep|drop]
 
 Factors TUNED − BASE tensor by tensor (randomized SVD) into a LoRA of rank N, or per module the
-smallest rank keeping fraction F of the difference's energy.
+smallest rank keeping fraction F of the difference's energy. BASE and TUNED may each be in any
+form (a .safetensors file, a diffusers model folder, GGUF, scaled fp8): tensors are paired by
+their original names and compared as values.
 
 Options:
   --rank N       rank of every module (an upper bound with --energy)
@@ -32,8 +35,8 @@ ${RUN_OPTIONS_HELP}`,
     if (positionals.length !== 3) throw new UsageError(`extract takes BASE, TUNED and OUT, got ${positionals.length} argument(s)`);
     const paths = new CliPaths();
     const recipe = extractRecipe({
-      base: paths.add(positionals[0]!, 'checkpoints'),
-      tuned: paths.add(positionals[1]!, 'checkpoints'),
+      base: paths.add(await entryFile(positionals[0]!), 'checkpoints'),
+      tuned: paths.add(await entryFile(positionals[1]!), 'checkpoints'),
       output: paths.add(positionals[2]!, 'output'),
       ...lowRankArgs(values, 'extract'),
       keepBiases: values.biases === undefined ? undefined : values.biases === 'keep',
