@@ -104,12 +104,12 @@ export class Engine {
  * Engine events keep every field; their per-run `seq` becomes `runSeq` because the server numbers
  * all events of all runs in one sequence (that is what `/ws?since=N` replays from).
  */
-function forwardEvent(e: RunEvent): EventInput {
+export function forwardEvent(e: RunEvent): EventInput {
   const { seq, ...rest } = e;
   return { ...rest, runSeq: seq };
 }
 
-function outcomeOf(r: RunResult): RunOutcome {
+export function outcomeOf(r: RunResult): RunOutcome {
   const result = { outputs: r.outputs, written: r.written, executed: r.executed, cached: r.cached, plan: r.plan, ms: r.ms };
   if (r.status === 'success') return { status: 'success', result };
   if (r.status === 'cancelled') return { status: 'cancelled', result };

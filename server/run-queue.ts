@@ -4,10 +4,20 @@ import type { EventHub, EventInput, ServerEvent } from './event-hub.ts';
 
 export type RunStatus = 'queued' | 'running' | 'success' | 'error' | 'cancelled';
 
+/** Which point of which sweep a run is (sweeps are submitted as one run per point). */
+export interface SweepTag {
+  id: string;
+  /** 1-based. */
+  index: number;
+  total: number;
+  label: string;
+}
+
 /** What one run needs: the recipe as submitted and the overrides to apply to its exposed params. */
 export interface RunJob {
   recipe: unknown;
   overrides: Record<string, unknown>;
+  sweep?: SweepTag;
 }
 
 /** What an executor reports when a run ends (events carry the details as they happen). */
@@ -32,6 +42,11 @@ export interface RunRecord {
   finishedAt?: string;
   recipe: unknown;
   overrides: Record<string, unknown>;
+  /** Who executes it: "in-process" for the server's own queue, the worker's name with a Redis queue. */
+  worker?: string;
+  /** How many times a worker started it (more than 1: a worker died and the run was retried). */
+  attempts?: number;
+  sweep?: SweepTag;
   /** This run's events in order (the same objects the WebSocket sent, with their server seq). */
   events: ServerEvent[];
   result?: unknown;
@@ -48,10 +63,31 @@ export function runSummary(r: RunRecord) {
 }
 
 /**
+ * What the routes, the WebSocket and the server need of a run queue: the in-process one below, or
+ * the Redis one (redis-queue.ts) whose runs execute on `loraflow worker` processes.
+ */
+export interface Runs {
+  /** "in-process" or "redis". */
+  readonly kind: string;
+  submit(job: RunJob): Promise<RunRecord>;
+  get(id: string): RunRecord;
+  list(): RunRecord[];
+  cancel(id: string): Promise<RunRecord>;
+  readonly queueLength: number;
+  /** The first running run (what older clients read as "running"). */
+  readonly runningId: string | undefined;
+  readonly runningIds: string[];
+  close(): Promise<void>;
+  /** Resolves when nothing is queued or running (tests). */
+  idle(): Promise<void>;
+}
+
+/**
  * A FIFO of runs executed strictly one at a time (LoRA merges want all the machine's memory), with
  * cancel by id for both the queued and the running job, and a bounded history of finished runs.
  */
-export class RunQueue {
+export class RunQueue implements Runs {
+  readonly kind = 'in-process';
   private readonly runs = new Map<string, RunRecord>();
   private readonly pending: string[] = [];
   private current?: { id: string; abort: AbortController; done: Promise<void> };
@@ -62,11 +98,13 @@ export class RunQueue {
     private readonly historyLimit = 200,
   ) {}
 
-  submit(job: RunJob): RunRecord {
-    const rec: RunRecord = { id: randomUUID(), status: 'queued', createdAt: new Date().toISOString(), recipe: job.recipe, overrides: job.overrides, events: [] };
+  async submit(job: RunJob): Promise<RunRecord> {
+    const rec: RunRecord = {
+      id: randomUUID(), status: 'queued', createdAt: new Date().toISOString(), recipe: job.recipe, overrides: job.overrides, ...(job.sweep ? { sweep: job.sweep } : {}), events: [],
+    };
     this.runs.set(rec.id, rec);
     this.pending.push(rec.id);
-    this.record(rec, { type: 'run.queued', position: this.pending.length });
+    this.record(rec, { type: 'run.queued', position: this.pending.length, ...(job.sweep ? { sweep: job.sweep } : {}) });
     this.publishStatus();
     this.pump();
     return rec;
@@ -91,8 +129,16 @@ export class RunQueue {
     return this.current?.id;
   }
 
+  get runningIds(): string[] {
+    return this.current ? [this.current.id] : [];
+  }
+
   /** Cancels a queued run at once, or asks the running one to stop; finished runs are a 409. */
-  cancel(id: string): RunRecord {
+  async cancel(id: string): Promise<RunRecord> {
+    return this.cancelNow(id);
+  }
+
+  private cancelNow(id: string): RunRecord {
     const r = this.get(id);
     if (r.status === 'queued') {
       this.pending.splice(this.pending.indexOf(id), 1);
@@ -111,7 +157,7 @@ export class RunQueue {
 
   /** Cancels everything and waits for the running job to stop (server shutdown). */
   async close(): Promise<void> {
-    for (const id of [...this.pending]) this.cancel(id);
+    for (const id of [...this.pending]) this.cancelNow(id);
     const cur = this.current;
     if (cur) {
       cur.abort.abort(Object.assign(new Error('server shutting down'), { name: 'AbortError' }));
@@ -140,6 +186,8 @@ export class RunQueue {
     const abort = new AbortController();
     r.status = 'running';
     r.startedAt = new Date().toISOString();
+    r.worker = 'in-process';
+    r.attempts = 1;
     const done = this.runOne(r, abort.signal).finally(() => {
       this.current = undefined;
       this.trimHistory();

@@ -63,4 +63,7 @@ export const api = {
   run: (id) => request('GET', `/api/runs/${encodeURIComponent(id)}`),
   startRun: (recipe, overrides = {}) => request('POST', '/api/runs', { recipe, overrides }),
   cancelRun: (id) => request('POST', `/api/runs/${encodeURIComponent(id)}/cancel`),
+  /** { recipe | recipeName, overrides, axes: { name: [values] | "v1,v2" | glob }, points?, templates? } → one run per point. */
+  startSweep: (body) => request('POST', '/api/sweeps', body),
+  sweep: (id) => request('GET', `/api/sweeps/${encodeURIComponent(id)}`),
 };

@@ -30,7 +30,9 @@ function fmtBytes(n) {
 
 function describeEvent(e) {
   switch (e.type) {
-    case 'run.queued': return `queued (position ${e.position})`;
+    case 'run.queued': return `queued (position ${e.position})${e.sweep ? `, sweep point ${e.sweep.index}/${e.sweep.total}` : ''}`;
+    case 'run.assigned': return `taken by worker ${e.worker}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`;
+    case 'run.stalled': return `worker ${e.worker ?? '?'} stopped: ${e.message}`;
     case 'run.start': return `start: ${e.plan.run.length} to run, ${e.plan.cached.length} cached`;
     case 'node.cached': return `${e.nodeId}: cached`;
     case 'node.start': return `${e.nodeId}: start (${e.nodeType})`;
@@ -64,7 +66,8 @@ export class RunPanel {
 
   showTab(name) {
     for (const b of document.querySelectorAll('.tabs button')) b.classList.toggle('active', b.dataset.tab === name);
-    for (const t of ['run', 'results', 'problems']) $(`tab-${t}`).hidden = t !== name;
+    // Every tab body, including those other modules add (the Queue tab of queue-panel.js).
+    for (const t of document.querySelectorAll('.tab-body[id^="tab-"]')) t.hidden = t.id !== `tab-${name}`;
   }
 
   node(id) {
@@ -123,11 +126,26 @@ export class RunPanel {
   apply(e) {
     if (e.runId !== this.runId) return false;
     if (e.type !== 'node.progress') {
-      const li = el('li', { class: e.type === 'run.error' || e.type === 'run.invalid' ? 'error' : e.type === 'run.success' ? 'success' : '' }, `#${e.seq} ${describeEvent(e)}`);
+      // Runs on a queue carry the worker that sent each event.
+      const who = e.worker && e.type !== 'run.assigned' && e.type !== 'run.stalled' ? ` [${e.worker}]` : '';
+      const li = el('li', { class: e.type === 'run.error' || e.type === 'run.invalid' || e.type === 'run.stalled' ? 'error' : e.type === 'run.success' ? 'success' : '' }, `#${e.seq} ${describeEvent(e)}${who}`);
       $('event-log').append(li);
       li.scrollIntoView({ block: 'nearest' });
     }
     switch (e.type) {
+      case 'run.assigned':
+        this.summary('running', `Running on worker ${e.worker}${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}…`);
+        break;
+      case 'run.stalled':
+        // The worker died mid-run: what it did is void; the run starts over on another worker.
+        for (const n of this.opts.nodes()) if (n.lf) Object.assign(n.lf, { state: undefined, progress: undefined });
+        $('node-table').tBodies[0].replaceChildren();
+        this.rows.clear();
+        this.nodeMs.clear();
+        this.summary('queued', `Worker ${e.worker ?? '?'} stopped responding; the run is back in the queue…`);
+        this.overall(undefined);
+        this.opts.redraw();
+        break;
       case 'run.start':
         this.total = e.plan.run.length;
         this.finished = 0;

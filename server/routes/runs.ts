@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Engine } from '../engine.ts';
 import { parseOr400 } from '../errors.ts';
 import type { RecipeStore } from '../recipe-store.ts';
-import { runSummary, type RunQueue } from '../run-queue.ts';
+import { runSummary, type Runs } from '../run-queue.ts';
 
 /** Either the recipe itself or the name of a saved one; overrides set exposed params by name. */
 const runBody = z
@@ -21,31 +21,32 @@ const listQuery = z.object({
 
 /**
  * Runs: validated in full before they are queued (an invalid recipe is a 400 carrying the same
- * per-node report `loraflow run` prints), then executed one at a time by the engine's worker.
+ * per-node report `loraflow run` prints), then executed one at a time by the engine's worker, or
+ * by `loraflow worker` processes when the server has a Redis queue.
  */
-export function runsRouter(engine: Engine, queue: RunQueue, store: RecipeStore): Router {
+export function runsRouter(engine: Engine, queue: Runs, store: RecipeStore): Router {
   const r = Router();
 
   r.post('/runs', async (req, res) => {
     const body = parseOr400(runBody, req.body, 'body');
     const recipe = body.recipeName !== undefined ? await store.read(body.recipeName) : body.recipe;
     engine.assertValid(recipe, body.overrides);
-    const run = queue.submit({ recipe, overrides: body.overrides });
+    const run = await queue.submit({ recipe, overrides: body.overrides });
     res.status(202).json({ runId: run.id, status: run.status, queuePosition: queue.queueLength });
   });
 
   r.get('/runs', (req, res) => {
     const q = parseOr400(listQuery, req.query, 'query');
     const all = queue.list();
-    res.json({ total: all.length, running: queue.runningId ?? null, queued: queue.queueLength, runs: all.slice(q.offset, q.offset + q.limit).map(runSummary) });
+    res.json({ total: all.length, queue: queue.kind, running: queue.runningId ?? null, runningIds: queue.runningIds, queued: queue.queueLength, runs: all.slice(q.offset, q.offset + q.limit).map(runSummary) });
   });
 
   r.get('/runs/:id', (req, res) => {
     res.json(queue.get(req.params.id));
   });
 
-  r.post('/runs/:id/cancel', (req, res) => {
-    const run = queue.cancel(req.params.id);
+  r.post('/runs/:id/cancel', async (req, res) => {
+    const run = await queue.cancel(req.params.id);
     res.status(202).json({ runId: run.id, status: run.status });
   });
 

@@ -31,4 +31,5 @@ export const commands: readonly CommandEntry[] = [
   lazy('samples', async () => (await import('./samples.ts')).samples),
   lazy('demo', async () => (await import('./demo.ts')).demo),
   lazy('serve', async () => (await import('./serve.ts')).serve),
+  lazy('worker', async () => (await import('./worker.ts')).worker),
 ];

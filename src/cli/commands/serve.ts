@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { startServer } from '../../../server/app.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, PublicBindError } from '../../../server/bind.ts';
 import { isLoopbackHost } from '../../../server/origin.ts';
+import { checkRedisUrl, DEFAULT_QUEUE_NAME } from '../../../server/queue-protocol.ts';
 import { UsageError, type Command } from '../command.ts';
 import { RUN_OPTIONS, parseRoots, runFlags } from '../recipes/execute.ts';
 
@@ -12,11 +13,14 @@ export const serve: Command = {
   name: 'serve',
   summary: 'Start the visual editor and HTTP/WebSocket API (loopback only by default)',
   usage: `loraflow serve [--host 127.0.0.1] [--port 8188] [--root NAME=DIR …] [--recipes DIR] [--allow-public] [--backend NAME]
+                      [--queue redis://HOST:PORT [--queue-name NAME]]
 
 Serves the node editor at http://HOST:PORT/ and the API under /api (node definitions, recipes,
 runs, file browser, header inspection) with live run events on ws://HOST:PORT/ws. Runs are queued
 and executed one at a time, off the server's event loop, by the same engine as \`loraflow run\`;
-a recipe saved or downloaded from the editor runs headless unchanged.
+a recipe saved or downloaded from the editor runs headless unchanged. With --queue, runs (and each
+point of a sweep) are enqueued on Redis instead and executed by \`loraflow worker\` processes, here
+or on other hosts that see the same model folders; their events still reach the editor live.
 
 Options:
   --host HOST       address to listen on (default ${DEFAULT_HOST}); a non-loopback address
@@ -30,6 +34,9 @@ Options:
   --allow-public    allow listening on a non-loopback address (anyone who can reach it can run
                     recipes and read headers under the roots)
   --backend NAME    compute backend for runs: auto, wasm, webgpu, tensorflow (default: auto)
+  --queue URL       enqueue runs on this Redis server (BullMQ) for \`loraflow worker --queue URL\`
+                    instead of running them in this process
+  --queue-name NAME BullMQ queue name (default ${DEFAULT_QUEUE_NAME}); workers must use the same
   -h, --help        show this help`,
 
   async run(args) {
@@ -43,6 +50,8 @@ Options:
         recipes: { type: 'string', default: 'recipes' },
         'allow-public': { type: 'boolean', default: false },
         backend: RUN_OPTIONS.backend,
+        queue: { type: 'string' },
+        'queue-name': { type: 'string', default: DEFAULT_QUEUE_NAME },
       },
     });
     if (positionals.length > 0) throw new UsageError(`serve takes no positional arguments, got ${positionals.join(' ')}`);
@@ -53,7 +62,14 @@ Options:
     const allowPublic = values['allow-public'];
     if (!allowPublic && !isLoopbackHost(values.host)) throw new UsageError(new PublicBindError(values.host).message);
 
-    const server = await startServer({ host: values.host, port, roots, recipesDir: values.recipes, allowPublic, backend });
+    let queue: { url: string; name: string } | undefined;
+    try {
+      if (values.queue !== undefined) queue = { url: checkRedisUrl(values.queue), name: values['queue-name'] };
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+
+    const server = await startServer({ host: values.host, port, roots, recipesDir: values.recipes, allowPublic, backend, queue });
     const log = (s: string) => process.stderr.write(`${s}\n`);
     if (!isLoopbackHost(server.host)) {
       log(`WARNING: listening on ${server.host}, which is not loopback. Anyone who can reach this address can run recipes, read`);
@@ -61,6 +77,7 @@ Options:
     }
     log(`loraflow editor: ${server.url}/`);
     for (const [kind, dir] of Object.entries(server.engine.browseRoots())) log(`  root ${kind.padEnd(12)} ${dir}`);
+    if (queue) log(`  runs go to ${queue.url} (queue ${queue.name}): start workers with \`loraflow worker --queue ${queue.url}\``);
     log('Press Ctrl+C to stop.');
 
     await new Promise<void>((resolve) => {
