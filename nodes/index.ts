@@ -14,13 +14,14 @@ import { loadModel } from './load-model.ts';
 import { mergeCheckpointsNode } from './merge-checkpoints.ts';
 import { mergeIntoBase } from './merge-into-base.ts';
 import { mergeLoras } from './merge-loras.ts';
+import { plot } from './plot.ts';
 import { resizeLora } from './resize-lora.ts';
 import { saveLora } from './save-lora.ts';
 import { saveModel } from './save-model.ts';
 import { scale } from './scale.ts';
 
 export const nodeDefinitions = [
-  loadLora, loadModel, inspect, convert, filter, scale, blockWeights, mergeLoras, mergeIntoBase, mergeCheckpointsNode, extractLora, resizeLora, saveLora, saveModel,
+  loadLora, loadModel, inspect, convert, filter, scale, blockWeights, mergeLoras, mergeIntoBase, mergeCheckpointsNode, extractLora, resizeLora, saveLora, saveModel, plot,
 ];
 
 export const registry = new NodeRegistry(nodeDefinitions);

@@ -12,9 +12,12 @@ import { RecipeStore } from './recipe-store.ts';
 import { filesRouter } from './routes/files.ts';
 import { inspectRouter } from './routes/inspect.ts';
 import { recipeFromFileRouter } from './routes/recipe-from-file.ts';
+import { reportRouter } from './routes/report.ts';
 import { recipesRouter } from './routes/recipes.ts';
 import { runsRouter } from './routes/runs.ts';
-import { RunQueue } from './run-queue.ts';
+import { RedisRunQueue } from './redis-queue.ts';
+import { RunQueue, type Runs } from './run-queue.ts';
+import { sweepsRouter } from './routes/sweeps.ts';
 import { GRAPHS_DIR, staticRouter } from './static.ts';
 import { attachWebSocket } from './ws.ts';
 
@@ -40,6 +43,8 @@ export interface ServerOptions {
   maxJsonBytes?: number;
   /** Largest safetensors header accepted by /api/recipe-from-file (default 16 MiB). */
   maxHeaderBytes?: number;
+  /** Enqueue runs on this Redis (BullMQ) for `loraflow worker` processes instead of running them here. */
+  queue?: { url: string; name?: string };
 }
 
 export interface RunningServer {
@@ -48,7 +53,7 @@ export interface RunningServer {
   port: number;
   http: Server;
   engine: Engine;
-  queue: RunQueue;
+  queue: Runs;
   hub: EventHub;
   close(): Promise<void>;
 }
@@ -66,7 +71,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const store = new RecipeStore(path.resolve(cwd, opts.recipesDir ?? 'recipes'));
   const examples = new RecipeStore(opts.examplesDir ? path.resolve(cwd, opts.examplesDir) : GRAPHS_DIR, true);
   const hub = new EventHub();
-  const queue = new RunQueue(hub, engine.execute);
+  const queue: Runs = opts.queue ? await RedisRunQueue.open(hub, opts.queue) : new RunQueue(hub, engine.execute);
   const policy = { allowPublic };
 
   const app = express();
@@ -81,11 +86,13 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const api = express.Router();
   api.use(express.json({ limit: opts.maxJsonBytes ?? 2 * 1024 * 1024, strict: true }));
   api.get('/nodes', (_req, res) => res.json(engine.nodeDefinitions()));
-  api.get('/health', (_req, res) => res.json({ ok: true, running: queue.runningId ?? null, queued: queue.queueLength, lastSeq: hub.lastSeq }));
+  api.get('/health', (_req, res) => res.json({ ok: true, queue: queue.kind, running: queue.runningId ?? null, runningIds: queue.runningIds, queued: queue.queueLength, lastSeq: hub.lastSeq }));
   api.use(filesRouter(browseRoots));
   api.use(inspectRouter(browseRoots));
+  api.use(reportRouter(browseRoots));
   api.use(recipesRouter(engine, store, examples));
   api.use(runsRouter(engine, queue, store));
+  api.use(sweepsRouter(engine, queue, store));
   api.use(recipeFromFileRouter(opts.maxHeaderBytes));
   api.use(notFoundHandler);
   app.use('/api', api);
@@ -94,7 +101,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   app.use(errorHandler);
 
   const http = createHttpServer(app);
-  const wss = attachWebSocket(http, { hub, policy, snapshot: () => ({ running: queue.runningId ?? null, queued: queue.queueLength }) });
+  const wss = attachWebSocket(http, { hub, policy, snapshot: () => ({ queue: queue.kind, running: queue.runningId ?? null, runningIds: queue.runningIds, queued: queue.queueLength }) });
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(opts.port ?? DEFAULT_PORT, host, () => {

@@ -209,9 +209,9 @@ async function openAndRun(recipe: Record<string, unknown>, name: string): Promis
 
 /** Every cell of the grids of one kind in a view card: block id and data- attributes. */
 function gridCells(kind: string, gridKind: string, origin = 'run') {
-  return page.evaluate(([k, g, o]) => [...document.querySelectorAll(`.view-card[data-kind="${k}"][data-origin="${o}"] svg g.grid.${g}`)].map((grid) => ({
+  return page.evaluate(([k, g, o]) => Array.from(document.querySelectorAll(`.view-card[data-kind="${k}"][data-origin="${o}"] svg g.grid.${g}`)).map((grid) => ({
     data: { ...(grid as HTMLElement).dataset },
-    cells: [...grid.querySelectorAll('g.cell')].map((c) => ({ ...(c as HTMLElement).dataset })),
+    cells: Array.from(grid.querySelectorAll('g.cell')).map((c) => ({ ...(c as HTMLElement).dataset })),
   })), [kind, gridKind, origin] as const);
 }
 
@@ -235,6 +235,9 @@ describe('the editor\'s pictures', () => {
     await mkdir(SHOTS, { recursive: true });
     [kohya, aitoolkit] = await Promise.all([readLora(sample('flux-kohya-lora.safetensors')), readLora(sample('flux-aitoolkit-lora.safetensors'))]);
     await page.setViewportSize({ width: 1500, height: 900 });
+    // a fresh page: these tests do not depend on the one above
+    await page.goto(`${t.url}/`);
+    await page.waitForSelector('body[data-ready=true]', { timeout: 20_000 });
   });
   afterAll(async () => {
     await Promise.all([kohya?.close(), aitoolkit?.close()]);
@@ -291,7 +294,7 @@ describe('the editor\'s pictures', () => {
       },
     }, 'plot-merge');
     const { report } = await mergeLoras([{ set: aitoolkit, weight: 1 }, { set: kohya, weight: 0.8 }], { method: 'svd', rank: 6 });
-    const bars = await page.evaluate(() => [...document.querySelectorAll('.view-card[data-kind="merge-error"] svg g.bar')].map((b) => ({ ...(b as HTMLElement).dataset })));
+    const bars = await page.evaluate(() => Array.from(document.querySelectorAll('.view-card[data-kind="merge-error"] svg g.bar')).map((b) => ({ ...(b as HTMLElement).dataset })));
     expect(bars.map((b) => b.module)).toEqual(report.modules.map((m) => m.module));
     bars.forEach((b, i) => expect(Number(b.relError)).toBeCloseTo(report.modules[i]!.relError, 6));
     const chosen = await page.evaluate(() => ({ ...(document.querySelector('.view-card[data-kind="merge-energy"] svg g.chosen-rank') as HTMLElement).dataset }));
@@ -345,7 +348,7 @@ describe('the editor\'s pictures', () => {
       },
     }, 'plot-extract');
     const { report } = await extractLora({ base: sample('flux-base.safetensors'), tuned: sample('flux-finetune.safetensors'), rank: 3 });
-    const lines = await page.evaluate(() => [...document.querySelectorAll('.view-card[data-kind="extract-energy"] svg g.line')].map((l) => ({ ...(l as HTMLElement).dataset })));
+    const lines = await page.evaluate(() => Array.from(document.querySelectorAll('.view-card[data-kind="extract-energy"] svg g.line')).map((l) => ({ ...(l as HTMLElement).dataset })));
     const modules = lines.filter((l) => l.module !== 'all');
     expect(modules.map((l) => l.module)).toEqual(report.modules.map((m) => m.key));
     modules.forEach((l, i) => expect(Number(l.energy!.split(' ')[2])).toBeCloseTo(1 - report.modules[i]!.relError ** 2, 5));
@@ -370,11 +373,11 @@ describe('the editor\'s pictures', () => {
     await page.waitForSelector('#block-editor:not([hidden]) .bw-grid');
     // the family comes from the linked LoRA's file; the current weights are shown
     expect(await page.textContent('#block-editor .bw-why')).toBe('from flux-kohya-lora.safetensors (flux)');
-    const ids = await page.evaluate(() => [...document.querySelectorAll('#block-editor input.bw-slider')].map((i) => (i as HTMLElement).dataset.block));
+    const ids = await page.evaluate(() => Array.from(document.querySelectorAll('#block-editor input.bw-slider')).map((i) => (i as HTMLElement).dataset.block));
     expect(ids).toHaveLength(61);
     expect(await page.inputValue('#block-editor input.bw-value[data-block="OUT"]')).toBe('0');
     expect(await page.inputValue('#block-editor input.bw-value[data-block="D03"]')).toBe('1');
-    expect(await page.evaluate(() => [...document.querySelectorAll('#block-editor .bw-row')].map((r) => r.querySelectorAll('.bw-cell').length))).toEqual([3, 19, 19, 19, 1]);
+    expect(await page.evaluate(() => Array.from(document.querySelectorAll('#block-editor .bw-row')).map((r) => r.querySelectorAll('.bw-cell').length))).toEqual([3, 19, 19, 19, 1]);
     await page.click('#block-editor button.bw-preset[data-preset="D00–D18 only"]');
     expect(await page.inputValue('#block-editor input.bw-value[data-block="S07"]')).toBe('0');
     expect(await page.inputValue('#block-editor input.bw-value[data-block="OUT"]')).toBe('0');
@@ -430,12 +433,116 @@ describe('the editor\'s pictures', () => {
     expect(types.sort()).toEqual(takesLora.sort());
     expect(types).not.toContain('load/load-lora');
     await page.keyboard.type('save lora');
+    await expect.poll(() => page.locator('.litesearchbox .lite-search-item').allTextContents()).toEqual(['Save LoRAsave/save-lora']);
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => window.loraflow.graph._nodes.length === 2);
-    const recipe = await page.evaluate(() => window.loraflow.currentRecipe());
-    const added = Object.values(recipe.nodes as Record<string, { type: string; in?: Record<string, string> }>).find((n) => n.type === 'save-lora');
-    expect(added?.in).toEqual({ lora: 'kohya.lora' });
+    const added = () => page.evaluate(() => Object.values(window.loraflow.currentRecipe().nodes as Record<string, { type: string; in?: Record<string, string> }>).find((n) => n.type === 'save-lora')?.in);
+    await expect.poll(added).toEqual({ lora: 'kohya.lora' });
     await page.screenshot({ path: path.join(SHOTS, 'node-search.png') });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('editing habits: copy/paste keeps params, Delete, undo/redo, groups kept in the recipe, Ctrl+Enter runs, the shortcut list', async () => {
+    await page.click('#btn-new');
+    const file = path.join(t.dir, 'habits.json');
+    await writeFile(file, JSON.stringify({
+      format: 'loraflow.recipe', schemaVersion: 1, meta: { name: 'habits' },
+      nodes: {
+        kohya: { ...v('load-lora'), params: { path: 'flux-kohya-lora.safetensors' } },
+        save: { ...v('save-lora'), params: { path: 'out/habits.safetensors' }, in: { lora: 'kohya.lora' } },
+      },
+      ui: { nodes: { kohya: { pos: [60, 80] }, save: { pos: [420, 80] } }, viewport: { scale: 1, offset: [0, 0] } },
+    }));
+    await page.setInputFiles('#file-input', file);
+    await expect.poll(() => page.textContent('#status')).toContain('loaded habits.json');
+    const count = () => page.evaluate(() => window.loraflow.graph._nodes.length);
+    const loads = () => page.evaluate(() => Object.entries(window.loraflow.currentRecipe().nodes as Record<string, any>).filter(([, n]) => n.type === 'load-lora').map(([id, n]) => [id, n.params?.path]));
+    const title = await page.evaluate(() => {
+      const n = window.loraflow.graph._nodes.find((x: any) => x.properties.rid === 'kohya');
+      const [x, y] = window.loraflow.canvas.ds.convertOffsetToCanvas([n.pos[0] + 60, n.pos[1] - 15]);
+      const r = document.getElementById('graph-canvas')!.getBoundingClientRect();
+      return { x: r.left + x, y: r.top + y, empty: { x: r.left + 200, y: r.top + 420 } };
+    });
+    // copy the load node, paste it elsewhere: a new id, the same file
+    await page.mouse.click(title.x, title.y);
+    expect(await page.evaluate(() => Object.values(window.loraflow.canvas.selected_nodes).map((n: any) => n.properties.rid))).toEqual(['kohya']);
+    await page.keyboard.press('Control+c');
+    await page.mouse.move(title.empty.x, title.empty.y);
+    await page.keyboard.press('Control+v');
+    await expect.poll(count).toBe(3);
+    const pasted = await loads();
+    expect(pasted).toHaveLength(2);
+    expect(new Set(pasted.map(([id]) => id)).size).toBe(2);
+    expect(pasted.map(([, p]) => p)).toEqual(['flux-kohya-lora.safetensors', 'flux-kohya-lora.safetensors']);
+    // Delete removes the pasted (selected) node; undo brings it back, redo removes it again
+    await page.keyboard.press('Delete');
+    await expect.poll(count).toBe(2);
+    await page.keyboard.press('Control+z');
+    await expect.poll(count).toBe(3);
+    expect((await loads()).map(([, p]) => p)).toEqual(['flux-kohya-lora.safetensors', 'flux-kohya-lora.safetensors']);
+    await page.keyboard.press('Control+z');
+    await expect.poll(count).toBe(2);
+    await page.keyboard.press('Control+Shift+z');
+    await expect.poll(count).toBe(3);
+    await page.keyboard.press('Control+z');
+    await expect.poll(count).toBe(2);
+    // select all, group: the group is kept in the recipe's ui block and comes back with it
+    // (clicks on empty canvas at different places: two at one place are a double-click, which opens the search)
+    await page.mouse.click(title.empty.x + 300, title.empty.y);
+    await page.keyboard.press('Control+a');
+    await page.keyboard.press('Control+g');
+    const recipe = await page.evaluate(() => window.loraflow.currentRecipe());
+    expect(recipe.ui.groups).toHaveLength(1);
+    const [gx, gy, gw, gh] = recipe.ui.groups[0].bounding;
+    for (const id of ['kohya', 'save']) {
+      const [x, y] = recipe.ui.nodes[id].pos;
+      expect(x > gx && y > gy && x < gx + gw && y < gy + gh, `${id} inside the group`).toBe(true);
+    }
+    await page.evaluate((r) => window.loraflow.loadRecipe(r, 'again'), recipe);
+    expect(await page.evaluate(() => window.loraflow.graph._groups.length)).toBe(1);
+    await page.screenshot({ path: path.join(SHOTS, 'editor-group.png') });
+    // Ctrl+Enter runs the graph
+    const before = await page.evaluate(() => window.loraflow.state.runId ?? null);
+    await page.mouse.click(title.empty.x + 500, title.empty.y + 100);
+    expect(await page.locator('.litesearchbox').count()).toBe(0);
+    await page.keyboard.press('Control+Enter');
+    await page.waitForFunction((prev) => window.loraflow.state.runId !== prev && document.getElementById('run-summary')!.classList.contains('success'), before, { timeout: 60_000 });
+    // the shortcut list
+    await page.keyboard.press('?');
+    await page.waitForSelector('#shortcuts:not([hidden])');
+    const keys = await page.locator('#shortcuts kbd').allTextContents();
+    expect(keys).toEqual(expect.arrayContaining(['Ctrl+Enter', 'Ctrl+Z', 'Ctrl+C / Ctrl+V', 'Delete / Backspace', 'Ctrl+G']));
+    await page.locator('#shortcuts .modal-body').screenshot({ path: path.join(SHOTS, 'shortcuts.png') });
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('#shortcuts', { state: 'hidden' });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('dropping a LoRA or a checkpoint adds a load node for it (found in its root by name and size); a recipe file opens', async () => {
+    await page.click('#btn-new');
+    /** Drops files (name → bytes) on the canvas the way a file manager does. */
+    const drop = (files: { name: string; b64: string }[]) => page.evaluate((list) => {
+      const dt = new DataTransfer();
+      for (const f of list) dt.items.add(new File([Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0))], f.name));
+      const target = document.getElementById('canvas-wrap')!;
+      const r = target.getBoundingClientRect();
+      for (const type of ['dragenter', 'dragover', 'drop']) target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true, clientX: r.left + 300, clientY: r.top + 200 }));
+    }, files);
+    const bytes = async (f: string) => (await readFile(f)).toString('base64');
+    await drop([{ name: 'flux-kohya-lora.safetensors', b64: await bytes(sample('flux-kohya-lora.safetensors')) }, { name: 'flux-base.safetensors', b64: await bytes(sample('flux-base.safetensors')) }]);
+    await expect.poll(() => page.evaluate(() => window.loraflow.graph._nodes.length)).toBe(2);
+    await expect.poll(() => page.textContent('#status')).toContain('added Load checkpoint for flux-base.safetensors (flux)');
+    const recipe = await page.evaluate(() => window.loraflow.currentRecipe());
+    expect(Object.values(recipe.nodes).map((n: any) => [n.type, n.params?.path]).sort()).toEqual([['load-lora', 'flux-kohya-lora.safetensors'], ['load-model', 'flux-base.safetensors']]);
+    await page.waitForFunction(() => document.getElementById('problem-count')!.hidden);
+    // a LoRA the roots do not hold (another name): said, with what to do
+    await drop([{ name: 'my-own-lora.safetensors', b64: await bytes(sample('flux-kohya-lora.safetensors')) }]);
+    await expect.poll(() => page.textContent('#status')).toMatch(/my-own-lora\.safetensors is not in the loras root .*copy it there, or start the server with --root loras=/);
+    expect(await page.evaluate(() => window.loraflow.graph._nodes.length)).toBe(2);
+    // a recipe file dropped on the canvas opens
+    await drop([{ name: 'dropped.json', b64: Buffer.from(JSON.stringify({ format: 'loraflow.recipe', schemaVersion: 1, nodes: { only: { ...v('load-lora'), params: { path: 'flux-aitoolkit-lora.safetensors' } } } })).toString('base64') }]);
+    await expect.poll(() => page.textContent('#status')).toContain('loaded dropped.json');
+    expect(await page.evaluate(() => Object.keys(window.loraflow.currentRecipe().nodes))).toEqual(['only']);
     expect(pageErrors).toEqual([]);
   });
 });

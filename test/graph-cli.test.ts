@@ -195,7 +195,7 @@ describe('single-operation commands run through recipes', () => {
     expect(r.code).toBe(0);
     const defs = JSON.parse(r.stdout);
     expect(Object.keys(defs)).toEqual([
-      'block-weights', 'convert', 'extract-lora', 'filter', 'inspect', 'load-lora', 'load-model', 'merge-checkpoints', 'merge-into-base', 'merge-loras', 'resize-lora', 'save-lora', 'save-model', 'scale',
+      'block-weights', 'convert', 'extract-lora', 'filter', 'inspect', 'load-lora', 'load-model', 'merge-checkpoints', 'merge-into-base', 'merge-loras', 'plot', 'resize-lora', 'save-lora', 'save-model', 'scale',
     ]);
     expect(defs['merge-loras'].paramsSchema.properties.method).toMatchObject({ enum: ['concat', 'svd', 'linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune'], default: 'concat' });
     expect(defs['save-lora']).toMatchObject({ output: true, inputs: { lora: { type: 'LORA' } } });

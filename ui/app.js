@@ -5,9 +5,16 @@ import * as litegraph from '/vendor/litegraph/litegraph.es.js';
 import { api, ApiError } from './api.js';
 import { LiveEvents } from './live.js';
 import { drawNodeState } from './node-state.js';
-import { litegraphType, registerNodeTypes } from './node-types.js';
+import { litegraphType, portAccepts, registerNodeTypes } from './node-types.js';
 import { graphToRecipe, recipeToGraph, registerUnknownNodeType } from './recipe-graph.js';
 import { el, RunPanel } from './run-panel.js';
+import { BlockEditor } from './block-editor.js';
+import { reportApi } from './report-api.js';
+import { ViewsPanel, viewsOfOutputs } from './views-panel.js';
+import { installNodeSearch } from './node-search.js';
+import { EditHistory } from './edit-history.js';
+import { installShortcuts } from './shortcuts.js';
+import './queue-panel.js';
 
 const { LiteGraph, LGraph, LGraphCanvas } = litegraph;
 const $ = (id) => document.getElementById(id);
@@ -164,6 +171,7 @@ function loadRecipe(recipe, label) {
   } finally {
     state.loading = false;
   }
+  editHistory.reset();
   redraw();
   void validateSoon(0);
 }
@@ -186,10 +194,69 @@ function validateSoon(delay = 700) {
 function edited() {
   if (state.loading) return;
   validateSoon();
+  recordSoon();
 }
-graph.onNodeAdded = edited;
+// A pasted node arrives with the recipe id of the one it was copied from: it gets a new one.
+graph.onNodeAdded = (node) => {
+  const rid = node.properties?.rid;
+  if (rid && nodes().some((n) => n !== node && n.properties?.rid === rid)) node.properties.rid = null;
+  edited();
+};
 graph.onNodeRemoved = edited;
 graph.onConnectionChange = edited;
+
+// ---- undo / redo, shortcuts ---------------------------------------------------------------------
+
+const editHistory = new EditHistory({
+  snapshot: () => JSON.stringify(graphToRecipe(graph, state.base)),
+  restore: (text) => {
+    state.loading = true;
+    try {
+      recipeToGraph(JSON.parse(text), graph, { LiteGraph, registered: state.registered });
+    } finally {
+      state.loading = false;
+    }
+    redraw();
+    void validateSoon(0);
+  },
+});
+let recordPending = false;
+/** Records the graph for undo once the current edit is complete (a paste adds nodes and links in one go). */
+function recordSoon() {
+  if (recordPending) return;
+  recordPending = true;
+  queueMicrotask(() => {
+    recordPending = false;
+    editHistory.record();
+  });
+}
+// moves and resizes end with the pointer's release; clicking the canvas also gives it the keyboard
+canvasEl.addEventListener('pointerup', () => recordSoon());
+canvasEl.addEventListener('pointerdown', () => canvasEl.focus({ preventScroll: true }));
+
+function groupSelected() {
+  const selected = Object.values(canvas.selected_nodes ?? {});
+  if (selected.length === 0) return setStatus('select the nodes to group first', 'error');
+  const group = new LiteGraph.LGraphGroup('Group');
+  graph.add(group);
+  group.resizeTo(selected, 20);
+  redraw();
+  recordSoon();
+  setStatus(`grouped ${selected.length} node(s)`, 'ok');
+}
+
+const shortcuts = installShortcuts({
+  run: () => {
+    if (!$('btn-run').disabled) void run();
+  },
+  undo: () => {
+    if (editHistory.undo()) setStatus('undone', 'ok');
+  },
+  redo: () => {
+    if (editHistory.redo()) setStatus('redone', 'ok');
+  },
+  group: groupSelected,
+});
 
 async function refreshRecipeNames() {
   try {
@@ -234,13 +301,45 @@ async function headerSlice(file) {
   return file.slice(0, 8 + n);
 }
 
-async function openFile(file) {
+/**
+ * A .safetensors opened or dropped: the recipe it carries when loraflow wrote it; else a load node
+ * for it (Load LoRA or Load checkpoint), found in the node's root by name and size, since the page
+ * never learns where a dropped file lies on disk. Only the header is sent.
+ */
+async function openSafetensors(file, at) {
+  const header = await headerSlice(file);
+  const info = await reportApi.dropped(header, file.name, file.size);
+  if (info.hasRecipe) {
+    const r = await api.recipeFromFile(header, file.name);
+    loadRecipe(r.recipe, `recipe of ${file.name}${r.version ? ` (loraflow ${r.version})` : ''}`);
+    return;
+  }
+  const type = { lora: 'load-lora', checkpoint: 'load-model' }[info.kind];
+  // the user's files, not the page, are at fault here: said in the status line, not logged as errors
+  if (!type) return setStatus(`cannot open ${file.name}: neither a LoRA nor a model checkpoint loraflow recognises`, 'error');
+  const def = state.defs[type];
+  const kind = def.paramsSchema?.properties?.path?.['x-path']?.kind ?? (type === 'load-lora' ? 'loras' : 'checkpoints');
+  const match = info.matches.find((m) => m.root === kind);
+  if (!match) {
+    const dir = state.roots.find((r) => r.name === kind)?.dir;
+    const elsewhere = info.matches.length ? ` (the ${info.matches.map((m) => m.root).join(', ')} root has it)` : '';
+    return setStatus(`cannot open ${file.name}: ${file.name} is not in the ${kind} root${dir ? ` ${dir}` : ''}${elsewhere}: copy it there, or start the server with --root ${kind}=<its folder>`, 'error');
+  }
+  const node = LiteGraph.createNode(state.registered.get(type));
+  const [cx, cy] = at ?? canvas.ds.convertCanvasToOffset([canvasEl.clientWidth / 2, canvasEl.clientHeight / 2]);
+  node.pos = [cx, cy];
+  const w = node.widgets.find((x) => x.name === 'path');
+  if (w) w.value = match.path;
+  graph.add(node);
+  canvas.selectNode(node, false);
+  redraw();
+  const what = [info.format, info.architecture].filter((x) => x && x !== 'unknown').join(' / ');
+  setStatus(`added ${def.title} for ${match.path}${what ? ` (${what})` : ''}`, 'ok');
+}
+
+async function openFile(file, at) {
   try {
-    if (/\.safetensors$/i.test(file.name)) {
-      const r = await api.recipeFromFile(await headerSlice(file), file.name);
-      loadRecipe(r.recipe, `recipe of ${file.name}${r.version ? ` (loraflow ${r.version})` : ''}`);
-      return;
-    }
+    if (/\.safetensors$/i.test(file.name)) return await openSafetensors(file, at);
     const { recipe } = await api.parseRecipe(await file.text());
     loadRecipe(recipe, file.name);
     $('recipe-name').value = file.name.replace(/\.(json|ya?ml)$/i, '');
@@ -284,9 +383,33 @@ function handleEvent(e) {
     if (seen.has(e.seq)) return;
     seen.add(e.seq);
   }
-  if (panel.apply(e)) {
+  // Plot nodes' pictures go to the Views tab; the Results tab lists them without their SVG text.
+  const pictures = e.type === 'run.success' ? viewsOfOutputs(e.outputs) : [];
+  if (panel.apply(pictures.length ? withoutSvgs(e) : e)) {
     setRunning(false);
     void refreshFiles();
+  }
+  if (e.type === 'run.success') {
+    views.setRunViews(pictures);
+    if (pictures.length) panel.showTab('views');
+  }
+}
+
+/** A run.success event with each Plot output's SVGs replaced by a pointer to the Views tab. */
+function withoutSvgs(e) {
+  const outputs = Object.fromEntries(Object.entries(e.outputs ?? {}).map(([id, s]) => [id, Array.isArray(s?.views) ? { ...s, views: s.views.map(({ svg, ...v }) => ({ ...v, svg: svg === undefined ? undefined : '(shown in the Views tab)' })) } : s]));
+  return { ...e, outputs };
+}
+
+/** The strength picture of an inspected LoRA file (not of checkpoints or unrecognised files). */
+async function showFileStrength(root, rel, report) {
+  const d = report?.detection;
+  if (!d || !Array.isArray(d.modules) || d.modules.length === 0 || !d.architecture || d.architecture === 'unknown') return;
+  try {
+    const { view } = await reportApi.strength(root, [rel]);
+    views.setFileView(`${root}/${rel}`, view);
+  } catch (err) {
+    console.warn(`no strength picture for ${root}/${rel}: ${err.message}`);
   }
 }
 
@@ -308,12 +431,23 @@ const panel = new RunPanel({
       rel = target.abs.slice(r.dir.length + 1);
     }
     try {
-      panel.showInspect(`${root}/${rel}`, await api.inspect(root, rel));
+      const report = await api.inspect(root, rel);
+      panel.showInspect(`${root}/${rel}`, report);
+      await showFileStrength(root, rel, report);
     } catch (e) {
       fail(e, 'inspect failed');
     }
   },
 });
+// The panel knows its own tabs; the Views tab (and any other a module adds) is shown and hidden with them.
+const showPanelTab = panel.showTab.bind(panel);
+panel.showTab = (name) => {
+  showPanelTab(name);
+  for (const body of document.querySelectorAll('.side .tab-body')) body.hidden = body.id !== `tab-${name}`;
+  for (const b of document.querySelectorAll('.tabs button')) b.classList.toggle('active', b.dataset.tab === name);
+};
+const views = new ViewsPanel();
+const blockEditor = new BlockEditor({ onEdit: () => edited(), inspect: (root, path) => api.inspect(root, path) });
 
 function wireToolbar() {
   $('btn-new').onclick = () => {
@@ -323,7 +457,9 @@ function wireToolbar() {
     $('recipe-name').value = '';
     setStatus('new graph');
     redraw();
+    editHistory.record();
   };
+  $('btn-shortcuts').onclick = () => shortcuts.toggle();
   $('examples').onchange = async (ev) => {
     const name = ev.target.value;
     if (!name) return;
@@ -419,11 +555,15 @@ function wireToolbar() {
   wrap.addEventListener('drop', (e) => {
     depth = 0;
     wrap.classList.remove('dragging');
-    const f = e.dataTransfer?.files?.[0];
-    if (!f) return;
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (files.length === 0) return;
     e.preventDefault();
     e.stopPropagation();
-    void openFile(f);
+    // several LoRAs / checkpoints dropped at once: one load node each, one under the other
+    const [x, y] = canvas.convertEventToCanvasOffset(e);
+    void (async () => {
+      for (const [i, f] of files.entries()) await openFile(f, [x, y + i * 140]);
+    })();
   }, true);
 }
 
@@ -439,11 +579,13 @@ async function main() {
       pathValues,
       onEdit: edited,
       drawState: (node, ctx) => drawNodeState(node, ctx, LiteGraph),
+      nodeButtons: (def) => (def.type === 'block-weights' ? [{ label: 'edit blocks…', tooltip: 'One slider per block id of the LoRA\'s family, with presets', onClick: (node) => void blockEditor.open(node).catch((e) => fail(e, 'block editor')) }] : []),
     });
   } catch (e) {
     fail(e, 'cannot reach the loraflow server');
     return;
   }
+  installNodeSearch({ LiteGraph, canvas, defs: state.defs, registered: state.registered, portAccepts });
   buildPalette();
   await Promise.all([refreshFiles(), refreshExamples(), refreshRecipeNames()]);
   window.addEventListener('focus', () => void refreshFiles());
@@ -451,7 +593,7 @@ async function main() {
     if (s === 'closed') setStatus('disconnected: reconnecting…', 'error');
   });
   // For tests and the console: the editor's state and conversions.
-  window.loraflow = { graph, canvas, currentRecipe, loadRecipe, state, panel, widgetScreenPos };
+  window.loraflow = { graph, canvas, currentRecipe, loadRecipe, state, panel, widgetScreenPos, views, blockEditor };
   document.body.dataset.ready = 'true';
 }
 

@@ -71,6 +71,12 @@ export function registerNodeTypes({ LiteGraph, LGraphNode }, defs, hooks = {}) {
           if (c.kind === 'path') w.lfPath = c.path;
           w.tooltip = c.description;
         }
+        // Buttons the editor adds to some node types (the block-weight editor); not params, never saved.
+        for (const btn of hooks.nodeButtons?.(def) ?? []) {
+          const w = this.addWidget('button', btn.label, null, () => btn.onClick(this));
+          w.lfButton = true;
+          w.tooltip = btn.tooltip ?? '';
+        }
         this.serialize_widgets = false;
         if (def.output) this.color = '#3b4a36';
         this.size = this.computeSize();
@@ -93,6 +99,23 @@ export function registerNodeTypes({ LiteGraph, LGraphNode }, defs, hooks = {}) {
 
       onDrawForeground(ctx) {
         hooks.drawState?.(this, ctx);
+      }
+
+      // Copy/paste and clone go through litegraph's serialize/configure: the params travel by widget
+      // name (widgets are not serialised by position), with the params no widget shows.
+      onSerialize(o) {
+        o.lf_params = Object.fromEntries((this.widgets ?? []).filter((w) => !w.lfButton).map((w) => [w.name, w.value]));
+        o.lf_extra = { ...this.lf.extraParams };
+        o.lf_given = [...this.lf.givenParams];
+      }
+
+      onConfigure(o) {
+        for (const [name, value] of Object.entries(o.lf_params ?? {})) {
+          const w = this.widgets?.find((x) => x.name === name && !x.lfButton);
+          if (w) w.value = value;
+        }
+        if (o.lf_extra) this.lf.extraParams = { ...o.lf_extra };
+        if (o.lf_given) this.lf.givenParams = new Set(o.lf_given);
       }
     }
     Object.defineProperty(LoraflowNode, 'name', { value: `lf_${def.type.replace(/\W/g, '_')}` });

@@ -109,6 +109,13 @@ export function recipeToGraph(recipe, graph, { LiteGraph, registered }) {
     byId.set(id, node);
   }
 
+  for (const g of Array.isArray(recipe.ui?.groups) ? recipe.ui.groups : []) {
+    if (!LiteGraph.LGraphGroup || !Array.isArray(g?.bounding) || g.bounding.length !== 4) continue;
+    const group = new LiteGraph.LGraphGroup(String(g.title ?? 'Group'));
+    group.configure({ id: -1, title: String(g.title ?? 'Group'), bounding: g.bounding.map(Number), color: g.color, flags: {} });
+    graph.add(group);
+  }
+
   // Unknown nodes get the outputs other nodes link to, so those links can be drawn.
   for (const raw of Object.values(nodes)) {
     for (const link of Object.values(raw.in ?? {}).flat()) {
@@ -244,6 +251,10 @@ export function graphToRecipe(graph, base = {}, viewport) {
     else delete recipe.expose;
   }
   recipe.ui = { ...(base.ui ?? {}), nodes: uiNodes };
+  // groups are layout only: their title, box and colour
+  const groups = (graph._groups ?? []).map((g) => ({ title: g.title, bounding: Array.from(g._bounding ?? g.bounding, Math.round), ...(g.color ? { color: g.color } : {}) }));
+  if (groups.length > 0) recipe.ui.groups = groups;
+  else delete recipe.ui.groups;
   if (viewport) recipe.ui.viewport = viewport;
   return recipe;
 }

@@ -4,6 +4,11 @@ import { Router } from 'express';
 import { z } from 'zod';
 import { ApiError, parseOr400 } from '../errors.ts';
 import { isInside, resolveInRoot, type Roots } from '../paths.ts';
+import { readUploadedHeader } from '../header-upload.ts';
+import { PROVENANCE_KEY } from '../provenance.ts';
+import { detectFormat } from '../../src/formats/detect.ts';
+import { checkpointArchitecture } from '../../src/formats/checkpoint-family.ts';
+import { adapterOnlyKeys } from '../../src/formats/keys/roles.ts';
 
 export interface FileEntry {
   name: string;
@@ -89,6 +94,47 @@ export async function listFiles(roots: Roots, root: string, rel: string, opts: {
   return out;
 }
 
+const droppedQuery = z.object({
+  name: z.string().min(1).max(400),
+  /** The dropped file's size in bytes: a file in a root matches only with the same size. */
+  size: z.coerce.number().int().min(0).optional(),
+});
+
+export interface DroppedFile {
+  name: string;
+  /** lora: adapter tensors; checkpoint: a model's weights; other: neither that loraflow recognises. */
+  kind: 'lora' | 'checkpoint' | 'other';
+  format?: string;
+  architecture: string;
+  /** The file was written by loraflow and carries its recipe. */
+  hasRecipe: boolean;
+  /** Files in the roots with this name (and size, when given): where the server can read it. */
+  matches: { root: string; path: string }[];
+}
+
+/**
+ * A file dropped on the editor, from its header alone (the page sends only the header bytes): what
+ * it is, and where in the roots the server has a file of that name and size, so the editor can add
+ * a load node for it (the browser does not know where the file lies on disk).
+ */
+async function droppedFile(roots: Roots, name: string, size: number | undefined, header: Awaited<ReturnType<typeof readUploadedHeader>>): Promise<DroppedFile> {
+  const names = header.tensors.map((t) => t.name);
+  const lora = adapterOnlyKeys(names).length > 0;
+  const detection = lora ? detectFormat(header.tensors, header.metadata) : undefined;
+  const checkpoint = lora ? undefined : checkpointArchitecture(header.tensors);
+  const kind = lora ? 'lora' : checkpoint!.architecture !== 'unknown' ? 'checkpoint' : 'other';
+  const matches: DroppedFile['matches'] = [];
+  for (const root of Object.keys(roots)) {
+    try {
+      const listing = await listFiles(roots, root, '', { recursive: true, ext: 'safetensors' });
+      for (const e of listing.entries) if (e.type === 'file' && e.name === name && (size === undefined || e.size === size)) matches.push({ root, path: e.path });
+    } catch {
+      // a root that does not exist (yet) holds nothing
+    }
+  }
+  return { name, kind, ...(detection ? { format: detection.format } : {}), architecture: detection?.architecture ?? checkpoint!.architecture, hasRecipe: header.metadata?.[PROVENANCE_KEY] !== undefined, matches };
+}
+
 export function filesRouter(roots: Roots): Router {
   const r = Router();
   r.get('/roots', (_req, res) => {
@@ -97,6 +143,21 @@ export function filesRouter(roots: Roots): Router {
   r.get('/files', async (req, res) => {
     const q = parseOr400(query, req.query, 'query');
     res.json(await listFiles(roots, q.root, q.path, { recursive: q.recursive, ext: q.ext }));
+  });
+  r.post('/files/dropped', async (req, res) => {
+    const q = parseOr400(droppedQuery, req.query, 'query');
+    const name = q.name.replace(/^.*[\\/]/, '');
+    let header;
+    try {
+      header = await readUploadedHeader(req, name);
+    } finally {
+      if (!req.complete) {
+        // only the header matters: answer, then drop the connection instead of reading the rest
+        res.set('Connection', 'close');
+        res.on('finish', () => req.destroy());
+      }
+    }
+    res.json(await droppedFile(roots, name, q.size, header));
   });
   return r;
 }

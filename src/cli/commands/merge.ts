@@ -4,6 +4,7 @@ import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
 import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
 import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseWeighted, runFlags } from '../recipes/execute.ts';
 import { mergeRecipe } from '../recipes/merge.ts';
+import { node, type RecipeNodeDoc } from '../recipes/build.ts';
 import { METHODS_HELP, METHOD_OPTIONS, METHOD_OPTIONS_HELP, methodArgs } from '../recipes/method-options.ts';
 import { isDenseMethod } from '../../lora/merge-methods.ts';
 
@@ -12,7 +13,7 @@ const METHODS = ['concat', 'svd', 'linear', 'ties', 'dare', 'dare-ties', 'magnit
 export const merge: Command = {
   name: 'merge',
   summary: 'Merge LoRAs (any mix of formats) into one: exact concat, optimal SVD, or TIES / DARE / …',
-  usage: `loraflow merge OUT A[:w] B[:w] … [--method M] [--rank N | --energy F | --exact] [--density D] [--drop P --seed S] [--to FORMAT] [--block-weights SPEC]
+  usage: `loraflow merge OUT A[:w] B[:w] … [--method M] [--rank N | --energy F | --exact] [--density D] [--drop P --seed S] [--to FORMAT] [--block-weights SPEC] [--report OUT.html]
 
 Merges the LoRAs (each with weight w, default 1; negative subtracts) into OUT. concat is exact
 (ΔW = Σ wᵢ·ΔWᵢ, ranks add up); svd gives the optimal rank-N (or energy-F) approximation of the same
@@ -32,8 +33,11 @@ Options:
 ${METHOD_OPTIONS_HELP}
   --to FORMAT           output layout: kohya (default), diffusers, comfyui
   --dtype DTYPE         output precision (default: keep)
-  --block-weights SPEC  weight every input per block of its family (FLUX D00–D18, S00–S37, …; SDXL IN04, MID, …; Wan B00–B39): a full vector or ID=value pairs
+  --block-weights SPEC  weight every input per block of its family (\`loraflow families\` lists each family's ids): a full vector or ID=value pairs
                         (e.g. "D00-D18=0.5,S00-S37=1")
+  --report OUT.html     also write what the merge did as a self-contained HTML page (or OUT.svg): relative error
+                        per module, energy kept against rank (to choose a rank by eye), what each input
+                        contributed per block and where the inputs agree or fight (cosine per block)
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
@@ -41,7 +45,7 @@ ${RUN_OPTIONS_HELP}`,
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS, ...METHOD_OPTIONS, method: { type: 'string', default: 'concat' }, exact: { type: 'boolean', default: false }, 'block-weights': { type: 'string' } },
+      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS, ...METHOD_OPTIONS, method: { type: 'string', default: 'concat' }, exact: { type: 'boolean', default: false }, 'block-weights': { type: 'string' }, report: { type: 'string' } },
     });
     if (positionals.length < 2) throw new UsageError('merge takes OUT and at least one LoRA');
     const method = values.method;
@@ -63,6 +67,13 @@ ${RUN_OPTIONS_HELP}`,
       blockWeights: values['block-weights'],
       ...loraInputArgs(values),
     });
+    if (values.report !== undefined) {
+      if (!/\.(html?|svg)$/i.test(values.report)) throw new UsageError(`--report writes an .html (or .svg) file, got "${values.report}"`);
+      // one more output node: the plot of the merge's report, with the merge's inputs and result
+      const nodes = recipe.nodes as Record<string, RecipeNodeDoc>;
+      const loras = nodes.merge!.in!.loras!;
+      nodes.report = node('plot', { path: paths.add(values.report, 'output'), weights: inputs.map((arg) => parseWeighted(arg).weight), inline: false }, { loras, report: 'merge.report', result: 'merge.lora' });
+    }
     return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
   },
 };
