@@ -116,7 +116,7 @@ export function planOutput(view: CanonicalView, choice: OutputChoice, patched: R
     if (isFp8(dtype) && t.shape.length < 2 && isPlain(t.dtype)) return t.dtype;
     return dtype;
   };
-  const valuesOf = (name: string, shape: readonly number[], canonical: string, pieces: Piece[]): OutputTensor => {
+  const valuesOf: ValuesOf = (name, shape, canonical, pieces) => {
     const t = view.info(canonical);
     return { name, shape, dtype: outDtype(t), kind: 'values', pieces, inDtype: t.dtype, scaleIn: t.scale };
   };
@@ -124,23 +124,7 @@ export function planOutput(view: CanonicalView, choice: OutputChoice, patched: R
 
   let tensors: OutputTensor[] = [];
   if (layout === view.layout && view.layout === 'original') {
-    for (const s of reader.tensors) {
-      if (!view.scaled?.companions.has(s.name)) {
-        const out = valuesOf(s.name, s.shape, s.name, whole(s.name));
-        tensors.push(out);
-        const w = view.info(s.name).scale;
-        if (scaled && w && patched.has(s.name)) {
-          // a patched weight's new scale is known once the weight is encoded: it is written right after it
-          out.scaleOut = { tensor: w.scale, weight: w, fp8: s.dtype as Fp8DType };
-          const scale = reader.info(w.scale);
-          tensors.push({ name: w.scale, shape: scale.shape, dtype: scale.dtype, kind: 'scale', pieces: [], inDtype: scale.dtype, of: s.name });
-        }
-        continue;
-      }
-      if (!scaled) continue;
-      const moved = [...view.scaled!.weights.values()].some((w) => w.scale === s.name && patched.has(w.weight));
-      if (!moved) tensors.push({ name: s.name, shape: s.shape, dtype: s.dtype, kind: 'copy', pieces: [], inDtype: s.dtype, of: s.name });
-    }
+    tensors = originalTensors(view, scaled, patched, valuesOf, whole);
   } else if (layout === view.layout) {
     // diffusers → diffusers: the stored tensors, each from the rows of the canonical tensor it is part of
     const pieces = new Map<string, { canonical: string; list: Piece[] }>();
@@ -164,17 +148,22 @@ export function planOutput(view: CanonicalView, choice: OutputChoice, patched: R
     throw unsupported(path, `${quantizedKept.length} tensors are stored in GGUF block types, which safetensors cannot hold (${listNames(quantizedKept)}): give a dtype (bf16, fp16, fp32)`);
   }
 
-  const spec = (t: OutputTensor): OutputSpec => ({ name: t.name, shape: t.shape, dtype: t.dtype });
+  return withWriter(view, { container, layout, scaled, tensors, notes }, choice.shardBytes ?? SHARD_BYTES);
+}
+
+const spec = (t: OutputTensor): OutputSpec => ({ name: t.name, shape: t.shape, dtype: t.dtype });
+
+/** The plan with the writer of its container (a diffusers folder's tensors in shard order). */
+function withWriter(view: CanonicalView, plan: Omit<OutputPlan, 'create'>, shardBytes: number): OutputPlan {
+  const reader = view.reader;
+  const { container, tensors } = plan;
   if (container === 'safetensors') {
-    return {
-      container, layout, scaled, tensors, notes,
-      create: (out, extra) => SafetensorsOutput.create(out, tensors.map(spec), merged(reader.metadata, extra)),
-    };
+    return { ...plan, create: (out, extra) => SafetensorsOutput.create(out, tensors.map(spec), merged(reader.metadata, extra)) };
   }
   if (container === 'gguf') {
     const gguf = reader.gguf!;
     return {
-      container, layout, scaled, tensors, notes,
+      ...plan,
       create: (out, extra) => {
         const metadata = new Map<string, GgufValue>(gguf.metadata);
         for (const [k, v] of Object.entries(extra)) metadata.set(k, { type: 'STRING', value: v });
@@ -182,12 +171,39 @@ export function planOutput(view: CanonicalView, choice: OutputChoice, patched: R
       },
     };
   }
-  const { shards, indexed, order } = planShards(view, tensors, choice.shardBytes ?? SHARD_BYTES);
-  if (!reader.folder?.config) notes.push('the input has no diffusers config.json: the output folder has none either (diffusers needs one beside the weights to load them)');
+  const { shards, indexed, order } = planShards(view, tensors, shardBytes);
+  if (!reader.folder?.config) plan.notes.push('the input has no diffusers config.json: the output folder has none either (diffusers needs one beside the weights to load them)');
   return {
-    container, layout, scaled, tensors: order, notes,
+    ...plan,
+    tensors: order,
     create: (out, extra) => DiffusersFolderWriter.create(out, shards.map((s) => ({ ...s, metadata: merged(s.metadata, extra) })), { indexed, indexMetadata: reader.folder?.indexMetadata, config: reader.folder?.config }),
   };
+}
+
+type ValuesOf = (name: string, shape: readonly number[], canonical: string, pieces: Piece[]) => OutputTensor;
+
+/** Original → original: the input's own tensors in its order; a scaled fp8 output writes each patched weight's new scale right after it. */
+function originalTensors(view: CanonicalView, scaled: boolean, patched: ReadonlySet<string>, valuesOf: ValuesOf, whole: (name: string) => Piece[]): OutputTensor[] {
+  const reader = view.reader;
+  const tensors: OutputTensor[] = [];
+  for (const s of reader.tensors) {
+    if (!view.scaled?.companions.has(s.name)) {
+      const out = valuesOf(s.name, s.shape, s.name, whole(s.name));
+      tensors.push(out);
+      const w = view.info(s.name).scale;
+      if (scaled && w && patched.has(s.name)) {
+        // a patched weight's new scale is known once the weight is encoded: it is written right after it
+        out.scaleOut = { tensor: w.scale, weight: w, fp8: s.dtype as Fp8DType };
+        const scale = reader.info(w.scale);
+        tensors.push({ name: w.scale, shape: scale.shape, dtype: scale.dtype, kind: 'scale', pieces: [], inDtype: scale.dtype, of: s.name });
+      }
+      continue;
+    }
+    if (!scaled) continue;
+    const moved = [...view.scaled!.weights.values()].some((w) => w.scale === s.name && patched.has(w.weight));
+    if (!moved) tensors.push({ name: s.name, shape: s.shape, dtype: s.dtype, kind: 'copy', pieces: [], inDtype: s.dtype, of: s.name });
+  }
+  return tensors;
 }
 
 /** The input's metadata with `extra` over it; undefined when both are empty (a file without metadata stays so). */
@@ -197,7 +213,7 @@ function merged(own: Readonly<Record<string, string>> | undefined, extra: Readon
 }
 
 /** An original-layout checkpoint's tensors under diffusers names, split and swapped as its family's table says. */
-function toDiffusers(view: CanonicalView, valuesOf: (name: string, shape: readonly number[], canonical: string, pieces: Piece[]) => OutputTensor): OutputTensor[] {
+function toDiffusers(view: CanonicalView, valuesOf: ValuesOf): OutputTensor[] {
   const path = view.path;
   const names = view.tensors.map((t) => t.name);
   const prefix = DENOISER_PREFIXES.find((p) => names.some((n) => n.startsWith(p))) ?? '';

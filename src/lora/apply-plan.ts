@@ -146,10 +146,13 @@ async function openFile(path: string, opened: CanonicalView[]): Promise<Canonica
   return f;
 }
 
-/** Opens every input file and checks every patch. On failure the files are closed and nothing exists yet. */
-export async function planApply(input: PlanInput): Promise<Plan> {
-  const outputs = [
-    { role: 'base' as const, in: input.base, out: input.out },
+type Output = { role: FileRole; in: string; out: string };
+type Routed = Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>;
+
+/** The files written, each a new path (inputs are never modified), no two the same; the weights finite. */
+function checkOutputs(input: PlanInput): Output[] {
+  const outputs: Output[] = [
+    { role: 'base', in: input.base, out: input.out },
     ...(input.clipL ? [{ role: 'clip_l' as const, ...input.clipL }] : []),
     ...(input.t5 ? [{ role: 't5' as const, ...input.t5 }] : []),
   ];
@@ -164,92 +167,114 @@ export async function planApply(input: PlanInput): Promise<Plan> {
   input.loras.forEach(({ weight }, i) => {
     if (!Number.isFinite(weight)) throw applyError(`LoRA ${i + 1}: weight ${weight} is not a finite number`);
   });
+  return outputs;
+}
 
+const WHAT: Record<FileRole, string> = { base: 'base checkpoint', clip_l: 'CLIP-L text encoder checkpoint', t5: 'T5 text encoder checkpoint' };
+
+/** Opens every input; refuses a LoRA given as a checkpoint, a base of another family, and a LoRA for the other member of a pair. */
+async function openInputs(input: PlanInput, outputs: readonly Output[], opened: CanonicalView[]): Promise<FilePlan[]> {
+  const files: FilePlan[] = [];
+  for (const o of outputs) {
+    const file = await openFile(o.in, opened);
+    const lora = loraAsCheckpointProblem(o.in, file.tensors.map((t) => t.name), WHAT[o.role]);
+    if (lora) throw applyError(lora);
+    files.push({ ...o, file, prefixes: {}, byKey: new Map() });
+  }
+  const baseFile = files[0]!;
+  const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
+  if (foreign) throw applyError(foreign);
+  const pair = commonVariant([
+    { what: input.base, variant: variantOf(input.loras[0]?.set.architecture ?? 'unknown', { path: input.base, metadata: baseFile.file.metadata }) },
+    ...input.loras.map(({ set }, i) => ({ what: `LoRA ${i + 1}${'path' in set && typeof set.path === 'string' ? ` (${set.path})` : ''}`, variant: set.variant })),
+  ]);
+  if ('problem' in pair) throw applyError(pair.problem);
+  return files;
+}
+
+/** Which file each patch goes to (a text encoder to its own file, or to the base that holds it), and what is left out. */
+function routePatches(input: PlanInput, files: readonly FilePlan[]): { routed: Routed; ignored: string[]; omitted: string[] } {
+  const fileFor = (role: FileRole) => files.find((f) => f.role === role);
+  const baseFile = files[0]!;
+  const routed: Routed = new Map();
+  const ignored: string[] = [];
+  const omitted: string[] = [];
+  const homeless: string[] = [];
+  input.loras.forEach(({ set, weight }, index) => {
+    for (const patch of set.patches) {
+      const name = `${patch.source.module} (LoRA ${index + 1}, ${patch.component})`;
+      if (weight === 0) {
+        omitted.push(name);
+        continue;
+      }
+      const own = COMPONENT_FILE[patch.component];
+      let dest = own ? fileFor(own) : baseFile;
+      // A text encoder without its own file may still live in the base (full checkpoints hold them).
+      if (!dest && (KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target)) || locateIn(set.architecture, baseFile.file, patch))) dest = baseFile;
+      if (!dest) {
+        (input.ignoreTextEncoders ? ignored : homeless).push(name);
+        continue;
+      }
+      const list = routed.get(dest) ?? [];
+      list.push({ patch, weight, input: index });
+      routed.set(dest, list);
+    }
+  });
+  // a LoRA that would change nothing (every module left out) is refused, not merged as a plain copy
+  input.loras.forEach(({ set, weight }, index) => {
+    if (weight === 0) return;
+    const applied = [...routed.values()].reduce((n, list) => n + list.filter((p) => p.input === index).length, 0);
+    const left = set.patches.length;
+    if (applied > 0 || homeless.some((h) => h.includes(`(LoRA ${index + 1},`))) return;
+    const why = left === 0 ? 'it has no modules at all' : `all ${left} of its modules are text-encoder modules left out by ignoreTextEncoders`;
+    const path = 'path' in set && typeof set.path === 'string' ? ` (${set.path})` : '';
+    throw applyError(`LoRA ${index + 1}${path} changes nothing in ${input.base}: ${why}; nothing was written`);
+  });
+  if (homeless.length) {
+    throw applyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
+  }
+  return { routed, ignored, omitted };
+}
+
+/** Each routed patch onto the key of its file that it fits (prefix, family locator), or a problem naming the module. */
+function placePatches(input: PlanInput, routed: Routed, problems: string[]): void {
+  for (const [plan, list] of routed) {
+    const components = [...new Set(list.map((p) => p.patch.component))];
+    for (const c of components) plan.prefixes[c] = bestPrefix(plan.file, c, list.filter((p) => p.patch.component === c).map((p) => p.patch.target));
+    for (const listed of list) {
+      let planned = listed;
+      let key = plan.prefixes[planned.patch.component]! + planned.patch.target;
+      // a family's checkpoints may hold a target under another name (OpenCLIP's q, k and v as row thirds of one in_proj weight)
+      const located = plan.file.has(key) ? undefined : locateIn(input.loras[planned.input]!.set.architecture, plan.file, planned.patch);
+      if (located) [key, planned] = [located.key, { ...planned, patch: located.patch }];
+      const { patch } = planned;
+      const from = fromFile(input.loras[planned.input]!.set);
+      if (!plan.file.has(key)) {
+        const blocks = blockHint(plan, plan.prefixes[patch.component]!, patch.target);
+        problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}${blocks}${from}`);
+        continue;
+      }
+      const { problem, rowStart, rowLen } = misfit(planned, plan.file.info(key));
+      if (problem) {
+        problems.push(`${problem} (LoRA ${planned.input + 1})${from}`);
+        continue;
+      }
+      const onKey = plan.byKey.get(key) ?? [];
+      onKey.push({ ...planned, rowStart, rowLen });
+      plan.byKey.set(key, onKey);
+    }
+  }
+}
+
+/** Opens every input file and checks every patch. On failure the files are closed and nothing exists yet. */
+export async function planApply(input: PlanInput): Promise<Plan> {
+  const outputs = checkOutputs(input);
   const opened: CanonicalView[] = [];
   try {
-    const files: FilePlan[] = [];
-    const WHAT: Record<FileRole, string> = { base: 'base checkpoint', clip_l: 'CLIP-L text encoder checkpoint', t5: 'T5 text encoder checkpoint' };
-    for (const o of outputs) {
-      const file = await openFile(o.in, opened);
-      const lora = loraAsCheckpointProblem(o.in, file.tensors.map((t) => t.name), WHAT[o.role]);
-      if (lora) throw applyError(lora);
-      files.push({ ...o, file, prefixes: {}, byKey: new Map() });
-    }
-    const fileFor = (role: FileRole) => files.find((f) => f.role === role);
-    const baseFile = fileFor('base')!;
-    const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
-    if (foreign) throw applyError(foreign);
-    const pair = commonVariant([
-      { what: input.base, variant: variantOf(input.loras[0]?.set.architecture ?? 'unknown', { path: input.base, metadata: baseFile.file.metadata }) },
-      ...input.loras.map(({ set }, i) => ({ what: `LoRA ${i + 1}${'path' in set && typeof set.path === 'string' ? ` (${set.path})` : ''}`, variant: set.variant })),
-    ]);
-    if ('problem' in pair) throw applyError(pair.problem);
-
-    const routed = new Map<FilePlan, Omit<PlannedPatch, 'rowStart' | 'rowLen'>[]>();
-    const ignored: string[] = [];
-    const omitted: string[] = [];
-    const homeless: string[] = [];
-    input.loras.forEach(({ set, weight }, index) => {
-      for (const patch of set.patches) {
-        const name = `${patch.source.module} (LoRA ${index + 1}, ${patch.component})`;
-        if (weight === 0) {
-          omitted.push(name);
-          continue;
-        }
-        const own = COMPONENT_FILE[patch.component];
-        let dest = own ? fileFor(own) : baseFile;
-        // A text encoder without its own file may still live in the base (full checkpoints hold them).
-        if (!dest && (KEY_PREFIXES[patch.component].some((p) => baseFile.file.has(p + patch.target)) || locateIn(set.architecture, baseFile.file, patch))) dest = baseFile;
-        if (!dest) {
-          (input.ignoreTextEncoders ? ignored : homeless).push(name);
-          continue;
-        }
-        const list = routed.get(dest) ?? [];
-        list.push({ patch, weight, input: index });
-        routed.set(dest, list);
-      }
-    });
-    // a LoRA that would change nothing (every module left out) is refused, not merged as a plain copy
-    input.loras.forEach(({ set, weight }, index) => {
-      if (weight === 0) return;
-      const applied = [...routed.values()].reduce((n, list) => n + list.filter((p) => p.input === index).length, 0);
-      const left = set.patches.length;
-      if (applied > 0 || homeless.some((h) => h.includes(`(LoRA ${index + 1},`))) return;
-      const why = left === 0 ? 'it has no modules at all' : `all ${left} of its modules are text-encoder modules left out by ignoreTextEncoders`;
-      const path = 'path' in set && typeof set.path === 'string' ? ` (${set.path})` : '';
-      throw applyError(`LoRA ${index + 1}${path} changes nothing in ${input.base}: ${why}; nothing was written`);
-    });
-    if (homeless.length) {
-      throw applyError(`${homeless.length} text-encoder modules have no file to go to (give clipL / t5 files, or ignoreTextEncoders to leave them out): ${listNames(homeless)}`);
-    }
-
+    const files = await openInputs(input, outputs, opened);
+    const { routed, ignored, omitted } = routePatches(input, files);
     const problems: string[] = [];
-    for (const [plan, list] of routed) {
-      const components = [...new Set(list.map((p) => p.patch.component))];
-      for (const c of components) plan.prefixes[c] = bestPrefix(plan.file, c, list.filter((p) => p.patch.component === c).map((p) => p.patch.target));
-      for (const listed of list) {
-        let planned = listed;
-        let key = plan.prefixes[planned.patch.component]! + planned.patch.target;
-        // a family's checkpoints may hold a target under another name (OpenCLIP's q, k and v as row thirds of one in_proj weight)
-        const located = plan.file.has(key) ? undefined : locateIn(input.loras[planned.input]!.set.architecture, plan.file, planned.patch);
-        if (located) [key, planned] = [located.key, { ...planned, patch: located.patch }];
-        const { patch } = planned;
-        const from = fromFile(input.loras[planned.input]!.set);
-        if (!plan.file.has(key)) {
-          const blocks = blockHint(plan, plan.prefixes[patch.component]!, patch.target);
-          problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}${blocks}${from}`);
-          continue;
-        }
-        const { problem, rowStart, rowLen } = misfit(planned, plan.file.info(key));
-        if (problem) {
-          problems.push(`${problem} (LoRA ${planned.input + 1})${from}`);
-          continue;
-        }
-        const onKey = plan.byKey.get(key) ?? [];
-        onKey.push({ ...planned, rowStart, rowLen });
-        plan.byKey.set(key, onKey);
-      }
-    }
+    placePatches(input, routed, problems);
     for (const plan of files)
       for (const [key, list] of plan.byKey) {
         const sets = list.filter((p) => p.patch.adapter.kind === 'set');

@@ -170,49 +170,68 @@ interface Computed {
 }
 
 /** Reads, patches, encodes and writes every output tensor of `output`, in its order. */
-export async function streamFile(file: FilePlan, output: OutputPlan, writer: CheckpointWriter, opts: StreamOptions): Promise<StreamCounts> {
-  const counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, nonFinite: [], bytes: 0, modules: 0, changes: [] };
-  const view = file.file;
-  const tensors = output.tensors;
-  const shared = opts.pool.threads > 0;
-  const inBytes = (t: OutputTensor) => (t.kind === 'values' ? storedBytes(t.inDtype, numel(t.shape)) : t.kind === 'copy' ? view.reader.info(t.of!).byteLength : 0);
-  const outBytes = (t: OutputTensor) => (t.kind === 'values' && isPlain(t.dtype) ? storedBytes(t.dtype, numel(t.shape)) : 0);
-  // Three inputs (current, next being read, previous still being written when it was copied
-  // through) and two outputs (current, previous being written).
-  const inputs = new BufferRing(3, Math.max(0, ...tensors.map(inBytes)));
-  const outputs = new BufferRing(2, Math.max(0, ...tensors.map(outBytes)));
-  const decoded = new FloatScratch();
-  const result = new FloatScratch();
-  const scales = new Map<string, Uint8Array>();
-  const load = async (i: number): Promise<Uint8Array> => {
-    const t = tensors[i]!;
-    const buf = inputs.view(i, inBytes(t));
+/**
+ * One output file's tensors through the pipeline: reused buffers (three inputs — current, next
+ * being read, previous still being written when it was copied through — and two outputs), the
+ * read of a tensor's pieces, and the computation of each tensor by the cheapest path that is exact.
+ */
+class FilePipeline {
+  readonly counts: StreamCounts = { patched: 0, converted: 0, copied: 0, outOfRange: 0, nonFinite: [], bytes: 0, modules: 0, changes: [] };
+  private readonly view: FilePlan['file'];
+  private readonly shared: boolean;
+  private readonly inputs: BufferRing;
+  private readonly outputs: BufferRing;
+  private readonly decoded = new FloatScratch();
+  private readonly result = new FloatScratch();
+  /** New scales of scaled-fp8 weights, written where the scale tensors come. */
+  private readonly scales = new Map<string, Uint8Array>();
+
+  constructor(file: FilePlan, private readonly output: OutputPlan, private readonly opts: StreamOptions) {
+    this.view = file.file;
+    this.shared = opts.pool.threads > 0;
+    this.inputs = new BufferRing(3, Math.max(0, ...output.tensors.map((t) => this.inBytes(t))));
+    this.outputs = new BufferRing(2, Math.max(0, ...output.tensors.map((t) => this.outBytes(t))));
+  }
+
+  private inBytes(t: OutputTensor): number {
+    return t.kind === 'values' ? storedBytes(t.inDtype, numel(t.shape)) : t.kind === 'copy' ? this.view.reader.info(t.of!).byteLength : 0;
+  }
+
+  private outBytes(t: OutputTensor): number {
+    return t.kind === 'values' && isPlain(t.dtype) ? storedBytes(t.dtype, numel(t.shape)) : 0;
+  }
+
+  /** The stored bytes of output tensor i: a copy, or its pieces (row ranges of canonical weights) in place. */
+  async load(i: number): Promise<Uint8Array> {
+    const { view } = this;
+    const t = this.output.tensors[i]!;
+    const buf = this.inputs.view(i, this.inBytes(t));
     if (t.kind === 'copy') return view.reader.read(t.of!, buf);
     if (t.kind === 'scale') return buf;
-    const rowBytes = t.pieces.length === 1 ? 0 : buf.byteLength / (t.shape[0] ?? 1);
     if (t.pieces.length === 1) {
       const [p] = t.pieces;
       return view.readStored(p!.canonical, buf, p!.canonRow, p!.canonRow === 0 && p!.rows === (view.info(p!.canonical).shape[0] ?? 1) ? undefined : p!.rows);
     }
+    const rowBytes = buf.byteLength / (t.shape[0] ?? 1);
     await Promise.all(t.pieces.map((p) => view.readStored(p.canonical, buf.subarray(p.at * rowBytes, (p.at + p.rows) * rowBytes), p.canonRow, p.rows)));
     return buf;
-  };
+  }
 
   /** Values stored in an encoding of their own: decoded to f32, patched, encoded again. */
-  const viaF32 = async (t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, seed: number | undefined): Promise<Computed> => {
+  private async viaF32(t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, seed: number | undefined): Promise<Computed> {
     const n = numel(t.shape);
     const { rows, cols } = matrixOf(t.shape);
-    const base = decoded.take(n);
-    const scale = t.scaleIn ? await view.scaleOf(view.info(t.pieces[0]!.canonical)) : undefined;
+    const base = this.decoded.take(n);
+    const scale = t.scaleIn ? await this.view.scaleOf(this.view.info(t.pieces[0]!.canonical)) : undefined;
     if (scale) decodeScaled(input, t.inDtype as Fp8DType, scale, rows, base);
     else decodeStored(t.inDtype, input, base);
     let w = base;
     let change: Computed['change'];
     if (planned) {
-      w = result.take(n);
+      w = this.result.take(n);
       if (isFastPath(planned)) {
-        const groups = await deltaGroups(planned, cols, shared);
-        await chunked(bytesOf(base), t.shape, 'F32', 'F32', groups, opts.pool, undefined, bytesOf(w));
+        const groups = await deltaGroups(planned, cols, this.shared);
+        await chunked(bytesOf(base), t.shape, 'F32', 'F32', groups, this.opts.pool, undefined, bytesOf(w));
         change = { base2: sumOfSquares(base), change2: groupsNorm2(groups, cols) };
       } else {
         w.set(base);
@@ -230,54 +249,69 @@ export async function streamFile(file: FilePlan, output: OutputPlan, writer: Che
       return { bytes, outOfRange: countOutOfRange(w, t.dtype), nonFinite: countNonFiniteStored(bytes, t.dtype), change };
     }
     return { bytes: encodeStored(t.dtype, w), outOfRange: 0, nonFinite: countNonFinite(w), change };
-  };
+  }
 
-  let next: Promise<Uint8Array> | undefined = tensors.length ? load(0) : undefined;
+  /** Output tensor i from its input bytes: copied, re-encoded, or patched (fast low-rank path on the pool, else in f32). */
+  async compute(i: number, t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined): Promise<Computed> {
+    const seed = this.opts.stochasticFp8 ? seedFromName(t.name) : undefined;
+    if (t.kind === 'scale') return { bytes: this.scales.get(t.of!) ?? (await this.view.reader.read(t.name)), outOfRange: 0, nonFinite: 0 };
+    if (t.kind === 'copy' || (!planned && t.dtype === t.inDtype && (!t.scaleIn || this.output.scaled))) {
+      this.counts.copied++;
+      return { bytes: input, outOfRange: 0, nonFinite: 0 };
+    }
+    if (!isPlain(t.inDtype) || !isPlain(t.dtype) || t.scaleIn || t.scaleOut) {
+      const done = await this.viaF32(t, input, planned, seed);
+      if (done.scale) this.scales.set(t.name, done.scale);
+      return done;
+    }
+    if (!planned || isFastPath(planned)) {
+      const cols = matrixOf(t.shape).cols;
+      const groups = planned ? await deltaGroups(planned, cols, this.shared) : [];
+      const bytes = this.outputs.view(i, this.outBytes(t));
+      const pending = chunked(input, t.shape, t.inDtype, t.dtype, groups, this.opts.pool, seed, bytes);
+      // the norms are taken while the pool computes (the base bytes are only read)
+      const change = planned ? { base2: storedNorm2(input, t.inDtype), change2: groupsNorm2(groups, cols) } : undefined;
+      const c = await pending;
+      return { bytes, outOfRange: c.outOfRange, nonFinite: c.nonFinite, change };
+    }
+    const w = decodeToF32(input, t.inDtype);
+    const base2 = storedNorm2(input, t.inDtype);
+    await patchWeight(w, matrixOf(t.shape).cols, planned);
+    const change = { base2, change2: changeNorm2(w, input, t.inDtype) };
+    const bytes = encodeValues(w, t.dtype, { stochasticSeed: seed });
+    return { bytes, outOfRange: countOutOfRange(w, t.dtype), nonFinite: countNonFiniteStored(bytes, t.dtype), change };
+  }
+
+  /** What one written tensor adds to the counts. */
+  tally(t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, done: Computed): void {
+    const { counts } = this;
+    counts.outOfRange += done.outOfRange;
+    if (done.nonFinite > 0) counts.nonFinite.push({ tensor: t.name, count: done.nonFinite });
+    if (planned) {
+      counts.patched++;
+      counts.modules += planned.length;
+      const { component, target } = planned[0]!.patch;
+      if (done.change) counts.changes.push({ tensor: t.name, component, target, baseNorm: Math.sqrt(done.change.base2), changeNorm: Math.sqrt(done.change.change2) });
+    } else if (t.kind === 'values' && done.bytes !== input) counts.converted++;
+    counts.bytes += done.bytes.byteLength;
+  }
+}
+
+export async function streamFile(file: FilePlan, output: OutputPlan, writer: CheckpointWriter, opts: StreamOptions): Promise<StreamCounts> {
+  const pipeline = new FilePipeline(file, output, opts);
+  const tensors = output.tensors;
+  let next: Promise<Uint8Array> | undefined = tensors.length ? pipeline.load(0) : undefined;
   let writing: Promise<void> = Promise.resolve();
   try {
     for (const [i, t] of tensors.entries()) {
       checkAborted(opts.ctx);
       const input = await next!;
-      next = i + 1 < tensors.length ? load(i + 1) : undefined;
+      next = i + 1 < tensors.length ? pipeline.load(i + 1) : undefined;
       const planned = t.kind === 'values' ? opts.patches.get(t.name) : undefined;
-      const seed = opts.stochasticFp8 ? seedFromName(t.name) : undefined;
-      let done: Computed;
-      if (t.kind === 'scale') {
-        done = { bytes: scales.get(t.of!) ?? (await view.reader.read(t.name)), outOfRange: 0, nonFinite: 0 };
-      } else if (t.kind === 'copy' || (!planned && t.dtype === t.inDtype && (!t.scaleIn || output.scaled))) {
-        done = { bytes: input, outOfRange: 0, nonFinite: 0 };
-        counts.copied++;
-      } else if (!isPlain(t.inDtype) || !isPlain(t.dtype) || t.scaleIn || t.scaleOut) {
-        done = await viaF32(t, input, planned, seed);
-        if (done.scale) scales.set(t.name, done.scale);
-      } else if (!planned || isFastPath(planned)) {
-        const cols = matrixOf(t.shape).cols;
-        const groups = planned ? await deltaGroups(planned, cols, shared) : [];
-        const bytes = outputs.view(i, outBytes(t));
-        const pending = chunked(input, t.shape, t.inDtype, t.dtype, groups, opts.pool, seed, bytes);
-        // the norms are taken while the pool computes (the base bytes are only read)
-        const change = planned ? { base2: storedNorm2(input, t.inDtype), change2: groupsNorm2(groups, cols) } : undefined;
-        const c = await pending;
-        done = { bytes, outOfRange: c.outOfRange, nonFinite: c.nonFinite, change };
-      } else {
-        const w = decodeToF32(input, t.inDtype);
-        const base2 = storedNorm2(input, t.inDtype);
-        await patchWeight(w, matrixOf(t.shape).cols, planned);
-        const change = { base2, change2: changeNorm2(w, input, t.inDtype) };
-        const bytes = encodeValues(w, t.dtype, { stochasticSeed: seed });
-        done = { bytes, outOfRange: countOutOfRange(w, t.dtype), nonFinite: countNonFiniteStored(bytes, t.dtype), change };
-      }
-      counts.outOfRange += done.outOfRange;
-      if (done.nonFinite > 0) counts.nonFinite.push({ tensor: t.name, count: done.nonFinite });
-      if (planned) {
-        counts.patched++;
-        counts.modules += planned.length;
-        const { component, target } = planned[0]!.patch;
-        if (done.change) counts.changes.push({ tensor: t.name, component, target, baseNorm: Math.sqrt(done.change.base2), changeNorm: Math.sqrt(done.change.change2) });
-      } else if (t.kind === 'values' && done.bytes !== input) counts.converted++;
+      const done = await pipeline.compute(i, t, input, planned);
+      pipeline.tally(t, input, planned, done);
       await writing;
       writing = writer.write(t.name, done.bytes);
-      counts.bytes += done.bytes.byteLength;
       opts.onTensor(t.name);
     }
     await writing;
@@ -285,5 +319,5 @@ export async function streamFile(file: FilePlan, output: OutputPlan, writer: Che
     // Let in-flight reads and writes settle (their errors are already reported or moot).
     await Promise.allSettled([next, writing]);
   }
-  return counts;
+  return pipeline.counts;
 }

@@ -19,7 +19,7 @@ import { outputPatches } from './apply-layout.ts';
 import { streamFile } from './apply-stream.ts';
 import { checkAborted, type OpContext } from './context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
-import { lorasForMethod, type ApplyMethodOptions } from './merge-methods.ts';
+import { lorasForMethod, type ApplyMethodOptions, type MethodParams } from './merge-methods.ts';
 import type { TensorChange } from './change-norms.ts';
 
 
@@ -95,24 +95,11 @@ function parseChoice(dtype: ApplyOptions['dtype']): DType | 'keep' {
   return isCodecDType(dtype) ? dtype : parseDType(dtype);
 }
 
-export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
-  const started = performance.now();
-  const { ctx } = options;
-  const dtype = parseChoice(options.dtype);
-  if (dtype !== 'keep' && !isFloatDType(dtype)) throw applyError(`output dtype ${dtype} is not a floating-point dtype`);
-  const byMethod = await lorasForMethod(options.loras, options);
-  const plan = await planApply({ ...options, loras: byMethod.loras });
-  const backend = await ensureBackend();
-  const report: ApplyReport = {
-    backend, threads: 0, files: [], modules: 0, omitted: [...plan.omitted, ...byMethod.omitted], ignoredTextEncoders: plan.ignored, notes: [...byMethod.notes], seconds: 0,
-  };
-  const log = ctx?.log;
-  log?.(`apply ${options.loras.length} LoRA${options.loras.length === 1 ? '' : 's'} to ${plan.files.map((f) => f.in).join(', ')} on the ${backend} backend`);
-  if (plan.ignored.length) report.notes.push(`${plan.ignored.length} text-encoder modules left out (ignoreTextEncoders): ${plan.ignored.slice(0, 5).join('; ')}${plan.ignored.length > 5 ? '; …' : ''}`);
-  if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of LoRAs with weight 0 left out`);
+type OutputsByFile = Map<FilePlan, { output: OutputPlan; patches: Map<string, PlannedPatch[]> }>;
 
-  // every output's form and every patch's place in it, before anything is written
-  const outputs = new Map<FilePlan, { output: OutputPlan; patches: Map<string, PlannedPatch[]> }>();
+/** Every output's form and every patch's place in it, before anything is written (the inputs closed on failure). */
+async function planOutputs(plan: Awaited<ReturnType<typeof planApply>>, options: ApplyOptions, dtype: DType | 'keep', report: ApplyReport): Promise<OutputsByFile> {
+  const outputs: OutputsByFile = new Map();
   try {
     for (const file of plan.files) {
       const base = file.role === 'base';
@@ -129,6 +116,53 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
     await Promise.all(plan.files.map((f) => f.file.close()));
     throw e;
   }
+  return outputs;
+}
+
+/** Over the base's own metadata: what the apply did; an apply without LoRAs (a change of form) adds no provenance of its own. */
+function provenanceMetadata(options: ApplyOptions, dtype: DType | 'keep', params: MethodParams | undefined): Record<string, string> {
+  const metadata: Record<string, string> = { ...options.metadata };
+  if (options.loras.length === 0) return metadata;
+  metadata.loraflow = JSON.stringify({
+    operation: 'apply',
+    loras: options.loras.map(({ set, weight }) => ({ format: set.format, weight, ...('path' in set ? { path: String(set.path) } : {}) })),
+    dtype,
+    ...(params ? { method: { name: options.method, ...params } } : {}),
+  });
+  return metadata;
+}
+
+/** Log lines and notes on one written file: values out of range, non-finite tensors, 1-D tensors kept at their precision. */
+function noteFileOutcome(report: ApplyReport, file: FilePlan, counts: { outOfRange: number; nonFinite: { tensor: string; count: number }[] }, keptPrecision: number, dtype: DType | 'keep', log: ((m: string) => void) | undefined): void {
+  if (counts.outOfRange) log?.(`${file.out}: ${counts.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
+  // the output path may be a staging name here: the role says which file
+  const where = `${file.role} output`;
+  for (const { tensor, count } of counts.nonFinite.slice(0, 20)) log?.(`${where}: tensor ${tensor}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) written`);
+  if (counts.nonFinite.length > 20) log?.(`${where}: and ${counts.nonFinite.length - 20} more tensors with non-finite values`);
+  if (counts.nonFinite.length) {
+    const total = counts.nonFinite.reduce((s, f) => s + f.count, 0);
+    report.notes.push(`${where}: ${counts.nonFinite.length} tensor${counts.nonFinite.length === 1 ? '' : 's'} written with non-finite values (NaN/±Inf, ${total} in all): ${counts.nonFinite.slice(0, 8).map((f) => `${f.tensor} (${f.count})`).join(', ')}${counts.nonFinite.length > 8 ? ', …' : ''}`);
+  }
+  if (keptPrecision) report.notes.push(`${file.out}: ${keptPrecision} 1-D tensors (biases, norm scales) kept at their own precision instead of ${dtype}`);
+}
+
+export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
+  const started = performance.now();
+  const { ctx } = options;
+  const dtype = parseChoice(options.dtype);
+  if (dtype !== 'keep' && !isFloatDType(dtype)) throw applyError(`output dtype ${dtype} is not a floating-point dtype`);
+  const byMethod = await lorasForMethod(options.loras, options);
+  const plan = await planApply({ ...options, loras: byMethod.loras });
+  const backend = await ensureBackend();
+  const report: ApplyReport = {
+    backend, threads: 0, files: [], modules: 0, omitted: [...plan.omitted, ...byMethod.omitted], ignoredTextEncoders: plan.ignored, notes: [...byMethod.notes], seconds: 0,
+  };
+  const log = ctx?.log;
+  log?.(`apply ${options.loras.length} LoRA${options.loras.length === 1 ? '' : 's'} to ${plan.files.map((f) => f.in).join(', ')} on the ${backend} backend`);
+  if (plan.ignored.length) report.notes.push(`${plan.ignored.length} text-encoder modules left out (ignoreTextEncoders): ${plan.ignored.slice(0, 5).join('; ')}${plan.ignored.length > 5 ? '; …' : ''}`);
+  if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of LoRAs with weight 0 left out`);
+
+  const outputs = await planOutputs(plan, options, dtype, report);
   const total = [...outputs.values()].reduce((s, o) => s + o.output.tensors.length, 0);
   let done = 0;
   const writers: CheckpointWriter[] = [];
@@ -142,16 +176,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
     if (threads) log?.(`computing on ${threads} worker threads`);
     for (const file of plan.files) {
       const { output, patches } = outputs.get(file)!;
-      // over the base's own metadata; an apply without LoRAs (a change of form) adds no provenance of its own
-      const metadata: Record<string, string> = { ...options.metadata };
-      if (options.loras.length > 0) {
-        metadata.loraflow = JSON.stringify({
-          operation: 'apply',
-          loras: options.loras.map(({ set, weight }) => ({ format: set.format, weight, ...('path' in set ? { path: String(set.path) } : {}) })),
-          dtype,
-          ...(byMethod.params ? { method: { name: options.method, ...byMethod.params } } : {}),
-        });
-      }
+      const metadata = provenanceMetadata(options, dtype, byMethod.params);
       const writer = await output.create(file.out, metadata);
       writers.push(writer);
       const counts = await streamFile(file, output, writer, {
@@ -166,16 +191,7 @@ export async function applyToBase(options: ApplyOptions): Promise<ApplyReport> {
       const { modules: _placed, ...fileCounts } = counts;
       report.modules += [...file.byKey.values()].reduce((n, list) => n + list.length, 0);
       report.files.push({ role: file.role, in: file.in, out: file.out, tensors: output.tensors.length, keptPrecision, ...fileCounts });
-      if (counts.outOfRange) log?.(`${file.out}: ${counts.outOfRange} values beyond the range of the output dtype (fp8 saturates them)`);
-      // the output path may be a staging name here: the role says which file
-      const where = `${file.role} output`;
-      for (const { tensor, count } of counts.nonFinite.slice(0, 20)) log?.(`${where}: tensor ${tensor}: ${count} non-finite value${count === 1 ? '' : 's'} (NaN/±Inf) written`);
-      if (counts.nonFinite.length > 20) log?.(`${where}: and ${counts.nonFinite.length - 20} more tensors with non-finite values`);
-      if (counts.nonFinite.length) {
-        const total = counts.nonFinite.reduce((s, f) => s + f.count, 0);
-        report.notes.push(`${where}: ${counts.nonFinite.length} tensor${counts.nonFinite.length === 1 ? '' : 's'} written with non-finite values (NaN/±Inf, ${total} in all): ${counts.nonFinite.slice(0, 8).map((f) => `${f.tensor} (${f.count})`).join(', ')}${counts.nonFinite.length > 8 ? ', …' : ''}`);
-      }
-      if (keptPrecision) report.notes.push(`${file.out}: ${keptPrecision} 1-D tensors (biases, norm scales) kept at their own precision instead of ${dtype}`);
+      noteFileOutcome(report, file, counts, keptPrecision, dtype, log);
     }
     checkAborted(ctx);
     for (const w of writers) await w.commit();

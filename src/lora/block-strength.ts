@@ -273,6 +273,80 @@ function moduleOf(p: Patch, block: string | null): ModuleStrength {
 
 const cosine = (dot: number, n2a: number, n2b: number) => (n2a > 0 && n2b > 0 ? Math.max(-1, Math.min(1, dot / Math.sqrt(n2a * n2b))) : null);
 
+type Acc = { norm2: number; base2: number; hasBase: boolean; modules: number };
+const fresh = (): Acc => ({ norm2: 0, base2: 0, hasBase: false, modules: 0 });
+
+interface SetAcc {
+  blocks: Map<string, Acc>;
+  unassigned: Acc;
+  total: Acc;
+  modules: ModuleStrength[];
+  replacements: string[];
+  weight: number;
+  set: AdapterSet;
+}
+
+interface PairAcc {
+  a: number;
+  b: number;
+  dot: Map<string, number>;
+  total: number;
+}
+
+type WeightEntry = { set: number; patch: Patch; module: ModuleStrength };
+
+/** One base weight's patches (of every set): their norms and inner products, added to their block and the totals. */
+async function addWeight(entries: readonly WeightEntry[], perSet: SetAcc[], pairs: PairAcc[], weights: readonly number[], options: StrengthOptions): Promise<void> {
+  const terms: DeltaTerm[] = [];
+  const owners: WeightEntry[] = [];
+  for (const e of entries) {
+    const term = await termOf(e.patch, weights[e.set]);
+    if (term) {
+      terms.push(term);
+      owners.push(e);
+    }
+  }
+  const m = innerProducts(terms);
+  const t = terms.length;
+  owners.forEach((e, i) => (e.module.norm = Math.sqrt(Math.max(0, m[i * t + i]!))));
+  const sumOver = (a: number, b: number) => {
+    let s = 0;
+    for (let i = 0; i < t; i++) {
+      if (owners[i]!.set !== a) continue;
+      for (let j = 0; j < t; j++) if (owners[j]!.set === b) s += m[i * t + j]!;
+    }
+    return s;
+  };
+  const block = owners[0]?.module.block ?? null;
+  for (let s = 0; s < perSet.length; s++) {
+    const mine = owners.filter((o) => o.set === s);
+    if (mine.length === 0) continue;
+    const n2 = Math.max(0, sumOver(s, s));
+    const base2 = options.baseNorm2 ? await options.baseNorm2(s, mine.map((o) => o.patch)) : undefined;
+    const acc = perSet[s]!;
+    for (const target of [block === null ? acc.unassigned : acc.blocks.get(block)!, acc.total]) {
+      target.norm2 += n2;
+      target.modules += mine.length;
+      if (base2 !== undefined) {
+        target.base2 += base2;
+        target.hasBase = true;
+      }
+    }
+  }
+  for (const pair of pairs) {
+    const dot = sumOver(pair.a, pair.b);
+    if (block !== null) pair.dot.set(block, pair.dot.get(block)! + dot);
+    pair.total += dot;
+  }
+}
+
+function finish(acc: Acc): { norm: number; baseNorm?: number; relative?: number } {
+  const norm = Math.sqrt(acc.norm2);
+  if (!acc.hasBase) return { norm };
+  const baseNorm = Math.sqrt(acc.base2);
+  return { norm, baseNorm, relative: baseNorm > 0 ? norm / baseNorm : 0 };
+}
+
 /**
  * Strength per block of each set, and the cosine of every pair of sets per block, one base weight
  * at a time (only that weight's factors are in memory).
@@ -286,24 +360,13 @@ export async function analyzeStrength(sets: readonly AdapterSet[], options: Stre
   const ids = [...(scheme?.ids ?? [])];
   const blockOf = (p: Patch) => scheme?.blockOf(p) ?? null;
   const weights = sets.map((_, i) => options.weights?.[i] ?? 1);
-
-  type Acc = { norm2: number; base2: number; hasBase: boolean; modules: number };
-  const fresh = (): Acc => ({ norm2: 0, base2: 0, hasBase: false, modules: 0 });
-  const perSet = sets.map((set, i) => ({
-    blocks: new Map(ids.map((id) => [id, fresh()])),
-    unassigned: fresh(),
-    total: fresh(),
-    modules: [] as ModuleStrength[],
-    replacements: [] as string[],
-    weight: weights[i]!,
-    set,
-  }));
-  const pairs: { a: number; b: number; dot: Map<string, number>; total: number }[] = [];
+  const perSet: SetAcc[] = sets.map((set, i) => ({ blocks: new Map(ids.map((id) => [id, fresh()])), unassigned: fresh(), total: fresh(), modules: [], replacements: [], weight: weights[i]!, set }));
+  const pairs: PairAcc[] = [];
   if (sameModel)
     for (let a = 0; a < sets.length; a++) for (let b = a + 1; b < sets.length; b++) pairs.push({ a, b, dot: new Map(ids.map((id) => [id, 0])), total: 0 });
 
   // every patch, grouped by the base weight it changes (in first-seen order)
-  const byWeight = new Map<string, { set: number; patch: Patch; module: ModuleStrength }[]>();
+  const byWeight = new Map<string, WeightEntry[]>();
   sets.forEach((set, s) => {
     for (const patch of set.patches) {
       const block = blockOf(patch);
@@ -319,57 +382,8 @@ export async function analyzeStrength(sets: readonly AdapterSet[], options: Stre
       byWeight.set(key, list);
     }
   });
+  for (const entries of byWeight.values()) await addWeight(entries, perSet, pairs, weights, options);
 
-  for (const entries of byWeight.values()) {
-    const terms: DeltaTerm[] = [];
-    const owners: typeof entries = [];
-    for (const e of entries) {
-      const term = await termOf(e.patch, weights[e.set]);
-      if (term) {
-        terms.push(term);
-        owners.push(e);
-      }
-    }
-    const m = innerProducts(terms);
-    const t = terms.length;
-    owners.forEach((e, i) => (e.module.norm = Math.sqrt(Math.max(0, m[i * t + i]!))));
-    const sumOver = (a: number, b: number) => {
-      let s = 0;
-      for (let i = 0; i < t; i++) {
-        if (owners[i]!.set !== a) continue;
-        for (let j = 0; j < t; j++) if (owners[j]!.set === b) s += m[i * t + j]!;
-      }
-      return s;
-    };
-    const block = owners[0]?.module.block ?? null;
-    for (let s = 0; s < sets.length; s++) {
-      const mine = owners.filter((o) => o.set === s);
-      if (mine.length === 0) continue;
-      const n2 = Math.max(0, sumOver(s, s));
-      const base2 = options.baseNorm2 ? await options.baseNorm2(s, mine.map((o) => o.patch)) : undefined;
-      const acc = perSet[s]!;
-      for (const target of [block === null ? acc.unassigned : acc.blocks.get(block)!, acc.total]) {
-        target.norm2 += n2;
-        target.modules += mine.length;
-        if (base2 !== undefined) {
-          target.base2 += base2;
-          target.hasBase = true;
-        }
-      }
-    }
-    for (const pair of pairs) {
-      const dot = sumOver(pair.a, pair.b);
-      if (block !== null) pair.dot.set(block, pair.dot.get(block)! + dot);
-      pair.total += dot;
-    }
-  }
-
-  const finish = (acc: Acc) => {
-    const norm = Math.sqrt(acc.norm2);
-    if (!acc.hasBase) return { norm };
-    const baseNorm = Math.sqrt(acc.base2);
-    return { norm, baseNorm, relative: baseNorm > 0 ? norm / baseNorm : 0 };
-  };
   const out: SetStrength[] = perSet.map((acc) => ({
     architecture: acc.set.architecture,
     format: acc.set.format,

@@ -155,6 +155,98 @@ export async function extractLora(options: ExtractOptions): Promise<{ set: Adapt
   }
 }
 
+interface Extraction {
+  base: CanonicalView;
+  tuned: CanonicalView;
+  options: ExtractOptions;
+  minDiff: number;
+  component: Component;
+  report: ExtractReport;
+  patches: Patch[];
+  fits: FitEnergy[];
+  diffBuffer: ReturnType<typeof reusedFloats>;
+  baseBuffer: ReturnType<typeof reusedFloats>;
+}
+
+/** One tensor pair: unchanged (bytes first), skipped, below minDiff, factored to a LoRA, or kept as a full diff. */
+async function extractPair(x: Extraction, { name, baseKey, tunedKey }: { name: string; baseKey: string; tunedKey: string }): Promise<void> {
+  const { base, tuned, options, report } = x;
+  const bi = base.info(baseKey);
+  const ti = tuned.info(tunedKey);
+  const [bBytes, tBytes] = await Promise.all([base.readStored(baseKey), tuned.readStored(tunedKey)]);
+  // the same stored bytes are the same values, unless a scale (scaled fp8) multiplies them
+  if (bi.dtype === ti.dtype && !bi.scale && !ti.scale && bytesEqual(bBytes, tBytes)) {
+    report.unchanged++;
+    return;
+  }
+  if (!isPatchable(bi.dtype) || !isPatchable(ti.dtype)) {
+    report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
+    return;
+  }
+  const count = numel(ti.shape);
+  const diff = await tuned.decode(ti, tBytes, x.diffBuffer(count));
+  const b = await base.decode(bi, bBytes, x.baseBuffer(count));
+  let maxAbs = 0;
+  for (let j = 0; j < diff.length; j++) {
+    const d = diff[j]! - b[j]!;
+    diff[j] = d;
+    const a = Math.abs(d);
+    if (a > maxAbs) maxAbs = a;
+  }
+  if (maxAbs <= x.minDiff) {
+    if (maxAbs === 0) report.unchanged++;
+    else report.belowMinDiff.push(name);
+    return;
+  }
+  const shape = [...bi.shape];
+  const dtype = factorDtype(bi.dtype as DType);
+  const source = { module: name, keys: [baseKey, tunedKey] };
+  const { component } = x;
+  if (shape.length === 2 || shape.length === 4) {
+    const m = shape[0]!;
+    const n = diff.length / m;
+    const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name), what: `extract: ${tunedKey} (${tuned.path}) − ${baseKey} (${base.path})` });
+    x.fits.push(energyOf(fit));
+    const conv = shape.length === 4;
+    x.patches.push({
+      component,
+      target: name,
+      adapter: {
+        kind: 'lora',
+        down: memoryTensor(fit.down, [fit.k, ...shape.slice(1)], dtype, `extracted ${name} down`),
+        up: memoryTensor(fit.up, conv ? [m, fit.k, 1, 1] : [m, fit.k], dtype, `extracted ${name} up`),
+        alpha: fit.k,
+        scale: 1,
+      },
+      source,
+    });
+    report.modules.push({ key: name, shape, rank: fit.k, relError: fit.relError });
+  } else if (options.keepBiases) {
+    x.patches.push({ component, target: name, adapter: { kind: 'full', diff: memoryTensor(diff.slice(), shape, dtype, `extracted ${name} diff`) }, source });
+    report.fullDiffs.push(name);
+  } else {
+    report.skipped.push({ key: name, reason: `${shape.length}-D tensor differs (max |Δ| ${maxAbs.toExponential(2)}); keepBiases keeps it as a full diff` });
+  }
+}
+
+/** What the extraction's set says of itself: skips, an empty result, full diffs or dropped biases, an unrecognised base. */
+function extractionNotes(x: Extraction, pairs: number, recognised: boolean): string[] {
+  const { report } = x;
+  const notes = report.skipped.map((s) => `not extracted: ${s.key}: ${s.reason}`);
+  if (x.patches.length === 0) notes.unshift(nothingExtracted(x.base, x.tuned, pairs, report));
+  const droppedBiases = report.skipped.filter((s) => s.reason.includes('keepBiases')).length;
+  if (report.fullDiffs.length > 0) {
+    notes.push(
+      `${report.fullDiffs.length} changed 1-D tensor${report.fullDiffs.length === 1 ? '' : 's'} (biases, norm scales) kept as full diffs (written as .diff_b / .diff keys): ` +
+        'ComfyUI applies them, but diffusers and sd-scripts load the LoRA without them and say nothing; keepBiases false (loraflow extract --biases drop) leaves them out',
+    );
+  } else if (droppedBiases > 0) {
+    notes.push(`${droppedBiases} changed 1-D tensor${droppedBiases === 1 ? '' : 's'} (biases, norm scales) left out (keepBiases false / --biases drop): the LoRA does not reproduce those changes`);
+  }
+  if (!recognised) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
+  return notes;
+}
+
 async function extractPairs(base: CanonicalView, tuned: CanonicalView, options: ExtractOptions, minDiff: number) {
   const { ctx } = options;
   for (const [file, what] of [[base, 'base checkpoint'], [tuned, 'fine-tuned checkpoint']] as const) {
@@ -166,70 +258,12 @@ async function extractPairs(base: CanonicalView, tuned: CanonicalView, options: 
   const report: ExtractReport = {
     backend: await ensureBackend(), architecture: arch?.architecture ?? 'unknown', modules: [], relError: 0, unchanged: 0, belowMinDiff: [], fullDiffs: [], skipped: [],
   };
-  const component: Component = arch?.component ?? 'transformer';
+  const x: Extraction = { base, tuned, options, minDiff, component: arch?.component ?? 'transformer', report, patches: [], fits: [], diffBuffer: reusedFloats(), baseBuffer: reusedFloats() };
   ctx?.log?.(`extract (${options.rank !== undefined ? `rank ${options.rank}` : `energy ${options.energy}`}) from ${pairs.length} tensor pairs of a ${report.architecture} checkpoint on the ${report.backend} backend`);
-  const patches: Patch[] = [];
-  const fits: FitEnergy[] = [];
-  const diffBuffer = reusedFloats();
-  const baseBuffer = reusedFloats();
-  for (const [i, { name, baseKey, tunedKey }] of pairs.entries()) {
+  for (const [i, pair] of pairs.entries()) {
     checkAborted(ctx);
-    ctx?.onProgress?.(i, pairs.length, name);
-    const bi = base.info(baseKey);
-    const ti = tuned.info(tunedKey);
-    const [bBytes, tBytes] = await Promise.all([base.readStored(baseKey), tuned.readStored(tunedKey)]);
-    // the same stored bytes are the same values, unless a scale (scaled fp8) multiplies them
-    if (bi.dtype === ti.dtype && !bi.scale && !ti.scale && bytesEqual(bBytes, tBytes)) {
-      report.unchanged++;
-      continue;
-    }
-    if (!isPatchable(bi.dtype) || !isPatchable(ti.dtype)) {
-      report.skipped.push({ key: name, reason: `${bi.dtype}/${ti.dtype} tensors differ but are not floating point` });
-      continue;
-    }
-    const count = numel(ti.shape);
-    const diff = await tuned.decode(ti, tBytes, diffBuffer(count));
-    const b = await base.decode(bi, bBytes, baseBuffer(count));
-    let maxAbs = 0;
-    for (let j = 0; j < diff.length; j++) {
-      const d = diff[j]! - b[j]!;
-      diff[j] = d;
-      const a = Math.abs(d);
-      if (a > maxAbs) maxAbs = a;
-    }
-    if (maxAbs <= minDiff) {
-      if (maxAbs === 0) report.unchanged++;
-      else report.belowMinDiff.push(name);
-      continue;
-    }
-    const shape = [...bi.shape];
-    const dtype = factorDtype(bi.dtype as DType);
-    const source = { module: name, keys: [baseKey, tunedKey] };
-    if (shape.length === 2 || shape.length === 4) {
-      const m = shape[0]!;
-      const n = diff.length / m;
-      const fit = await factorizeDense(diff, m, n, { rank: options.rank, energy: options.energy, maxRank: options.maxRank, seed: seedFromName(name), what: `extract: ${tunedKey} (${tuned.path}) − ${baseKey} (${base.path})` });
-      fits.push(energyOf(fit));
-      const conv = shape.length === 4;
-      patches.push({
-        component,
-        target: name,
-        adapter: {
-          kind: 'lora',
-          down: memoryTensor(fit.down, [fit.k, ...shape.slice(1)], dtype, `extracted ${name} down`),
-          up: memoryTensor(fit.up, conv ? [m, fit.k, 1, 1] : [m, fit.k], dtype, `extracted ${name} up`),
-          alpha: fit.k,
-          scale: 1,
-        },
-        source,
-      });
-      report.modules.push({ key: name, shape, rank: fit.k, relError: fit.relError });
-    } else if (options.keepBiases) {
-      patches.push({ component, target: name, adapter: { kind: 'full', diff: memoryTensor(diff.slice(), shape, dtype, `extracted ${name} diff`) }, source });
-      report.fullDiffs.push(name);
-    } else {
-      report.skipped.push({ key: name, reason: `${shape.length}-D tensor differs (max |Δ| ${maxAbs.toExponential(2)}); keepBiases keeps it as a full diff` });
-    }
+    ctx?.onProgress?.(i, pairs.length, pair.name);
+    await extractPair(x, pair);
   }
   ctx?.onProgress?.(pairs.length, pairs.length);
   // some families' checkpoints keep text encoders under their own key names (SD's OpenCLIP fused
@@ -238,29 +272,18 @@ async function extractPairs(base: CanonicalView, tuned: CanonicalView, options: 
   const canonicalize = family?.checkpoint.canonicalExtraction;
   if (canonicalize) {
     const shapes = new Map(pairs.map((p) => [p.name, base.info(p.baseKey).shape]));
-    const canonical = canonicalize(patches, (name) => shapes.get(name)!);
-    patches.splice(0, patches.length, ...canonical.patches);
+    const canonical = canonicalize(x.patches, (name) => shapes.get(name)!);
+    x.patches.splice(0, x.patches.length, ...canonical.patches);
     report.skipped.push(...canonical.skipped);
     report.architecture = family.id;
   }
-  report.relError = overallError(fits);
+  report.relError = overallError(x.fits);
   // identical checkpoints are an input mistake; an extraction emptied by minDiff or skips says why in
   // its notes (the extract-lora node refuses to pass such an empty LoRA on)
-  if (patches.length === 0 && report.unchanged === pairs.length) throw extractError(nothingExtracted(base, tuned, pairs.length, report));
-  const notes = report.skipped.map((s) => `not extracted: ${s.key}: ${s.reason}`);
-  if (patches.length === 0) notes.unshift(nothingExtracted(base, tuned, pairs.length, report));
-  const droppedBiases = report.skipped.filter((s) => s.reason.includes('keepBiases')).length;
-  if (report.fullDiffs.length > 0) {
-    notes.push(
-      `${report.fullDiffs.length} changed 1-D tensor${report.fullDiffs.length === 1 ? '' : 's'} (biases, norm scales) kept as full diffs (written as .diff_b / .diff keys): ` +
-        'ComfyUI applies them, but diffusers and sd-scripts load the LoRA without them and say nothing; keepBiases false (loraflow extract --biases drop) leaves them out',
-    );
-  } else if (droppedBiases > 0) {
-    notes.push(`${droppedBiases} changed 1-D tensor${droppedBiases === 1 ? '' : 's'} (biases, norm scales) left out (keepBiases false / --biases drop): the LoRA does not reproduce those changes`);
-  }
-  if (!arch && !canonicalize) notes.push('the base checkpoint is not a model loraflow recognises by its key names; targets are the checkpoint names without prefix');
-  const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches, metadata: {}, unknownKeys: [], notes };
-  for (const n of notes.filter((x) => !x.startsWith('not extracted: '))) ctx?.log?.(n);
+  if (x.patches.length === 0 && report.unchanged === pairs.length) throw extractError(nothingExtracted(base, tuned, pairs.length, report));
+  const notes = extractionNotes(x, pairs.length, Boolean(arch || canonicalize));
+  const set: AdapterSet = { architecture: report.architecture, format: 'extracted', patches: x.patches, metadata: {}, unknownKeys: [], notes };
+  for (const n of notes.filter((n) => !n.startsWith('not extracted: '))) ctx?.log?.(n);
   ctx?.log?.(`extracted ${report.modules.length} matrices (relative error ${report.relError.toExponential(2)}), ${report.unchanged} unchanged, ${report.fullDiffs.length} full diffs, ${report.skipped.length} skipped`);
   return { set, report };
 }

@@ -207,11 +207,13 @@ interface Placed {
   cols: number;
 }
 
-/** Groups every patch of every input into modules (one per base weight), checking that they fit together. */
-export function planModules(inputs: readonly MergeInput[], what: string): MethodPlan {
-  const fail = (message: string) => methodError(`${what}: ${message}`);
+type Fail = (message: string) => LoraflowError;
+type Replacement = { patch: Patch; input: number; weight: number };
+
+/** Every input's patches by base weight (replacements apart), with what is left out and why. */
+function placeInputs(inputs: readonly MergeInput[], fail: Fail) {
   const byTarget = new Map<string, Placed[]>();
-  const sets = new Map<string, { patch: Patch; input: number; weight: number }[]>();
+  const sets = new Map<string, Replacement[]>();
   const omitted: string[] = [];
   const ignoredKeys: string[] = [];
   const dora: string[] = [];
@@ -231,6 +233,11 @@ export function planModules(inputs: readonly MergeInput[], what: string): Method
     }
   });
   if (dora.length) throw fail(`DoRA patches cannot be merged by a dense method (their renormalisation needs the base weight): ${listNames(dora)}`);
+  return { byTarget, sets, omitted, ignoredKeys };
+}
+
+/** Replacements pass through unmerged: one per weight, their values as they are. */
+function replacements(sets: ReadonlyMap<string, Replacement[]>, fail: Fail): { passthrough: Patch[]; notes: string[] } {
   const passthrough: Patch[] = [];
   const notes: string[] = [];
   for (const [key, list] of sets) {
@@ -239,61 +246,76 @@ export function planModules(inputs: readonly MergeInput[], what: string): Method
     passthrough.push(patch);
     if (weight !== 1) notes.push(`${patch.source.module}: replacement values are carried over as they are (weight ${weight} does not apply to a replacement)`);
   }
+  return { passthrough, notes };
+}
 
-  const modules: ModulePlan[] = [];
-  let capacity = 0;
-  for (const [key, list] of byTarget) {
-    const first = list[0]!.patch;
-    const cols = list[0]!.cols;
-    const odd = list.find((c) => c.cols !== cols);
-    if (odd) throw fail(`${key}: ${odd.patch.source.module} (input ${odd.input + 1}) has ${odd.cols} input columns, ${first.source.module} (input ${list[0]!.input + 1}) has ${cols}`);
-    const wholes = list.filter((c) => !c.patch.rows);
-    const heights = new Set(wholes.map((c) => c.rows));
-    if (heights.size > 1) throw fail(`${key}: whole-weight patches disagree on the number of rows (${[...heights].join(' vs ')}): ${wholes.map((c) => `${c.patch.source.module} (input ${c.input + 1})`).join(', ')}`);
-    const start = wholes.length ? 0 : Math.min(...list.map((c) => c.start));
-    const end = Math.max(...list.map((c) => c.start + c.rows));
-    if (wholes.length && end > wholes[0]!.rows) {
-      const beyond = list.find((c) => c.start + c.rows > wholes[0]!.rows)!;
-      throw fail(`${key}: ${beyond.patch.source.module} (input ${beyond.input + 1}) reaches row ${end}, past the ${wholes[0]!.rows} rows of the whole-weight patches`);
-    }
-    const rows = end - start;
-    const entries = new Map<number, InputEntry>();
-    for (const c of list) {
-      const entry = entries.get(c.input) ?? { input: c.input, parts: [], coveredRows: 0 };
-      entry.parts.push({ patch: c.patch, weight: c.weight, rowStart: c.start - start, rows: c.rows });
-      entries.set(c.input, entry);
-    }
-    for (const e of entries.values()) {
-      const ranges = e.parts.map((p) => [p.rowStart, p.rowStart + p.rows] as const).sort((a, b) => a[0] - b[0]);
-      let covered = 0;
-      let reach = -1;
-      for (const [a, b] of ranges) {
-        if (b <= reach) continue;
-        covered += b - Math.max(a, reach);
-        reach = b;
-      }
-      e.coveredRows = covered;
-    }
-    const parts = list.map((c) => ({ patch: c.patch, weight: c.weight, rowStart: c.start - start, rows: c.rows }));
-    const vector = list.every((c) => c.patch.adapter.kind === 'full' && c.patch.adapter.diff.shape.length <= 1);
-    const shape = vector ? [rows] : [rows, ...trailingShape(parts, cols)];
-    capacity = Math.max(capacity, rows * cols);
-    modules.push({
-      key,
-      component: first.component,
-      target: first.target,
-      start,
-      rows,
-      cols,
-      whole: wholes.length > 0,
-      shape,
-      vector,
-      fused: new Set(list.map((c) => `${c.start}:${c.rows}`)).size > 1,
-      entries: [...entries.values()].sort((a, b) => a.input - b.input),
-      dtype: commonDtype(list.flatMap((c) => adapterTensors(c.patch.adapter))),
-      source: { module: key, keys: [...new Set(list.flatMap((c) => c.patch.source.keys))] },
-    });
+/** Rows of the module an input's parts cover (overlaps counted once): the population its top-k density is of. */
+function coveredRows(parts: readonly { rowStart: number; rows: number }[]): number {
+  const ranges = parts.map((p) => [p.rowStart, p.rowStart + p.rows] as const).sort((a, b) => a[0] - b[0]);
+  let covered = 0;
+  let reach = -1;
+  for (const [a, b] of ranges) {
+    if (b <= reach) continue;
+    covered += b - Math.max(a, reach);
+    reach = b;
   }
+  return covered;
+}
+
+/** The rows [start, start + rows) of one base weight the inputs reach, checked to fit together. */
+function moduleRows(key: string, list: readonly Placed[], fail: Fail): { start: number; rows: number; whole: boolean } {
+  const first = list[0]!;
+  const odd = list.find((c) => c.cols !== first.cols);
+  if (odd) throw fail(`${key}: ${odd.patch.source.module} (input ${odd.input + 1}) has ${odd.cols} input columns, ${first.patch.source.module} (input ${first.input + 1}) has ${first.cols}`);
+  const wholes = list.filter((c) => !c.patch.rows);
+  const heights = new Set(wholes.map((c) => c.rows));
+  if (heights.size > 1) throw fail(`${key}: whole-weight patches disagree on the number of rows (${[...heights].join(' vs ')}): ${wholes.map((c) => `${c.patch.source.module} (input ${c.input + 1})`).join(', ')}`);
+  const start = wholes.length ? 0 : Math.min(...list.map((c) => c.start));
+  const end = Math.max(...list.map((c) => c.start + c.rows));
+  if (wholes.length && end > wholes[0]!.rows) {
+    const beyond = list.find((c) => c.start + c.rows > wholes[0]!.rows)!;
+    throw fail(`${key}: ${beyond.patch.source.module} (input ${beyond.input + 1}) reaches row ${end}, past the ${wholes[0]!.rows} rows of the whole-weight patches`);
+  }
+  return { start, rows: end - start, whole: wholes.length > 0 };
+}
+
+function modulePlan(key: string, list: readonly Placed[], fail: Fail): ModulePlan {
+  const first = list[0]!.patch;
+  const cols = list[0]!.cols;
+  const { start, rows, whole } = moduleRows(key, list, fail);
+  const entries = new Map<number, InputEntry>();
+  for (const c of list) {
+    const entry = entries.get(c.input) ?? { input: c.input, parts: [], coveredRows: 0 };
+    entry.parts.push({ patch: c.patch, weight: c.weight, rowStart: c.start - start, rows: c.rows });
+    entries.set(c.input, entry);
+  }
+  for (const e of entries.values()) e.coveredRows = coveredRows(e.parts);
+  const parts = list.map((c) => ({ patch: c.patch, weight: c.weight, rowStart: c.start - start, rows: c.rows }));
+  const vector = list.every((c) => c.patch.adapter.kind === 'full' && c.patch.adapter.diff.shape.length <= 1);
+  return {
+    key,
+    component: first.component,
+    target: first.target,
+    start,
+    rows,
+    cols,
+    whole,
+    shape: vector ? [rows] : [rows, ...trailingShape(parts, cols)],
+    vector,
+    fused: new Set(list.map((c) => `${c.start}:${c.rows}`)).size > 1,
+    entries: [...entries.values()].sort((a, b) => a.input - b.input),
+    dtype: commonDtype(list.flatMap((c) => adapterTensors(c.patch.adapter))),
+    source: { module: key, keys: [...new Set(list.flatMap((c) => c.patch.source.keys))] },
+  };
+}
+
+/** Groups every patch of every input into modules (one per base weight), checking that they fit together. */
+export function planModules(inputs: readonly MergeInput[], what: string): MethodPlan {
+  const fail: Fail = (message) => methodError(`${what}: ${message}`);
+  const { byTarget, sets, omitted, ignoredKeys } = placeInputs(inputs, fail);
+  const { passthrough, notes } = replacements(sets, fail);
+  const modules = [...byTarget].map(([key, list]) => modulePlan(key, list, fail));
+  const capacity = Math.max(0, ...modules.map((m) => m.rows * m.cols));
   return { modules, passthrough, omitted, ignoredKeys, notes, capacity };
 }
 

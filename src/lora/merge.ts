@@ -289,10 +289,8 @@ export async function mergeLoras(inputs: readonly MergeInput[], options: MergeOp
   return merged;
 }
 
-async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
-  const { method, ctx } = options;
-  if (isDenseMethod(method)) return mergeByMethod(inputs, { ...options, method });
-  if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat, svd, ${DENSE_METHODS.join(', ')})`);
+/** The concat / svd options and inputs checked; the one architecture of the inputs. */
+function checkFactorMerge(inputs: readonly MergeInput[], options: MergeOptions, method: 'concat' | 'svd'): string {
   const stray = (['density', 'drop', 'seed', 'output'] as const).filter((k) => options[k] !== undefined && !(k === 'output' && options.output === 'lora'));
   if (stray.length) throw mergeError(`${stray.join(', ')} ${stray.length === 1 ? 'applies' : 'apply'} to the dense methods (${DENSE_METHODS.join(', ')}), not ${method}`);
   if (inputs.length === 0) throw mergeError('no LoRAs to merge');
@@ -304,14 +302,19 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
   if (architectures.length > 1) {
     throw mergeError(`inputs are for different models (${inputs.map((inp, i) => `input ${i + 1}: ${inp.set.architecture}`).join(', ')})`);
   }
+  return architectures[0]!;
+}
 
-  const report: MergeReport = {
-    method, backend: await ensureBackend(), modules: [], relError: 0, fused: [], refactored: [], summedDiffs: [], passthrough: [], omitted: [], ignoredKeys: [], notes: [],
-  };
-  const loraParts = new Map<string, Part[]>();
-  const biasParts = new Map<string, Part[]>();
-  const sets = new Map<string, Part[]>();
-  const needRefactor: Part[] = [];
+interface SortedParts {
+  loraParts: Map<string, Part[]>;
+  biasParts: Map<string, Part[]>;
+  sets: Map<string, Part[]>;
+  needRefactor: Part[];
+}
+
+/** Every input's patches by what the merge does with them: LoRA factors, bias diffs, replacements, modules to refactor. */
+function sortParts(inputs: readonly MergeInput[], options: MergeOptions, report: MergeReport): SortedParts {
+  const sorted: SortedParts = { loraParts: new Map(), biasParts: new Map(), sets: new Map(), needRefactor: [] };
   const dora: string[] = [];
   inputs.forEach(({ set, weight }, input) => {
     report.ignoredKeys.push(...set.unknownKeys.map((k) => `input ${input + 1}: ${k}`));
@@ -321,48 +324,37 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
       const part = { patch, weight, input };
       if (weight === 0) report.omitted.push(`input ${input + 1}: ${patch.source.module}`);
       else if (patch.dora) dora.push(`${patch.source.module} (input ${input + 1})`);
-      else if (patch.adapter.kind === 'set') push(sets, targetKey(patch), part);
-      else if (isLowRankLora(patch)) push(loraParts, targetKey(patch), part);
-      else if (isBiasDiff(patch)) push(biasParts, targetKey(patch), part);
-      else needRefactor.push(part);
+      else if (patch.adapter.kind === 'set') push(sorted.sets, targetKey(patch), part);
+      else if (isLowRankLora(patch)) push(sorted.loraParts, targetKey(patch), part);
+      else if (isBiasDiff(patch)) push(sorted.biasParts, targetKey(patch), part);
+      else sorted.needRefactor.push(part);
     }
   });
   if (dora.length) {
     throw mergeError(`DoRA patches cannot be merged into a plain LoRA (their renormalisation is not additive): ${listNames(dora)}`);
   }
-  if (needRefactor.length && !options.refactor) {
-    const names = needRefactor.map((p) => `${p.patch.source.module} (${p.patch.adapter.kind}, input ${p.input + 1})`);
-    throw mergeError(`${method} merges LoRA factors; these modules are not LoRAs: ${listNames(names)}. Pass refactor: true to turn them into LoRAs by SVD at the requested rank`);
+  if (sorted.needRefactor.length && !options.refactor) {
+    const names = sorted.needRefactor.map((p) => `${p.patch.source.module} (${p.patch.adapter.kind}, input ${p.input + 1})`);
+    throw mergeError(`${report.method} merges LoRA factors; these modules are not LoRAs: ${listNames(names)}. Pass refactor: true to turn them into LoRAs by SVD at the requested rank`);
   }
-  if (needRefactor.length) checkRankChoice(options, 'refactor', true);
-  for (const [key, parts] of sets) {
+  if (sorted.needRefactor.length) checkRankChoice(options, 'refactor', true);
+  for (const [key, parts] of sorted.sets) {
     if (parts.length > 1) {
       throw mergeError(`${key}: ${parts.length} inputs replace this weight outright (${parts.map((p) => `${p.patch.source.module}, input ${p.input + 1}`).join('; ')}); replacements cannot be merged`);
     }
   }
+  return sorted;
+}
 
-  const total = needRefactor.length + loraParts.size + biasParts.size;
-  let done = 0;
-  const log = ctx?.log;
-  log?.(`merge (${method}) of ${inputs.length} LoRAs on the ${report.backend} backend`);
-
-  const refactorFits: FitEnergy[] = [];
-  for (const part of needRefactor) {
-    checkAborted(ctx);
-    const { patch, fit, kind } = await refactorPatch(part, options);
-    refactorFits.push(energyOf(fit));
-    report.refactored.push({ module: part.patch.source.module, input: part.input, kind, rank: fit.k, relError: fit.relError });
-    push(loraParts, targetKey(patch), { ...part, patch });
-    ctx?.onProgress?.(++done, total, `refactor ${part.patch.source.module}`);
-  }
-
+/** The LoRA parts of every weight merged, by concatenation or SVD; the fits' energies of an SVD merge. */
+async function mergeFactors(loraParts: ReadonlyMap<string, Part[]>, options: MergeOptions, report: MergeReport, progress: (label: string) => void): Promise<{ patches: Patch[]; fits: FitEnergy[] }> {
   const patches: Patch[] = [];
   const fits: FitEnergy[] = [];
   for (const parts of loraParts.values()) {
     for (const group of groupTarget(parts)) {
-      checkAborted(ctx);
+      checkAborted(options.ctx);
       if (group.fused) report.fused.push(group.key);
-      if (method === 'concat') {
+      if (options.method === 'concat') {
         const patch = concatGroup(group);
         patches.push(patch);
         report.modules.push({ module: group.key, inputs: group.parts.length, rank: (patch.adapter as LoraAdapter).down.shape[0]!, relError: 0, fused: group.fused });
@@ -373,13 +365,41 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
         report.modules.push({ module: group.key, inputs: group.parts.length, rank: fit.k, relError: fit.relError, fused: group.fused });
       }
     }
-    ctx?.onProgress?.(++done, total, parts[0]!.patch.target);
+    progress(parts[0]!.patch.target);
   }
+  return { patches, fits };
+}
+
+async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOptions): Promise<{ set: AdapterSet; report: MergeReport }> {
+  const { method, ctx } = options;
+  if (isDenseMethod(method)) return mergeByMethod(inputs, { ...options, method });
+  if (method !== 'concat' && method !== 'svd') throw mergeError(`unknown method "${String(method)}" (concat, svd, ${DENSE_METHODS.join(', ')})`);
+  const architecture = checkFactorMerge(inputs, options, method);
+  const report: MergeReport = {
+    method, backend: await ensureBackend(), modules: [], relError: 0, fused: [], refactored: [], summedDiffs: [], passthrough: [], omitted: [], ignoredKeys: [], notes: [],
+  };
+  const { loraParts, biasParts, sets, needRefactor } = sortParts(inputs, options, report);
+  const total = needRefactor.length + loraParts.size + biasParts.size;
+  let done = 0;
+  const progress = (label: string) => ctx?.onProgress?.(++done, total, label);
+  const log = ctx?.log;
+  log?.(`merge (${method}) of ${inputs.length} LoRAs on the ${report.backend} backend`);
+
+  const refactorFits: FitEnergy[] = [];
+  for (const part of needRefactor) {
+    checkAborted(ctx);
+    const { patch, fit, kind } = await refactorPatch(part, options);
+    refactorFits.push(energyOf(fit));
+    report.refactored.push({ module: part.patch.source.module, input: part.input, kind, rank: fit.k, relError: fit.relError });
+    push(loraParts, targetKey(patch), { ...part, patch });
+    progress(`refactor ${part.patch.source.module}`);
+  }
+  const { patches, fits } = await mergeFactors(loraParts, options, report, progress);
   for (const [key, parts] of biasParts) {
     checkAborted(ctx);
     patches.push(sumDiffs(parts));
     report.summedDiffs.push(key);
-    ctx?.onProgress?.(++done, total, key);
+    progress(key);
   }
   for (const [key, [part]] of sets) {
     patches.push(part!.patch);
@@ -389,14 +409,7 @@ async function mergeOfOneModel(inputs: readonly MergeInput[], options: MergeOpti
   report.relError = overallError(method === 'svd' ? fits : refactorFits);
   if (report.ignoredKeys.length) report.notes.push(`${report.ignoredKeys.length} keys the readers could not place are not part of the merge: ${listNames(report.ignoredKeys)}`);
   if (report.omitted.length) report.notes.push(`${report.omitted.length} modules of inputs with weight 0 are left out`);
-  const set: AdapterSet = {
-    architecture: architectures[0]!,
-    format: 'merged',
-    patches,
-    metadata: sharedMetadata(inputs.map((i) => i.set)),
-    unknownKeys: [],
-    notes: [...report.notes],
-  };
+  const set: AdapterSet = { architecture, format: 'merged', patches, metadata: sharedMetadata(inputs.map((i) => i.set)), unknownKeys: [], notes: [...report.notes] };
   log?.(`merged ${report.modules.length} modules${method === 'svd' ? `, relative error ${report.relError.toExponential(2)}` : ''}`);
   return { set, report };
 }
