@@ -15,7 +15,7 @@ import { staged, stagingPathFor } from '../safetensors/staging.ts';
 import { INDEX_NAME, WEIGHTS_NAME, formatIndex, parseIndex } from './diffusers-index.ts';
 import { CheckpointError } from './errors.ts';
 import type { CheckpointReader, CheckpointWriter, FolderFacts, OutputSpec, StoredTensor } from './form.ts';
-import { readFully, rowRange } from './safetensors-file.ts';
+import { readFully, rowRange } from './positioned-reader.ts';
 
 /** Subfolders of a pipeline folder that hold its denoiser, in the order they are looked for. */
 const MODEL_SUBFOLDERS = ['transformer', 'unet'];

@@ -5,32 +5,25 @@
  * offset, so a patched weight is dequantized block by block, never the file. The writer keeps the
  * input's metadata, alignment, dims and types (src/gguf/writer.ts: staged, renamed on commit).
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { GgufFile } from '../gguf/reader.ts';
 import { GgufWriter } from '../gguf/writer.ts';
 import type { GgufValue } from '../gguf/metadata.ts';
 import { blockSize } from './encoding.ts';
-import { CheckpointError } from './errors.ts';
-import type { CheckpointReader, CheckpointWriter, GgufFacts, OutputSpec, StoredTensor } from './form.ts';
-import { readFully, rowRange } from './safetensors-file.ts';
+import type { CheckpointReader, CheckpointWriter, GgufFacts, OutputSpec } from './form.ts';
+import { PositionedReader, type Located as Positioned } from './positioned-reader.ts';
 
-interface Located extends StoredTensor {
-  position: number;
+interface Located extends Positioned {
   dims: readonly number[];
 }
 
-export class GgufReader implements CheckpointReader {
+export class GgufReader extends PositionedReader<Located> implements CheckpointReader {
   readonly container = 'gguf' as const;
   readonly metadata = undefined;
-  readonly tensors: readonly Located[];
   readonly gguf: GgufFacts;
-  private readonly byName: Map<string, Located>;
-  private handle: FileHandle | undefined;
 
-  private constructor(readonly path: string, private readonly file: GgufFile) {
-    this.tensors = file.tensors.map((t) => ({ name: t.name, shape: file.torchShape(t.name), dtype: t.type, byteLength: t.byteLength, position: t.fileOffset, dims: t.dims }));
-    this.byName = new Map(this.tensors.map((t) => [t.name, t]));
-    this.gguf = { metadata: file.metadata, alignment: file.alignment, dims: (name) => (this.info(name) as Located).dims };
+  private constructor(path: string, private readonly file: GgufFile) {
+    super(path, file.tensors.map((t) => ({ name: t.name, shape: file.torchShape(t.name), dtype: t.type, byteLength: t.byteLength, position: t.fileOffset, dims: t.dims })));
+    this.gguf = { metadata: file.metadata, alignment: file.alignment, dims: (name) => this.info(name).dims };
   }
 
   static async open(path: string): Promise<GgufReader> {
@@ -41,37 +34,18 @@ export class GgufReader implements CheckpointReader {
     return this.file.fileSize;
   }
 
-  has(name: string): boolean {
-    return this.byName.has(name);
-  }
-
-  info(name: string): StoredTensor {
-    const t = this.byName.get(name);
-    if (!t) throw new CheckpointError('NO_SUCH_TENSOR', this.path, 'no tensor of this name in the file', name);
-    return t;
-  }
-
-  fileOf(): string {
-    return this.path;
-  }
-
-  async read(name: string, into?: Uint8Array, rowStart?: number, rows?: number): Promise<Uint8Array> {
-    const t = this.info(name) as Located;
+  /** A row range only of whole quant blocks per row. */
+  override async read(name: string, into?: Uint8Array, rowStart?: number, rows?: number): Promise<Uint8Array> {
+    const t = this.info(name);
     const rowElements = t.shape.slice(1).reduce((a, b) => a * b, 1);
     if ((rowStart !== undefined || rows !== undefined) && rowElements % blockSize(t.dtype) !== 0) {
       throw new RangeError(`${this.path}: tensor "${name}": rows of ${rowElements} ${t.dtype} values are not whole blocks, so they cannot be read apart`);
     }
-    const { offset, length } = rowRange(this.path, t, rowStart, rows);
-    const buf = into ?? new Uint8Array(length);
-    if (buf.byteLength !== length) throw new RangeError(`${this.path}: tensor "${name}": ${length} bytes to read into a buffer of ${buf.byteLength}`);
-    this.handle ??= await open(this.path, 'r');
-    await readFully(this.handle, buf, t.position + offset, this.path, name);
-    return buf;
+    return super.read(name, into, rowStart, rows);
   }
 
   async close(): Promise<void> {
-    await this.handle?.close();
-    this.handle = undefined;
+    await this.closeHandle();
     await this.file.close();
   }
 }
