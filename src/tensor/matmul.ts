@@ -90,8 +90,9 @@ export async function matmul(
 
 /**
  * A large matrix W (m×n) resident on the backend for repeated W·X and Wᵀ·Y products, as randomized
- * SVD needs. Stored as row blocks; on wasm, where only untransposed products are fast, a block's
- * transpose is made from `w` for each Wᵀ·Y, so `w` must not change while the operand is in use.
+ * SVD needs. Stored as row blocks, once. On wasm, where only untransposed products are fast, Wᵀ·Y
+ * is computed as (Yᵀ·W)ᵀ: only the thin Y and the thin result are transposed, never W, so there is
+ * neither a second resident copy of W nor a transpose of it per product.
  */
 export class DenseOperand {
   private constructor(
@@ -99,8 +100,6 @@ export class DenseOperand {
     readonly n: number,
     private readonly rowStarts: number[],
     private readonly blocks: tf.Tensor2D[],
-    /** Where the backend does not transpose natively (wasm): W itself, each block transposed in JavaScript when Wᵀ is needed. */
-    private readonly source: Float32Array | undefined,
   ) {}
 
   static async upload(w: Float32Array, m: number, n: number, opts: { blockElements?: number } = {}): Promise<DenseOperand> {
@@ -120,9 +119,7 @@ export class DenseOperand {
       for (const t of blocks) t.dispose();
       throw error;
     }
-    // Transposed blocks are made when needed, not kept: a second resident copy of a 264 MB FLUX
-    // weight in the wasm heap (which never shrinks) costs more than transposing it again.
-    return new DenseOperand(m, n, rowStarts, blocks, transposesNatively() ? undefined : w);
+    return new DenseOperand(m, n, rowStarts, blocks);
   }
 
   /** W·x for x n×l; returns a new m×l tensor (the caller disposes it). */
@@ -145,15 +142,13 @@ export class DenseOperand {
   /** Wᵀ·y for y m×l; returns a new n×l tensor (the caller disposes it). */
   async transposeTimes(y: tf.Tensor2D): Promise<tf.Tensor2D> {
     if (y.shape[0] !== this.m) throw new LinalgError(`DenseOperand.transposeTimes: expected ${this.m} rows, got ${y.shape[0]}`);
-    if (this.blocks.length === 1) return this.blockTransposeTimes(0, y);
+    const native = transposesNatively();
+    // Σ over row blocks i of Wᵢᵀ·yᵢ, natively; on wasm the same sum as (Σ yᵢᵀ·Wᵢ)ᵀ
+    const yt = native ? y : (tf.transpose(y) as tf.Tensor2D);
     let sum: tf.Tensor2D | undefined;
     try {
       for (let i = 0; i < this.blocks.length; i++) {
-        const r0 = this.rowStarts[i];
-        const rows = this.blocks[i].shape[0];
-        const ySlice = tf.slice(y, [r0, 0], [rows, y.shape[1]]);
-        const part = this.blockTransposeTimes(i, ySlice);
-        ySlice.dispose();
+        const part = this.blockPart(i, yt, native);
         if (sum) {
           const next = tf.add(sum, part) as tf.Tensor2D;
           sum.dispose();
@@ -164,22 +159,29 @@ export class DenseOperand {
         }
         if (i + 1 < this.blocks.length) await yieldToEventLoop();
       }
+      if (native) return sum as tf.Tensor2D;
+      const result = tf.transpose(sum as tf.Tensor2D) as tf.Tensor2D;
+      sum?.dispose();
+      return result;
     } catch (error) {
       sum?.dispose();
       throw error;
+    } finally {
+      if (yt !== y) yt.dispose();
     }
-    return sum as tf.Tensor2D;
   }
 
-  private blockTransposeTimes(i: number, y: tf.Tensor2D): tf.Tensor2D {
-    if (!this.source) return tf.matMul(this.blocks[i], y, true, false);
-    const rows = this.blocks[i].shape[0];
+  /** Block i's share of Wᵀ·y: Wᵢᵀ·yᵢ natively, yᵢᵀ·Wᵢ (l×n) from yᵀ on wasm. */
+  private blockPart(i: number, yOrYt: tf.Tensor2D, native: boolean): tf.Tensor2D {
     const r0 = this.rowStarts[i];
-    const transposed = tf.tensor2d(transposeF32(this.source.subarray(r0 * this.n, (r0 + rows) * this.n), rows, this.n), [this.n, rows]);
+    const rows = this.blocks[i].shape[0];
+    const whole = this.blocks.length === 1;
+    const l = native ? yOrYt.shape[1] : yOrYt.shape[0];
+    const slice = whole ? yOrYt : native ? tf.slice(yOrYt, [r0, 0], [rows, l]) : tf.slice(yOrYt, [0, r0], [l, rows]);
     try {
-      return tf.matMul(transposed, y);
+      return native ? tf.matMul(this.blocks[i], slice, true, false) : tf.matMul(slice, this.blocks[i]);
     } finally {
-      transposed.dispose();
+      if (slice !== yOrYt) slice.dispose();
     }
   }
 
