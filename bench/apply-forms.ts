@@ -21,7 +21,7 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, Patch } from '../src/adapter/model.ts';
 import { gv } from '../src/gguf/metadata.ts';
 import { writeGguf } from '../src/gguf/writer.ts';
 import { applyToBase } from '../src/lora/apply.ts';
@@ -29,7 +29,7 @@ import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts
 import { useBackend, type BackendChoice } from '../src/tensor/backend.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
 
 const DATA = resolve('bench/data/apply-forms');
 

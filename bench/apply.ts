@@ -22,14 +22,14 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, Patch } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { useBackend, type BackendChoice } from '../src/tensor/backend.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { fileTensor } from '../src/tensor/lazy.ts';
-import { fluxCheckpointShapes, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
 
 const FLUX_DEV_BYTES = 23.8e9;
 const DATA = resolve('bench/data');

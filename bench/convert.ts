@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { convertLora, WRITE_FORMATS, type WriteFormat } from '../src/formats/index.ts';
 import { parseDType } from '../src/tensor/dtype.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
 
 interface ChildResult {
   seconds: number;

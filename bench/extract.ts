@@ -15,7 +15,7 @@ import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { useBackend, type BackendChoice } from '../src/tensor/backend.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { matmul, randomizedSvd } from '../src/tensor/linalg.ts';
-import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
 
 const { values: args } = parseArgs({ options: { rank: { type: 'string', default: '32' }, backend: { type: 'string', default: 'wasm' } } });
 const rank = Number(args.rank);

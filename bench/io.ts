@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { SafetensorsWriter } from '../src/safetensors/writer.ts';
-import { fluxCheckpointShapes, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const TARGETS = { readOfCp: 0.5, writeOfCp: 0.5, rssMB: 600 };

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
 
 const { values: args } = parseArgs({
   options: {

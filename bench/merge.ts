@@ -9,7 +9,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { AdapterSet, LoraAdapter, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, LoraAdapter, Patch } from '../src/adapter/model.ts';
 import { mergeLoras } from '../src/lora/merge.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
@@ -17,7 +17,7 @@ import { useBackend, type BackendChoice } from '../src/tensor/backend.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { fileTensor } from '../src/tensor/lazy.ts';
 import { matmul, randomizedSvd } from '../src/tensor/linalg.ts';
-import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes } from '../src/samples/flux-checkpoint.ts';
 
 const { values: args } = parseArgs({
   options: {

@@ -17,7 +17,7 @@ import { registry, setup } from '../nodes/index.ts';
 import { readRecipeFile } from '../src/graph/recipe.ts';
 import { planSweep } from '../src/graph/sweep-plan.ts';
 import { runSweep } from '../src/graph/sweep-run.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
 import { startServer } from '../server/app.ts';
 import { redisServerInstalled, startTestRedis } from '../server/testing/redis.ts';
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { applyBlockWeights, checkBlockWeightSpec } from '../src/lora/blocks.ts';
 import { blockSchemes } from '../src/formats/families.ts';
-import { compactReport, plainSet, summarizeLora } from './types.ts';
+import { compactReport, summarizeLora } from './types.ts';
 
 export const blockWeights = defineNode({
   type: 'block-weights',
@@ -25,7 +25,7 @@ export const blockWeights = defineNode({
     const { set, report } = applyBlockWeights(lora, p.weights);
     for (const note of report.notes) ctx.log(note);
     if (report.unassigned.length > 0) ctx.log(`${report.unassigned.length} module(s) belong to no block and keep weight 1`);
-    return { lora: plainSet(set), report: { ...report } };
+    return { lora: set, report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

@@ -1,5 +1,5 @@
 /** Casting every tensor of an AdapterSet to one storage dtype (lazily: values convert when written). */
-import type { Adapter, AdapterSet, Patch } from '../src/formats/model.ts';
+import type { Adapter, AdapterSet, Patch } from '../src/adapter/model.ts';
 import type { DType } from '../src/tensor/dtype.ts';
 import { castTensor, type LazyTensor } from '../src/tensor/lazy.ts';
 

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { castSet } from './cast.ts';
 import { LORA_FORMATS, dtypeOf, dtypeParam } from './params.ts';
-import { plainSet, summarizeLora } from './types.ts';
+import { summarizeLora } from './types.ts';
 
 export const convert = defineNode({
   type: 'convert',
@@ -18,7 +18,7 @@ export const convert = defineNode({
   }),
   async run(ctx, { lora }, p) {
     const dtype = dtypeOf(p.dtype);
-    const base = { ...plainSet(lora), format: p.to };
+    const base = { ...lora, format: p.to };
     ctx.log(`${lora.format} → ${p.to}${dtype ? ` (${dtype})` : ''}`);
     return { lora: dtype ? castSet(base, dtype) : base };
   },

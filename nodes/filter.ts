@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode, type NodeProblemSpec } from '../src/graph/node.ts';
 import { filterPatches } from '../src/lora/filter.ts';
 import { blockSchemes } from '../src/formats/families.ts';
-import { compactReport, plainSet, summarizeLora } from './types.ts';
+import { compactReport, summarizeLora } from './types.ts';
 
 const blockList = z.array(z.string().min(1)).optional();
 
@@ -37,7 +37,7 @@ export const filter = defineNode({
   async run(ctx, { lora }, p) {
     const { set, report } = filterPatches(lora, { keepBlocks: p.keepBlocks, dropBlocks: p.dropBlocks, keep: p.keep, drop: p.drop });
     ctx.log(`kept ${report.kept} module(s), dropped ${report.dropped.length}`);
-    return { lora: plainSet(set), report: { ...report } };
+    return { lora: set, report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

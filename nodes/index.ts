@@ -3,7 +3,7 @@
  * `setup` prepares the process for running them (the compute backend).
  */
 import { NodeRegistry } from '../src/graph/registry.ts';
-import { isBackendChoice, useBackend } from '../src/tensor/backend.ts';
+import { BACKEND_CHOICES, isBackendChoice, useBackend } from '../src/tensor/backend.ts';
 import { blockWeights } from './block-weights.ts';
 import { convert } from './convert.ts';
 import { extractLora } from './extract-lora.ts';
@@ -36,7 +36,7 @@ export interface SetupOptions {
 /** Called once per process (and by worker runs with the worker's `setup` option). */
 export async function setup(options: SetupOptions = {}): Promise<void> {
   if (options.backend === undefined) return;
-  if (!isBackendChoice(options.backend)) throw new Error(`unknown backend "${options.backend}" (auto, wasm, webgpu, tensorflow, cpu)`);
+  if (!isBackendChoice(options.backend)) throw new Error(`unknown backend "${options.backend}" (${BACKEND_CHOICES.join(', ')})`);
   await useBackend(options.backend);
 }
 

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import type { Detection } from '../src/formats/detect.ts';
 import { detectFile } from '../src/formats/inspect.ts';
-import { patchKey } from '../src/formats/model.ts';
+import { patchKey } from '../src/adapter/model.ts';
 import { defineNode } from '../src/graph/node.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
-import { summarizeLora, type LoraValue } from './types.ts';
+import { loadedFrom, summarizeLora, type LoraValue } from './types.ts';
 
 function modulesOf(set: LoraValue) {
   return set.patches.map((p) => ({
@@ -27,7 +27,8 @@ export const inspect = defineNode({
   params: z.object({}),
   async run(_ctx, { lora }) {
     const summary = summarizeLora(lora);
-    if (lora.path) return { report: { source: 'file', path: lora.path, summary, detection: { ...(await withSafetensors(lora.path, detectFile)) } } };
+    const path = loadedFrom(lora);
+    if (path) return { report: { source: 'file', path, summary, detection: { ...(await withSafetensors(path, detectFile)) } } };
     return { report: { source: 'computed', summary, modules: modulesOf(lora), unknownKeys: lora.unknownKeys, notes: lora.notes } };
   },
   summarize: ({ report }) => {

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { MEMBER_NAMES } from '../src/formats/members.ts';
-import { readLora } from '../src/formats/read.ts';
+import { openLora } from '../src/formats/read.ts';
 import { defineNode, pathParam } from '../src/graph/node.ts';
-import { summarizeLora, type LoraValue } from './types.ts';
+import { markLoaded, summarizeLora } from './types.ts';
 
 export const loadLora = defineNode({
   type: 'load-lora',
@@ -24,14 +24,14 @@ export const loadLora = defineNode({
       .describe(`For a file holding the LoRAs of both models of a pair (ai-toolkit's combined experts): the member whose keys to read (${MEMBER_NAMES.join(', ')}); the other member's keys are reported, not read.`),
   }),
   async run(ctx, _inputs, p) {
-    const lora: LoraValue = await readLora(ctx.resolvePath(p.path, 'loras'), { allowNonFinite: p.allowNonFinite, member: p.member });
+    const file = await openLora(ctx.resolvePath(p.path, 'loras'), { allowNonFinite: p.allowNonFinite, member: p.member });
+    // the tensors stay in the file: it closes when this output leaves the cache
+    ctx.onDispose(file.close);
+    const lora = markLoaded(file.set, file.path);
     if (p.allowNonFinite) ctx.log(`${p.path}: allowNonFinite: tensors holding NaN or ±Inf are not refused`);
     if (lora.unknownKeys.length > 0) ctx.log(`${p.path}: ${lora.unknownKeys.length} key(s) not understood: ${lora.unknownKeys.slice(0, 5).join(', ')}${lora.unknownKeys.length > 5 ? ', …' : ''}`);
     for (const note of lora.notes) ctx.log(`${p.path}: ${note}`);
     return { lora };
   },
   summarize: (o) => summarizeLora(o.lora),
-  async dispose(o) {
-    await (o.lora as { close?: () => Promise<void> }).close?.();
-  },
 });

@@ -5,7 +5,7 @@ import { mergeCheckpoints } from '../src/lora/checkpoint-merge.ts';
 import { CHECKPOINT_METHODS, resolveCheckpointMethod } from '../src/lora/checkpoint-methods.ts';
 import { dtypeParam } from './params.ts';
 import { densityParam, dropParam, seedParam } from './method-params.ts';
-import { provenanceMetadata } from './provenance.ts';
+import { provenanceMetadata } from '../src/graph/provenance.ts';
 import { compactReport } from './types.ts';
 
 const PARAMS = ['alpha', 'weights', 'density', 'drop', 'seed', 'blocks'] as const;

@@ -2,9 +2,9 @@ import { z } from 'zod';
 import { defineNode, pathParam } from '../src/graph/node.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { dtypeParam, modelFormatParam, modelLayoutParam, weightsCheck, weightsParam } from './params.ts';
-import { provenanceMetadata } from './provenance.ts';
+import { provenanceMetadata } from '../src/graph/provenance.ts';
 import { densityParam, dropParam, methodParamProblems, seedParam } from './method-params.ts';
-import { compactReport } from './types.ts';
+import { compactReport, loadedFrom } from './types.ts';
 
 const optionalPath = (kind: string, mode: 'read' | 'write', description: string) => pathParam(kind, mode, description).optional();
 
@@ -58,7 +58,7 @@ export const mergeIntoBase = defineNode({
     const report = await applyToBase({
       base: base.path,
       out: await output(p.path),
-      loras: loras.map((set, i) => ({ set, weight: p.weights?.[i] ?? 1 })),
+      loras: loras.map((set, i) => ({ set, weight: p.weights?.[i] ?? 1, path: loadedFrom(set) })),
       dtype: p.dtype,
       format: p.format,
       layout: p.layout,

@@ -4,7 +4,7 @@ import { mergeLoras as merge } from '../src/lora/merge.ts';
 import { energyParam, rankParam, weightsCheck, weightsParam } from './params.ts';
 import { densityParam, dropParam, methodParamProblems, seedParam } from './method-params.ts';
 import { DENSE_METHODS, isDenseMethod } from '../src/lora/merge-methods.ts';
-import { compactReport, plainSet, summarizeLora } from './types.ts';
+import { compactReport, summarizeLora } from './types.ts';
 
 export const mergeLoras = defineNode({
   type: 'merge-loras',
@@ -45,7 +45,7 @@ export const mergeLoras = defineNode({
     );
     const error = report.params?.output === 'diff' ? 'exact (full diffs)' : `relative error ${report.relError.toExponential(2)}`;
     ctx.log(`${report.method} merge of ${loras.length} LoRA(s): ${report.modules.length} module(s), ${error} (backend ${report.backend})`);
-    return { lora: plainSet(set), report: { ...report } };
+    return { lora: set, report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

@@ -9,9 +9,12 @@ import { stackSvg } from '../src/report/svg.ts';
 import type { View } from '../src/report/view.ts';
 import { applyView, extractView, mergeViews, strengthView } from '../src/report/views.ts';
 import { weightsCheck, weightsParam } from './params.ts';
-import type { LoraValue } from './types.ts';
+import { loadedFrom, type LoraValue } from './types.ts';
 
-const labelOf = (lora: LoraValue, i: number) => (lora.path ? basename(lora.path) : `LoRA ${i + 1} (${lora.format})`);
+const labelOf = (lora: LoraValue, i: number) => {
+  const path = loadedFrom(lora);
+  return path ? basename(path) : `LoRA ${i + 1} (${lora.format})`;
+};
 
 export const plot = defineNode({
   type: 'plot',

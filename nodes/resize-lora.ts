@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { resizeLora as resize } from '../src/lora/resize.ts';
 import { energyParam, rankParam } from './params.ts';
-import { compactReport, plainSet, summarizeLora } from './types.ts';
+import { compactReport, summarizeLora } from './types.ts';
 
 export const resizeLora = defineNode({
   type: 'resize-lora',
@@ -19,7 +19,7 @@ export const resizeLora = defineNode({
   async run(ctx, { lora }, p) {
     const { set, report } = await resize(lora, { rank: p.rank, energy: p.energy, ctx: ctx.op });
     ctx.log(`resized ${report.modules.length} module(s), relative error ${report.relError.toExponential(2)}`);
-    return { lora: plainSet(set), report: { ...report } };
+    return { lora: set, report: { ...report } };
   },
   summarize: (o) => ({ lora: summarizeLora(o.lora), report: compactReport(o.report) }),
 });

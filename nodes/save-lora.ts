@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { parseFormatName, writeLora } from '../src/formats/index.ts';
-import { LoraFormatError } from '../src/formats/errors.ts';
+import { LoraFormatError } from '../src/adapter/errors.ts';
 import { defineNode, pathParam } from '../src/graph/node.ts';
 import { LORA_FORMATS, dtypeOf, dtypeParam, type LoraFormatChoice } from './params.ts';
-import { provenanceMetadata } from './provenance.ts';
+import { provenanceMetadata } from '../src/graph/provenance.ts';
 import type { LoraValue } from './types.ts';
 
 /** The layout `auto` writes: the LoRA's own when loraflow writes it, else kohya (the most widely loaded). */

@@ -5,7 +5,7 @@ import { SafetensorsWriter } from '../src/safetensors/writer.ts';
 import { encodeFromF32, isCodecDType, isFloatDType } from '../src/tensor/dtype.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { dtypeOf, dtypeParam, modelFormatParam, modelLayoutParam } from './params.ts';
-import { provenanceMetadata } from './provenance.ts';
+import { provenanceMetadata } from '../src/graph/provenance.ts';
 
 export const saveModel = defineNode({
   type: 'save-model',

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { defineNode } from '../src/graph/node.ts';
 import { scaleSet } from '../src/lora/scale.ts';
-import { plainSet, summarizeLora } from './types.ts';
+import { summarizeLora } from './types.ts';
 
 export const scale = defineNode({
   type: 'scale',
@@ -15,7 +15,7 @@ export const scale = defineNode({
   async run(ctx, { lora }, p) {
     const { set, report } = scaleSet(lora, p.weight);
     for (const note of report.notes) ctx.log(note);
-    return { lora: plainSet(set) };
+    return { lora: set };
   },
   summarize: (o) => summarizeLora(o.lora),
 });

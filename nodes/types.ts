@@ -1,14 +1,31 @@
 /**
  * What flows through the ports of loraflow's nodes, and how it is summarised in events.
- *  - LORA: a canonical AdapterSet (src/formats/model.ts); when it was read from a file, the
- *    reader's handle (with `path`). Tensors stay lazy: nothing is loaded until an operation needs it.
+ *  - LORA: a canonical AdapterSet (src/adapter/model.ts), plain data; `loadedFrom` tells the file a
+ *    set was read from. Tensors stay lazy: nothing is loaded until an operation needs it.
  *  - MODEL: a checkpoint (a safetensors file, a diffusers folder, a GGUF file) of which only the headers have been read.
  *  - REPORT: a JSON-safe object describing what an operation did.
  */
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet } from '../src/adapter/model.ts';
 import type { FormDescription } from '../src/checkpoint/describe.ts';
+import { adapterRank } from '../src/adapter/kinds.ts';
 
-export type LoraValue = AdapterSet & { path?: string };
+export type LoraValue = AdapterSet;
+
+/**
+ * The file each set read by load-lora came from, kept beside the value rather than on it: a result
+ * an operation builds from a loaded set (a copy) is not that file, and carries no path.
+ */
+const files = new WeakMap<AdapterSet, string>();
+
+export function markLoaded(set: AdapterSet, path: string): AdapterSet {
+  files.set(set, path);
+  return set;
+}
+
+/** The file `set` was read from, or undefined for a computed set. */
+export function loadedFrom(set: AdapterSet): string | undefined {
+  return files.get(set);
+}
 
 export interface ModelValue {
   path: string;
@@ -34,17 +51,9 @@ declare module '../src/graph/node.ts' {
   }
 }
 
-function rankOf(p: Patch): number | undefined {
-  const a = p.adapter;
-  if (a.kind === 'lora') return a.down.shape[0];
-  if (a.kind === 'loha') return a.w1b.shape[0];
-  if (a.kind === 'lokr') return a.w1b?.shape[0] ?? a.w2b?.shape[0];
-  return undefined;
-}
-
 /** A compact description of a LoRA for events and logs. */
 export function summarizeLora(set: LoraValue): Record<string, unknown> {
-  const ranks = set.patches.map(rankOf).filter((r): r is number => r !== undefined);
+  const ranks = set.patches.map((p) => adapterRank(p.adapter)).filter((r): r is number => r !== undefined);
   const components: Record<string, number> = {};
   const kinds: Record<string, number> = {};
   for (const p of set.patches) {
@@ -52,7 +61,7 @@ export function summarizeLora(set: LoraValue): Record<string, unknown> {
     kinds[p.adapter.kind] = (kinds[p.adapter.kind] ?? 0) + 1;
   }
   return {
-    ...(set.path ? { path: set.path } : {}),
+    ...(loadedFrom(set) ? { path: loadedFrom(set) } : {}),
     format: set.format,
     architecture: set.architecture,
     patches: set.patches.length,
@@ -72,13 +81,4 @@ export function compactReport(report: Record<string, unknown>, keepLists: readon
     else out[k] = v;
   }
   return out;
-}
-
-/**
- * An AdapterSet with only the canonical fields, for results computed from another set: library
- * operations copy their input with a spread, which would carry a loaded file's `path` and `close`
- * along and make a computed LoRA look like (and be closable as) the file it came from.
- */
-export function plainSet(set: AdapterSet): AdapterSet {
-  return { architecture: set.architecture, format: set.format, patches: set.patches, metadata: set.metadata, unknownKeys: set.unknownKeys, notes: set.notes, ...(set.variant ? { variant: set.variant } : {}) };
 }

@@ -11,6 +11,8 @@ import { originGuard } from './origin.ts';
 import { RecipeStore } from './recipe-store.ts';
 import { filesRouter } from './routes/files.ts';
 import { inspectRouter } from './routes/inspect.ts';
+import { modelsRouter } from './routes/models.ts';
+import { ensureWriteRoots, rootKinds } from './root-kinds.ts';
 import { recipeFromFileRouter } from './routes/recipe-from-file.ts';
 import { reportRouter } from './routes/report.ts';
 import { recipesRouter } from './routes/recipes.ts';
@@ -68,6 +70,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const cwd = path.resolve(opts.cwd ?? process.cwd());
   const engine = await Engine.load({ nodesModule: opts.nodesModule, roots: opts.roots ?? {}, cwd, backend: opts.backend });
   const browseRoots = engine.browseRoots();
+  await ensureWriteRoots(engine.registry, browseRoots);
   const store = new RecipeStore(path.resolve(cwd, opts.recipesDir ?? 'recipes'));
   const examples = new RecipeStore(opts.examplesDir ? path.resolve(cwd, opts.examplesDir) : GRAPHS_DIR, true);
   const hub = new EventHub();
@@ -89,6 +92,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   api.get('/health', (_req, res) => res.json({ ok: true, queue: queue.kind, running: queue.runningId ?? null, runningIds: queue.runningIds, queued: queue.queueLength, lastSeq: hub.lastSeq }));
   api.use(filesRouter(browseRoots));
   api.use(inspectRouter(browseRoots));
+  api.use(modelsRouter(browseRoots, rootKinds(engine.registry, 'read')));
   api.use(reportRouter(browseRoots));
   api.use(recipesRouter(engine, store, examples));
   api.use(runsRouter(engine, queue, store));

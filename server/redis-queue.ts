@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ApiError } from './errors.ts';
-import type { EventHub, EventInput } from './event-hub.ts';
+import type { EventHub } from './event-hub.ts';
 import { CANCEL_TTL_S, DEFAULT_QUEUE_NAME, cancelChannel, cancelKey, connectRedis, type QueueJobData, type QueueJobResult, type QueueProgress } from './queue-protocol.ts';
 import type { RunJob, RunRecord, RunStatus, Runs } from './run-queue.ts';
+import { RunRecords, TERMINAL } from './run-records.ts';
 
 /**
  * The server's run queue when runs execute on `loraflow worker` processes: each run is a BullMQ
@@ -23,7 +23,6 @@ export interface RedisQueueOptions {
   historyLimit?: number;
 }
 
-const TERMINAL = new Set(['run.success', 'run.error', 'run.cancelled', 'run.invalid']);
 const FINISHED = new Set<RunStatus>(['success', 'error', 'cancelled']);
 
 /** Per-run bookkeeping that is not part of the record the API returns. */
@@ -40,20 +39,21 @@ function explainFailure(reason: string, worker: string | undefined): string {
   return reason;
 }
 
-export class RedisRunQueue implements Runs {
+export class RedisRunQueue extends RunRecords implements Runs {
   readonly kind = 'redis';
-  private readonly runs = new Map<string, RunRecord>();
   private readonly tracking = new Map<string, Tracking>();
   private closed = false;
 
   private constructor(
-    private readonly hub: EventHub,
+    hub: EventHub,
     private readonly queue: Queue,
     private readonly events: QueueEvents,
     private readonly commands: Redis,
     readonly queueName: string,
     private readonly historyLimit: number,
-  ) {}
+  ) {
+    super(hub);
+  }
 
   static async open(hub: EventHub, opts: RedisQueueOptions): Promise<RedisRunQueue> {
     const name = opts.name ?? DEFAULT_QUEUE_NAME;
@@ -70,25 +70,21 @@ export class RedisRunQueue implements Runs {
   }
 
   async submit(job: RunJob): Promise<RunRecord> {
-    const rec: RunRecord = {
-      id: randomUUID(), status: 'queued', createdAt: new Date().toISOString(), recipe: job.recipe, overrides: job.overrides, ...(job.sweep ? { sweep: job.sweep } : {}), events: [],
-    };
-    this.runs.set(rec.id, rec);
+    const rec = this.newRecord(job);
     const data: QueueJobData = { ...job, submittedAt: rec.createdAt };
     await this.queue.add('run', data, { jobId: rec.id, attempts: 1, removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } });
-    this.record(rec, { type: 'run.queued', position: this.queueLength, ...(job.sweep ? { sweep: job.sweep } : {}) });
-    this.publishStatus();
+    this.announceQueued(rec, this.queueLength);
     return rec;
   }
 
-  get(id: string): RunRecord {
-    const r = this.runs.get(id);
-    if (!r) throw new ApiError(404, 'unknown_run', `no run with id "${id}"`);
-    return r;
-  }
-
-  list(): RunRecord[] {
-    return [...this.runs.values()].reverse();
+  /** A run this server only listed (submitted elsewhere, or before a restart) may know its recipe from its job on Redis alone. */
+  override async job(id: string): Promise<RunJob> {
+    const r = this.get(id);
+    if (r.recipe === undefined) {
+      const job = await this.queue.getJob(id);
+      if (job) this.fill(r, job);
+    }
+    return { recipe: r.recipe, overrides: r.overrides };
   }
 
   get queueLength(): number {
@@ -137,11 +133,7 @@ export class RedisRunQueue implements Runs {
     while ([...this.runs.values()].some((r) => !FINISHED.has(r.status))) await new Promise((res) => setTimeout(res, 25));
   }
 
-  private record(r: RunRecord, e: EventInput): void {
-    r.events.push(this.hub.publish({ ...e, runId: r.id }));
-  }
-
-  private publishStatus(): void {
+  protected publishStatus(): void {
     const running = this.runningIds;
     this.hub.publish({ type: 'status', queueRemaining: this.queueLength, running: running[0] ?? null, runningIds: running });
   }
@@ -168,6 +160,7 @@ export class RedisRunQueue implements Runs {
     r.recipe ??= data.recipe;
     if (data.overrides) r.overrides = data.overrides;
     if (data.sweep) r.sweep = data.sweep;
+    if (data.rerunOf) r.rerunOf = data.rerunOf;
     if (data.submittedAt) r.createdAt = data.submittedAt;
   }
 

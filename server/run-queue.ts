@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { ApiError } from './errors.ts';
 import type { EventHub, EventInput, ServerEvent } from './event-hub.ts';
+import { RunRecords, TERMINAL } from './run-records.ts';
 
 export type RunStatus = 'queued' | 'running' | 'success' | 'error' | 'cancelled';
 
@@ -18,6 +18,8 @@ export interface RunJob {
   recipe: unknown;
   overrides: Record<string, unknown>;
   sweep?: SweepTag;
+  /** The run this one repeats (POST /api/runs/:id/rerun). */
+  rerunOf?: string;
 }
 
 /** What an executor reports when a run ends (events carry the details as they happen). */
@@ -47,14 +49,12 @@ export interface RunRecord {
   /** How many times a worker started it (more than 1: a worker died and the run was retried). */
   attempts?: number;
   sweep?: SweepTag;
+  rerunOf?: string;
   /** This run's events in order (the same objects the WebSocket sent, with their server seq). */
   events: ServerEvent[];
   result?: unknown;
   error?: RunOutcome['error'];
 }
-
-/** Events after which a run's log is complete (`run.invalid`: the worker's own validation refused it). */
-const TERMINAL = new Set(['run.success', 'run.error', 'run.cancelled', 'run.invalid']);
 
 /** Only these fields go in list views; full event logs come from GET /api/runs/:id. */
 export function runSummary(r: RunRecord) {
@@ -71,6 +71,8 @@ export interface Runs {
   readonly kind: string;
   submit(job: RunJob): Promise<RunRecord>;
   get(id: string): RunRecord;
+  /** The recipe and overrides a run was submitted with (the history's "Open recipe" and "Re-run"). */
+  job(id: string): Promise<RunJob>;
   list(): RunRecord[];
   cancel(id: string): Promise<RunRecord>;
   readonly queueLength: number;
@@ -86,39 +88,25 @@ export interface Runs {
  * A FIFO of runs executed strictly one at a time (LoRA merges want all the machine's memory), with
  * cancel by id for both the queued and the running job, and a bounded history of finished runs.
  */
-export class RunQueue implements Runs {
+export class RunQueue extends RunRecords implements Runs {
   readonly kind = 'in-process';
-  private readonly runs = new Map<string, RunRecord>();
   private readonly pending: string[] = [];
   private current?: { id: string; abort: AbortController; done: Promise<void> };
 
   constructor(
-    private readonly hub: EventHub,
+    hub: EventHub,
     private readonly execute: Executor,
     private readonly historyLimit = 200,
-  ) {}
+  ) {
+    super(hub);
+  }
 
   async submit(job: RunJob): Promise<RunRecord> {
-    const rec: RunRecord = {
-      id: randomUUID(), status: 'queued', createdAt: new Date().toISOString(), recipe: job.recipe, overrides: job.overrides, ...(job.sweep ? { sweep: job.sweep } : {}), events: [],
-    };
-    this.runs.set(rec.id, rec);
+    const rec = this.newRecord(job);
     this.pending.push(rec.id);
-    this.record(rec, { type: 'run.queued', position: this.pending.length, ...(job.sweep ? { sweep: job.sweep } : {}) });
-    this.publishStatus();
+    this.announceQueued(rec, this.pending.length);
     this.pump();
     return rec;
-  }
-
-  get(id: string): RunRecord {
-    const r = this.runs.get(id);
-    if (!r) throw new ApiError(404, 'unknown_run', `no run with id "${id}"`);
-    return r;
-  }
-
-  /** Newest first. */
-  list(): RunRecord[] {
-    return [...this.runs.values()].reverse();
   }
 
   get queueLength(): number {
@@ -170,11 +158,7 @@ export class RunQueue implements Runs {
     while (this.current) await this.current.done;
   }
 
-  private record(r: RunRecord, e: EventInput): void {
-    r.events.push(this.hub.publish({ ...e, runId: r.id }));
-  }
-
-  private publishStatus(): void {
+  protected publishStatus(): void {
     this.hub.publish({ type: 'status', queueRemaining: this.pending.length, running: this.current?.id ?? null });
   }
 

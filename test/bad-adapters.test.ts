@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { LoraflowError } from '../src/errors.ts';
 import { readLora } from '../src/formats/read.ts';
 import { writeLora } from '../src/formats/write/index.ts';
-import type { Adapter } from '../src/formats/model.ts';
+import type { Adapter } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { denseDelta } from '../src/lora/dense-delta.ts';
 import { extractLora } from '../src/lora/extract.ts';
@@ -24,9 +24,9 @@ import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts
 import { useBackend } from '../src/tensor/backend.ts';
 import { encodeFromF32, type DType } from '../src/tensor/dtype.ts';
 import { countNonFiniteStored, nonFiniteStored } from '../src/tensor/finite.ts';
-import { fluxCheckpointEntries, writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
-import { writeSdCheckpoint } from '../src/testing/sd-checkpoint.ts';
+import { fluxCheckpointEntries, writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
+import { writeSdCheckpoint } from '../src/samples/sd-checkpoint.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
@@ -314,7 +314,7 @@ describe('adapters that change nothing usable', () => {
     const path = await handMade({ [`${te}.lora_down.weight`]: { shape: [4, 12] }, [`${te}.lora_up.weight`]: { shape: [48, 4] } }, 'te-only');
     const set = await readLora(path);
     const out = tmp.path('te-only-out.safetensors');
-    const e = await rejection(applyToBase({ base, out, loras: [{ set, weight: 1 }], ignoreTextEncoders: true, threads: 0 }));
+    const e = await rejection(applyToBase({ base, out, loras: [{ set, weight: 1, path }], ignoreTextEncoders: true, threads: 0 }));
     await set.close();
     expect(e.fault).toBe('input');
     expect(e.message).toBe(`apply: LoRA 1 (${path}) changes nothing in ${base}: all 1 of its modules are text-encoder modules left out by ignoreTextEncoders; nothing was written`);
@@ -348,7 +348,7 @@ describe('input mismatches are input errors naming file and module', () => {
       'block30',
     );
     const b30 = await readLora(block30);
-    e = await rejection(applyToBase({ base, out: tmp.path('x.safetensors'), loras: [{ set: b30, weight: 1 }], threads: 0 }));
+    e = await rejection(applyToBase({ base, out: tmp.path('x.safetensors'), loras: [{ set: b30, weight: 1, path: block30 }], threads: 0 }));
     await b30.close();
     expect(e.fault).toBe('input');
     expect(e.message).toContain(
@@ -358,7 +358,7 @@ describe('input mismatches are input errors naming file and module', () => {
     const sdxl = tmp.path('sdxl-base.safetensors');
     await writeSdCheckpoint(sdxl, { arch: 'sdxl', factor: 64 });
     const flux = await readLora(lora);
-    e = await rejection(applyToBase({ base: sdxl, out: tmp.path('x.safetensors'), loras: [{ set: flux, weight: 1 }], threads: 0 }));
+    e = await rejection(applyToBase({ base: sdxl, out: tmp.path('x.safetensors'), loras: [{ set: flux, weight: 1, path: lora }], threads: 0 }));
     await flux.close();
     expect(e.fault).toBe('input');
     expect(e.message).toMatch(new RegExp(`is an SDXL checkpoint .*but LoRA 1 is a kohya LoRA for FLUX\\.1 \\(${lora.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}, modules such as ${MOD}\\)`));

@@ -11,14 +11,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CanonicalView } from '../src/checkpoint/canonical.ts';
 import { describeForm } from '../src/checkpoint/describe.ts';
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, Patch } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
-import { fluxCheckpointShapes, fluxTensorValues } from '../src/testing/flux-checkpoint.ts';
-import { checkpointPlace, mergedReference, writeSdCheckpoint, sdCheckpointShapes } from '../src/testing/sd-checkpoint.ts';
+import { fluxCheckpointShapes, fluxTensorValues } from '../src/samples/flux-checkpoint.ts';
+import { checkpointPlace, mergedReference, writeSdCheckpoint, sdCheckpointShapes } from '../src/samples/sd-checkpoint.ts';
 import { dyadicPatch, expectedDeltas, firstDifference, loraSet } from './checkpoint-fixtures.ts';
 import { SMALL_FLUX, random } from './ops-fixtures.ts';
 

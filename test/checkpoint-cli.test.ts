@@ -5,8 +5,7 @@
  * folder → single file), all through recipes like any run.
  */
 import { readdir } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CanonicalView } from '../src/checkpoint/canonical.ts';
 import { readLora } from '../src/formats/read.ts';
 import { writeLora } from '../src/formats/write/index.ts';
@@ -17,9 +16,10 @@ import { applyToBase } from '../src/lora/apply.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
-import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 import { registry } from '../nodes/index.ts';
 import { dyadicPatch, firstDifference, loraSet, writeFluxDiffusersFolder } from './checkpoint-fixtures.ts';
+import { cli } from './helpers/cli.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 import { SMALL_FLUX } from './ops-fixtures.ts';
 
@@ -39,19 +39,6 @@ beforeAll(async () => {
 afterAll(() => {
   process.chdir(home);
 });
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 /** What the library gives the BFL file for the same LoRA file (read back, so alpha and dtype are the same). */
 async function reference(out: string): Promise<void> {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CanonicalView } from '../src/checkpoint/canonical.ts';
-import type { Patch } from '../src/formats/model.ts';
+import type { Patch } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { extractLora } from '../src/lora/extract.ts';
 import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
@@ -17,12 +17,13 @@ import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
-import { sampleTableLora, writeTableCheckpoint } from '../src/testing/table-samples.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
+import { sampleTableLora, writeTableCheckpoint } from '../src/samples/table-samples.ts';
 import { FAMILIES } from '../src/formats/families.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { dyadicPatch, expectedDeltas, firstDifference, fluxDiffusersParts, folderFiles, loraSet, partBytes, writeFluxDiffusersFolder } from './checkpoint-fixtures.ts';
 import { SMALL_FLUX } from './ops-fixtures.ts';
+import { expectDeltasClose } from './helpers/lora.ts';
 
 const H = 48;
 const MLP = 192;
@@ -197,18 +198,7 @@ describe('a diffusers folder as a base', () => {
     const { set, report } = await extractLora({ base: base32, tuned, rank: 4 });
     expect(report.architecture).toBe('flux');
     expect(report.modules.map((m) => m.key).sort()).toEqual(ls[0]!.set.patches.map((p) => p.target).sort());
-    const want = await referenceDeltas(ls[0]!.set);
-    const got = await referenceDeltas(set);
-    for (const [key, d] of want) {
-      const g = got.get(key)!;
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < d.data.length; i++) {
-        worst = Math.max(worst, Math.abs(g.data[i]! - d.data[i]!));
-        scale = Math.max(scale, Math.abs(d.data[i]!));
-      }
-      expect(worst / scale, key).toBeLessThan(1e-5);
-    }
+    expectDeltasClose(await referenceDeltas(ls[0]!.set), await referenceDeltas(set), 1e-5);
   });
 });
 

@@ -7,10 +7,10 @@
  */
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, Patch } from '../src/adapter/model.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { referenceDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { referenceDeltas, type TargetDelta } from '../src/samples/reference-delta.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
 import { random } from './ops-fixtures.ts';
 

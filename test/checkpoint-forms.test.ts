@@ -17,7 +17,7 @@ import { SafetensorsOutput } from '../src/checkpoint/safetensors-file.ts';
 import { GgufFile } from '../src/gguf/reader.ts';
 import { writeGguf } from '../src/gguf/writer.ts';
 import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 import { diffusersIndexText, writeFluxDiffusersFolder } from './checkpoint-fixtures.ts';
 import { SMALL_FLUX } from './ops-fixtures.ts';
 

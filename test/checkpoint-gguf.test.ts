@@ -13,16 +13,17 @@ import { gv, type GgufValue } from '../src/gguf/metadata.ts';
 import { GgufFile, origShapeKey, withGguf } from '../src/gguf/reader.ts';
 import type { GgmlType } from '../src/gguf/types.ts';
 import { writeGguf, type GgufTensorEntry } from '../src/gguf/writer.ts';
-import type { Patch } from '../src/formats/model.ts';
+import type { Patch } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { extractLora } from '../src/lora/extract.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { dyadicPatch, expectedDeltas, firstDifference, loraSet } from './checkpoint-fixtures.ts';
+import { expectDeltasClose } from './helpers/lora.ts';
 
 /** Widths / 16 (hidden 192, mlp 768): rows of 192 are whole Q8_0 blocks, rows of 256 and 768 whole K blocks. */
 const FLUX16: FluxCheckpointOptions = { scale: 16, doubleBlocks: 2, singleBlocks: 2 };
@@ -161,19 +162,8 @@ describe('a GGUF base', () => {
     expect(report.architecture).toBe('flux');
     expect(report.modules.map((m) => m.key).sort()).toEqual(ls[0]!.set.patches.map((p) => p.target).sort());
     expect(report.unchanged).toBe(types.size - ls[0]!.set.patches.length);
-    const want = await referenceDeltas(ls[0]!.set);
-    const got = await referenceDeltas(set);
-    for (const [key, d] of want) {
-      const g = got.get(key)!;
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < d.data.length; i++) {
-        worst = Math.max(worst, Math.abs(g.data[i]! - d.data[i]!));
-        scale = Math.max(scale, Math.abs(d.data[i]!));
-      }
-      // ΔW is small next to W: f32 rounding of W + ΔW is what is left
-      expect(worst / scale, key).toBeLessThan(1e-4);
-    }
+    // ΔW is small next to W: f32 rounding of W + ΔW is what is left
+    expectDeltasClose(await referenceDeltas(ls[0]!.set), await referenceDeltas(set), 1e-4);
   });
 
   it('refuses a truncated file, naming it, and writes nothing', async () => {

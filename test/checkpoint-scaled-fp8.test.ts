@@ -15,10 +15,11 @@ import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
 import { encodeFp8 } from '../src/tensor/fp8-round.ts';
-import { fluxCheckpointShapes, fluxTensorValues } from '../src/testing/flux-checkpoint.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { fluxCheckpointShapes, fluxTensorValues } from '../src/samples/flux-checkpoint.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { dyadicPatch, expectedDeltas, firstDifference, loraSet } from './checkpoint-fixtures.ts';
 import { SMALL_FLUX } from './ops-fixtures.ts';
+import { expectDeltasClose } from './helpers/lora.ts';
 
 const H = 48;
 const MLP = 192;
@@ -161,18 +162,7 @@ describe('a scaled fp8 base', () => {
     const { set, report } = await extractLora({ base, tuned, rank: 4 });
     expect(report.modules.map((m) => m.key).sort()).toEqual(ls[0]!.set.patches.map((p) => p.target).sort());
     expect(report.skipped).toEqual([]);
-    const want = await referenceDeltas(ls[0]!.set);
-    const got = await referenceDeltas(set);
-    for (const [key, d] of want) {
-      const g = got.get(key)!;
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < d.data.length; i++) {
-        worst = Math.max(worst, Math.abs(g.data[i]! - d.data[i]!));
-        scale = Math.max(scale, Math.abs(d.data[i]!));
-      }
-      expect(worst / scale, key).toBeLessThan(1e-4);
-    }
+    expectDeltasClose(await referenceDeltas(ls[0]!.set), await referenceDeltas(set), 1e-4);
   });
 
   it('refuses ComfyUI\'s newer per-layer quant layout (weight_scale / comfy_quant), whose fp8 values would read wrong as plain fp8', async () => {

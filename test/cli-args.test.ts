@@ -1,21 +1,9 @@
 /** Arguments that used to be misread: negative numbers after an option, non-finite weights, `--set __proto__`. */
-import { describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { describe, expect, it } from 'vitest';
 import { parseArgs } from '../src/cli/parse-args.ts';
 import { parseWeighted } from '../src/cli/recipes/execute.ts';
 import { parseSetArgs } from '../src/graph/overrides.ts';
-
-async function cli(...args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
+import { cli } from './helpers/cli.ts';
 
 describe('command-line arguments', () => {
   it('an option taking a value takes a negative number as it', () => {

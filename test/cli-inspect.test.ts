@@ -1,27 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { open, stat, writeFile } from 'node:fs/promises';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
 import { buildHeader, orderTensors } from '../src/safetensors/writer.ts';
 import { summarizeSafetensors, type SafetensorsSummary } from '../src/safetensors/summary.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
-import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes } from '../src/samples/flux-checkpoint.ts';
+import { cli } from './helpers/cli.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
-/** Runs `main` in-process and captures what it prints. */
-async function run(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
-  try {
-    const code = await main(argv);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+/** `main` in-process, what it prints as `out` / `err`. */
+const run = (argv: string[]) => cli(...argv).then((r) => ({ code: r.code, out: r.stdout, err: r.stderr }));
 
 const tmp = useTempDir('loraflow-cli-');
 let lora: string;

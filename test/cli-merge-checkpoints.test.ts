@@ -5,15 +5,15 @@
  * palette comes from, and the graphs/checkpoint-* examples run on the sample data, checked by value.
  */
 import { readdir } from 'node:fs/promises';
-import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeSamples } from '../src/samples/write-samples.ts';
 import { mergeCheckpointsRecipe } from '../src/cli/recipes/merge-checkpoints.ts';
 import { nodeDefinitionsJson, validateRecipe } from '../src/graph/index.ts';
 import { mergeCheckpoints } from '../src/lora/checkpoint-merge.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 import { registry } from '../nodes/index.ts';
+import { cli } from './helpers/cli.ts';
 import { exists, sha256 } from './helpers/files.ts';
 import { graph, runOk } from './helpers/recipes.ts';
 import { sameBytes, tensorsOf } from './helpers/tensors.ts';
@@ -21,19 +21,6 @@ import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-cli-ckpt-');
 const FLUX = { scale: 32, doubleBlocks: 2, singleBlocks: 2, dtype: 'BF16' as const };
-
-async function cli(...args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  let stderr = '';
-  let stdout = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stderr, stdout };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 async function sameFileTensors(a: string, b: string): Promise<void> {
   const x = await tensorsOf(a);

@@ -22,10 +22,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { writeSamples } from '../src/samples/write-samples.ts';
 import { recipeToJson, withoutUi } from '../src/graph/index.ts';
 import { GRAPHS_DIR } from '../server/static.ts';
-import { startTestServer, type TestServer } from '../server/testing/harness.ts';
+import { startTestServer, type TestServer } from './helpers/server-harness.ts';
 import { readLora, type LoraHandle } from '../src/formats/read.ts';
 import { analyzeStrength } from '../src/lora/block-strength.ts';
 import { openBaseNorms } from '../src/lora/base-norms.ts';
@@ -102,9 +102,10 @@ describe('the editor, end to end', () => {
     for (const [rid, file] of [['aitoolkit', 'flux-aitoolkit-lora.safetensors'], ['kohya', 'flux-kohya-lora.safetensors']] as const) {
       const pos = await page.evaluate(([r]) => window.loraflow.widgetScreenPos(r, 'path'), [rid]);
       await page.mouse.click(pos.x, pos.y);
+      // each file with its format and family beside it, from its header
       const entries = await page.locator('.litemenu-entry').allTextContents();
-      expect(entries).toEqual(expect.arrayContaining(['flux-aitoolkit-lora.safetensors', 'flux-kohya-lora.safetensors', 'flux-base.safetensors']));
-      await page.locator('.litemenu-entry', { hasText: new RegExp(`^${file.replace('.', '\\.')}$`) }).click();
+      expect(entries).toEqual(expect.arrayContaining(['flux-aitoolkit-lora.safetensors — diffusers · flux', 'flux-kohya-lora.safetensors — kohya · flux', 'flux-base.safetensors — checkpoint · flux']));
+      await page.locator('.litemenu-entry', { hasText: new RegExp(`^${file.replace('.', '\\.')} — `) }).click();
     }
     await page.waitForFunction(() => document.getElementById('problem-count')!.hidden);
     const recipe = await page.evaluate(() => window.loraflow.currentRecipe());

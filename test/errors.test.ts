@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT_CODE, HTTP_STATUS, LoraflowError, faultOf, inputError, runFailure } from '../src/errors.ts';
 import { SafetensorsError } from '../src/safetensors/errors.ts';
-import { LoraFormatError } from '../src/formats/errors.ts';
+import { LoraFormatError } from '../src/adapter/errors.ts';
 import { UsageError } from '../src/cli/command.ts';
 import { RecipeInvalidError } from '../src/graph/problems.ts';
 import { LinalgError } from '../src/tensor/linalg-error.ts';

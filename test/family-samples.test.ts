@@ -5,13 +5,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { writeSamples } from '../src/samples/write-samples.ts';
 import { FAMILIES } from '../src/formats/families.ts';
-import { blocksOf } from '../src/testing/table-samples.ts';
+import { blocksOf } from '../src/samples/table-samples.ts';
 import { evalWidth } from '../src/formats/table/module-table.ts';
 import { readLora } from '../src/formats/read.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { graph, runOk } from './helpers/recipes.ts';
 import { useTempDir } from './helpers/temp-dir.ts';

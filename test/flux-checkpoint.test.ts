@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { decodeToF32 } from '../src/tensor/dtype.ts';
-import { fluxCheckpointShapes, fluxDims, fluxTensorValues, writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { fluxCheckpointShapes, fluxDims, fluxTensorValues, writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
-// FLUX.1-dev shapes as published (research/lora-formats.md §2.2–2.4, merge-tools.md §9), typed in by hand.
+// FLUX.1-dev shapes as published (sd-mecha `model_configs/flux-flux.yaml`, sd-scripts `flux_models.py`), typed in by hand.
 const TOP_LEVEL: Record<string, number[]> = {
   'img_in.weight': [3072, 64], 'img_in.bias': [3072],
   'txt_in.weight': [3072, 4096], 'txt_in.bias': [3072],

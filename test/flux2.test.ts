@@ -15,10 +15,11 @@ import { detectFormat, formatDetection } from '../src/formats/detect.ts';
 import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { lokrModule } from './helpers/lycoris.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
-import { RANK, deltaError, f32, type LoraWriter } from './helpers/table-family.ts';
+import { RANK, deltaError, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type Naming, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-flux2-');
 
@@ -29,11 +30,11 @@ const DEV = { double: 8, single: 48 };
 const KLEIN4 = { double: 5, single: 20 };
 
 /**
- * FLUX.2 linears as docs/model-families.md §3.2 states them: BFL name, diffusers name (an array =
- * the diffusers parts of a fused BFL weight, each h rows, in order), [out, in], and whether the
- * (shift, scale) halves swap. Written here, not taken from the code under test.
+ * FLUX.2 linears as docs/model-families.md §3.2 states them: BFL name (the 'original' naming),
+ * diffusers name (an array = the diffusers parts of a fused BFL weight, each h rows, in order),
+ * [out, in], and whether the (shift, scale) halves swap. Written here, not taken from the code under test.
  */
-type Row = [bfl: string, diffusers: string | string[], out: number, inp: number, swap?: boolean];
+type Row = TableRow;
 const DOUBLE: Row[] = [
   ['img_attn.qkv', ['attn.to_q', 'attn.to_k', 'attn.to_v'], 3 * H, H],
   ['txt_attn.qkv', ['attn.add_q_proj', 'attn.add_k_proj', 'attn.add_v_proj'], 3 * H, H],
@@ -74,103 +75,37 @@ function rows(blocks = DEV): Row[] {
 }
 const ROWS = rows();
 
-/** One LoRA module of a file: its name (BFL or diffusers), the BFL weight it lands on, where. */
-interface Unit {
-  name: string;
-  target: string;
-  full: number;
-  row: number;
-  out: number;
-  in: number;
-  swap: boolean;
-  down: Float32Array;
-  up: Float32Array;
-}
+/** The LoRA modules of a file in BFL ('original') or diffusers names, factors from `seed`. */
+const units = (naming: Naming, seed: number, table: readonly Row[] = ROWS): RowUnit[] => rowUnits(table, naming, seed, H);
+const expected = rowDeltas;
 
-function units(naming: 'bfl' | 'diffusers', seed: number, table = ROWS): Unit[] {
-  const out: Unit[] = [];
-  const add = (name: string, target: string, full: number, row: number, o: number, i: number, swap: boolean) => {
-    const rd = keyedRandom(`${name}.down`, seed);
-    const ru = keyedRandom(`${name}.up`, seed);
-    out.push({ name, target, full, row, out: o, in: i, swap, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
-  };
-  for (const [bfl, dif, o, i, swap] of table) {
-    if (naming === 'bfl') add(bfl, bfl, o, 0, o, i, false);
-    else if (typeof dif === 'string') add(dif, bfl, o, 0, o, i, swap ?? false);
-    else dif.forEach((p, k) => add(p, bfl, o, k * H, o / dif.length, i, false));
-  }
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64 by BFL target; parts at their rows; a swapped module's halves exchanged. */
-function expected(us: readonly Unit[], scale = 1): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const u of us) {
-    const key = `${u.target}.weight`;
-    const d = out.get(key) ?? new Float64Array(u.full * u.in);
-    out.set(key, d);
-    for (let r = 0; r < u.out; r++) {
-      const half = u.out / 2;
-      const dest = u.row + (u.swap ? (r < half ? r + half : r - half) : r);
-      for (let k = 0; k < RANK; k++) {
-        const v = u.up[r * RANK + k]! * scale;
-        for (let c = 0; c < u.in; c++) d[dest * u.in + c]! += v * u.down[k * u.in + c]!;
-      }
-    }
-  }
-  return out;
-}
-
-type Layout = { name: string; naming: 'bfl' | 'diffusers'; alpha: boolean; key: (name: string, role: 'down' | 'up' | 'alpha') => string };
-const us = (s: string) => s.replaceAll('.', '_');
+type Layout = RowLayout;
 const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
 
 /** The layouts of docs/model-families.md §3.3 (F2-4 LyCORIS LoKr has its own test below). */
 const LAYOUTS: Layout[] = [
-  { name: 'F2-1 kohya / musubi-tuner (lora_unet_)', naming: 'bfl', alpha: true, key: (n, r) => `lora_unet_${us(n)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
-  { name: 'F2-2 ai-toolkit / diffusion-pipe (diffusion_model. lora_A)', naming: 'bfl', alpha: false, key: (n, r) => `diffusion_model.${n}.lora_${ab(r)}.weight` },
+  { name: 'F2-1 kohya / musubi-tuner (lora_unet_)', naming: 'original', alpha: true, key: (n, r) => `lora_unet_${us(n)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'F2-2 ai-toolkit / diffusion-pipe (diffusion_model. lora_A)', naming: 'original', alpha: false, key: (n, r) => `diffusion_model.${n}.lora_${ab(r)}.weight` },
   { name: 'F2-3 diffusers / PEFT (transformer.)', naming: 'diffusers', alpha: false, key: (n, r) => `transformer.${n}.lora_${ab(r)}.weight` },
-  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', naming: 'bfl', alpha: true, key: (n, r) => `diffusion_model.${n}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
-  { name: 'BFL names without prefix (lora_A)', naming: 'bfl', alpha: false, key: (n, r) => `${n}.lora_${ab(r)}.weight` },
+  { name: 'ComfyUI-saved (diffusion_model. lora_down + alpha)', naming: 'original', alpha: true, key: (n, r) => `diffusion_model.${n}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}` },
+  { name: 'BFL names without prefix (lora_A)', naming: 'original', alpha: false, key: (n, r) => `${n}.lora_${ab(r)}.weight` },
 ];
 const KOHYA = LAYOUTS[0]!;
 const AITOOLKIT = LAYOUTS[1]!;
 const DIFFUSERS = LAYOUTS[2]!;
 
-async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = { ss_base_model_version: 'flux_2_dev' }): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m.name, 'down'), [RANK, m.in], m.down), f32(layout.key(m.name, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata });
-}
+const FLUX2_META = { ss_base_model_version: 'flux_2_dev' };
+const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = FLUX2_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
-const BFL = units('bfl', 1);
+const BFL = units('original', 1);
 const DIF = units('diffusers', 1);
 const WANT_BFL = expected(BFL);
 const WANT_DIF = expected(DIF);
-const unitsOf = (layout: Layout) => (layout.naming === 'bfl' ? BFL : DIF);
-const wantOf = (layout: Layout) => (layout.naming === 'bfl' ? WANT_BFL : WANT_DIF);
+const unitsOf = (layout: Layout) => (layout.naming === 'original' ? BFL : DIF);
+const wantOf = (layout: Layout) => (layout.naming === 'original' ? WANT_BFL : WANT_DIF);
 
 describe('FLUX.2 LoRAs: every layout read, by value', () => {
-  for (const layout of LAYOUTS) {
-    for (const metadata of [{ ss_base_model_version: 'flux_2_dev' }, {}] as Record<string, string>[]) {
-      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family flux2, no unknown key, ΔW equal to the float64 reference`, async () => {
-        const path = join(tmp.dir, `${us(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, unitsOf(layout), RANK, metadata);
-        const set = await readLora(path);
-        try {
-          expect(set.architecture).toBe('flux2');
-          expect(set.unknownKeys).toEqual([]);
-          expect(set.patches).toHaveLength(unitsOf(layout).length);
-          expect(await deltaError(set, wantOf(layout))).toBeLessThan(1e-6);
-        } finally {
-          await set.close();
-        }
-      });
-    }
-  }
+  itReadsEveryRowLayout({ id: 'flux2', layouts: LAYOUTS, metadata: FLUX2_META, file: (name) => tmp.path(name), units: unitsOf, want: wantOf });
 
   it('diffusers to_q / to_k / to_v land as rows 0..h, h..2h, 2h..3h of the fused BFL qkv; norm_out.linear swaps its halves', async () => {
     const path = join(tmp.dir, 'parts.safetensors');
@@ -204,18 +139,9 @@ describe('FLUX.2 LoRAs: every layout read, by value', () => {
     const F = 4;
     const R = 2;
     for (const [name, , out, inp] of picked) {
-      const rnd = keyedRandom(`lokr ${name}`, 7);
-      const mk = (n: number) => Float32Array.from({ length: n }, () => rnd() - 0.5);
-      const [o2, i2] = [out / F, inp / F];
-      const [w1, w2a, w2b] = [mk(F * F), mk(o2 * R), mk(R * i2)];
-      entries.push(f32(`${name}.lokr_w1`, [F, F], w1), f32(`${name}.lokr_w2_a`, [o2, R], w2a), f32(`${name}.lokr_w2_b`, [R, i2], w2b), f32(`${name}.alpha`, [], Float32Array.of(1)));
-      const d = new Float64Array(out * inp);
-      for (let a = 0; a < F; a++) for (let b = 0; b < F; b++) for (let i = 0; i < o2; i++) for (let j = 0; j < i2; j++) {
-        let w2 = 0;
-        for (let q = 0; q < R; q++) w2 += w2a[i * R + q]! * w2b[q * i2 + j]!;
-        d[(a * o2 + i) * inp + b * i2 + j] = w1[a * F + b]! * w2 * (1 / R);
-      }
-      want.set(`${name}.weight`, d);
+      const m = lokrModule(name, keyedRandom(`lokr ${name}`, 7), { f: F, r: R, out, inp });
+      entries.push(...m.entries);
+      want.set(`${name}.weight`, m.delta);
     }
     const path = join(tmp.dir, 'lokr.safetensors');
     await writeSafetensors(path, entries);
@@ -292,14 +218,7 @@ describe('FLUX.2 LoRAs: every layout read, by value', () => {
 });
 
 /** A FLUX.2 layout as the operation suite writes it: BFL or diffusers units from a seed, ΔW on the fused BFL targets. */
-const flux2Writer = (layout: Layout): LoraWriter => ({
-  name: layout.name,
-  async write(path, seed, opts = {}) {
-    const mods = units(layout.naming, seed).slice(0, opts.count);
-    await writeLayout(path, layout, mods, RANK, opts.metadata);
-    return expected(mods);
-  },
-});
+const flux2Writer = (layout: Layout) => rowWriter(layout, (seed, count) => units(layout.naming, seed).slice(0, count), FLUX2_META);
 const KOHYA_W = flux2Writer(KOHYA);
 const DIFFUSERS_W = flux2Writer(DIFFUSERS);
 const AITOOLKIT_W = flux2Writer(AITOOLKIT);
@@ -368,7 +287,7 @@ describeTableFamilyOperations({
 describe('FLUX.2 klein-4B', () => {
   it('klein-4B (5 double, 20 single blocks): a 27-value vector is IN, D00…D04, S00…S19, OUT; inspect covers its blocks', async () => {
     const table = rows(KLEIN4);
-    const mods = units('bfl', 4, table);
+    const mods = units('original', 4, table);
     const path = join(tmp.dir, 'klein4.safetensors');
     await writeLayout(path, AITOOLKIT, mods, RANK, {});
     const set = await readLora(path);

@@ -8,7 +8,7 @@ import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { compareSets, writeFixture, writeKeyShapes, writeSampleLora, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { compareSets, writeFixture, writeKeyShapes, writeSampleLora, type KeyShapes } from '../src/samples/lora-fixtures.ts';
 import { exists } from './helpers/files.ts';
 import { compareFiles, withLora } from './helpers/lora.ts';
 import { tensorsOf } from './helpers/tensors.ts';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assertFlux, detectFormat, formatDetection, LoraFormatError } from '../src/formats/index.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, type FixtureName, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, type FixtureName, type KeyShapes } from '../src/samples/lora-fixtures.ts';
 
 const keys = (shapes: KeyShapes) => Object.entries(shapes).map(([name, shape]) => ({ name, shape }));
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { convertLora, readLora } from '../src/formats/index.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { fixtureKeyShapes, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { fixtureKeyShapes, writeFixture, writeKeyShapes, type KeyShapes } from '../src/samples/lora-fixtures.ts';
 import { sameBytes } from './helpers/tensors.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 

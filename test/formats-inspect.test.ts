@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { readLora } from '../src/formats/index.ts';
 import { detectFile } from '../src/formats/inspect.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { writeFixture, writeKeyShapes } from '../src/testing/lora-fixtures.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
+import { writeFixture, writeKeyShapes } from '../src/samples/lora-fixtures.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const run = promisify(execFile);

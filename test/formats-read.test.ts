@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { LoraFormatError, readLora, type LoraAdapter, type Patch } from '../src/formats/index.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { encodeFromF32, type DType } from '../src/tensor/dtype.ts';
-import { FIXTURE_NAMES, writeFixture, writeKeyShapes, type KeyShapes } from '../src/testing/lora-fixtures.ts';
+import { FIXTURE_NAMES, writeFixture, writeKeyShapes, type KeyShapes } from '../src/samples/lora-fixtures.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-read-');

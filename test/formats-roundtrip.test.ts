@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { convertLora, WRITE_FORMATS, type WriteFormat } from '../src/formats/index.ts';
-import { compareSets, expectedDeltas, FIXTURE_NAMES, writeFixture, type FixtureName } from '../src/testing/lora-fixtures.ts';
+import { compareSets, expectedDeltas, FIXTURE_NAMES, writeFixture, type FixtureName } from '../src/samples/lora-fixtures.ts';
 import { expectInexpressible, onwardPairs } from './helpers/convert.ts';
 import { sha256 } from './helpers/files.ts';
 import { withLora } from './helpers/lora.ts';

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { readLora, type Adapter } from '../src/formats/index.ts';
-import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
-import { fixtureKeyShapes, keyedRandom, scaleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
-import { referenceAdapterDelta } from '../src/testing/reference-delta.ts';
+import { fluxCheckpointShapes } from '../src/samples/flux-checkpoint.ts';
+import { fixtureKeyShapes, keyedRandom, scaleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { referenceAdapterDelta } from '../src/samples/reference-delta.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-samples-');

@@ -7,11 +7,11 @@ import { execFile } from 'node:child_process';
 import { copyFile, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
+import { writeSamples } from '../src/samples/write-samples.ts';
+import { cli } from './helpers/cli.ts';
 import { sameBytes, tensorsOf } from './helpers/tensors.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
@@ -27,20 +27,6 @@ beforeAll(async () => {
 afterAll(() => {
   process.chdir(home);
 });
-
-/** `loraflow ARGS…` in this process, cwd = the sample directory; stdout and stderr captured. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 /** The real binary in a child process. */
 function spawnCli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

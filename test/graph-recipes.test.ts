@@ -9,8 +9,8 @@ import { RunCache, runRecipe, type RunEvent, type RunOptions } from '../src/grap
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { scaleSet } from '../src/lora/scale.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { compareDeltas } from '../src/testing/reference-delta.ts';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { compareDeltas } from '../src/samples/reference-delta.ts';
+import { writeSamples } from '../src/samples/write-samples.ts';
 import { FINETUNE_RANK } from '../src/formats/flux/samples.ts';
 import { registry } from '../nodes/index.ts';
 import { deltasOf, withLora } from './helpers/lora.ts';

@@ -5,12 +5,12 @@
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INLINE_HEADER_BYTES } from '../src/formats/inspect-off-thread.ts';
 import { withSafetensors } from '../src/safetensors/reader.ts';
 import { INSPECT_TENSOR_LIMIT } from '../server/routes/inspect.ts';
-import { startTestServer, type TestServer } from '../server/testing/harness.ts';
+import { cli } from './helpers/cli.ts';
+import { startTestServer, type TestServer } from './helpers/server-harness.ts';
 
 const COUNT = 1_000_000;
 const name = (i: number) => `blocks.${i}.w`;
@@ -112,14 +112,3 @@ describe('a header of a million tensors', () => {
   }, 60_000);
 });
 
-async function cli(...args: string[]): Promise<{ code: number; stdout: string }> {
-  let stdout = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-  try {
-    return { code: await main(args), stdout };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}

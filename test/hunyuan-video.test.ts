@@ -21,12 +21,13 @@ import { applyToBase } from '../src/lora/apply.ts';
 import { extractLora } from '../src/lora/extract.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { writeFluxCheckpoint } from '../src/testing/flux-checkpoint.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { writeFluxCheckpoint } from '../src/samples/flux-checkpoint.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { basePlusDeltaErrors } from './helpers/base-plus-delta.ts';
 import { blockIndex, describeTableFamilyOperations, writeTableBase, type BaseSpec } from './helpers/table-family-ops.ts';
-import { RANK, deltaError, f32, type LoraWriter } from './helpers/table-family.ts';
+import { lohaModule, lokrModule } from './helpers/lycoris.ts';
+import { RANK, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-hunyuan-video-');
@@ -102,57 +103,21 @@ const IN_NAMES = ROWS.filter((r) => /^(?:txt_in|time_in|vector_in|guidance_in)\.
 const OUT_NAMES = FINAL.map((r) => r[0]);
 
 type Naming = 'comfy' | 'tencent' | 'diffusers';
+/** The table in ComfyUI's names (the canonical ones) and diffusers', and each ComfyUI name's Tencent spelling. */
+const TABLE: TableRow[] = ROWS.map(([comfy, , dif, out, inp, swap]) => [comfy, dif, out, inp, swap]);
+const TENCENT_OF = new Map(ROWS.map((r) => [r[0], r[1]]));
 
-/** One LoRA module of a file: its name in one naming, the canonical (ComfyUI) weight it lands on, where. */
-interface Unit {
-  name: string;
-  target: string;
-  full: number;
-  row: number;
-  out: number;
-  in: number;
-  swap: boolean;
-  down: Float32Array;
-  up: Float32Array;
+/**
+ * The LoRA modules of a file in one naming, landing on the canonical (ComfyUI) weights; factors keyed
+ * by the canonical target and part, so the three namings of one model carry the same ΔW.
+ */
+function units(naming: Naming, seed: number): RowUnit[] {
+  const all = rowUnits(TABLE, naming === 'diffusers' ? 'diffusers' : 'original', seed, H, 'target');
+  return naming === 'tencent' ? all.map((u) => ({ ...u, name: TENCENT_OF.get(u.target)! })) : all;
 }
+const expected = rowDeltas;
 
-function units(naming: Naming, seed: number, table = ROWS): Unit[] {
-  const out: Unit[] = [];
-  const add = (name: string, target: string, full: number, row: number, o: number, i: number, swap: boolean) => {
-    // factors keyed by the canonical target and part, so the three namings of one model carry the same ΔW
-    const rd = keyedRandom(`${target}@${row}.down`, seed);
-    const ru = keyedRandom(`${target}@${row}.up`, seed);
-    out.push({ name, target, full, row, out: o, in: i, swap, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
-  };
-  for (const [comfy, tencent, dif, o, i, swap] of table) {
-    if (naming !== 'diffusers') add(naming === 'comfy' ? comfy : tencent, comfy, o, 0, o, i, false);
-    else if (typeof dif === 'string') add(dif, comfy, o, 0, o, i, swap ?? false);
-    else dif.forEach((p, k) => add(p, comfy, o, k * H, k < 3 ? H : o - 3 * H, i, false));
-  }
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64 by canonical target; parts at their rows; a swapped module's halves exchanged. */
-function expected(us: readonly Unit[], scale = 1): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const u of us) {
-    const key = `${u.target}.weight`;
-    const d = out.get(key) ?? new Float64Array(u.full * u.in);
-    out.set(key, d);
-    for (let r = 0; r < u.out; r++) {
-      const half = u.out / 2;
-      const dest = u.row + (u.swap ? (r < half ? r + half : r - half) : r);
-      for (let k = 0; k < RANK; k++) {
-        const v = u.up[r * RANK + k]! * scale;
-        for (let c = 0; c < u.in; c++) d[dest * u.in + c]! += v * u.down[k * u.in + c]!;
-      }
-    }
-  }
-  return out;
-}
-
-type Layout = { name: string; naming: Naming; alpha: boolean; key: (name: string, role: 'down' | 'up' | 'alpha') => string };
-const us = (s: string) => s.replaceAll('.', '_');
+type Layout = RowLayout<Naming>;
 const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
 const kohyaKey = (prefix: string) => (n: string, r: 'down' | 'up' | 'alpha') => `${prefix}${us(n)}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}`;
 
@@ -169,16 +134,9 @@ const LAYOUTS: Layout[] = [
 const [MUSUBI, DIFFUSION_PIPE, , DIFFUSERS, COMFY] = LAYOUTS as [Layout, Layout, Layout, Layout, Layout];
 const HV_META = { ss_base_model_version: 'hunyuan_video' };
 
-async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = HV_META): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m.name, 'down'), [RANK, m.in], m.down), f32(layout.key(m.name, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata });
-}
+const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = HV_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
-const UNITS: Record<Naming, Unit[]> = { comfy: units('comfy', 1), tencent: units('tencent', 1), diffusers: units('diffusers', 1) };
+const UNITS: Record<Naming, RowUnit[]> = { comfy: units('comfy', 1), tencent: units('tencent', 1), diffusers: units('diffusers', 1) };
 const WANT: Record<Naming, Map<string, Float64Array>> = { comfy: expected(UNITS.comfy), tencent: expected(UNITS.tencent), diffusers: expected(UNITS.diffusers) };
 
 const tensorsOf = (file: string) =>
@@ -188,23 +146,7 @@ const tensorsOf = (file: string) =>
   });
 
 describe('HunyuanVideo LoRAs: every layout read, by value', () => {
-  for (const layout of LAYOUTS) {
-    for (const metadata of [HV_META, {}] as Record<string, string>[]) {
-      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family hunyuan-video, no unknown key, ΔW equal to the float64 reference`, async () => {
-        const path = join(tmp.dir, `${us(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, UNITS[layout.naming], RANK, metadata);
-        const set = await readLora(path);
-        try {
-          expect(set.architecture).toBe('hunyuan-video');
-          expect(set.unknownKeys).toEqual([]);
-          expect(set.patches).toHaveLength(UNITS[layout.naming].length);
-          expect(await deltaError(set, WANT[layout.naming])).toBeLessThan(1e-6);
-        } finally {
-          await set.close();
-        }
-      });
-    }
-  }
+  itReadsEveryRowLayout({ id: 'hunyuan-video', layouts: LAYOUTS, metadata: HV_META, file: (name) => tmp.path(name), units: (layout) => UNITS[layout.naming], want: (layout) => WANT[layout.naming] });
 
   it("the three namings of one module land on one canonical weight; the key prefix, not Tencent's spelling, says the layout", async () => {
     const cases: [Layout, string, string][] = [
@@ -265,33 +207,11 @@ describe('HunyuanVideo LoRAs: every layout read, by value', () => {
     const R = 2;
     for (const [comfy, tencent, , out, inp] of picked) {
       const rnd = keyedRandom(`lycoris ${comfy}`, 7);
-      const mk = (n: number) => Float32Array.from({ length: n }, () => rnd() - 0.5);
-      const d = new Float64Array(out * inp);
-      if (comfy.startsWith('double_blocks.0.') || comfy.startsWith('single_blocks.')) {
-        const [o2, i2] = [out / F, inp / F];
-        const [w1, w2a, w2b] = [mk(F * F), mk(o2 * R), mk(R * i2)];
-        const k = `lora_unet_${us(tencent)}`;
-        entries.push(f32(`${k}.lokr_w1`, [F, F], w1), f32(`${k}.lokr_w2_a`, [o2, R], w2a), f32(`${k}.lokr_w2_b`, [R, i2], w2b), f32(`${k}.alpha`, [], Float32Array.of(1)));
-        for (let a = 0; a < F; a++) for (let b = 0; b < F; b++) for (let i = 0; i < o2; i++) for (let j = 0; j < i2; j++) {
-          let w2 = 0;
-          for (let q = 0; q < R; q++) w2 += w2a[i * R + q]! * w2b[q * i2 + j]!;
-          d[(a * o2 + i) * inp + b * i2 + j] = w1[a * F + b]! * w2 * (1 / R);
-        }
-      } else {
-        const [w1a, w1b, w2a, w2b] = [mk(out * RANK), mk(RANK * inp), mk(out * RANK), mk(RANK * inp)];
-        const k = `lycoris_${us(comfy)}`;
-        entries.push(f32(`${k}.hada_w1_a`, [out, RANK], w1a), f32(`${k}.hada_w1_b`, [RANK, inp], w1b), f32(`${k}.hada_w2_a`, [out, RANK], w2a), f32(`${k}.hada_w2_b`, [RANK, inp], w2b), f32(`${k}.alpha`, [], Float32Array.of(2)));
-        for (let i = 0; i < out; i++) for (let j = 0; j < inp; j++) {
-          let p1 = 0;
-          let p2 = 0;
-          for (let q = 0; q < RANK; q++) {
-            p1 += w1a[i * RANK + q]! * w1b[q * inp + j]!;
-            p2 += w2a[i * RANK + q]! * w2b[q * inp + j]!;
-          }
-          d[i * inp + j] = p1 * p2 * (2 / RANK);
-        }
-      }
-      want.set(`${comfy}.weight`, d);
+      const m = comfy.startsWith('double_blocks.0.') || comfy.startsWith('single_blocks.')
+        ? lokrModule(`lora_unet_${us(tencent)}`, rnd, { f: F, r: R, out, inp })
+        : lohaModule(`lycoris_${us(comfy)}`, rnd, { rank: RANK, out, inp, alpha: 2 });
+      entries.push(...m.entries);
+      want.set(`${comfy}.weight`, m.delta);
     }
     const path = join(tmp.dir, 'lycoris.safetensors');
     await writeSafetensors(path, entries);
@@ -446,14 +366,7 @@ describe('HunyuanVideo and FLUX.1: told apart both ways', () => {
 });
 
 /** A LoraWriter for the shared suite: a layout's units (the first `count`), ΔW by canonical target. */
-const writer = (layout: Layout): LoraWriter => ({
-  name: layout.name,
-  async write(path, seed, opts = {}) {
-    const mods = units(layout.naming, seed).slice(0, opts.count);
-    await writeLayout(path, layout, mods, RANK, opts.metadata ?? HV_META);
-    return expected(mods);
-  },
-});
+const writer = (layout: Layout) => rowWriter(layout, (seed, count) => units(layout.naming, seed).slice(0, count), HV_META);
 
 /** A shrunk HunyuanVideo base in ComfyUI's names: every linear (with biases), the Conv3d patch embedder, the RMSNorm scales, a refiner LayerNorm. */
 const BASE: BaseSpec = {
@@ -539,7 +452,6 @@ describeTableFamilyOperations({
 
 describe('HunyuanVideo bases in the other namings', () => {
   /** A base in Tencent's names (bare, as musubi-tuner's --dit and diffusion-pipe's transformer_path load it): BASE with every name respelled. */
-  const TENCENT_OF = new Map(ROWS.map((r) => [r[0], r[1]]));
   const tencentBase: BaseSpec = {
     ...BASE,
     linears: ROWS.map((r) => [r[1], r[3], r[4]] as const),

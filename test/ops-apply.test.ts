@@ -2,15 +2,15 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AdapterSet, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, Patch } from '../src/adapter/model.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { decodeToF32, encodeFromF32, type DType } from '../src/tensor/dtype.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
-import { referenceDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
+import { referenceDeltas, type TargetDelta } from '../src/samples/reference-delta.ts';
 import { BACKENDS, SMALL_FLUX, adapterSet, diffusersLike, kohyaLike, loraPatch, randomTensor } from './ops-fixtures.ts';
 
 const PREFIX = 'model.diffusion_model.';

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { LoraAdapter, Patch } from '../src/formats/model.ts';
+import type { LoraAdapter, Patch } from '../src/adapter/model.ts';
 import { FLUX_BLOCK_IDS, blockOf, parseBlockWeights } from '../src/formats/flux/blocks.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { filterPatches } from '../src/lora/filter.ts';
 import { scalePatch, scaleSet } from '../src/lora/scale.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
+import { compareDeltas, referenceDeltas } from '../src/samples/reference-delta.ts';
 import { adapterSet, diffusersLike, fluxShapes, kohyaLike, loraPatch, randomTensor, weightedSum } from './ops-fixtures.ts';
 
 const shapes = fluxShapes();

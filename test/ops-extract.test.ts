@@ -2,13 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LoraAdapter } from '../src/formats/model.ts';
+import type { LoraAdapter } from '../src/adapter/model.ts';
 import { extractLora } from '../src/lora/extract.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { encodeFromF32 } from '../src/tensor/dtype.ts';
-import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { fluxCheckpointShapes, fluxTensorValues, writeFluxCheckpoint, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { BACKENDS, bestRankK, random, relFrobenius } from './ops-fixtures.ts';
 
 const PREFIX = 'model.diffusion_model.';

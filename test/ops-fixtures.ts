@@ -2,9 +2,9 @@
  * Small FLUX-shaped LoRAs built directly in the canonical model, and a float64 reference SVD, for
  * the operation tests. Everything here is deliberately naive and independent of src/lora.
  */
-import type { Adapter, AdapterSet, Component, Patch, RowSlice } from '../src/formats/model.ts';
-import { fluxCheckpointShapes, type FluxCheckpointOptions } from '../src/testing/flux-checkpoint.ts';
-import type { TargetDelta } from '../src/testing/reference-delta.ts';
+import type { Adapter, AdapterSet, Component, Patch, RowSlice } from '../src/adapter/model.ts';
+import { fluxCheckpointShapes, type FluxCheckpointOptions } from '../src/samples/flux-checkpoint.ts';
+import type { TargetDelta } from '../src/samples/reference-delta.ts';
 import { memoryTensor, type LazyTensor } from '../src/tensor/lazy.ts';
 
 /** A small FLUX: widths / 64 (hidden 48), two blocks of each kind. */

@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { AdapterSet, LoraAdapter, Patch } from '../src/formats/model.ts';
+import type { AdapterSet, LoraAdapter, Patch } from '../src/adapter/model.ts';
 import { mergeLoras } from '../src/lora/merge.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
+import { compareDeltas, referenceDeltas } from '../src/samples/reference-delta.ts';
 import {
   BACKENDS, adapterSet, bestRankK, diffusersLike, fluxShapes, kohyaLike, loraPatch, randomTensor, relFrobenius, weightedSum,
 } from './ops-fixtures.ts';

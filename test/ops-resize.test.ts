@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { LoraAdapter, Patch } from '../src/formats/model.ts';
+import type { LoraAdapter, Patch } from '../src/adapter/model.ts';
 import { resizeLora } from '../src/lora/resize.ts';
 import { useBackend } from '../src/tensor/backend.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
-import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
+import { compareDeltas, referenceDeltas } from '../src/samples/reference-delta.ts';
 import { BACKENDS, adapterSet, bestRankK, kohyaLike, randomTensor, relFrobenius } from './ops-fixtures.ts';
 
 describe.each(BACKENDS)('resizeLora on %s', (backend) => {

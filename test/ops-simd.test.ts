@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addAndEncode } from '../src/lora/fused-codec.ts';
+import { addAndEncode } from '../src/tensor/fused-codec.ts';
 import { addRoundKernels } from '../src/tensor/add-round-simd.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
 

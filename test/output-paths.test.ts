@@ -5,10 +5,10 @@
  */
 import { link, mkdir, readdir, readFile, symlink } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
-import { writeSamples } from '../src/cli/commands/samples.ts';
-import { startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeSamples } from '../src/samples/write-samples.ts';
+import { cli } from './helpers/cli.ts';
+import { startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-paths-');
@@ -32,18 +32,6 @@ beforeAll(async () => {
   for (const f of await readdir('samples')) originals.set(f, await readFile(path.join('samples', f)));
 });
 afterAll(() => process.chdir(home));
-
-async function cli(...args: string[]): Promise<{ code: number; stderr: string }> {
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 /** No input changed, and no staging or output file appeared anywhere in the tree. */
 async function expectUntouched(): Promise<void> {

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { TEST_NODES, startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
+import { TEST_NODES, startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
+import { waitFor } from './helpers/wait.ts';
 import { redisServerInstalled, startTestRedis, type TestRedis } from '../server/testing/redis.ts';
 
 const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
@@ -61,16 +62,6 @@ async function stopWorker(name: string, signal: NodeJS.Signals = 'SIGTERM'): Pro
   });
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 const run = async (id: string) => (await t.get(`/api/runs/${id}`)).body;
 const valueOf = async (rel: string) => (JSON.parse(await readFile(path.join(t.output, rel), 'utf8')) as { value: number }).value;
 
@@ -109,7 +100,7 @@ describe.skipIf(!HAVE_REDIS)('runs on a BullMQ queue with two loraflow workers',
     expect(r.body.templates).toEqual({ out: 'spread-{k}.json' });
     expect(r.body.runs.map((x: { overrides: unknown }) => x.overrides)).toEqual([1, 2, 3, 4, 5, 6].map((k) => ({ k, out: `spread-${k}.json` })));
     const ids: string[] = r.body.runs.map((x: { runId: string }) => x.runId);
-    await waitFor('the sweep to finish', async () => ((await t.get(`/api/sweeps/${r.body.sweepId}`)).body.done === 6 ? true : undefined), 30_000);
+    await waitFor('the sweep to finish', async () => ((await t.get(`/api/sweeps/${r.body.sweepId}`)).body.done === 6 ? true : undefined), { ms: 30_000 });
 
     const byWorker = new Map<string, number>();
     const byId = new Map<string, string>();

@@ -13,10 +13,11 @@ import { describe, expect, it } from 'vitest';
 import { detectFormat } from '../src/formats/detect.ts';
 import { readLora } from '../src/formats/read.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { keyedRandom } from '../src/testing/lora-fixtures.ts';
+import { keyedRandom } from '../src/samples/lora-fixtures.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
-import { RANK, deltaError, expectedDeltas, f32, factorModules, layoutWriter, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
+import { lohaModule } from './helpers/lycoris.ts';
+import { RANK, deltaError, expectedDeltas, f32, factorModules, itReadsEveryLayout, layoutWriter, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
 
 const tmp = useTempDir('loraflow-qwen-image-');
 
@@ -81,23 +82,16 @@ const MODS = modules(1);
 const WANT = expected(MODS, 1);
 
 describe('Qwen-Image LoRAs: every layout read, by value', () => {
-  for (const layout of LAYOUTS) {
-    for (const metadata of [{ ss_base_model_version: 'qwen_image' }, {}] as Record<string, string>[]) {
-      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family qwen-image, no unknown key, ΔW equal to the float64 reference`, async () => {
-        const path = join(tmp.dir, `${u(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, MODS, { metadata });
-        const set = await readLora(path);
-        try {
-          expect(set.architecture).toBe('qwen-image');
-          expect(set.unknownKeys).toEqual([]);
-          expect(set.patches).toHaveLength(MODS.length);
-          expect(await deltaError(set, WANT)).toBeLessThan(1e-6);
-        } finally {
-          await set.close();
-        }
-      });
-    }
-  }
+  itReadsEveryLayout({
+    id: 'qwen-image',
+    layouts: LAYOUTS,
+    metadata: [QWEN_META, {}],
+    file: (name) => tmp.path(name),
+    write: async (path, layout, metadata) => {
+      await writeLayout(path, layout, MODS, { metadata });
+      return { count: MODS.length, want: WANT };
+    },
+  });
 
   it('alpha scales: a musubi file at alpha 2 (rank 4) reads at scale ½', async () => {
     const path = join(tmp.dir, 'alpha.safetensors');
@@ -114,22 +108,9 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
     const entries: TensorEntry[] = [];
     const want = new Map<string, Float64Array>();
     for (const m of picked) {
-      const r = keyedRandom(`loha ${m.name}`, 5);
-      const mk = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
-      const [w1a, w1b, w2a, w2b] = [mk(m.out * RANK), mk(RANK * m.in), mk(m.out * RANK), mk(RANK * m.in)];
-      const k = `lycoris_${u(m.name)}`;
-      entries.push(f32(`${k}.hada_w1_a`, [m.out, RANK], w1a), f32(`${k}.hada_w1_b`, [RANK, m.in], w1b), f32(`${k}.hada_w2_a`, [m.out, RANK], w2a), f32(`${k}.hada_w2_b`, [RANK, m.in], w2b), f32(`${k}.alpha`, [], Float32Array.of(2)));
-      const d = new Float64Array(m.out * m.in);
-      for (let i = 0; i < m.out; i++) for (let j = 0; j < m.in; j++) {
-        let p1 = 0;
-        let p2 = 0;
-        for (let q = 0; q < RANK; q++) {
-          p1 += w1a[i * RANK + q]! * w1b[q * m.in + j]!;
-          p2 += w2a[i * RANK + q]! * w2b[q * m.in + j]!;
-        }
-        d[i * m.in + j] = p1 * p2 * (2 / RANK);
-      }
-      want.set(`${m.name}.weight`, d);
+      const loha = lohaModule(`lycoris_${u(m.name)}`, keyedRandom(`loha ${m.name}`, 5), { rank: RANK, out: m.out, inp: m.in, alpha: 2 });
+      entries.push(...loha.entries);
+      want.set(`${m.name}.weight`, loha.delta);
     }
     await writeSafetensors(path, entries, { metadata: { ss_base_model_version: 'qwen_image' } });
     const set = await readLora(path);

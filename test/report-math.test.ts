@@ -1,15 +1,13 @@
 /**
- * The math behind the pictures, by value against dense float64 references (src/testing/reference-delta.ts,
+ * The math behind the pictures, by value against dense float64 references (src/samples/reference-delta.ts,
  * test/linalg-reference.ts): ‖ΔW‖_F and ⟨ΔW₁, ΔW₂⟩ of low-rank patches without forming ΔW (with row
  * slices of a fused weight, LoHa and full diffs among them), strength and cosine per FLUX block of
  * the sample LoRAs, relative to the sample base, the energy-kept-against-rank curves of merges and
  * extractions, and the per-tensor change norms an apply now collects while streaming.
  */
 import path from 'node:path';
-import { beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { writeSamples } from '../src/cli/commands/samples.ts';
-import { readLora, type LoraHandle } from '../src/formats/read.ts';
-import type { Adapter, AdapterSet, Patch } from '../src/formats/model.ts';
+import { describe, expect, it } from 'vitest';
+import type { Adapter, AdapterSet, Patch } from '../src/adapter/model.ts';
 import { blockOf as fluxBlockOf } from '../src/formats/flux/blocks.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { memoryTensor } from '../src/tensor/lazy.ts';
@@ -22,26 +20,13 @@ import { extractLora } from '../src/lora/extract.ts';
 import { mergeData } from '../src/report/merge-data.ts';
 import { extractData } from '../src/report/extract-data.ts';
 import { applyData } from '../src/report/apply-plot.ts';
-import { referenceAdapterDelta, referenceDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { referenceAdapterDelta, referenceDeltas, type TargetDelta } from '../src/samples/reference-delta.ts';
 import { randomF32, refSingularValues } from './linalg-reference.ts';
+import { useSampleLoras } from './helpers/sample-loras.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-report-math-');
-let dir: string;
-let aitoolkit: LoraHandle;
-let kohya: LoraHandle;
-
-beforeAll(async () => {
-  dir = tmp.path('samples');
-  await writeSamples(dir);
-  aitoolkit = await readLora(path.join(dir, 'flux-aitoolkit-lora.safetensors'));
-  kohya = await readLora(path.join(dir, 'flux-kohya-lora.safetensors'));
-}, 120_000);
-
-afterAll(async () => {
-  await aitoolkit?.close();
-  await kohya?.close();
-});
+const samples = useSampleLoras(tmp);
 
 const t = (data: Float32Array, shape: number[], name: string) => memoryTensor(data, shape, 'F32', name);
 
@@ -132,8 +117,8 @@ async function referenceBlocks(sets: readonly AdapterSet[], weights: readonly nu
 describe('strength by block and cosine similarity of the sample FLUX LoRAs', () => {
   it('‖ΔW‖_F per block and cosine per block match dense float64 references (weights 1 and 0.8)', async () => {
     const weights = [1, 0.8];
-    const a = await analyzeStrength([aitoolkit, kohya], { weights });
-    const ref = await referenceBlocks([aitoolkit, kohya], weights);
+    const a = await analyzeStrength([samples.aitoolkit, samples.kohya], { weights });
+    const ref = await referenceBlocks([samples.aitoolkit, samples.kohya], weights);
     expect(a.ids).toHaveLength(61);
     expect(a.sets.map((s) => s.blocks.map((b) => b.id))).toEqual([a.ids, a.ids]);
     for (const [s, set] of a.sets.entries()) {
@@ -150,16 +135,16 @@ describe('strength by block and cosine similarity of the sample FLUX LoRAs', () 
       else expect(b.cosine!).toBeCloseTo(ref.cross.get(b.id)! / Math.sqrt(na * nb), 6);
     }
     // a LoRA against itself (scaled): cosine 1 in every patched block
-    const self = await analyzeStrength([kohya, kohya], { weights: [1, 0.5] });
+    const self = await analyzeStrength([samples.kohya, samples.kohya], { weights: [1, 0.5] });
     for (const b of self.cosines[0]!.blocks) if (b.cosine !== null) expect(b.cosine).toBeCloseTo(1, 9);
     // against its negative: −1
-    const neg = await analyzeStrength([kohya, kohya], { weights: [1, -2] });
+    const neg = await analyzeStrength([samples.kohya, samples.kohya], { weights: [1, -2] });
     expect(neg.cosines[0]!.total).toBeCloseTo(-1, 9);
   });
 
   it('rank, alpha and ‖ΔW‖ of every module (what the hover shows)', async () => {
-    const a = await analyzeStrength([kohya]);
-    const deltas = await referenceDeltas(kohya);
+    const a = await analyzeStrength([samples.kohya]);
+    const deltas = await referenceDeltas(samples.kohya);
     const m = a.sets[0]!.modules.find((x) => x.target === 'double_blocks.3.img_attn.qkv.weight')!;
     expect(m).toMatchObject({ block: 'D03', kind: 'lora', rank: 8, alpha: 4, scale: 0.5 });
     const d = deltas.get('transformer:double_blocks.3.img_attn.qkv.weight')!;
@@ -167,11 +152,11 @@ describe('strength by block and cosine similarity of the sample FLUX LoRAs', () 
   });
 
   it('relative to the base: ‖ΔW‖ / ‖W‖ over the base rows each LoRA changes', async () => {
-    const base = path.join(dir, 'flux-base.safetensors');
-    const norms = await openBaseNorms(base, [aitoolkit]);
+    const base = path.join(samples.dir, 'flux-base.safetensors');
+    const norms = await openBaseNorms(base, [samples.aitoolkit]);
     let a;
     try {
-      a = await analyzeStrength([aitoolkit], { baseNorm2: norms.norm2 });
+      a = await analyzeStrength([samples.aitoolkit], { baseNorm2: norms.norm2 });
     } finally {
       await norms.close();
     }
@@ -180,7 +165,7 @@ describe('strength by block and cosine similarity of the sample FLUX LoRAs', () 
     try {
       const byBlock = new Map<string, number>();
       const covered = new Map<string, Set<number>>();
-      for (const p of aitoolkit.patches) {
+      for (const p of samples.aitoolkit.patches) {
         const rows = p.rows ?? [0, file.info(p.target).shape[0]!];
         const set = covered.get(p.target) ?? new Set<number>();
         for (let r = rows[0]; r < rows[0] + rows[1]; r++) set.add(r);
@@ -206,17 +191,17 @@ describe('strength by block and cosine similarity of the sample FLUX LoRAs', () 
   });
 
   it('a base for another model is refused, naming the problem', async () => {
-    await expect(openBaseNorms(path.join(dir, 'sdxl-base.safetensors'), [kohya])).rejects.toThrow(/^strength relative to .*sdxl-base\.safetensors: .*(flux|FLUX)/);
+    await expect(openBaseNorms(path.join(samples.dir, 'sdxl-base.safetensors'), [samples.kohya])).rejects.toThrow(/^strength relative to .*sdxl-base\.safetensors: .*(flux|FLUX)/);
   });
 });
 
 describe('energy kept against rank', () => {
   it('of a sum of LoRAs on one weight (svd/concat merge): the exact spectrum of Σ wᵢΔWᵢ', async () => {
     const target = 'single_blocks.4.linear1.weight';
-    const members = [...aitoolkit.patches.filter((p) => p.target === target).map((p) => ({ patch: p, weight: 1 })), ...kohya.patches.filter((p) => p.target === target).map((p) => ({ patch: p, weight: 0.8 }))];
+    const members = [...samples.aitoolkit.patches.filter((p) => p.target === target).map((p) => ({ patch: p, weight: 1 })), ...samples.kohya.patches.filter((p) => p.target === target).map((p) => ({ patch: p, weight: 0.8 }))];
     expect(members.length).toBeGreaterThan(1);
     const curve = await stackedCurve(members);
-    const [da, dk] = [(await referenceDeltas(aitoolkit)).get(`transformer:${target}`)!, (await referenceDeltas(kohya)).get(`transformer:${target}`)!];
+    const [da, dk] = [(await referenceDeltas(samples.aitoolkit)).get(`transformer:${target}`)!, (await referenceDeltas(samples.kohya)).get(`transformer:${target}`)!];
     const sum = Float64Array.from(dk.data, (v, i) => 0.8 * v + (da.data[i] ?? 0));
     const s = refSingularValues(sum, dk.rows, dk.cols);
     const total = s.reduce((acc, v) => acc + v * v, 0);
@@ -231,19 +216,19 @@ describe('energy kept against rank', () => {
   });
 
   it('of a truncated factorisation: its output spectrum up to the kept rank, the whole from the reported error', async () => {
-    const { set, report } = await mergeLoras([{ set: aitoolkit, weight: 1 }, { set: kohya, weight: 0.8 }], { method: 'svd', rank: 5 });
+    const { set, report } = await mergeLoras([{ set: samples.aitoolkit, weight: 1 }, { set: samples.kohya, weight: 0.8 }], { method: 'svd', rank: 5 });
     const m = report.modules.find((x) => x.module === 'transformer:single_blocks.4.linear1.weight')!;
     const out = set.patches.find((p) => p.source.module === m.module)!;
     const curve = await truncatedCurve(out, m.relError);
     expect(curve.energy).toHaveLength(5);
     expect(curve.complete).toBe(false);
     expect(curve.energy[4]).toBeCloseTo(1 - m.relError ** 2, 6);
-    const full = await stackedCurve([...aitoolkit.patches, ...kohya.patches].filter((p) => p.target === 'single_blocks.4.linear1.weight').map((p) => ({ patch: p, weight: kohya.patches.includes(p) ? 0.8 : 1 })));
+    const full = await stackedCurve([...samples.aitoolkit.patches, ...samples.kohya.patches].filter((p) => p.target === 'single_blocks.4.linear1.weight').map((p) => ({ patch: p, weight: samples.kohya.patches.includes(p) ? 0.8 : 1 })));
     for (let k = 0; k < 5; k++) expect(curve.energy[k]).toBeCloseTo(full.energy[k]!, 5);
   });
 
   it('what a merge did: per-module error from the report, the inputs of every module, a total curve through the chosen rank', async () => {
-    const inputs = [{ set: aitoolkit, weight: 1, label: 'a' }, { set: kohya, weight: 0.8, label: 'k' }];
+    const inputs = [{ set: samples.aitoolkit, weight: 1, label: 'a' }, { set: samples.kohya, weight: 0.8, label: 'k' }];
     const { set, report } = await mergeLoras(inputs, { method: 'svd', rank: 6 });
     const d = await mergeData({ report, inputs, output: set });
     expect(d.modules.map((m) => [m.module, m.rank, m.relError])).toEqual(report.modules.map((m) => [m.module, m.rank, m.relError]));
@@ -264,7 +249,7 @@ describe('energy kept against rank', () => {
   });
 
   it('of an extraction: per module up to its rank, ending at 1 − relError²', async () => {
-    const { set, report } = await extractLora({ base: path.join(dir, 'flux-base.safetensors'), tuned: path.join(dir, 'flux-finetune.safetensors'), rank: 3 });
+    const { set, report } = await extractLora({ base: path.join(samples.dir, 'flux-base.safetensors'), tuned: path.join(samples.dir, 'flux-finetune.safetensors'), rank: 3 });
     const d = await extractData(report, set);
     expect(d.modules).toHaveLength(report.modules.length);
     for (const [i, m] of d.modules.entries()) {
@@ -277,13 +262,13 @@ describe('energy kept against rank', () => {
 
 describe('what an apply changed, collected while streaming', () => {
   it('‖W‖ and ‖ΔW‖ per patched tensor match the base file, the written file and the dense reference; per block totals add up', async () => {
-    const base = path.join(dir, 'flux-base.safetensors');
+    const base = path.join(samples.dir, 'flux-base.safetensors');
     const out = tmp.path('applied.safetensors');
     const weights = [0.7, -0.5];
-    const report = await applyToBase({ base, out, loras: [{ set: kohya, weight: weights[0]! }, { set: aitoolkit, weight: weights[1]! }] });
+    const report = await applyToBase({ base, out, loras: [{ set: samples.kohya, weight: weights[0]! }, { set: samples.aitoolkit, weight: weights[1]! }] });
     const changes = report.files[0]!.changes;
     expect(changes.length).toBe(report.files[0]!.patched);
-    const refs = await Promise.all([referenceDeltas(kohya), referenceDeltas(aitoolkit)]);
+    const refs = await Promise.all([referenceDeltas(samples.kohya), referenceDeltas(samples.aitoolkit)]);
     const [b, o] = await Promise.all([SafetensorsFile.open(base), SafetensorsFile.open(out)]);
     try {
       for (const c of changes.filter((_, i) => i % 7 === 0)) {

@@ -8,13 +8,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
-import { writeSamples } from '../src/cli/commands/samples.ts';
-import { readLora, type LoraHandle } from '../src/formats/read.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { readLora } from '../src/formats/read.ts';
 import { blockSchemes } from '../src/formats/families.ts';
 import { blockOf as fluxBlockOf } from '../src/formats/flux/blocks.ts';
-import type { Patch } from '../src/formats/model.ts';
+import type { Patch } from '../src/adapter/model.ts';
 import { analyzeStrength } from '../src/lora/block-strength.ts';
 import { applyToBase } from '../src/lora/apply.ts';
 import { extractLora } from '../src/lora/extract.ts';
@@ -24,25 +22,13 @@ import { reportHtml } from '../src/report/html.ts';
 import { strengthSvg } from '../src/report/strength-plot.ts';
 import { applyView, extractView, mergeViews, strengthView } from '../src/report/views.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
+import { cli } from './helpers/cli.ts';
+import { useSampleLoras } from './helpers/sample-loras.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-report-svg-');
-let dir: string;
-let aitoolkit: LoraHandle;
-let kohya: LoraHandle;
-
-beforeAll(async () => {
-  dir = tmp.path('samples');
-  await writeSamples(dir);
-  aitoolkit = await readLora(path.join(dir, 'flux-aitoolkit-lora.safetensors'));
-  kohya = await readLora(path.join(dir, 'flux-kohya-lora.safetensors'));
-}, 120_000);
-
-afterAll(async () => {
-  await aitoolkit?.close();
-  await kohya?.close();
-});
+const samples = useSampleLoras(tmp);
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -97,7 +83,7 @@ const FLUX_IDS = blockSchemes().find((s) => s.describe.startsWith('FLUX ('))!.id
 
 describe('strength view', () => {
   it('one cell per FLUX block id per LoRA, with ‖ΔW‖ and module counts of the analysis; cosine cells per pair', async () => {
-    const a = await analyzeStrength([aitoolkit, kohya]);
+    const a = await analyzeStrength([samples.aitoolkit, samples.kohya]);
     const svg = strengthSvg(a, { labels: ['ai', 'ko'] });
     checkXml(svg);
     const strips = grids(svg, 'strength');
@@ -127,9 +113,9 @@ describe('strength view', () => {
 
   it('relative to the base, for every family with sample files (one cell per id of its scheme)', async () => {
     for (const family of ['sdxl', 'wan', 'z-image']) {
-      const sets = await Promise.all(['kohya', 'diffusers'].map((f) => readLora(path.join(dir, `${family}-${f}-lora.safetensors`))));
+      const sets = await Promise.all(['kohya', 'diffusers'].map((f) => readLora(path.join(samples.dir, `${family}-${f}-lora.safetensors`))));
       try {
-        const v = await strengthView(sets, ['k', 'd'], { base: path.join(dir, `${family}-base.safetensors`) });
+        const v = await strengthView(sets, ['k', 'd'], { base: path.join(samples.dir, `${family}-base.safetensors`) });
         checkXml(v.svg);
         const a = v.data as Awaited<ReturnType<typeof analyzeStrength>>;
         const strips = grids(v.svg, 'strength');
@@ -153,7 +139,7 @@ describe('strength view', () => {
 
 describe('merge, apply and extract views', () => {
   it('a bar per merged module with its relative error, a line per module, the total curve and the chosen rank, a strip per input', async () => {
-    const inputs = [{ set: aitoolkit, weight: 1, label: 'ai' }, { set: kohya, weight: 0.8, label: 'ko' }];
+    const inputs = [{ set: samples.aitoolkit, weight: 1, label: 'ai' }, { set: samples.kohya, weight: 0.8, label: 'ko' }];
     const { set, report } = await mergeLoras(inputs, { method: 'svd', rank: 6 });
     const views = await mergeViews({ report, inputs, output: set });
     expect(views.map((v) => v.kind)).toEqual(['merge-error', 'merge-energy', 'merge-contributions']);
@@ -182,7 +168,7 @@ describe('merge, apply and extract views', () => {
   });
 
   it('an apply: one cell per block id with ‖ΔW‖ / ‖W‖ from the per-tensor norms', async () => {
-    const report = await applyToBase({ base: path.join(dir, 'flux-base.safetensors'), out: tmp.path('applied.safetensors'), loras: [{ set: kohya, weight: 1 }] });
+    const report = await applyToBase({ base: path.join(samples.dir, 'flux-base.safetensors'), out: tmp.path('applied.safetensors'), loras: [{ set: samples.kohya, weight: 1 }] });
     const v = applyView(report, 'flux');
     checkXml(v.svg);
     const [g] = grids(v.svg, 'apply-change');
@@ -201,7 +187,7 @@ describe('merge, apply and extract views', () => {
   });
 
   it('an extraction: a line per extracted module, ending at 1 − relError²', async () => {
-    const { set, report } = await extractLora({ base: path.join(dir, 'flux-base.safetensors'), tuned: path.join(dir, 'flux-finetune.safetensors'), rank: 3 });
+    const { set, report } = await extractLora({ base: path.join(samples.dir, 'flux-base.safetensors'), tuned: path.join(samples.dir, 'flux-finetune.safetensors'), rank: 3 });
     const v = await extractView(report, set);
     checkXml(v.svg);
     const ls = elements(v.svg, 'line').filter((l) => l.attrs['data-module'] !== 'all');
@@ -214,7 +200,7 @@ describe('merge, apply and extract views', () => {
   });
 
   it('the HTML report is self-contained: the SVGs inline, the numbers as JSON, nothing loaded from elsewhere', async () => {
-    const v = await strengthView([kohya], ['ko']);
+    const v = await strengthView([samples.kohya], ['ko']);
     const html = reportHtml([v], { title: 'a <test> & more' });
     expect(html).toContain('<title>a &lt;test&gt; &amp; more</title>');
     expect(html).toContain(v.svg);
@@ -250,25 +236,14 @@ describe('the block-weight editor\'s grid and presets', () => {
   });
 });
 
-/** Runs `main` in-process and captures what it prints. */
-async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => ((err += String(chunk)), true));
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+/** `main` in-process, what it prints as `out` / `err`. */
+const cliArgv = (argv: string[]) => cli(...argv).then((r) => ({ code: r.code, out: r.stdout, err: r.stderr }));
 
 describe('loraflow inspect --plot and merge --report', () => {
   it('inspect FILE --plot out.svg --base BASE: one cell per block id holding ‖ΔW‖ and ‖ΔW‖/‖W‖ of the dense reference', async () => {
     const out = tmp.path('plots/kohya.svg');
-    const base = path.join(dir, 'flux-base.safetensors');
-    const r = await cli(['inspect', path.join(dir, 'flux-kohya-lora.safetensors'), '--plot', out, '--base', base]);
+    const base = path.join(samples.dir, 'flux-base.safetensors');
+    const r = await cliArgv(['inspect', path.join(samples.dir, 'flux-kohya-lora.safetensors'), '--plot', out, '--base', base]);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toMatch(/format: +kohya\narchitecture: flux/);
     expect(r.err).toContain(`plot: wrote ${out}`);
@@ -277,7 +252,7 @@ describe('loraflow inspect --plot and merge --report', () => {
     const [g] = grids(svg, 'strength');
     expect(g!.cells.map((c) => c.attrs['data-block'])).toEqual([...FLUX_IDS]);
     // reference: dense ΔW per target, base rows read from the file (kohya patches whole weights)
-    const deltas = await referenceDeltas(kohya);
+    const deltas = await referenceDeltas(samples.kohya);
     const file = await SafetensorsFile.open(base);
     const ref = new Map<string, { d: number; w: number }>();
     try {
@@ -301,38 +276,38 @@ describe('loraflow inspect --plot and merge --report', () => {
     }
   });
 
-  it('inspect A B --plot out.html: both side by side with their cosine; PNG is refused with what to do instead', async () => {
+  it('inspect A B --plot out.html: both side by side with their cosine; another extension is refused with the ones written', async () => {
     const out = tmp.path('plots/both.html');
-    const r = await cli(['inspect', path.join(dir, 'flux-kohya-lora.safetensors'), path.join(dir, 'flux-aitoolkit-lora.safetensors'), '--plot', out]);
+    const r = await cliArgv(['inspect', path.join(samples.dir, 'flux-kohya-lora.safetensors'), path.join(samples.dir, 'flux-aitoolkit-lora.safetensors'), '--plot', out]);
     expect(r.code, r.err).toBe(0);
     expect(r.out).toBe(`plot: wrote ${out} (strength of 2 LoRAs over 61 block ids)\n`);
     const html = await readFile(out, 'utf8');
     expect(grids(html, 'strength').map((g) => g.attrs['data-label'])).toEqual(['flux-kohya-lora.safetensors', 'flux-aitoolkit-lora.safetensors']);
     expect(grids(html, 'cosine')).toHaveLength(1);
-    const png = await cli(['inspect', path.join(dir, 'flux-kohya-lora.safetensors'), '--plot', tmp.path('x.png')]);
-    expect(png.code).toBe(2);
-    expect(png.err).toMatch(/PNG is not written .*write .*x\.svg/);
-    const two = await cli(['inspect', path.join(dir, 'flux-kohya-lora.safetensors'), path.join(dir, 'flux-aitoolkit-lora.safetensors')]);
+    const gif = await cliArgv(['inspect', path.join(samples.dir, 'flux-kohya-lora.safetensors'), '--plot', tmp.path('x.gif')]);
+    expect(gif.code).toBe(2);
+    expect(gif.err).toMatch(/--plot .*x\.gif: write an \.svg, \.png or \.html file/);
+    const two = await cliArgv(['inspect', path.join(samples.dir, 'flux-kohya-lora.safetensors'), path.join(samples.dir, 'flux-aitoolkit-lora.safetensors')]);
     expect(two.code).toBe(2);
   });
 
   it('merge … --report out.html: the merge\'s own per-module errors, its energy curve and the inputs\' contributions', async () => {
     const out = tmp.path('merged/m.safetensors');
     const html = tmp.path('merged/m.html');
-    const [a, k] = ['flux-aitoolkit-lora.safetensors', 'flux-kohya-lora.safetensors'].map((f) => path.join(dir, f));
-    const r = await cli(['merge', out, a!, `${k}:0.8`, '--method', 'svd', '--rank', '6', '--report', html]);
+    const [a, k] = ['flux-aitoolkit-lora.safetensors', 'flux-kohya-lora.safetensors'].map((f) => path.join(samples.dir, f));
+    const r = await cliArgv(['merge', out, a!, `${k}:0.8`, '--method', 'svd', '--rank', '6', '--report', html]);
     expect(r.code, r.err).toBe(0);
     // the command line names the file; the pictures are in it, not on stdout
     expect(r.out).toMatch(/^report: \{"path":".*m\.html","views":\[\{"kind":"merge-error","title":"[^"]+"\},/m);
     const page = await readFile(html, 'utf8');
     expect([...page.matchAll(/<section class="view" id="view-\d" data-kind="([\w-]+)"/g)].map((m) => m[1])).toEqual(['merge-error', 'merge-energy', 'merge-contributions']);
-    const { report } = await mergeLoras([{ set: aitoolkit, weight: 1 }, { set: kohya, weight: 0.8 }], { method: 'svd', rank: 6 });
+    const { report } = await mergeLoras([{ set: samples.aitoolkit, weight: 1 }, { set: samples.kohya, weight: 0.8 }], { method: 'svd', rank: 6 });
     const bars = elements(page, 'bar');
     expect(bars.map((b) => b.attrs['data-module'])).toEqual(report.modules.map((m) => m.module));
     bars.forEach((b, i) => expect(Number(b.attrs['data-rel-error'])).toBeCloseTo(report.modules[i]!.relError, 6));
     expect(Number(/<g class="chosen-rank" data-rank="6" data-energy="([^"]+)"/.exec(page)![1])).toBeCloseTo(1 - report.relError ** 2, 5);
     expect(grids(page, 'strength').map((g) => g.attrs['data-label'])).toEqual(['flux-aitoolkit-lora.safetensors', 'flux-kohya-lora.safetensors']);
-    const bad = await cli(['merge', out, a!, k!, '--report', tmp.path('r.txt')]);
+    const bad = await cliArgv(['merge', out, a!, k!, '--report', tmp.path('r.txt')]);
     expect(bad.code).toBe(2);
   });
 });

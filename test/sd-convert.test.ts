@@ -8,8 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { convertLora, LoraFormatError, writeLora, WRITE_FORMATS, type WriteFormat } from '../src/formats/index.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
-import { compareSets, expectedDeltas } from '../src/testing/lora-fixtures.ts';
-import { writeSdLora, type SdLoraLayout, type SdLoraOptions } from '../src/testing/sd-lora-fixtures.ts';
+import { compareSets, expectedDeltas } from '../src/samples/lora-fixtures.ts';
+import { writeSdLora, type SdLoraLayout, type SdLoraOptions } from '../src/samples/sd-lora-fixtures.ts';
 import type { SdArchitecture } from '../src/formats/sd/unet.ts';
 import { expectInexpressible, onwardPairs } from './helpers/convert.ts';
 import { exists, sha256 } from './helpers/files.ts';

@@ -1,21 +1,24 @@
 /**
  * SD1.5 / SD2 / SDXL detection and key mapping: every layout of the SD fixtures is recognised with
- * its family and every key placed; the block maps agree with research/lora-formats.md §3.2 (worked
- * examples) and §3.2b (module counts); families are told apart by layout and shapes at real widths
+ * its family and every key placed; the block maps agree with ComfyUI's `unet_to_diffusers` pairing
+ * (worked examples) and with sd-scripts' module counts; families are told apart by layout and shapes at real widths
  * and at fixture widths; checkpoints are recognised by their own keys.
  */
 import { describe, expect, it } from 'vitest';
 import { detectFormat, formatDetection } from '../src/formats/index.ts';
 import { checkpointArchitecture, locateOpenClip } from '../src/formats/sd/checkpoint.ts';
 import { sdUnetModules } from '../src/formats/sd/unet.ts';
-import { fluxCheckpointShapes } from '../src/testing/flux-checkpoint.ts';
-import { sdCheckpointShapes } from '../src/testing/sd-checkpoint.ts';
-import { SD_LORA_LAYOUTS, sdLoraKeyShapes, type SdLoraOptions } from '../src/testing/sd-lora-fixtures.ts';
+import { fluxCheckpointShapes } from '../src/samples/flux-checkpoint.ts';
+import { sdCheckpointShapes } from '../src/samples/sd-checkpoint.ts';
+import { SD_LORA_LAYOUTS, sdLoraKeyShapes, type SdLoraOptions } from '../src/samples/sd-lora-fixtures.ts';
 
 const keysOf = (shapes: Record<string, number[]>) => Object.entries(shapes).map(([name, shape]) => ({ name, shape }));
 const detect = (opts: SdLoraOptions, metadata?: Record<string, string>) => detectFormat(keysOf(sdLoraKeyShapes(opts)), metadata);
 
-/** research/lora-formats.md §3.2b: LoRA modules per family (kohya defaults; + ResNet/sampler convs with LoCon). */
+/**
+ * LoRA modules per family (kohya defaults; + ResNet/sampler convs with LoCon), counted from
+ * sd-scripts' UNet definitions; for SD1 its log reads 72 text-encoder and 278 U-Net modules (LoCon).
+ */
 const COUNTS = {
   sd1: { transformer: 192, locon: 278, attention: 128, te: 72 },
   sd2: { transformer: 192, locon: 278, attention: 128, te: 23 * 6 },
@@ -64,7 +67,7 @@ describe('every layout of every family is recognised and fully placed', () => {
       }
 });
 
-/** One module in every spelling (research/lora-formats.md §3.2, §3.2c, and sd-scripts/ComfyUI naming). */
+/** One module in every spelling (kohya, diffusers PEFT, old attn-processor, ComfyUI native, LyCORIS). */
 const ROSETTA: readonly { arch: 'sd1' | 'sdxl'; target: string; names: string[] }[] = [
   {
     arch: 'sdxl',

@@ -4,14 +4,14 @@
  * checkpoint, against the intended combination of the inputs (dense, float64).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeSamples } from '../src/cli/commands/samples.ts';
+import { writeSamples } from '../src/samples/write-samples.ts';
 import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { SafetensorsFile, withSafetensors } from '../src/safetensors/reader.ts';
 import { decodeToF32, encodeFromF32 } from '../src/tensor/dtype.ts';
-import { compareDeltas, referenceDeltas } from '../src/testing/reference-delta.ts';
-import { mergedReference } from '../src/testing/sd-checkpoint.ts';
-import { SDXL_SAMPLE_BASE, SDXL_SAMPLE_LORAS } from '../src/testing/sd-samples.ts';
+import { compareDeltas, referenceDeltas } from '../src/samples/reference-delta.ts';
+import { mergedReference } from '../src/samples/sd-checkpoint.ts';
+import { SDXL_SAMPLE_BASE, SDXL_SAMPLE_LORAS } from '../src/samples/sd-samples.ts';
 import { withLora } from './helpers/lora.ts';
 import { graph, runOk } from './helpers/recipes.ts';
 import { useTempDir } from './helpers/temp-dir.ts';

@@ -14,17 +14,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertLora } from '../src/formats/convert.ts';
 import { detectFormat, formatDetection } from '../src/formats/detect.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
+import type { AdapterSet } from '../src/adapter/model.ts';
 import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { SafetensorsFile } from '../src/safetensors/reader.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
-import { sampleTableLora, writeTableCheckpoint, writeTableLora } from '../src/testing/table-samples.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
+import { sampleTableLora, writeTableCheckpoint, writeTableLora } from '../src/samples/table-samples.ts';
 import { SD3 } from '../src/formats/sd3/family.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
-import { RANK, deltaError, f32, type LoraWriter } from './helpers/table-family.ts';
+import { lokrModule } from './helpers/lycoris.ts';
+import { RANK, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type Naming, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-sd3-');
@@ -44,7 +45,7 @@ const LARGE: Size = { blocks: 38, dual: 0 };
  * the h-row parts of a fused weight, in order), [out, in], and whether the (shift, scale) halves swap.
  * Written here from the doc and diffusers' converter, not taken from the code under test.
  */
-type Row = [original: string, diffusers: string | string[], out: number, inp: number, swap?: boolean];
+type Row = TableRow;
 
 function blockRows(i: number, size: Size): Row[] {
   const dual = i < size.dual;
@@ -82,55 +83,11 @@ function rows(size = MEDIUM): Row[] {
 }
 const ROWS = rows();
 
-/** One LoRA module of a file: its name (original or diffusers), the original weight it lands on, where. */
-interface Unit {
-  name: string;
-  target: string;
-  full: number;
-  row: number;
-  out: number;
-  in: number;
-  swap: boolean;
-  down: Float32Array;
-  up: Float32Array;
-}
+/** The LoRA modules of a file in original or diffusers names, factors from `seed`. */
+const units = (naming: Naming, seed: number, table: readonly Row[] = ROWS): RowUnit[] => rowUnits(table, naming, seed, H);
+const expected = rowDeltas;
 
-function units(naming: 'original' | 'diffusers', seed: number, table = ROWS): Unit[] {
-  const out: Unit[] = [];
-  const add = (name: string, target: string, full: number, row: number, o: number, i: number, swap: boolean) => {
-    const rd = keyedRandom(`${name}.down`, seed);
-    const ru = keyedRandom(`${name}.up`, seed);
-    out.push({ name, target, full, row, out: o, in: i, swap, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
-  };
-  for (const [orig, dif, o, i, swap] of table) {
-    if (naming === 'original') add(orig, orig, o, 0, o, i, false);
-    else if (typeof dif === 'string') add(dif, orig, o, 0, o, i, swap ?? false);
-    else dif.forEach((p, k) => add(p, orig, o, k * H, o / dif.length, i, false));
-  }
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64 by original target; parts at their rows; a swapped module's halves exchanged. */
-function expected(us: readonly Unit[], scale = 1): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const u of us) {
-    const key = `${u.target}.weight`;
-    const d = out.get(key) ?? new Float64Array(u.full * u.in);
-    out.set(key, d);
-    for (let r = 0; r < u.out; r++) {
-      const half = u.out / 2;
-      const dest = u.row + (u.swap ? (r < half ? r + half : r - half) : r);
-      for (let k = 0; k < RANK; k++) {
-        const v = u.up[r * RANK + k]! * scale;
-        for (let c = 0; c < u.in; c++) d[dest * u.in + c]! += v * u.down[k * u.in + c]!;
-      }
-    }
-  }
-  return out;
-}
-
-type Layout = { name: string; naming: 'original' | 'diffusers'; alpha: boolean; key: (name: string, role: 'down' | 'up' | 'alpha') => string };
-const us = (s: string) => s.replaceAll('.', '_');
+type Layout = RowLayout;
 const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
 const downUp = (n: string, r: 'down' | 'up' | 'alpha') => `${n}.${r === 'alpha' ? 'alpha' : `lora_${r}.weight`}`;
 
@@ -148,14 +105,7 @@ const COMFY = LAYOUTS[1]!;
 const DIFFUSERS = LAYOUTS[2]!;
 const SD3_META = { ss_base_model_version: '5-medium', 'modelspec.architecture': 'stable-diffusion-3-5-medium/lora' };
 
-async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = SD3_META): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m.name, 'down'), [RANK, m.in], m.down), f32(layout.key(m.name, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata });
-}
+const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = SD3_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
 const ORIG = units('original', 1);
 const DIF = units('diffusers', 1);
@@ -165,26 +115,10 @@ const unitsOf = (layout: Layout) => (layout.naming === 'original' ? ORIG : DIF);
 const wantOf = (layout: Layout) => (layout.naming === 'original' ? WANT_ORIG : WANT_DIF);
 
 const tensor = (name: string, shape: number[]) => ({ name, shape });
-const keyInfos = (layout: Layout, mods: readonly Unit[]) => mods.flatMap((m) => [tensor(layout.key(m.name, 'down'), [RANK, m.in]), tensor(layout.key(m.name, 'up'), [m.out, RANK])]);
+const keyInfos = (layout: Layout, mods: readonly RowUnit[]) => mods.flatMap((m) => [tensor(layout.key(m.name, 'down'), [RANK, m.in]), tensor(layout.key(m.name, 'up'), [m.out, RANK])]);
 
 describe('SD3.5 LoRAs: every layout read, by value', () => {
-  for (const layout of LAYOUTS) {
-    for (const metadata of [SD3_META, {}] as Record<string, string>[]) {
-      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family sd3, no unknown key, ΔW equal to the float64 reference`, async () => {
-        const path = join(tmp.dir, `${us(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, unitsOf(layout), RANK, metadata);
-        const set = await readLora(path);
-        try {
-          expect(set.architecture).toBe('sd3');
-          expect(set.unknownKeys).toEqual([]);
-          expect(set.patches).toHaveLength(unitsOf(layout).length);
-          expect(await deltaError(set, wantOf(layout))).toBeLessThan(1e-6);
-        } finally {
-          await set.close();
-        }
-      });
-    }
-  }
+  itReadsEveryRowLayout({ id: 'sd3', layouts: LAYOUTS, metadata: SD3_META, file: (name) => tmp.path(name), units: unitsOf, want: wantOf });
 
   it('SD3.5-large (38 blocks, no attn2): kohya and diffusers files read by value, the context adaLN of block 37 swapped, of block 23 not', async () => {
     const table = rows(LARGE);
@@ -258,22 +192,11 @@ describe('SD3.5 LoRAs: every layout read, by value', () => {
     const F = 2;
     const R = 2;
     for (const u of picked) {
-      const rnd = keyedRandom(`lokr ${u.name}`, 7);
-      const mk = (n: number) => Float32Array.from({ length: n }, () => rnd() - 0.5);
-      const [o2, i2] = [u.out / F, u.in / F];
-      const [w1, w2a, w2b] = [mk(F * F), mk(o2 * R), mk(R * i2)];
-      const k = `lycoris_${us(u.name)}`;
-      entries.push(f32(`${k}.lokr_w1`, [F, F], w1), f32(`${k}.lokr_w2_a`, [o2, R], w2a), f32(`${k}.lokr_w2_b`, [R, i2], w2b), f32(`${k}.alpha`, [], Float32Array.of(1)));
-      const d = new Float64Array(u.out * u.in);
       const half = u.out / 2;
-      for (let a = 0; a < F; a++) for (let b = 0; b < F; b++) for (let i = 0; i < o2; i++) for (let j = 0; j < i2; j++) {
-        let w2 = 0;
-        for (let q = 0; q < R; q++) w2 += w2a[i * R + q]! * w2b[q * i2 + j]!;
-        const row = a * o2 + i;
-        const dest = u.swap ? (row < half ? row + half : row - half) : row;
-        d[dest * u.in + b * i2 + j] = w1[a * F + b]! * w2 * (1 / R);
-      }
-      want.set(`${u.target}.weight`, d);
+      const rowOf = (row: number) => (u.swap ? (row < half ? row + half : row - half) : row);
+      const m = lokrModule(`lycoris_${us(u.name)}`, keyedRandom(`lokr ${u.name}`, 7), { f: F, r: R, out: u.out, inp: u.in, rowOf });
+      entries.push(...m.entries);
+      want.set(`${u.target}.weight`, m.delta);
     }
     const path = join(tmp.dir, 'lokr.safetensors');
     await writeSafetensors(path, entries);
@@ -582,17 +505,7 @@ describe('SD3.5 detection: the diffusers names FLUX.1 and Qwen-Image share', () 
 });
 
 /** A LoRA writer of one layout for the shared operation suite: the medium table, factors from the seed. */
-function writer(layout: Layout, metadata: Record<string, string> = SD3_META): LoraWriter {
-  const naming = layout.naming;
-  return {
-    name: layout.name,
-    async write(path, seed, opts = {}) {
-      const mods = units(naming, seed).slice(0, opts.count);
-      await writeLayout(path, layout, mods, RANK, opts.metadata ?? metadata);
-      return expected(mods);
-    },
-  };
-}
+const writer = (layout: Layout, metadata: Record<string, string> = SD3_META) => rowWriter(layout, (seed, count) => units(layout.naming, seed).slice(0, count), metadata);
 
 const BLOCK_MODULES = (i: number) => blockRows(i, MEDIUM).length;
 const dropped = (blocks: number[]) => blocks.reduce((n, i) => n + BLOCK_MODULES(i), 0);

@@ -4,8 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatProblems, recipeToJson } from '../src/graph/index.ts';
 import { writeSafetensors } from '../src/safetensors/index.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
-import { startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
+import { startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
 
 let t: TestServer;
 beforeAll(async () => {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PublicBindError, startServer } from '../server/app.ts';
 import { checkOrigin, isLoopbackHost } from '../server/origin.ts';
-import { TEST_NODES, startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
+import { TEST_NODES, startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
 
 let t: TestServer;
 /** A directory outside every root, holding a "secret" the server must never reveal. */

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { EventHub } from '../server/event-hub.ts';
-import { startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
+import { startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
 
 let t: TestServer;
 beforeAll(async () => {

@@ -10,10 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FATAL_SIGNALS } from '../src/safetensors/staging.ts';
 import { writeSafetensors } from '../src/safetensors/writer.ts';
-import { fluxCheckpointEntries } from '../src/testing/flux-checkpoint.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
+import { fluxCheckpointEntries } from '../src/samples/flux-checkpoint.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 import { exists } from './helpers/files.ts';
+import { waitFor as poll } from './helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../bin/loraflow.js', import.meta.url));
 const tmp = useTempDir('loraflow-signals-');
@@ -39,15 +40,8 @@ function cli(args: string[]): Child {
   return { child, stderr: () => err, exit };
 }
 
-async function waitFor<T>(what: string, get: () => Promise<T | undefined> | T | undefined, ms = 60_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+// polled often: a staging file must be caught before the write finishes
+const waitFor = <T>(what: string, get: () => Promise<T | undefined> | T | undefined) => poll(what, get, { ms: 60_000, every: 10 });
 
 const stagingIn = async (dir: string) => (await readdir(dir)).filter((n) => n.endsWith('.tmp'));
 

@@ -8,8 +8,7 @@
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readRecipeFile } from '../src/graph/recipe.ts';
 import { expandGlob } from '../src/graph/sweep-glob.ts';
 import { planSweep } from '../src/graph/sweep-plan.ts';
@@ -17,9 +16,10 @@ import { runSweep } from '../src/graph/sweep-run.ts';
 import { SweepError, expandSweep, fillTemplate, parseSweepArg, splitList, sweepFilePoints, templateValue } from '../src/graph/sweep.ts';
 import type { RunEvent } from '../src/graph/events.ts';
 import { registry } from '../nodes/index.ts';
-import { startTestServer, testRecipe, type TestServer } from '../server/testing/harness.ts';
-import { writeSampleLora } from '../src/testing/lora-fixtures.ts';
-import { compareDeltas, type TargetDelta } from '../src/testing/reference-delta.ts';
+import { cli } from './helpers/cli.ts';
+import { startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
+import { writeSampleLora } from '../src/samples/lora-fixtures.ts';
+import { compareDeltas, type TargetDelta } from '../src/samples/reference-delta.ts';
 import { exists } from './helpers/files.ts';
 import { deltasOf } from './helpers/lora.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
@@ -48,19 +48,6 @@ beforeAll(async () => {
 afterAll(() => {
   process.chdir(home);
 });
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
-  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
-  try {
-    return { code: await main(args), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 /** The output's ΔW is w₀·ΔW(a) + w₁·ΔW(b) to f32 rounding. */
 async function expectMerge(out: string, a: string, weights: [number, number]): Promise<void> {

@@ -14,16 +14,16 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectFormat, formatDetection } from '../src/formats/detect.ts';
-import type { AdapterSet } from '../src/formats/model.ts';
 import { familyOf } from '../src/formats/families.ts';
 import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { filterPatches } from '../src/lora/filter.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../src/testing/reference-delta.ts';
+import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
-import type { LoraWriter } from './helpers/table-family.ts';
+import { lohaModule } from './helpers/lycoris.ts';
+import { RANK, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type LoraWriter, type Naming, type RowLayout, type RowUnit } from './helpers/table-family.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 
 const tmp = useTempDir('loraflow-z-image-');
@@ -34,7 +34,6 @@ const H = 16;
 const W = { h: H, f: 40, hd: 4, ad: 12, fq: 6, tm: 20, ctx: 28, in: 24 } as const;
 const LAYERS = 30;
 const REFINERS = 2;
-const RANK = 4;
 
 /**
  * Z-Image linears as docs/model-families.md §4.2 states them: original (ComfyUI) name, diffusers name (an array = the
@@ -85,51 +84,11 @@ function rows(): (Row & { id?: string })[] {
 const ROWS = rows();
 const ID_OF = new Map(ROWS.map((r) => [`${r[0]}.weight`, r.id!]));
 
-/** One LoRA module of a file: its name (original or diffusers), the original weight it lands on, at which rows. */
-interface Unit {
-  name: string;
-  target: string;
-  full: number;
-  row: number;
-  out: number;
-  in: number;
-  down: Float32Array;
-  up: Float32Array;
-}
+/** The LoRA modules of a file in original or diffusers names (parts at their rows of the fused qkv), factors from `seed`. */
+const units = (naming: Naming, seed: number, table: readonly Row[] = ROWS): RowUnit[] => rowUnits(table, naming, seed, H);
+const expected = rowDeltas;
 
-function units(naming: 'original' | 'diffusers', seed: number, table: readonly Row[] = ROWS): Unit[] {
-  const out: Unit[] = [];
-  const add = (name: string, target: string, full: number, row: number, o: number, i: number) => {
-    const rd = keyedRandom(`${name}.down`, seed);
-    const ru = keyedRandom(`${name}.up`, seed);
-    out.push({ name, target, full, row, out: o, in: i, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
-  };
-  for (const [orig, dif, o, i] of table) {
-    if (naming === 'original') add(orig, orig, o, 0, o, i);
-    else if (typeof dif === 'string') add(dif, orig, o, 0, o, i);
-    else dif.forEach((p, k) => add(p, orig, o, k * H, o / dif.length, i));
-  }
-  return out;
-}
-
-/** ΔW = scale · up @ down in float64 by original target, each part at its rows. */
-function expected(us: readonly Unit[], scale = 1): Map<string, Float64Array> {
-  const out = new Map<string, Float64Array>();
-  for (const u of us) {
-    const key = `${u.target}.weight`;
-    const d = out.get(key) ?? new Float64Array(u.full * u.in);
-    out.set(key, d);
-    for (let r = 0; r < u.out; r++)
-      for (let k = 0; k < RANK; k++) {
-        const v = u.up[r * RANK + k]! * scale;
-        for (let c = 0; c < u.in; c++) d[(u.row + r) * u.in + c]! += v * u.down[k * u.in + c]!;
-      }
-  }
-  return out;
-}
-
-type Layout = { name: string; naming: 'original' | 'diffusers'; alpha: boolean; key: (name: string, role: 'down' | 'up' | 'alpha') => string };
-const us = (s: string) => s.replaceAll('.', '_');
+type Layout = RowLayout;
 const ab = (r: 'down' | 'up' | 'alpha') => (r === 'down' ? 'A' : 'B');
 const kohyaRole = (r: 'down' | 'up' | 'alpha') => (r === 'alpha' ? 'alpha' : `lora_${r}.weight`);
 
@@ -152,34 +111,7 @@ const DIFFUSERS = LAYOUTS[3]!;
 
 const Z_META = { ss_base_model_version: 'z_image', 'modelspec.architecture': 'Z-Image/lora' };
 
-const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-
-async function writeLayout(path: string, layout: Layout, mods: readonly Unit[], alpha = RANK, metadata: Record<string, string> = Z_META): Promise<void> {
-  const entries: TensorEntry[] = [];
-  for (const m of mods) {
-    entries.push(f32(layout.key(m.name, 'down'), [RANK, m.in], m.down), f32(layout.key(m.name, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m.name, 'alpha'), [], Float32Array.of(alpha)));
-  }
-  await writeSafetensors(path, entries, { metadata });
-}
-
-async function deltaError(set: Pick<AdapterSet, 'patches'>, want: Map<string, Float64Array>, weight = 1): Promise<number> {
-  const got = await referenceDeltas(set);
-  expect(new Set([...got.keys()])).toEqual(new Set([...want.keys()].map((k) => `transformer:${k}`)));
-  let worst = 0;
-  for (const [target, d] of want) {
-    const g = got.get(`transformer:${target}`)!.data;
-    expect(g.length, target).toBe(d.length);
-    let diff = 0;
-    let norm = 0;
-    for (let i = 0; i < d.length; i++) {
-      diff = Math.max(diff, Math.abs(g[i]! - weight * d[i]!));
-      norm = Math.max(norm, Math.abs(weight * d[i]!));
-    }
-    worst = Math.max(worst, diff / norm);
-  }
-  return worst;
-}
+const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = Z_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
 const ORIG = units('original', 1);
 const DIF = units('diffusers', 1);
@@ -189,9 +121,9 @@ const unitsOf = (layout: Layout) => (layout.naming === 'original' ? ORIG : DIF);
 const wantOf = (layout: Layout) => (layout.naming === 'original' ? WANT_ORIG : WANT_DIF);
 
 /** musubi-tuner's convert_z_image_lora_to_comfy.py on a split file: downs concatenated [3r, h], ups block-diagonal [3h, 3r], alpha × 3. */
-function musubiToComfy(mods: readonly Unit[], alpha: number): TensorEntry[] {
+function musubiToComfy(mods: readonly RowUnit[], alpha: number): TensorEntry[] {
   const entries: TensorEntry[] = [];
-  const byTarget = new Map<string, Unit[]>();
+  const byTarget = new Map<string, RowUnit[]>();
   for (const m of mods) byTarget.set(m.target, [...(byTarget.get(m.target) ?? []), m]);
   const rename = (n: string) => us(n).replace(/_attention_to_out_0$/, '_attention_out');
   for (const [target, parts] of byTarget) {
@@ -216,23 +148,7 @@ function musubiToComfy(mods: readonly Unit[], alpha: number): TensorEntry[] {
 }
 
 describe('Z-Image LoRAs: every layout read, by value', () => {
-  for (const layout of LAYOUTS) {
-    for (const metadata of [Z_META, {}] as Record<string, string>[]) {
-      it(`${layout.name}${Object.keys(metadata).length ? '' : ', no metadata'}: family z-image, no unknown key, ΔW equal to the float64 reference`, async () => {
-        const path = join(tmp.dir, `${us(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata).length}.safetensors`);
-        await writeLayout(path, layout, unitsOf(layout), RANK, metadata);
-        const set = await readLora(path);
-        try {
-          expect(set.architecture).toBe('z-image');
-          expect(set.unknownKeys).toEqual([]);
-          expect(set.patches).toHaveLength(unitsOf(layout).length);
-          expect(await deltaError(set, wantOf(layout))).toBeLessThan(1e-6);
-        } finally {
-          await set.close();
-        }
-      });
-    }
-  }
+  itReadsEveryRowLayout({ id: 'z-image', layouts: LAYOUTS, metadata: Z_META, file: (name) => tmp.path(name), units: unitsOf, want: wantOf });
 
   it("Z1' musubi → ComfyUI (lora_unet_layers_N_attention_qkv at rank 3r, alpha 3α; attention_out): the split file's ΔW", async () => {
     const path = join(tmp.dir, 'musubi-comfy.safetensors');
@@ -289,24 +205,13 @@ describe('Z-Image LoRAs: every layout read, by value', () => {
     const entries: TensorEntry[] = [];
     const want = new Map<string, Float64Array>();
     for (const m of picked) {
-      const r = keyedRandom(`loha ${m.name}`, 5);
-      const mk = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
-      const [w1a, w1b, w2a, w2b] = [mk(m.out * RANK), mk(RANK * m.in), mk(m.out * RANK), mk(RANK * m.in)];
-      const k = `lycoris_${us(m.name)}`;
-      entries.push(f32(`${k}.hada_w1_a`, [m.out, RANK], w1a), f32(`${k}.hada_w1_b`, [RANK, m.in], w1b), f32(`${k}.hada_w2_a`, [m.out, RANK], w2a), f32(`${k}.hada_w2_b`, [RANK, m.in], w2b), f32(`${k}.alpha`, [], Float32Array.of(2)));
+      const loha = lohaModule(`lycoris_${us(m.name)}`, keyedRandom(`loha ${m.name}`, 5), { rank: RANK, out: m.out, inp: m.in, alpha: 2 });
+      entries.push(...loha.entries);
       const key = `${m.target}.weight`;
       const d = want.get(key) ?? new Float64Array(m.full * m.in);
       want.set(key, d);
-      for (let i = 0; i < m.out; i++)
-        for (let j = 0; j < m.in; j++) {
-          let p1 = 0;
-          let p2 = 0;
-          for (let q = 0; q < RANK; q++) {
-            p1 += w1a[i * RANK + q]! * w1b[q * m.in + j]!;
-            p2 += w2a[i * RANK + q]! * w2b[q * m.in + j]!;
-          }
-          d[(m.row + i) * m.in + j] = p1 * p2 * (2 / RANK);
-        }
+      // a part of the fused qkv: its rows of the target
+      d.set(loha.delta, m.row * m.in);
     }
     const path = join(tmp.dir, 'loha.safetensors');
     await writeSafetensors(path, entries, { metadata: { ss_base_model_version: 'zimage' } });
@@ -443,16 +348,7 @@ describe('Z-Image LoRAs: every layout read, by value', () => {
 });
 
 /** A `LoraWriter` (test/helpers/table-family.ts) of one layout over `table` (its first `count` rows when given): the file and its ΔW. */
-function writer(layout: Layout, table: readonly Row[] = ROWS): LoraWriter {
-  return {
-    name: layout.name,
-    async write(path, seed, opts = {}) {
-      const mods = units(layout.naming, seed, table.slice(0, opts.count));
-      await writeLayout(path, layout, mods, RANK, opts.metadata ?? Z_META);
-      return expected(mods);
-    },
-  };
-}
+const writer = (layout: Layout, table: readonly Row[] = ROWS) => rowWriter(layout, (seed, count) => units(layout.naming, seed, table.slice(0, count)), Z_META);
 
 /** Z1': musubi-tuner's own file (layers' attention and feed-forward, split) put through its ComfyUI conversion. */
 const MUSUBI_COMFY: LoraWriter = {

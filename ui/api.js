@@ -44,6 +44,12 @@ export const api = {
   roots: () => request('GET', '/api/roots'),
   files: (root, path = '', opts = {}) => request('GET', `/api/files?${q({ root, path, ...opts })}`),
   inspect: (root, path) => request('GET', `/api/inspect?${q({ root, path })}`),
+  /** A file a run wrote, by the absolute path its result names: the answer says which root and where in it. */
+  inspectWritten: (written) => request('GET', `/api/inspect?${q({ written })}`),
+  /** Every .safetensors of a root with its format and family (`info`: "kohya · flux"). */
+  models: (root) => request('GET', `/api/models?${q({ root })}`),
+  /** Writes loraflow's sample files into samples/ of the input roots (what the examples name). */
+  writeSamples: (roots) => request('POST', '/api/samples', roots ? { roots } : {}),
 
   recipes: () => request('GET', '/api/recipes'),
   recipe: (name) => request('GET', `/api/recipes/${encodeURIComponent(name)}`),
@@ -63,6 +69,9 @@ export const api = {
   run: (id) => request('GET', `/api/runs/${encodeURIComponent(id)}`),
   startRun: (recipe, overrides = {}) => request('POST', '/api/runs', { recipe, overrides }),
   cancelRun: (id) => request('POST', `/api/runs/${encodeURIComponent(id)}/cancel`),
+  /** { recipe, overrides, baked }: baked is the recipe with the overrides written in, as it ran. */
+  runRecipe: (id) => request('GET', `/api/runs/${encodeURIComponent(id)}/recipe`),
+  rerun: (id) => request('POST', `/api/runs/${encodeURIComponent(id)}/rerun`),
   /** { recipe | recipeName, overrides, axes: { name: [values] | "v1,v2" | glob }, points?, templates? } → one run per point. */
   startSweep: (body) => request('POST', '/api/sweeps', body),
   sweep: (id) => request('GET', `/api/sweeps/${encodeURIComponent(id)}`),

@@ -7,7 +7,8 @@ import { LiveEvents } from './live.js';
 import { drawNodeState } from './node-state.js';
 import { litegraphType, portAccepts, registerNodeTypes } from './node-types.js';
 import { graphToRecipe, recipeToGraph, registerUnknownNodeType } from './recipe-graph.js';
-import { el, RunPanel } from './run-panel.js';
+import { el } from './dom.js';
+import { RunPanel } from './run-panel.js';
 import { BlockEditor } from './block-editor.js';
 import { reportApi } from './report-api.js';
 import { ViewsPanel, viewsOfOutputs } from './views-panel.js';
@@ -15,6 +16,8 @@ import { installNodeSearch } from './node-search.js';
 import { EditHistory } from './edit-history.js';
 import { installShortcuts } from './shortcuts.js';
 import './queue-panel.js';
+import { FileCatalog, openFileMenu } from './file-menu.js';
+import { SamplesOffer } from './samples-offer.js';
 
 const { LiteGraph, LGraph, LGraphCanvas } = litegraph;
 const $ = (id) => document.getElementById(id);
@@ -23,8 +26,8 @@ const state = {
   defs: {},
   registered: new Map(),
   roots: [],
-  /** Files per root kind, for the file-param combos. */
-  files: new Map(),
+  /** Files per root kind with their format and family, for the file-param combos. */
+  files: new FileCatalog(),
   /** The recipe last loaded or saved: its meta/expose/outputs carry over into what is saved next. */
   base: { format: 'loraflow.recipe', schemaVersion: 1, nodes: {} },
   runId: undefined,
@@ -104,19 +107,11 @@ function focusNode(id) {
 // ---- node types, palette ------------------------------------------------------------------------
 
 function pathValues(path) {
-  const list = state.files.get(path.kind) ?? [];
-  return ['', ...list];
+  return state.files.values(path.kind);
 }
 
 async function refreshFiles() {
-  await Promise.all(state.roots.map(async ({ name }) => {
-    try {
-      const listing = await api.files(name, '', { recursive: 1, ext: 'safetensors' });
-      state.files.set(name, listing.entries.filter((e) => e.type === 'file').map((e) => e.path));
-    } catch (e) {
-      console.warn(`cannot list root ${name}`, e);
-    }
-  }));
+  await state.files.refresh(state.roots);
 }
 
 function buildPalette() {
@@ -159,6 +154,7 @@ function loadRecipe(recipe, label) {
   try {
     const notes = recipeToGraph(recipe, graph, { LiteGraph, registered: state.registered });
     state.base = recipe;
+    samplesOffer.hide();
     const vp = recipe.ui?.viewport;
     if (vp && Array.isArray(vp.offset) && typeof vp.scale === 'number') {
       canvas.ds.offset[0] = vp.offset[0];
@@ -423,18 +419,16 @@ const panel = new RunPanel({
   inspect: async (target) => {
     let root = target.root;
     let rel = target.rel;
-    if (target.abs) {
-      // A written file's absolute path → the root it lies in (the longest matching root wins).
-      const r = state.roots.filter((x) => target.abs.startsWith(`${x.dir}/`)).sort((a, b) => b.dir.length - a.dir.length)[0];
-      if (!r) return;
-      root = r.name;
-      rel = target.abs.slice(r.dir.length + 1);
-    }
     try {
-      const report = await api.inspect(root, rel);
-      panel.showInspect(`${root}/${rel}`, report);
+      // a written file goes by the absolute path the run reported: the server says which root holds it
+      const report = target.abs ? await api.inspectWritten(target.abs) : await api.inspect(root, rel);
+      root = report.root;
+      rel = report.path;
+      panel.showInspect(report.name, report);
       await showFileStrength(root, rel, report);
     } catch (e) {
+      // a file written outside every root is not the server's to show
+      if (e instanceof ApiError && e.code === 'path_escapes_root') return setStatus(`not inspected: ${e.message}`);
       fail(e, 'inspect failed');
     }
   },
@@ -447,6 +441,15 @@ panel.showTab = (name) => {
   for (const b of document.querySelectorAll('.tabs button')) b.classList.toggle('active', b.dataset.tab === name);
 };
 const views = new ViewsPanel();
+const samplesOffer = new SamplesOffer({
+  defs: () => state.defs,
+  has: (kind, p) => state.files.values(kind).includes(p),
+  onWritten: async (what) => {
+    await refreshFiles();
+    setStatus(what, 'ok');
+    void validateSoon(0);
+  },
+});
 const blockEditor = new BlockEditor({ onEdit: () => edited(), inspect: (root, path) => api.inspect(root, path) });
 
 function wireToolbar() {
@@ -467,6 +470,7 @@ function wireToolbar() {
       const { recipe } = await api.example(name);
       loadRecipe(recipe, `example ${name}`);
       $('recipe-name').value = name;
+      samplesOffer.check(recipe);
     } catch (e) {
       fail(e, `cannot load example ${name}`);
     }
@@ -577,6 +581,7 @@ async function main() {
     registerUnknownNodeType(litegraph);
     state.registered = registerNodeTypes(litegraph, defs, {
       pathValues,
+      openFileMenu: (widget, node, e) => openFileMenu({ LiteGraph, widget, node, canvas, event: e, entries: state.files.entries(widget.lfPath.kind) }),
       onEdit: edited,
       drawState: (node, ctx) => drawNodeState(node, ctx, LiteGraph),
       nodeButtons: (def) => (def.type === 'block-weights' ? [{ label: 'edit blocks…', tooltip: 'One slider per block id of the LoRA\'s family, with presets', onClick: (node) => void blockEditor.open(node).catch((e) => fail(e, 'block editor')) }] : []),

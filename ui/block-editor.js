@@ -4,18 +4,8 @@
 // writing the spec goes through the server (the scheme's own parser), so what the sliders show is
 // exactly what a run will use.
 
+import { el } from './dom.js';
 import { reportApi } from './report-api.js';
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
 
 const SLIDER = { min: -1, max: 2, step: 0.05 };
 

@@ -69,6 +69,13 @@ export function registerNodeTypes({ LiteGraph, LGraphNode }, defs, hooks = {}) {
           if (c.kind === 'path' && c.widget === 'combo' && hooks.pathValues) options.values = () => hooks.pathValues(c.path);
           const w = this.addWidget(c.widget, c.name, c.initial, () => hooks.onEdit?.(this), options);
           if (c.kind === 'path') w.lfPath = c.path;
+          // File combos open the editor's own menu (names with their format and family beside them).
+          if (c.kind === 'path' && c.widget === 'combo' && hooks.openFileMenu) {
+            w.onPointerDown = (pointer, node) => {
+              pointer.onClick = (e) => hooks.openFileMenu(w, node, e);
+              return true;
+            };
+          }
           w.tooltip = c.description;
         }
         // Buttons the editor adds to some node types (the block-weight editor); not params, never saved.

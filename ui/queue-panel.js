@@ -1,12 +1,13 @@
 // The Queue tab: every run the server knows (queued, running, finished) with the worker that ran
-// it and the sweep point it is, a cancel button for those not finished, and a form that submits the
+// it, the sweep point it is and the files it wrote, a cancel button for those not finished, "Open
+// recipe" and "Re-run" for those that are (the server keeps each run's recipe), and a form that submits the
 // graph in the editor as a sweep (one run per point; with `serve --queue` they spread over the
 // workers). It adds its own tab to the side panel and follows the server's event stream itself,
 // so the editor's other modules need nothing from it but its import.
 
 import { api, ApiError } from './api.js';
 import { LiveEvents } from './live.js';
-import { el } from './run-panel.js';
+import { el } from './dom.js';
 
 const STATUS_ORDER = ['running', 'queued', 'error', 'cancelled', 'success'];
 
@@ -84,16 +85,45 @@ export class QueuePanel {
   row(r) {
     const done = !['queued', 'running'].includes(r.status);
     const cancel = done ? '' : el('button', { class: 'danger', title: 'Cancel this run', onclick: () => void this.cancel(r.id) }, '■');
+    const history = done
+      ? [
+        el('button', { class: 'q-open', title: 'Load the recipe this run ran (its overrides written in) into the canvas', onclick: () => void this.openRecipe(r.id) }, 'Open recipe'),
+        el('button', { class: 'q-rerun', title: 'Queue this run\'s recipe again, with the same overrides', onclick: () => void this.rerun(r.id) }, 'Re-run'),
+      ]
+      : [];
+    const written = (r.result?.written ?? []).map((f) => el('div', { class: 'q-output muted', title: f }, `→ ${f.split(/[\\/]/).pop()}`));
+    const again = r.rerunOf ? ` · re-run of ${r.rerunOf.slice(0, 8)}` : '';
     const sweep = r.sweep ? `sweep ${r.sweep.id.slice(0, 6)} · ${r.sweep.index}/${r.sweep.total} · ${r.sweep.label}` : '';
     const retried = r.attempts > 1 ? ` (attempt ${r.attempts})` : '';
     return el(
       'tr',
       { class: r.status, 'data-run': r.id },
       el('td', { class: `state state-${r.status === 'success' ? 'done' : r.status}` }, r.status),
-      el('td', { class: 'id' }, r.id.slice(0, 8), el('div', { class: 'muted' }, sweep || ago(r.createdAt))),
+      el('td', { class: 'id' }, r.id.slice(0, 8), el('div', { class: 'muted' }, (sweep || ago(r.createdAt)) + again), written),
       el('td', { class: 'worker' }, (r.worker ?? '–') + retried),
-      el('td', { class: 'ms' }, cancel),
+      el('td', { class: 'ms' }, cancel, ...history),
     );
+  }
+
+  /** The run's recipe, as it ran, in the canvas (its overrides written into the params they set). */
+  async openRecipe(id) {
+    try {
+      const { baked } = await api.runRecipe(id);
+      window.loraflow?.loadRecipe(baked, `recipe of run ${id.slice(0, 8)}`);
+      this.result.textContent = `Opened the recipe of run ${id.slice(0, 8)}.`;
+    } catch (e) {
+      this.result.textContent = `cannot open the recipe of run ${id.slice(0, 8)}: ${e.message}`;
+    }
+  }
+
+  async rerun(id) {
+    try {
+      const r = await api.rerun(id);
+      this.result.textContent = `Run ${id.slice(0, 8)} queued again as ${r.runId.slice(0, 8)}.`;
+    } catch (e) {
+      this.result.textContent = `re-run of ${id.slice(0, 8)} refused: ${e.message.split('\n')[0]}`;
+    }
+    this.refreshSoon();
   }
 
   async cancel(id) {

@@ -1,18 +1,9 @@
 // The side panel and the nodes' run state: applies run events (from the WebSocket, in seq order) to
 // the graph's nodes and renders the Run, Results and Problems tabs.
 
-const $ = (id) => document.getElementById(id);
+import { el } from './dom.js';
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
+const $ = (id) => document.getElementById(id);
 
 const fmtMs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms} ms`);
 
@@ -284,4 +275,4 @@ export class RunPanel {
   }
 }
 
-export { el, fmtBytes };
+export { fmtBytes };

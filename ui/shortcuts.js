@@ -1,6 +1,8 @@
 // Keyboard shortcuts (the ones ComfyUI users reach for) and the list of them ("?" or the toolbar's
 // ⌨ button). litegraph itself handles copy, paste, select all and delete on the canvas.
 
+import { el } from './dom.js';
+
 export const SHORTCUTS = [
   ['Ctrl+Enter', 'run the graph'],
   ['Ctrl+Z', 'undo'],
@@ -16,17 +18,6 @@ export const SHORTCUTS = [
   ['Escape', 'close a dialog'],
   ['?', 'this list'],
 ];
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
 
 const typing = (t) => t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName));
 

@@ -2,21 +2,12 @@
 // inspecting a LoRA file adds its strength by block (rendered on the server). Every picture can be
 // enlarged; hovering a cell, bar or line shows its numbers (SVG <title>).
 
+import { el } from './dom.js';
+
 const $ = (id) => document.getElementById(id);
 
 /** Pictures of inspected files kept. */
 const FILE_VIEWS = 3;
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  for (const c of children.flat()) if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
-  return e;
-}
 
 /** The SVG text as an element (parsed as SVG, so a malformed picture shows as an error, not as markup). */
 function svgElement(svg) {

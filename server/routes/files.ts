@@ -5,10 +5,8 @@ import { z } from 'zod';
 import { ApiError, parseOr400 } from '../errors.ts';
 import { isInside, resolveInRoot, type Roots } from '../paths.ts';
 import { readUploadedHeader } from '../header-upload.ts';
-import { PROVENANCE_KEY } from '../provenance.ts';
-import { detectFormat } from '../../src/formats/detect.ts';
-import { checkpointArchitecture } from '../../src/formats/checkpoint-family.ts';
-import { adapterOnlyKeys } from '../../src/formats/keys/roles.ts';
+import { PROVENANCE_KEY } from '../../src/graph/index.ts';
+import { modelKind } from '../model-kind.ts';
 
 export interface FileEntry {
   name: string;
@@ -118,11 +116,7 @@ export interface DroppedFile {
  * a load node for it (the browser does not know where the file lies on disk).
  */
 async function droppedFile(roots: Roots, name: string, size: number | undefined, header: Awaited<ReturnType<typeof readUploadedHeader>>): Promise<DroppedFile> {
-  const names = header.tensors.map((t) => t.name);
-  const lora = adapterOnlyKeys(names).length > 0;
-  const detection = lora ? detectFormat(header.tensors, header.metadata) : undefined;
-  const checkpoint = lora ? undefined : checkpointArchitecture(header.tensors);
-  const kind = lora ? 'lora' : checkpoint!.architecture !== 'unknown' ? 'checkpoint' : 'other';
+  const { kind, format, architecture } = modelKind(header.tensors, header.metadata);
   const matches: DroppedFile['matches'] = [];
   for (const root of Object.keys(roots)) {
     try {
@@ -132,7 +126,7 @@ async function droppedFile(roots: Roots, name: string, size: number | undefined,
       // a root that does not exist (yet) holds nothing
     }
   }
-  return { name, kind, ...(detection ? { format: detection.format } : {}), architecture: detection?.architecture ?? checkpoint!.architecture, hasRecipe: header.metadata?.[PROVENANCE_KEY] !== undefined, matches };
+  return { name, kind, ...(format ? { format } : {}), architecture, hasRecipe: header.metadata?.[PROVENANCE_KEY] !== undefined, matches };
 }
 
 export function filesRouter(roots: Roots): Router {

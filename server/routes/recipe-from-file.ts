@@ -1,7 +1,7 @@
 import { Router } from 'express';
-import { ApiError } from '../errors.ts';
+import { PROVENANCE_KEY, ProvenanceError, decodeProvenance, storedProvenance, type RecoveredRecipe } from '../../src/graph/index.ts';
+import { ApiError, zodDetails } from '../errors.ts';
 import { DEFAULT_MAX_HEADER_UPLOAD, readUploadedHeader } from '../header-upload.ts';
-import { recipeFromProvenance, PROVENANCE_KEY } from '../provenance.ts';
 
 /**
  * `POST /api/recipe-from-file` with the bytes of a .safetensors file written by loraflow (or only
@@ -24,12 +24,22 @@ export function recipeFromFileRouter(maxHeader = DEFAULT_MAX_HEADER_UPLOAD): Rou
         res.on('finish', () => req.destroy());
       }
     }
-    const stored = header.metadata?.[PROVENANCE_KEY];
+    const stored = storedProvenance(header.metadata);
     if (stored === undefined) {
       const keys = Object.keys(header.metadata ?? {});
       throw new ApiError(422, 'no_recipe', `${name} carries no loraflow recipe (no "${PROVENANCE_KEY}" metadata; it has ${keys.length > 0 ? keys.join(', ') : 'no metadata'}); only files saved by loraflow do`);
     }
-    res.json({ file: name, ...recipeFromProvenance(stored, name) });
+    res.json({ file: name, ...recovered(stored, name) });
   });
   return r;
+}
+
+/** The recovered recipe; a broken record is the uploader's (422), with zod's issues as details. */
+function recovered(stored: string, name: string): RecoveredRecipe {
+  try {
+    return decodeProvenance(stored, name);
+  } catch (e) {
+    if (e instanceof ProvenanceError) throw new ApiError(422, 'bad_provenance', e.message, e.zodError && zodDetails(e.zodError));
+    throw e;
+  }
 }

@@ -11,7 +11,7 @@ import { numel } from '../tensor/lazy.ts';
 import { decodeStored, storedBytes } from './encoding.ts';
 import { CheckpointError } from './errors.ts';
 import type { CheckpointReader, StoredTensor } from './form.ts';
-import { diffusersFamily, originalsFromDiffusers, type RowMap } from './diffusers-names.ts';
+import { diffusersNamingOf, type DiffusersNaming, type RowMap } from './diffusers-names.ts';
 import { openCheckpoint } from './open.ts';
 import { decodeScaled, findScaledFp8, type ScaledFp8, type ScaledWeight } from './scaled-fp8.ts';
 import type { Fp8DType } from '../tensor/fp8-round.ts';
@@ -35,8 +35,8 @@ export class CanonicalView {
     readonly reader: CheckpointReader,
     readonly layout: Layout,
     tensors: CanonicalTensor[],
-    /** The family whose module table maps a diffusers layout. */
-    readonly family: Family | undefined,
+    /** How a diffusers layout's names map onto the original ones (a family's module table, an SD UNet's renames). */
+    readonly naming: DiffusersNaming | undefined,
     readonly scaled: ScaledFp8 | undefined,
   ) {
     this.tensors = tensors;
@@ -55,16 +55,16 @@ export class CanonicalView {
 
   /** The canonical view of an open reader (which it then owns: `close` closes it). */
   static of(reader: CheckpointReader): CanonicalView {
-    const family = diffusersFamily(reader.tensors.map((t) => t.name));
+    const naming = diffusersNamingOf(reader.tensors);
     const scaled = findScaledFp8(reader.path, reader.tensors);
-    if (!family?.table) {
+    if (!naming) {
       const tensors = reader.tensors
         .filter((t) => !scaled?.companions.has(t.name))
         .map((t) => ({ ...t, rows: [{ tensor: t.name, rowStart: 0, rows: t.shape[0] ?? 1, at: 0 }], direct: true, scale: scaled?.weights.get(t.name) }));
       return new CanonicalView(reader, 'original', tensors, undefined, scaled);
     }
     if (scaled) throw new CheckpointError('UNSUPPORTED_FORM', reader.path, `scaled fp8 tensors in diffusers layout (${scaled.markers[0] ?? [...scaled.weights.values()][0]!.scale}) are not supported`);
-    const { assembled, other } = originalsFromDiffusers(reader.path, reader.tensors, family.table, (n) => reader.fileOf(n));
+    const { assembled, other } = naming.originals(reader.path, reader.tensors, (n) => reader.fileOf(n));
     const first = new Map<string, number>(reader.tensors.map((t, i) => [t.name, i]));
     const made: CanonicalTensor[] = [
       ...assembled.map((a) => ({ name: a.name, shape: a.shape, dtype: a.dtype, byteLength: storedBytes(a.dtype, numel(a.shape)), rows: a.rows, direct: false })),
@@ -74,7 +74,12 @@ export class CanonicalView {
     if (clash) throw new CheckpointError('BAD_PARTS', reader.fileOf(clash.name), 'is both an original name and one that diffusers tensors assemble into', clash.name);
     const firstRow = (t: CanonicalTensor) => Math.min(...t.rows.map((r) => first.get(r.tensor)!));
     made.sort((a, b) => firstRow(a) - firstRow(b));
-    return new CanonicalView(reader, 'diffusers', made, family, undefined);
+    return new CanonicalView(reader, 'diffusers', made, naming, undefined);
+  }
+
+  /** The family whose diffusers names a diffusers-layout view was read with. */
+  get family(): Family | undefined {
+    return this.naming?.family;
   }
 
   get path(): string {

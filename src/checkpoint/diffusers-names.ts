@@ -4,14 +4,18 @@
  * weight, a half-swapped modulation, or all of it, renamed), and a norm's original `scale` is its
  * diffusers `weight`. Read side: diffusers tensors → the original tensors they assemble into (row
  * segments in original row order); write side: an original tensor → its diffusers tensors. No
- * family is named here: the tables know them all.
+ * family is named here: the tables know them all, and the SD UNets' one-to-one renames come from
+ * their module lists (unet-names.ts), both behind one DiffusersNaming.
  */
+import { checkpointArchitecture } from '../formats/checkpoint-family.ts';
 import type { Family } from '../formats/family.ts';
-import { FAMILIES } from '../formats/families.ts';
+import { FAMILIES, familyOf } from '../formats/families.ts';
+import { isSdArchitecture, type SdArchitecture } from '../formats/sd/unet.ts';
 import { swapsHalvesAt, type ModuleTable, type PartRows, type TableModule } from '../formats/table/module-table.ts';
 import { fillIndex } from '../formats/table/template.ts';
 import { CheckpointError } from './errors.ts';
 import type { StoredTensor } from './form.ts';
+import { unetNames, unetNamesOf, type UnetNames } from './unet-names.ts';
 
 /** Rows [rowStart, rowStart + rows) of `tensor` are rows [at, at + rows) of the tensor it maps to. */
 export interface RowMap {
@@ -195,4 +199,74 @@ export function diffusersFromOriginal(original: StoredTensor, table: ModuleTable
     const len = partLen(p.rows, h, rows);
     return { name: `${fillIndex(p.diffusers, target.block)}.${param}`, shape: [len, ...original.shape.slice(1)], dtype: original.dtype, rows: [{ tensor: original.name, rowStart: p.rows.start * h, rows: len, at: 0 }] };
   });
+}
+
+/**
+ * How one family's diffusers names map onto its original names: a transformer family's module
+ * table (fused and swapped rows included), or an SD UNet's one-to-one rename (unet-names.ts).
+ * Readers and writers of the diffusers layout ask this and never which kind it is.
+ */
+export interface DiffusersNaming {
+  family: Family;
+  /** Diffusers tensors → the original tensors they make up, the rest apart (see originalsFromDiffusers). */
+  originals(path: string, tensors: readonly StoredTensor[], fileOf: (name: string) => string): { assembled: Assembled[]; other: StoredTensor[] };
+  /** An original tensor (no prefix) → its diffusers tensors, or undefined where it has no diffusers name. */
+  diffusers(original: StoredTensor, shapeOf: (name: string) => readonly number[] | undefined): Assembled[] | undefined;
+  /** Whether an original tensor name (no prefix) has a diffusers name. */
+  knows(name: string): boolean;
+}
+
+function tableNaming(family: Family, table: ModuleTable): DiffusersNaming {
+  return {
+    family,
+    originals: (path, tensors, fileOf) => originalsFromDiffusers(path, tensors, table, fileOf),
+    diffusers: (original, shapeOf) => diffusersFromOriginal(original, table, shapeOf),
+    knows: (name) => table.target(name) !== undefined,
+  };
+}
+
+const whole = (t: StoredTensor, name: string): Assembled => ({ name, shape: [...t.shape], dtype: t.dtype, rows: [{ tensor: t.name, rowStart: 0, rows: t.shape[0] ?? 1, at: 0 }] });
+
+function unetNaming(family: Family, names: UnetNames): DiffusersNaming {
+  return {
+    family,
+    originals: (_path, tensors) => {
+      const assembled: Assembled[] = [];
+      const other: StoredTensor[] = [];
+      for (const t of tensors) {
+        const ldm = names.toLdm.get(t.name);
+        if (ldm) assembled.push(whole(t, ldm));
+        else other.push(t);
+      }
+      return { assembled, other };
+    },
+    diffusers: (original) => {
+      const name = names.toDiffusers.get(original.name);
+      return name ? [whole(original, name)] : undefined;
+    },
+    knows: (name) => names.toDiffusers.has(name),
+  };
+}
+
+/** The diffusers naming a family's checkpoints are written with, or undefined where it has none. */
+export function namingOfFamily(family: Family | undefined): DiffusersNaming | undefined {
+  if (!family) return undefined;
+  if (family.table) return tableNaming(family, family.table);
+  return isSdArchitecture(family.id) ? unetNaming(family, unetNames(family.id)) : undefined;
+}
+
+/**
+ * The naming of a diffusers-layout file's tensors, or undefined for an original-layout file: an
+ * SD UNet when most names are diffusers UNet names (SD1.5 or SD2 then told apart by the shapes
+ * under their LDM names, as for a single file), else the module-table family diffusersFamily finds.
+ */
+export function diffusersNamingOf(tensors: readonly StoredTensor[]): DiffusersNaming | undefined {
+  const names = tensors.map((t) => t.name);
+  const unet = unetNamesOf(names);
+  if (unet) {
+    const guess = checkpointArchitecture(tensors.map((t) => ({ name: unet.toLdm.get(t.name) ?? t.name, shape: t.shape })));
+    const family = familyOf(isSdArchitecture(guess.architecture) ? guess.architecture : unet.arch);
+    return family && unetNaming(family, unetNames(family.id as SdArchitecture));
+  }
+  return namingOfFamily(diffusersFamily(names));
 }

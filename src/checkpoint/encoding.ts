@@ -6,7 +6,7 @@
 import { dequantize, quantize } from '../gguf/codec.ts';
 import { isSupportedType, typeByName, typeBytes } from '../gguf/types.ts';
 import { decodeInto, dtypeBytes, isCodecDType, isFloatDType, type DType } from '../tensor/dtype.ts';
-import { encodeValues } from '../lora/fused-codec.ts';
+import { encodeValues } from '../tensor/fused-codec.ts';
 
 /** A safetensors dtype loraflow can decode (F32, BF16, F8_E4M3, …). */
 export function isPlain(dtype: string): dtype is DType {

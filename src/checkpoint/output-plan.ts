@@ -15,7 +15,7 @@ import { numel } from '../tensor/lazy.ts';
 import type { CanonicalView, Layout } from './canonical.ts';
 import { DiffusersFolderWriter, type ShardPlan } from './diffusers-folder.ts';
 import { WEIGHTS_NAME, shardName } from './diffusers-index.ts';
-import { diffusersFromOriginal } from './diffusers-names.ts';
+import { namingOfFamily } from './diffusers-names.ts';
 import { isPatchable, isPlain, isQuantized, storedBytes } from './encoding.ts';
 import { CheckpointError } from './errors.ts';
 import type { CheckpointWriter, Container, OutputSpec } from './form.ts';
@@ -140,7 +140,7 @@ export function planOutput(view: CanonicalView, choice: OutputChoice, patched: R
   } else if (layout === 'diffusers') {
     tensors = toDiffusers(view, valuesOf);
   } else {
-    const stray = view.tensors.filter((t) => t.direct && !view.family!.table!.target(t.name)).map((t) => t.name);
+    const stray = view.tensors.filter((t) => t.direct && !view.naming!.knows(t.name)).map((t) => t.name);
     if (stray.length) throw unsupported(path, `${stray.length} tensors have no original name in the ${view.family!.label} module table (${listNames(stray)}); keep layout diffusers`);
     tensors = view.tensors.map((t) => valuesOf(t.name, t.shape, t.name, whole(t.name)));
   }
@@ -221,13 +221,13 @@ function toDiffusers(view: CanonicalView, valuesOf: ValuesOf): OutputTensor[] {
   if (outside.length) throw unsupported(path, `a diffusers folder holds the denoiser alone, but ${outside.length} tensors are outside ${prefix || 'it'} (${listNames(outside)}): an all-in-one checkpoint keeps layout original`);
   const bare = (n: string) => n.slice(prefix.length);
   const guess = checkpointArchitecture(view.tensors.map((t) => ({ name: bare(t.name), shape: t.shape })));
-  const table = familyOf(guess.architecture)?.table;
-  if (!table) throw unsupported(path, `diffusers names come from a family's module table, and ${guess.architecture === 'unknown' ? 'this checkpoint is not a family loraflow recognises' : `${guess.architecture} has none`}`);
+  const naming = namingOfFamily(familyOf(guess.architecture));
+  if (!naming) throw unsupported(path, `diffusers names come from a family's module table, and ${guess.architecture === 'unknown' ? 'this checkpoint is not a family loraflow recognises' : `${guess.architecture} has none`}`);
   const shapes = new Map(view.tensors.map((t) => [bare(t.name), t.shape]));
   const out: OutputTensor[] = [];
   const unmapped: string[] = [];
   for (const t of view.tensors) {
-    const parts = diffusersFromOriginal({ ...t, name: bare(t.name) }, table, (n) => shapes.get(n));
+    const parts = naming.diffusers({ ...t, name: bare(t.name) }, (n) => shapes.get(n));
     if (!parts) {
       unmapped.push(t.name);
       continue;

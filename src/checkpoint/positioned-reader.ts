@@ -4,6 +4,7 @@
  * first read.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { fillBuffer } from '../file-read.ts';
 import { CheckpointError } from './errors.ts';
 import type { StoredTensor } from './form.ts';
 
@@ -20,14 +21,9 @@ export function rowRange(path: string, t: StoredTensor, rowStart: number | undef
   return { offset: start * per, length: count * per };
 }
 
-/** Fills `buf` from `position` with positional reads (one read is capped near 2 GB). */
-export async function readFully(handle: FileHandle, buf: Uint8Array, position: number, path: string, tensor: string): Promise<void> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const { bytesRead } = await handle.read(buf, done, Math.min(1 << 30, buf.byteLength - done), position + done);
-    if (bytesRead === 0) throw new CheckpointError('TRUNCATED', path, `unexpected end of file at byte ${position + done} (the file shrank?)`, tensor);
-    done += bytesRead;
-  }
+/** Fills `buf` from `position`; the file ending first is TRUNCATED. */
+export function readFully(handle: FileHandle, buf: Uint8Array, position: number, path: string, tensor: string): Promise<void> {
+  return fillBuffer(handle, buf, position, (at) => new CheckpointError('TRUNCATED', path, `unexpected end of file at byte ${at} (the file shrank?)`, tensor));
 }
 
 export interface Located extends StoredTensor {

@@ -109,39 +109,61 @@ export function decodeScaled(q: Uint8Array, dtype: Fp8DType, scale: Float32Array
   return out;
 }
 
-/**
- * A new scale for `values` (its largest finite magnitude over the fp8 maximum, per tensor or per
- * row; 1 where all are zero), stored as `scaleDtype` and read back, and the values divided by that
- * stored scale and rounded to fp8 (saturating, so a scale rounded down by its dtype costs at most
- * the top value's last bit). Returns both encodings. `inPlace`: `values` is scratch and may be overwritten.
- */
-export function encodeScaled(values: Float32Array, rows: number, w: Pick<ScaledWeight, 'perRow' | 'scaleDtype'>, dtype: Fp8DType, stochasticSeed?: number, opts: { inPlace?: boolean } = {}): { bytes: Uint8Array; scale: Uint8Array; scales: Float32Array } {
-  const groups = w.perRow ? rows : 1;
-  const per = groups === 0 ? 0 : values.length / groups;
-  const wanted = new Float32Array(groups);
-  for (let g = 0; g < groups; g++) {
+/** Largest finite |value| of each of `rows` rows (0 for a row of zeros, NaN or Inf only). */
+export function rowAmax(values: Float32Array, rows: number): Float32Array {
+  const cols = rows === 0 ? 0 : values.length / rows;
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
     let amax = 0;
-    for (let i = g * per, end = i + per; i < end; i++) {
+    for (let i = r * cols, end = i + cols; i < end; i++) {
       const a = Math.abs(values[i]!);
       if (a > amax && a !== Infinity) amax = a;
     }
-    wanted[g] = amax > 0 ? amax / FP8_MAX[dtype] : 1;
+    out[r] = amax;
+  }
+  return out;
+}
+
+/**
+ * New scales from the largest finite magnitude of each row (`amax`): per row, or their maximum
+ * for a per-tensor scale; amax over the fp8 maximum, 1 where all are zero. Stored as `scaleDtype`
+ * and read back: values are divided by what the file will hold. A scale its dtype cannot hold (a
+ * bf16 scale of a tiny weight rounding to 0) falls back to 1.
+ */
+export function chooseScales(amax: Float32Array, w: Pick<ScaledWeight, 'perRow' | 'scaleDtype'>, dtype: Fp8DType): { scale: Uint8Array; scales: Float32Array } {
+  const groups = w.perRow ? amax.length : 1;
+  const wanted = new Float32Array(groups);
+  if (w.perRow) for (let g = 0; g < groups; g++) wanted[g] = amax[g]! > 0 ? amax[g]! / FP8_MAX[dtype] : 1;
+  else {
+    const top = amax.reduce((m, a) => (a > m ? a : m), 0);
+    wanted[0] = top > 0 ? top / FP8_MAX[dtype] : 1;
   }
   let scale = encodeFromF32(wanted, w.scaleDtype);
   const stored = new Float32Array(groups);
   decodeInto(scale, w.scaleDtype, stored);
-  // a scale its dtype cannot hold (a bf16 scale of a tiny weight rounding to 0) falls back to 1
   if (stored.some((v) => !(v > 0 && Number.isFinite(v)))) {
     for (let g = 0; g < groups; g++) if (!(stored[g]! > 0 && Number.isFinite(stored[g]!))) wanted[g] = 1;
     scale = encodeFromF32(wanted, w.scaleDtype);
     decodeInto(scale, w.scaleDtype, stored);
   }
+  return { scale, scales: stored };
+}
+
+/**
+ * A new scale for `values` (chooseScales), and the values divided by that stored scale and
+ * rounded to fp8 (saturating, so a scale rounded down by its dtype costs at most the top value's
+ * last bit). Returns both encodings. `inPlace`: `values` is scratch and may be overwritten.
+ */
+export function encodeScaled(values: Float32Array, rows: number, w: Pick<ScaledWeight, 'perRow' | 'scaleDtype'>, dtype: Fp8DType, stochasticSeed?: number, opts: { inPlace?: boolean } = {}): { bytes: Uint8Array; scale: Uint8Array; scales: Float32Array } {
+  const { scale, scales } = chooseScales(rowAmax(values, rows), w, dtype);
+  const groups = scales.length;
+  const per = groups === 0 ? 0 : values.length / groups;
   // a scratch input is divided in place (a whole weight's floats are the largest allocation here)
   const q = opts.inPlace ? values : new Float32Array(values.length);
   for (let g = 0; g < groups; g++) {
-    const s = stored[g]!;
+    const s = scales[g]!;
     for (let i = g * per, end = i + per; i < end; i++) q[i] = values[i]! / s;
   }
   const bytes = stochasticSeed === undefined ? encodeFp8(q, dtype) : encodeFp8Stochastic(q, dtype, stochasticSeed);
-  return { bytes, scale, scales: stored };
+  return { bytes, scale, scales };
 }

@@ -3,7 +3,7 @@
  * keys group into modules and patches, which layout (format) they form, and the `split_qkv` case.
  * Pure: names, shapes, metadata and (optionally) the values of 0-d tensors such as alphas.
  */
-import type { Architecture } from './model.ts';
+import type { Architecture } from '../adapter/model.ts';
 import type { Family } from './family.ts';
 import { guessArchitecture } from './architecture.ts';
 import { checkpointArchitecture } from './checkpoint-family.ts';

@@ -14,7 +14,7 @@ export function blockWeightError(message: string): LoraflowError {
   return inputError('BLOCK_WEIGHTS', `block weights: ${message}`);
 }
 
-const pad2 = (i: number) => String(i).padStart(2, '0');
+export const pad2 = (i: number) => String(i).padStart(2, '0');
 
 export interface IndexedSchemeSpec {
   /** Family label for messages (`Wan`). */
@@ -58,13 +58,64 @@ export function indexedBlockScheme(spec: IndexedSchemeSpec): BlockScheme {
         fromList: (weights, values) => {
           const n = values.length - spec.head.length - spec.tail.length;
           if (!spec.sizes.includes(n)) throw blockWeightError(`a ${spec.label} weight list has ${lengths.join(' or ')} values (${summary}), got ${values.length}`);
-          const order = [...spec.head, ...blocks(n), ...spec.tail];
-          values.forEach((v, i) => {
-            if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
-            weights.set(order[i]!, v);
-          });
+          setInOrder(weights, values, [...spec.head, ...blocks(n), ...spec.tail]);
         },
       }),
+  };
+}
+
+/** A full vector's values onto the ids of `order`, one by one, each a finite number. */
+export function setInOrder(weights: Map<string, number>, values: readonly number[], order: readonly string[]): void {
+  values.forEach((v, i) => {
+    if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
+    weights.set(order[i]!, v);
+  });
+}
+
+/** The block of a transformer target in a scheme of one numbered container: its patterns and the model's largest block count. */
+export interface NumberedTargets {
+  /** Captures the block index (`^blocks\.(\d+)\.`). */
+  block: RegExp;
+  count: number;
+  /** Targets of the head id (`IN`) and of the tail id (`OUT`). */
+  head: RegExp;
+  tail: RegExp;
+}
+
+/** `blockOf` of a scheme of one numbered container (Wan, Qwen-Image, SD3): B00… below the count, IN, OUT; other components are in no block. */
+export function numberedBlockOf(t: NumberedTargets): IndexedSchemeSpec['blockOf'] {
+  return (patch) => {
+    if (patch.component !== 'transformer') return undefined;
+    const m = t.block.exec(patch.target);
+    if (m) return Number(m[1]) < t.count ? `B${pad2(Number(m[1]))}` : undefined;
+    if (t.head.test(patch.target)) return 'IN';
+    return t.tail.test(patch.target) ? 'OUT' : undefined;
+  };
+}
+
+/** The ids of a double / single block scheme (FLUX.2, HunyuanVideo): IN, D00…, S00…, OUT. */
+export function doubleSingleIds(double: number, single: number): string[] {
+  const numbered = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${pad2(i)}`);
+  return ['IN', ...numbered('D', double), ...numbered('S', single), 'OUT'];
+}
+
+/**
+ * `D03`, or a range of one kind (`D00-D07`, `S10-S47`) → the ids it covers, in a double / single
+ * block scheme of the ids `known`; `label`, `summary` and `example` say the family's in messages.
+ */
+export function doubleSingleExpand(known: ReadonlySet<string>, label: string, summary: string, example: string): (token: string) => string[] {
+  return (token) => {
+    const id = token.trim().toUpperCase();
+    if (known.has(id)) return [id];
+    const range = /^([DS])(\d{1,2})-([DS])?(\d{1,2})$/.exec(id);
+    if (range && (!range[3] || range[3] === range[1])) {
+      const [lo, hi] = [Number(range[2]), Number(range[4])].sort((a, b) => a - b) as [number, number];
+      const out = Array.from({ length: hi - lo + 1 }, (_, i) => `${range[1]}${pad2(lo + i)}`);
+      const missing = out.find((x) => !known.has(x));
+      if (missing) throw blockWeightError(`range ${token.trim()} goes past the last ${label} block (${missing} is not a ${label} block id)`);
+      return out;
+    }
+    throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${summary}, or a range like ${example})`);
   };
 }
 

@@ -3,7 +3,7 @@
  * registration order, then the families' own looks at keys and shapes), and why LoRAs of another
  * family cannot go into it.
  */
-import type { Patch } from './model.ts';
+import type { Patch } from '../adapter/model.ts';
 import type { KeyInfo } from './keys/group.ts';
 import { FAMILIES, labelOf, withArticle } from './families.ts';
 

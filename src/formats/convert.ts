@@ -3,10 +3,11 @@
  * modified (writing over it is refused) and keys the reader could not place are reported by name.
  */
 import { fileIdentity } from '../file-identity.ts';
-import type { OpContext } from '../lora/context.ts';
+import type { OpContext } from '../adapter/context.ts';
 import type { DType } from '../tensor/dtype.ts';
-import { LoraFormatError } from './errors.ts';
-import { readLora } from './read.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
+import { openLora } from './read.ts';
+import { assertWritable } from './detect.ts';
 import { writeLora } from './write/index.ts';
 import type { WriteFormat } from './write/names.ts';
 
@@ -38,8 +39,11 @@ export async function convertLora(inPath: string, outPath: string, opts: Convert
   if (fileIdentity(inPath, 'input') === fileIdentity(outPath, 'output')) {
     throw new LoraFormatError('SAME_PATH', `${outPath}: the output would overwrite the input; choose another output path`);
   }
-  const set = await readLora(inPath);
+  const file = await openLora(inPath);
+  const { set } = file;
   try {
+    // refused here first, so the message names the input file
+    assertWritable({ ...set, path: inPath }, `writing a ${opts.to} LoRA`);
     const written = await writeLora(outPath, set, { format: opts.to, dtype: opts.dtype, ctx: opts.ctx, metadata: opts.metadata, operation: 'convert' });
     const notes = [...set.notes, ...written.notes];
     if (set.unknownKeys.length > 0) {
@@ -61,6 +65,6 @@ export async function convertLora(inPath: string, outPath: string, opts: Convert
       notes,
     };
   } finally {
-    await set.close();
+    await file.close();
   }
 }

@@ -4,10 +4,10 @@
  * blocks it covers, and every key it could not place. `assertWritable` is the guard writers
  * use.
  */
-import type { AdapterKind, AdapterSet, Architecture, Component, RowSlice } from './model.ts';
+import type { AdapterKind, AdapterSet, Architecture, Component, RowSlice } from '../adapter/model.ts';
 import type { Coverage } from './family.ts';
 import { analyzeKeys } from './analyze.ts';
-import { LoraFormatError } from './errors.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
 import { familyOf, labelOf } from './families.ts';
 import type { Layout } from './keys/resolve.ts';
 

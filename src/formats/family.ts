@@ -5,7 +5,7 @@
  * and block weights ask the family object; none of them names a family. A family lives in its own
  * folder under `src/formats/` and is registered in `families.ts`.
  */
-import type { Component, Patch, RowSlice } from './model.ts';
+import type { Component, Patch, RowSlice } from '../adapter/model.ts';
 import type { KeyGroups, KeyInfo } from './keys/group.ts';
 import type { ResolvedModule, UnresolvedModule } from './keys/resolve.ts';
 import type { ModuleTable, TableHit } from './table/module-table.ts';

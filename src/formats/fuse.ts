@@ -1,18 +1,19 @@
 /**
- * Split → fused, exactly (research/lora-formats.md §2.6): LoRA pieces on row ranges of one weight
- * become one LoRA over the whole weight, with the downs concatenated and each up placed at its rows
- * in its own columns (block-diagonal). Pieces that share a bit-identical down (a fused LoRA that was
+ * Split → fused, exactly (as sd-scripts `convert_to_sd_scripts_cat` does it): LoRA pieces on row
+ * ranges of one weight become one LoRA over the whole weight, with the downs concatenated and each
+ * up placed at its rows in its own columns (block-diagonal). Pieces that share a bit-identical down (a fused LoRA that was
  * split by copying its down) share one column block again, so fused → split → fused gives back the
  * original rank. Per-piece scales are kept as one alpha when they agree; differing ones are folded
  * into the ups.
  */
 import type { DType } from '../tensor/dtype.ts';
 import type { LazyTensor } from '../tensor/lazy.ts';
-import type { Adapter, DoraMagnitude, LoraAdapter, Patch } from './model.ts';
-import { LoraFormatError } from './errors.ts';
+import type { DoraMagnitude, LoraAdapter, Patch } from '../adapter/model.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
+import { adapterRows } from '../adapter/kinds.ts';
 import { tableFor } from './families.ts';
 import { evalWidth, type ModuleTable } from './table/module-table.ts';
-import { concatRows, placeBlocks, reshaped, sameTensor, scaledTensor } from './tensor-ops.ts';
+import { concatRows, placeBlocks, reshaped, sameTensor, scaledTensor } from '../adapter/tensor-ops.ts';
 
 export interface LoraPiece {
   down: LazyTensor;
@@ -152,22 +153,6 @@ export function fullRows(patches: readonly Patch[], context: readonly Patch[], t
     throw new LoraFormatError('INEXPRESSIBLE', `${patches[0]!.target}: cannot tell how many rows the fused weight has from this LoRA's shapes`, patches[0]!.source.module);
   }
   return Math.max(n, ...patches.map((p) => p.rows![0] + p.rows![1]));
-}
-
-/** Output rows of an adapter's ΔW. */
-export function adapterRows(a: Adapter): number {
-  switch (a.kind) {
-    case 'lora':
-      return a.up.shape[0]!;
-    case 'loha':
-      return a.w1a.shape[0]!;
-    case 'lokr':
-      return (a.w1 ?? a.w1a)!.shape[0]! * (a.w2 ?? a.w2a)!.shape[0]!;
-    case 'full':
-      return a.diff.shape[0] ?? 1;
-    case 'set':
-      return a.value.shape[0] ?? 1;
-  }
 }
 
 /** The LoRA patches of one target as pieces (scale and rows from each patch). */

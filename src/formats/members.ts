@@ -6,7 +6,7 @@
  * when both are there, never a guess.
  */
 import { FAMILIES, labelOf } from './families.ts';
-import { LoraFormatError } from './errors.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
 
 export interface MemberSelection {
   family: string;

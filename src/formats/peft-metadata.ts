@@ -1,7 +1,8 @@
 /**
  * diffusers saves the PEFT LoraConfig beside the tensors (`lora_adapter_metadata`, a JSON object
  * with keys such as `transformer.r`, `transformer.lora_alpha`, `transformer.alpha_pattern`), so a
- * PEFT file without `.alpha` keys can still have a scale other than 1 (research/lora-formats.md §1.9).
+ * PEFT file without `.alpha` keys can still have a scale other than 1 (diffusers' loader passes it
+ * back to `LoraConfig`, so rank and alpha need not be inferred).
  */
 
 export interface PeftAlphas {

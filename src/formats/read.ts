@@ -7,16 +7,24 @@ import { SafetensorsFile } from '../safetensors/reader.ts';
 import { encodeFromF32, isCodecDType, isFloatDType } from '../tensor/dtype.ts';
 import { nonFiniteF32 } from '../tensor/finite.ts';
 import { fileTensor, nonFiniteError, type LazyTensor } from '../tensor/lazy.ts';
-import type { Adapter, AdapterSet, DoraMagnitude, Patch } from './model.ts';
+import type { Adapter, AdapterSet, DoraMagnitude, Patch } from '../adapter/model.ts';
 import { analyzeKeys, type Analysis } from './analyze.ts';
-import { LoraFormatError } from './errors.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
 import type { PatchSpec } from './keys/plan.ts';
 import { parseRole, type Role } from './keys/roles.ts';
 import { peftAlphaFor, parsePeftMetadata, type PeftAlphas } from './peft-metadata.ts';
-import { swapRowHalves } from './tensor-ops.ts';
+import { swapRowHalves } from '../adapter/tensor-ops.ts';
 import { selectMember, type MemberSelection } from './members.ts';
 import { variantOf } from './variants.ts';
 
+/** A LoRA file held open: its adapter set (plain data, tensors read from the file on demand) and how to let the file go. */
+export interface LoraFile {
+  path: string;
+  set: AdapterSet;
+  close(): Promise<void>;
+}
+
+/** The set with the file's `path` and `close` beside its fields, for scripts and tests that hold one file at a time. */
 export interface LoraHandle extends AdapterSet {
   path: string;
   close(): Promise<void>;
@@ -48,6 +56,12 @@ function memberView(file: SafetensorsFile, sel: MemberSelection): LoraSource {
 }
 
 export async function readLora(path: string, opts: ReadLoraOptions = {}): Promise<LoraHandle> {
+  const { set, close } = await openLora(path, opts);
+  return { ...set, path, close };
+}
+
+/** Reads a LoRA's layout into the canonical model; the file stays open for the tensors until `close`. */
+export async function openLora(path: string, opts: ReadLoraOptions = {}): Promise<LoraFile> {
   const file = await SafetensorsFile.open(path);
   try {
     const selection = selectMember(file.tensors.map((t) => t.name), opts.member);
@@ -58,7 +72,7 @@ export async function readLora(path: string, opts: ReadLoraOptions = {}): Promis
       set.variant = variant;
       set.notes.push(`for the ${variant} model of its pair (from the file name or metadata)`);
     }
-    return Object.assign(set, { path, close: () => file.close() });
+    return { path, set, close: () => file.close() };
   } catch (e) {
     await file.close();
     if (e instanceof LoraFormatError) throw new LoraFormatError(e.code, `${path}: ${e.message}`, e.module);
@@ -173,8 +187,7 @@ async function buildPatch(file: LoraSource, spec: PatchSpec, scalars: Map<string
   let adapter: Adapter;
   switch (spec.kind) {
     case 'lora': {
-      const rank = spec.rank!;
-      adapter = { kind: 'lora', down: t('down')!, up: rowsOrdered(t('up')!), scale: alpha === undefined ? 1 : alpha / rank };
+      adapter = { kind: 'lora', down: t('down')!, up: rowsOrdered(t('up')!), scale: alpha === undefined ? 1 : alpha / spec.rank! };
       const mid = t('mid');
       if (mid) adapter.mid = mid;
       if (alpha !== undefined) adapter.alpha = alpha;
@@ -190,7 +203,7 @@ async function buildPatch(file: LoraSource, spec: PatchSpec, scalars: Map<string
         w1b: t('hada_w1_b')!,
         w2a: rowsOrdered(t('hada_w2_a')!),
         w2b: t('hada_w2_b')!,
-        scale: alpha === undefined ? 1 : alpha / spec.tensors.hada_w1_b!.shape[0]!,
+        scale: alpha === undefined ? 1 : alpha / spec.rank!,
       };
       if (t('hada_t1')) adapter.t1 = t('hada_t1');
       if (t('hada_t2')) adapter.t2 = t('hada_t2');
@@ -234,9 +247,8 @@ function lokrAdapter(spec: PatchSpec, t: (r: keyof PatchSpec['tensors']) => Lazy
     if (rows1 % 2 !== 0) throw new LoraFormatError('BAD_SHAPES', `${module}: LoKr w1 has ${rows1} rows, so its kron rows cannot be reordered into BFL order`, module);
     swap = swapRowHalves;
   }
-  // ComfyUI: alpha / rank only when a factor is decomposed (rank = w2_b or w1_b rows), else 1
-  const dim = spec.tensors.lokr_w2_b?.shape[0] ?? spec.tensors.lokr_w1_b?.shape[0];
-  const a: Adapter = { kind: 'lokr', scale: alpha !== undefined && dim !== undefined ? alpha / dim : 1 };
+  // ComfyUI: alpha / rank only when a factor is decomposed, else 1
+  const a: Adapter = { kind: 'lokr', scale: alpha !== undefined && spec.rank !== undefined ? alpha / spec.rank : 1 };
   if (w1) a.w1 = swap(w1);
   if (w1a) a.w1a = swap(w1a);
   if (t('lokr_w1_b')) a.w1b = t('lokr_w1_b');

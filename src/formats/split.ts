@@ -1,14 +1,14 @@
 /**
- * Fused → split, exactly (research/lora-formats.md §2.6): a LoRA on a fused weight (qkv, linear1)
- * becomes one LoRA per part. Row-slicing ΔW is row-slicing the up, so each part takes its rows of
+ * Fused → split, exactly (as sd-scripts `convert_to_ai_toolkit_cat` and diffusers' kohya FLUX
+ * converter do it): a LoRA on a fused weight (qkv, linear1) becomes one LoRA per part. Row-slicing ΔW is row-slicing the up, so each part takes its rows of
  * the up. The down is divided between parts only when the up is verified block-diagonal (every
  * column non-zero in at most one part, checked on exact zeros); otherwise each part gets the whole
  * down, which is what keeps a genuinely fused LoRA exact.
  */
 import type { LazyTensor } from '../tensor/lazy.ts';
-import type { DoraMagnitude, LoraAdapter } from './model.ts';
-import { LoraFormatError } from './errors.ts';
-import { gatherCols, gatherRows, placeBlocks, reshaped, rowSlice, sharedReads } from './tensor-ops.ts';
+import type { DoraMagnitude, LoraAdapter } from '../adapter/model.ts';
+import { LoraFormatError } from '../adapter/errors.ts';
+import { gatherCols, gatherRows, placeBlocks, reshaped, rowSlice, sharedReads } from '../adapter/tensor-ops.ts';
 
 export interface SplitPart {
   /** Destination module name. */

@@ -1,9 +1,9 @@
 /**
  * Text-encoder modules a LoRA can patch, named by their Hugging Face paths (the canonical targets
- * for components `clip_l`, `clip_g` and `t5`; research/lora-formats.md §2.5). The kohya spellings
+ * for components `clip_l`, `clip_g` and `t5`, as transformers names them). The kohya spellings
  * (`lora_te1_text_model_encoder_layers_0_self_attn_q_proj`) are these paths with `.` → `_`.
  */
-import type { Component } from './model.ts';
+import type { Component } from '../adapter/model.ts';
 
 export interface TextEncoderModule {
   /** HF module path; `{i}` is the layer / block index. */

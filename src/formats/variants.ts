@@ -3,7 +3,7 @@
  * key set: a LoRA trained for one does not fit the other, and nothing but the file says which.
  * These checks keep a merge or an apply to one member.
  */
-import type { AdapterSet } from './model.ts';
+import type { AdapterSet } from '../adapter/model.ts';
 import { familyOf } from './families.ts';
 
 /** Where loraflow's outputs say which member they are for. */

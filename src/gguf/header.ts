@@ -5,6 +5,7 @@
  * the file's. Layout facts from ggml's gguf.cpp (`gguf_init_from_reader`).
  */
 import type { FileHandle } from 'node:fs/promises';
+import { fillBuffer } from '../file-read.ts';
 import { GgufError } from './errors.ts';
 import { ITEM_BYTES, VALUE_TYPES, type GgufScalarType, type GgufValue } from './metadata.ts';
 import { typeById, typeBytes, type GgmlTypeInfo } from './types.ts';
@@ -71,12 +72,7 @@ class Cursor {
     }
     const len = Math.min(Math.max(n, WINDOW), this.size - this.pos);
     const buf = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const { bytesRead } = await this.handle.read(buf, done, len - done, this.pos + done);
-      if (bytesRead === 0) throw new GgufError('TRUNCATED', this.path, `unexpected end of file at byte ${this.pos + done}, inside ${what}`, tensor);
-      done += bytesRead;
-    }
+    await fillBuffer(this.handle, buf, this.pos, (at) => new GgufError('TRUNCATED', this.path, `unexpected end of file at byte ${at}, inside ${what}`, tensor));
     this.buf = buf;
     this.view = new DataView(buf.buffer);
     this.start = this.pos;

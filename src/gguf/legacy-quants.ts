@@ -30,8 +30,6 @@ function putU32(b: Uint8Array, o: number, v: number): void {
 }
 /** C's `(int8_t)(float)`: truncation toward zero, then the low 8 bits as a signed byte. */
 const toInt8 = (x: number): number => (Math.trunc(x) << 24) >> 24;
-/** C's `roundf`: half away from zero (exact in double for float inputs). */
-const roundf = (x: number): number => (x < 0 ? -Math.floor(-x + 0.5) : Math.floor(x + 0.5));
 
 /** The value of largest magnitude (the first of equal ones) and its magnitude. */
 function signedMax(x: Float32Array, o: number): [max: number, amax: number] {
@@ -177,21 +175,35 @@ export function quantizeQ5_1(x: Float32Array, dst: Uint8Array): void {
   }
 }
 
+/** The same bytes as signed int8 (Q8_0's quants), without a copy. */
+const int8View = (b: Uint8Array) => new Int8Array(b.buffer, b.byteOffset, b.byteLength);
+
 export function dequantizeQ8_0(src: Uint8Array, dst: Float32Array): void {
+  const q = int8View(src);
   for (let i = 0, o = 0; i < dst.length; i += QK, o += 34) {
     const d = half(src, o);
-    for (let j = 0; j < QK; j++) dst[i + j] = ((src[o + 2 + j]! << 24) >> 24) * d;
+    // int8 · f16 is exact in double, so the f32 store rounds once, as C's float product does
+    for (let j = 0, k = o + 2; j < QK; j++, k++) dst[i + j] = q[k]! * d;
   }
 }
 
+/**
+ * One pass per block over an Int8Array view of the output. The rounding is C's roundf (half away
+ * from zero): trunc(v ± 0.5) is exact for a float v, and an Int8Array store keeps the low 8 bits
+ * as the C cast does (NaN and Inf store 0, as `& 0xff` of them did).
+ */
 export function quantizeQ8_0(x: Float32Array, dst: Uint8Array): void {
+  const q = int8View(dst);
   for (let i = 0, o = 0; i < x.length; i += QK, o += 34) {
     let amax = 0;
-    for (let j = 0; j < QK; j++) amax = Math.max(amax, Math.abs(x[i + j]!));
+    for (let j = i, end = i + QK; j < end; j++) amax = Math.max(amax, Math.abs(x[j]!));
     const d = f(amax / 127);
     const id = d ? f(1 / d) : 0;
     putHalf(dst, o, d);
-    for (let j = 0; j < QK; j++) dst[o + 2 + j] = roundf(f(x[i + j]! * id)) & 0xff;
+    for (let j = 0, k = o + 2; j < QK; j++, k++) {
+      const v = f(x[i + j]! * id);
+      q[k] = (v < 0 ? v - 0.5 : v + 0.5) | 0;
+    }
   }
 }
 

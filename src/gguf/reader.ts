@@ -2,7 +2,8 @@
  * A GGUF file opened lazily: the header is read and validated up front; tensor data is read on
  * demand by offset, one tensor (or one range of block rows) at a time, never the whole file.
  */
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { fillBuffer, openForRead } from '../file-read.ts';
 import { dequantize } from './codec.ts';
 import { GgufError } from './errors.ts';
 import { parseHeader, type GgufHeader, type GgufTensorInfo } from './header.ts';
@@ -28,7 +29,7 @@ export class GgufFile {
   }
 
   static async open(path: string): Promise<GgufFile> {
-    const handle = await openForRead(path);
+    const handle = await openForRead(path, (code, detail) => new GgufError(code, path, detail));
     try {
       const { size } = await handle.stat();
       return new GgufFile(path, handle, size, await parseHeader(handle, size, path));
@@ -149,12 +150,7 @@ export class GgufFile {
 
   private async readAt(position: number, length: number, tensor: string): Promise<Uint8Array> {
     const buf = new Uint8Array(length);
-    const CHUNK = 1 << 30;
-    for (let done = 0; done < length;) {
-      const { bytesRead } = await this.handle.read(buf, done, Math.min(CHUNK, length - done), position + done);
-      if (bytesRead === 0) throw new GgufError('TRUNCATED', this.path, `unexpected end of file at byte ${position + done} (the file shrank?)`, tensor);
-      done += bytesRead;
-    }
+    await fillBuffer(this.handle, buf, position, (at) => new GgufError('TRUNCATED', this.path, `unexpected end of file at byte ${at} (the file shrank?)`, tensor));
     return buf;
   }
 }
@@ -167,27 +163,4 @@ export async function withGguf<T>(path: string, fn: (f: GgufFile) => Promise<T>)
   } finally {
     await f.close();
   }
-}
-
-async function openForRead(path: string): Promise<FileHandle> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    throw fsError(path, e);
-  }
-  if (!st.isFile()) throw new GgufError('NOT_A_FILE', path, st.isDirectory() ? 'is a directory, not a file' : 'is not a regular file');
-  try {
-    return await open(path, 'r');
-  } catch (e) {
-    throw fsError(path, e);
-  }
-}
-
-function fsError(path: string, e: unknown): Error {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new GgufError('NOT_FOUND', path, 'no such file');
-  if (code === 'EACCES' || code === 'EPERM') return new GgufError('PERMISSION', path, 'permission denied');
-  if (code === 'EISDIR') return new GgufError('NOT_A_FILE', path, 'is a directory, not a file');
-  return e as Error;
 }

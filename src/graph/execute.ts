@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { faultOf, type Fault } from '../errors.ts';
 import { canonicalRecipe, withoutUi } from './canonical.ts';
-import { RunCache } from './cache.ts';
+import { RunCache, type CacheEntry } from './cache.ts';
 import { describeValue, jsonSafe } from './describe.ts';
 import { RunEventEmitter, type PlanInfo, type RunEventListener } from './events.ts';
 import type { Problem } from './problems.ts';
@@ -96,10 +96,9 @@ async function runNode(state: RunState, node: PlannedNode, run: RunPlan, cache: 
   state.events.emit({ type: 'node.start', nodeId: id, nodeType: node.def.type, title: node.title });
   const t0 = performance.now();
   const outputs = await node.def.run(state.context(node), inputs, node.params);
-  const dispose = node.def.dispose ? () => node.def.dispose!(outputs) : undefined;
   for (const name of Object.keys(node.def.outputs)) {
     if (outputs?.[name] === undefined) {
-      if (dispose) await dispose();
+      await state.takeDisposer(node, outputs)?.();
       throw new Error(`${node.def.type} returned no value for its output "${name}"`);
     }
   }
@@ -107,23 +106,24 @@ async function runNode(state: RunState, node: PlannedNode, run: RunPlan, cache: 
   state.values.set(id, outputs);
   state.summaries.set(id, summary);
   if (node.def.output) state.pendingOutputs.push({ id, node, outputs, summary });
-  else if (run.volatile.has(id)) {
-    if (dispose) state.toDispose.push(dispose);
-  } else cache.set(run.keys.get(id)!, { nodeType: node.def.type, outputs, summary, written: [], dispose });
+  else keepOrDispose(state, run, cache, id, { nodeType: node.def.type, outputs, summary, written: [], dispose: state.takeDisposer(node, outputs) });
   state.executed.push(id);
   state.current = undefined;
   state.events.emit({ type: 'node.done', nodeId: id, nodeType: node.def.type, ms: Math.round(performance.now() - t0), summary });
   throwIfAborted(state.signal);
 }
 
+/** A node's result into the cache, or, for a volatile node, its disposer to the end of the run. */
+function keepOrDispose(state: RunState, run: RunPlan, cache: RunCache, id: string, entry: CacheEntry): void {
+  if (!run.volatile.has(id)) cache.set(run.keys.get(id)!, entry);
+  else if (entry.dispose) state.toDispose.push(entry.dispose);
+}
+
 /** Moves the staged files to their final names, then caches the output nodes' results with what they wrote. */
 async function commitRun(state: RunState, run: RunPlan, cache: RunCache): Promise<string[]> {
   const byNode = await state.staged.commit();
   for (const p of state.pendingOutputs.splice(0)) {
-    const dispose = p.node.def.dispose ? () => p.node.def.dispose!(p.outputs) : undefined;
-    if (run.volatile.has(p.id)) {
-      if (dispose) state.toDispose.push(dispose);
-    } else cache.set(run.keys.get(p.id)!, { nodeType: p.node.def.type, outputs: p.outputs, summary: p.summary, written: byNode.get(p.id) ?? [], dispose });
+    keepOrDispose(state, run, cache, p.id, { nodeType: p.node.def.type, outputs: p.outputs, summary: p.summary, written: byNode.get(p.id) ?? [], dispose: state.takeDisposer(p.node, p.outputs) });
   }
   return [...byNode.values()].flat().map((f) => f.path);
 }
@@ -131,7 +131,11 @@ async function commitRun(state: RunState, run: RunPlan, cache: RunCache): Promis
 /** Rolls the staged files back and reports the cancel or the error, naming the node that was running. */
 async function failRun(state: RunState, e: unknown, done: string[], ms: number): Promise<{ status: RunStatus; error: RunError }> {
   await state.staged.rollback();
-  for (const p of state.pendingOutputs.splice(0)) if (p.node.def.dispose) state.toDispose.push(() => p.node.def.dispose!(p.outputs));
+  for (const p of state.pendingOutputs.splice(0)) {
+    const dispose = state.takeDisposer(p.node, p.outputs);
+    if (dispose) state.toDispose.push(dispose);
+  }
+  state.releaseHeld();
   const { current, events } = state;
   if (state.signal.aborted) {
     events.emit({ type: 'run.cancelled', ms, ...(current ? { nodeId: current.id, nodeType: current.def.type } : {}), executed: done });

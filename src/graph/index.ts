@@ -12,6 +12,9 @@ export {
 } from './node.ts';
 export { parseExposePath, parseSetArgs } from './overrides.ts';
 export { formatPortType, isPortType, parsePortType, portAccepts, type PortType } from './ports.ts';
+export {
+  PROVENANCE_KEY, ProvenanceError, bakeOverrides, decodeProvenance, provenanceMetadata, storedProvenance, type RecoveredRecipe,
+} from './provenance.ts';
 export { RecipeInvalidError, formatProblem, formatProblems, type Problem, type ProblemCode } from './problems.ts';
 export {
   RECIPE_FORMAT, RECIPE_SCHEMA_VERSION, RecipeParseError, RecipeSchema, exposePath, parseRecipeText, readRecipeFile, recipeJsonSchema,

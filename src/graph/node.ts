@@ -48,7 +48,7 @@ export type InputValues<I extends Record<string, InputPort>> = {
 
 export type OutputValues<O extends Record<string, OutputPort>> = { [K in keyof O]: ValueOfType<O[K]['type']> };
 
-/** The shape library operations accept (structurally the same as `OpContext` in src/lora/context.ts). */
+/** The shape library operations accept (structurally the same as `OpContext` in src/adapter/context.ts). */
 export interface OpContextLike {
   signal?: AbortSignal;
   onProgress?: (done: number, total: number, label?: string) => void;
@@ -92,6 +92,11 @@ export interface RunContext {
   provenance(): Provenance;
   /** `{ signal, onProgress, log }` wired to this node, ready for library operations. */
   readonly op: OpContextLike;
+  /**
+   * Frees something this node's outputs hold (an open file) when they are dropped: when they leave
+   * the cache, at the end of the run when they are not cached, or when the node fails.
+   */
+  onDispose(free: () => void | Promise<void>): void;
 }
 
 /** Rewrites a node's params and links from one major version to the next. */

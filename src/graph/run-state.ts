@@ -13,6 +13,8 @@ import { StagedOutputs } from './outputs.ts';
 import type { PathResolver } from './roots.ts';
 import type { PlannedNode } from './validate.ts';
 
+type Disposer = () => void | Promise<void>;
+
 export function abortError(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
   return r instanceof Error ? r : Object.assign(new Error('cancelled'), { name: 'AbortError' });
@@ -34,7 +36,9 @@ export class RunState {
   readonly summaries = new Map<string, unknown>();
   readonly executed: string[] = [];
   readonly staged = new StagedOutputs();
-  readonly toDispose: (() => void | Promise<void>)[] = [];
+  readonly toDispose: Disposer[] = [];
+  /** What each node's run registered with `onDispose`, until its outputs are cached or dropped. */
+  private readonly held = new Map<string, Disposer[]>();
   /** Output nodes' results, cached only once their files are committed. */
   readonly pendingOutputs: PendingOutput[] = [];
   tempDir?: Promise<string>;
@@ -75,6 +79,29 @@ export class RunState {
       tempDir: () => (this.tempDir ??= mkdtemp(join(this.env.tempRoot ?? tmpdir(), 'loraflow-run-'))),
       provenance: (): Provenance => ({ ...this.env.provenance, nodeId: node.id }),
       op: { signal, onProgress: progress, log },
+      onDispose: (free) => {
+        const list = this.held.get(node.id) ?? [];
+        list.push(free);
+        this.held.set(node.id, list);
+      },
     };
+  }
+
+  /** Everything that frees one node's outputs (its definition's `dispose`, then what its run registered), handed over once. */
+  takeDisposer(node: PlannedNode, outputs: Record<string, unknown>): Disposer | undefined {
+    const frees = this.held.get(node.id) ?? [];
+    this.held.delete(node.id);
+    const { dispose } = node.def;
+    if (dispose) frees.unshift(() => dispose(outputs));
+    if (frees.length === 0) return undefined;
+    return async () => {
+      for (const free of frees) await free();
+    };
+  }
+
+  /** What failed or unfinished nodes registered and nobody took: freed with the run. */
+  releaseHeld(): void {
+    for (const frees of this.held.values()) this.toDispose.push(...frees);
+    this.held.clear();
   }
 }

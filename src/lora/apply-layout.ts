@@ -7,7 +7,7 @@
  * ΔW rows of LoHa/LoKr. The mapping comes from the output plan (the family's module table), never
  * from names here.
  */
-import type { Adapter, Patch } from '../formats/model.ts';
+import type { Adapter, Patch } from '../adapter/model.ts';
 import type { OutputTensor } from '../checkpoint/output-plan.ts';
 import { derivedTensor, numel, type LazyTensor } from '../tensor/lazy.ts';
 import { applyError, type PlannedPatch } from './apply-plan.ts';

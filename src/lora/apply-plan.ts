@@ -4,7 +4,7 @@
  * together, naming the module, before a single byte is written.
  */
 import { resolve } from 'node:path';
-import type { AdapterSet, Component, Patch } from '../formats/model.ts';
+import type { AdapterSet, Component, Patch } from '../adapter/model.ts';
 import { CanonicalView, type CanonicalTensor } from '../checkpoint/canonical.ts';
 import { isPatchable } from '../checkpoint/encoding.ts';
 import { numel } from '../tensor/lazy.ts';
@@ -59,10 +59,17 @@ const KEY_PREFIXES: Record<Component, readonly string[]> = {
 /** The separate file a text-encoder component goes to when the caller names one. */
 const COMPONENT_FILE: Partial<Record<Component, FileRole>> = { clip_l: 'clip_l', t5: 't5' };
 
+/** A LoRA to apply; `path`: the file it was read from, named in messages and the report. */
+export interface ApplyLora {
+  set: AdapterSet;
+  weight: number;
+  path?: string;
+}
+
 export interface PlanInput {
   base: string;
   out: string;
-  loras: readonly { set: AdapterSet; weight: number }[];
+  loras: readonly ApplyLora[];
   clipL?: { in: string; out: string };
   t5?: { in: string; out: string };
   ignoreTextEncoders?: boolean;
@@ -81,8 +88,8 @@ function listNames(names: readonly string[], max = 12): string {
 }
 
 /** ` [from PATH]` for a LoRA read from a file (messages name the file the module is in). */
-function fromFile(set: AdapterSet): string {
-  return 'path' in set && typeof set.path === 'string' ? ` [from ${set.path}]` : '';
+function fromFile(lora: ApplyLora): string {
+  return lora.path ? ` [from ${lora.path}]` : '';
 }
 
 /**
@@ -182,11 +189,11 @@ async function openInputs(input: PlanInput, outputs: readonly Output[], opened: 
     files.push({ ...o, file, prefixes: {}, byKey: new Map() });
   }
   const baseFile = files[0]!;
-  const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => l.set));
+  const foreign = crossArchitectureProblem({ path: input.base, keys: baseFile.file.tensors }, input.loras.map((l) => ({ ...l.set, path: l.path })));
   if (foreign) throw applyError(foreign);
   const pair = commonVariant([
     { what: input.base, variant: variantOf(input.loras[0]?.set.architecture ?? 'unknown', { path: input.base, metadata: baseFile.file.metadata }) },
-    ...input.loras.map(({ set }, i) => ({ what: `LoRA ${i + 1}${'path' in set && typeof set.path === 'string' ? ` (${set.path})` : ''}`, variant: set.variant })),
+    ...input.loras.map(({ set, path }, i) => ({ what: `LoRA ${i + 1}${path ? ` (${path})` : ''}`, variant: set.variant })),
   ]);
   if ('problem' in pair) throw applyError(pair.problem);
   return files;
@@ -221,13 +228,13 @@ function routePatches(input: PlanInput, files: readonly FilePlan[]): { routed: R
     }
   });
   // a LoRA that would change nothing (every module left out) is refused, not merged as a plain copy
-  input.loras.forEach(({ set, weight }, index) => {
+  input.loras.forEach(({ set, weight, path: file }, index) => {
     if (weight === 0) return;
     const applied = [...routed.values()].reduce((n, list) => n + list.filter((p) => p.input === index).length, 0);
     const left = set.patches.length;
     if (applied > 0 || homeless.some((h) => h.includes(`(LoRA ${index + 1},`))) return;
     const why = left === 0 ? 'it has no modules at all' : `all ${left} of its modules are text-encoder modules left out by ignoreTextEncoders`;
-    const path = 'path' in set && typeof set.path === 'string' ? ` (${set.path})` : '';
+    const path = file ? ` (${file})` : '';
     throw applyError(`LoRA ${index + 1}${path} changes nothing in ${input.base}: ${why}; nothing was written`);
   });
   if (homeless.length) {
@@ -248,7 +255,7 @@ function placePatches(input: PlanInput, routed: Routed, problems: string[]): voi
       const located = plan.file.has(key) ? undefined : locateIn(input.loras[planned.input]!.set.architecture, plan.file, planned.patch);
       if (located) [key, planned] = [located.key, { ...planned, patch: located.patch }];
       const { patch } = planned;
-      const from = fromFile(input.loras[planned.input]!.set);
+      const from = fromFile(input.loras[planned.input]!);
       if (!plan.file.has(key)) {
         const blocks = blockHint(plan, plan.prefixes[patch.component]!, patch.target);
         problems.push(`${patch.source.module} (LoRA ${planned.input + 1}): ${plan.in} has no weight ${patch.target}${plan.prefixes[patch.component] ? ` (looked for ${key})` : ''}${blocks}${from}`);

@@ -8,14 +8,15 @@
  * Weights with only LoRA patches take the fast path: ΔW per row chunk from stacked factors, added
  * and encoded in one pass. Weights with DoRA, replacements or other adapter kinds are decoded
  * whole and patched in f32 (apply-tensor.ts), then encoded the same way. Values stored in an
- * encoding of their own (GGUF block types, scaled fp8) are decoded to f32 first, patched the same
- * two ways, and encoded again (ggml's reference quantizers; a new fp8 scale).
+ * encoding of their own (GGUF block types, scaled fp8) are decoded, patched and encoded again in
+ * the same row-chunk tasks on the pool (ggml's reference quantizers; a new fp8 scale, from the
+ * row maxima of a first pass), or whole in f32 when patched densely.
  */
 import type { CheckpointWriter } from '../checkpoint/form.ts';
-import { decodeStored, encodeStored, isPlain, storedBytes } from '../checkpoint/encoding.ts';
+import { blockSize, decodeStored, encodeStored, isPlain, storedBytes } from '../checkpoint/encoding.ts';
 import type { OutputPlan, OutputTensor } from '../checkpoint/output-plan.ts';
-import { decodeScaled, encodeScaled } from '../checkpoint/scaled-fp8.ts';
-import { decodeToF32, dtypeBytes, type DType } from '../tensor/dtype.ts';
+import { chooseScales, decodeScaled, encodeScaled } from '../checkpoint/scaled-fp8.ts';
+import { decodeToF32 } from '../tensor/dtype.ts';
 import type { Fp8DType } from '../tensor/fp8-round.ts';
 import { numel } from '../tensor/lazy.ts';
 import type { FilePlan, PlannedPatch } from './apply-plan.ts';
@@ -23,9 +24,9 @@ import { patchWeight } from './apply-tensor.ts';
 import type { ChunkCounts, ChunkTask, DeltaGroup } from './chunk-task.ts';
 import { countNonFinite, countNonFiniteStored } from '../tensor/finite.ts';
 import type { ComputePool } from './compute-pool.ts';
-import { checkAborted, type OpContext } from './context.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
 import { readFactorPart, stackFactors } from './factors.ts';
-import { countOutOfRange, encodeValues } from './fused-codec.ts';
+import { countOutOfRange, encodeValues } from '../tensor/fused-codec.ts';
 import { matrixOf } from './geometry.ts';
 import { seedFromName } from './seed.ts';
 import { changeNorm2, groupsNorm2, storedNorm2, type TensorChange } from './change-norms.ts';
@@ -135,28 +136,56 @@ async function deltaGroups(planned: readonly PlannedPatch[], cols: number, share
   );
 }
 
-/** base + ΔW (or a plain dtype conversion when `groups` is empty) in row chunks on the pool. */
-async function chunked(input: Uint8Array, shape: readonly number[], inDtype: DType, outDtype: DType, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array): Promise<ChunkCounts> {
+/** What a chunk task adds beyond the bytes (chunk-task.ts): scales of a scaled fp8 tensor (one, or one per row), norms, row maxima. */
+interface ChunkExtras {
+  inScale?: Float32Array;
+  outScale?: Float32Array;
+  norms?: boolean;
+  amax?: boolean;
+}
+
+/** A per-row scale's rows [r0, r0 + n) (a copy: it is posted to a worker); a single scale as it is. */
+const scaleRows = (scale: Float32Array | undefined, r0: number, n: number) => (scale && scale.length > 1 ? scale.slice(r0, r0 + n) : scale);
+
+/**
+ * base + ΔW (or a plain conversion when `groups` is empty) in row chunks on the pool, in any stored
+ * encoding: rows of a ggml block type are whole blocks (else the tensor is one task). Counts are
+ * summed, Σ base² too, and the row maxima come back in row order.
+ */
+async function chunked(input: Uint8Array, shape: readonly number[], inDtype: string, outDtype: string, groups: DeltaGroup[], pool: ComputePool, seed: number | undefined, output: Uint8Array, extras: ChunkExtras = {}): Promise<ChunkCounts> {
   const { rows, cols } = matrixOf(shape);
-  const inPer = dtypeBytes(inDtype);
-  const outPer = dtypeBytes(outDtype);
-  const step = Math.max(1, Math.floor(chunkElements(pool.threads) / Math.max(1, cols)));
+  const inRow = storedBytes(inDtype, cols);
+  const outRow = storedBytes(outDtype, cols);
+  const whole = cols % blockSize(inDtype) !== 0 || cols % blockSize(outDtype) !== 0;
+  const step = whole ? Math.max(1, rows) : Math.max(1, Math.floor(chunkElements(pool.threads) / Math.max(1, cols)));
   const tasks: ChunkTask[] = [];
   for (let r0 = 0; r0 < rows; r0 += step) {
     const n = Math.min(step, rows - r0);
     tasks.push({
-      input: input.subarray(r0 * cols * inPer, (r0 + n) * cols * inPer),
+      input: whole ? input : input.subarray(r0 * inRow, (r0 + n) * inRow),
       inDtype,
-      output: output.subarray(r0 * cols * outPer, (r0 + n) * cols * outPer),
+      output: whole ? output : output.subarray(r0 * outRow, (r0 + n) * outRow),
       outDtype,
       cols,
       rowStart: r0,
       rows: n,
       groups,
       stochasticSeed: seed,
+      inScale: scaleRows(extras.inScale, r0, n),
+      outScale: scaleRows(extras.outScale, r0, n),
+      norms: extras.norms,
+      amax: extras.amax,
     });
   }
-  return (await pool.runAll(tasks)).reduce((a, b) => ({ outOfRange: a.outOfRange + b.outOfRange, nonFinite: a.nonFinite + b.nonFinite }), { outOfRange: 0, nonFinite: 0 });
+  const results = await pool.runAll(tasks);
+  const amax = extras.amax ? new Float32Array(rows) : undefined;
+  results.forEach((c, k) => amax?.set(c.amax!, tasks[k]!.rowStart));
+  return {
+    outOfRange: results.reduce((a, c) => a + c.outOfRange, 0),
+    nonFinite: results.reduce((a, c) => a + c.nonFinite, 0),
+    base2: extras.norms ? results.reduce((a, c) => a + c.base2!, 0) : undefined,
+    amax,
+  };
 }
 
 /** What one output tensor came to. */
@@ -198,7 +227,7 @@ class FilePipeline {
   }
 
   private outBytes(t: OutputTensor): number {
-    return t.kind === 'values' && isPlain(t.dtype) ? storedBytes(t.dtype, numel(t.shape)) : 0;
+    return t.kind === 'values' ? storedBytes(t.dtype, numel(t.shape)) : 0;
   }
 
   /** The stored bytes of output tensor i: a copy, or its pieces (row ranges of canonical weights) in place. */
@@ -217,28 +246,45 @@ class FilePipeline {
     return buf;
   }
 
-  /** Values stored in an encoding of their own: decoded to f32, patched, encoded again. */
-  private async viaF32(t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, seed: number | undefined): Promise<Computed> {
+  /**
+   * Values stored in an encoding of their own (GGUF block types, scaled fp8, or converted to
+   * another dtype), patched by LoRA factors or not: decoded, patched and encoded again on the pool,
+   * a row chunk at a time, straight into the output buffer. A scaled output's new scale comes from
+   * the patched values' largest magnitude, so those are computed to f32 first (with the row maxima
+   * in the same pass), then divided by the stored scale and rounded.
+   */
+  private async viaF32(i: number, t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[] | undefined, seed: number | undefined): Promise<Computed> {
+    if (planned && !isFastPath(planned)) return this.denseViaF32(t, input, planned, seed);
+    const { pool } = this.opts;
+    const cols = matrixOf(t.shape).cols;
+    const groups = planned ? await deltaGroups(planned, cols, this.shared) : [];
+    const inScale = t.scaleIn ? await this.view.scaleOf(this.view.info(t.pieces[0]!.canonical)) : undefined;
+    const extras = { inScale, norms: planned !== undefined };
+    const change = (c: ChunkCounts) => (planned ? { base2: c.base2!, change2: groupsNorm2(groups, cols) } : undefined);
+    const bytes = this.outputs.view(i, this.outBytes(t));
+    if (!t.scaleOut) {
+      const c = await chunked(input, t.shape, t.inDtype, t.dtype, groups, pool, seed, bytes, extras);
+      return { bytes, outOfRange: c.outOfRange, nonFinite: c.nonFinite, change: change(c) };
+    }
+    const w = this.result.take(numel(t.shape));
+    const c = await chunked(input, t.shape, t.inDtype, 'F32', groups, pool, undefined, bytesOf(w), { ...extras, amax: true });
+    const s = chooseScales(c.amax!, t.scaleOut.weight, t.scaleOut.fp8);
+    await chunked(bytesOf(w), t.shape, 'F32', t.scaleOut.fp8, [], pool, seed, bytes, { outScale: s.scales });
+    return { bytes, outOfRange: 0, nonFinite: c.nonFinite, change: change(c), scale: s.scale };
+  }
+
+  /** Values stored in an encoding of their own, patched densely (DoRA, replacements, other kinds): decoded whole to f32, patched, encoded again. */
+  private async denseViaF32(t: OutputTensor, input: Uint8Array, planned: readonly PlannedPatch[], seed: number | undefined): Promise<Computed> {
     const n = numel(t.shape);
     const { rows, cols } = matrixOf(t.shape);
     const base = this.decoded.take(n);
     const scale = t.scaleIn ? await this.view.scaleOf(this.view.info(t.pieces[0]!.canonical)) : undefined;
     if (scale) decodeScaled(input, t.inDtype as Fp8DType, scale, rows, base);
     else decodeStored(t.inDtype, input, base);
-    let w = base;
-    let change: Computed['change'];
-    if (planned) {
-      w = this.result.take(n);
-      if (isFastPath(planned)) {
-        const groups = await deltaGroups(planned, cols, this.shared);
-        await chunked(bytesOf(base), t.shape, 'F32', 'F32', groups, this.opts.pool, undefined, bytesOf(w));
-        change = { base2: sumOfSquares(base), change2: groupsNorm2(groups, cols) };
-      } else {
-        w.set(base);
-        await patchWeight(w, cols, planned);
-        change = { base2: sumOfSquares(base), change2: changeNorm2(w, bytesOf(base), 'F32') };
-      }
-    }
+    const w = this.result.take(n);
+    w.set(base);
+    await patchWeight(w, cols, planned);
+    const change = { base2: sumOfSquares(base), change2: changeNorm2(w, bytesOf(base), 'F32') };
     if (t.scaleOut) {
       const nonFinite = countNonFinite(w);
       const e = encodeScaled(w, rows, t.scaleOut.weight, t.scaleOut.fp8, seed, { inPlace: true });
@@ -260,7 +306,7 @@ class FilePipeline {
       return { bytes: input, outOfRange: 0, nonFinite: 0 };
     }
     if (!isPlain(t.inDtype) || !isPlain(t.dtype) || t.scaleIn || t.scaleOut) {
-      const done = await this.viaF32(t, input, planned, seed);
+      const done = await this.viaF32(i, t, input, planned, seed);
       if (done.scale) this.scales.set(t.name, done.scale);
       return done;
     }
@@ -268,10 +314,13 @@ class FilePipeline {
       const cols = matrixOf(t.shape).cols;
       const groups = planned ? await deltaGroups(planned, cols, this.shared) : [];
       const bytes = this.outputs.view(i, this.outBytes(t));
-      const pending = chunked(input, t.shape, t.inDtype, t.dtype, groups, this.opts.pool, seed, bytes);
-      // the norms are taken while the pool computes (the base bytes are only read)
-      const change = planned ? { base2: storedNorm2(input, t.inDtype), change2: groupsNorm2(groups, cols) } : undefined;
+      // ‖W‖ of a bf16 / f32 base is taken here while the pool computes (the base bytes are only
+      // read); other dtypes are decoded by the tasks anyway, which sum it on the way
+      const inTasks = planned !== undefined && t.inDtype !== 'BF16' && t.inDtype !== 'F32';
+      const pending = chunked(input, t.shape, t.inDtype, t.dtype, groups, this.opts.pool, seed, bytes, { norms: inTasks });
+      const base2 = planned && !inTasks ? storedNorm2(input, t.inDtype) : 0;
       const c = await pending;
+      const change = planned ? { base2: inTasks ? c.base2! : base2, change2: groupsNorm2(groups, cols) } : undefined;
       return { bytes, outOfRange: c.outOfRange, nonFinite: c.nonFinite, change };
     }
     const w = decodeToF32(input, t.inDtype);

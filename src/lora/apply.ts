@@ -11,13 +11,12 @@
 import type { CheckpointWriter } from '../checkpoint/form.ts';
 import { isPlain } from '../checkpoint/encoding.ts';
 import { planOutput, type FormatChoice, type LayoutChoice, type OutputPlan } from '../checkpoint/output-plan.ts';
-import type { AdapterSet } from '../formats/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
-import { planApply, applyError, type FilePlan, type PlannedPatch } from './apply-plan.ts';
+import { planApply, applyError, type ApplyLora, type FilePlan, type PlannedPatch } from './apply-plan.ts';
 import { outputPatches } from './apply-layout.ts';
 import { streamFile } from './apply-stream.ts';
-import { checkAborted, type OpContext } from './context.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
 import { ComputePool, defaultThreads } from './compute-pool.ts';
 import { lorasForMethod, type ApplyMethodOptions, type MethodParams } from './merge-methods.ts';
 import type { TensorChange } from './change-norms.ts';
@@ -27,7 +26,7 @@ import type { TensorChange } from './change-norms.ts';
 export interface ApplyOptions extends Omit<ApplyMethodOptions, 'ctx'> {
   base: string;
   out: string;
-  loras: readonly { set: AdapterSet; weight: number }[];
+  loras: readonly ApplyLora[];
   /** Output dtype of floating-point tensors: 'keep' (each as in the base) or a dtype (user spellings accepted). */
   dtype?: 'keep' | DType | string;
   clipL?: { in: string; out: string };
@@ -125,7 +124,7 @@ function provenanceMetadata(options: ApplyOptions, dtype: DType | 'keep', params
   if (options.loras.length === 0) return metadata;
   metadata.loraflow = JSON.stringify({
     operation: 'apply',
-    loras: options.loras.map(({ set, weight }) => ({ format: set.format, weight, ...('path' in set ? { path: String(set.path) } : {}) })),
+    loras: options.loras.map(({ set, weight, path }) => ({ format: set.format, weight, ...(path ? { path } : {}) })),
     dtype,
     ...(params ? { method: { name: options.method, ...params } } : {}),
   });

@@ -6,7 +6,7 @@
  */
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AdapterSet, Patch } from '../formats/model.ts';
+import type { AdapterSet, Patch } from '../adapter/model.ts';
 import { planApply, type FilePlan } from './apply-plan.ts';
 import { matrixOf } from './geometry.ts';
 import type { BaseNorm2 } from './block-strength.ts';

@@ -13,12 +13,12 @@
  * elementwise product: (m + n)·R² multiply-adds for R = Σ ranks, in float64. LoHa, LoKr and full
  * diffs have no such form; their dense ΔW is used (row-aligned against the others).
  */
-import type { AdapterSet, Component, Patch, RowSlice } from '../formats/model.ts';
+import type { AdapterSet, Component, Patch, RowSlice } from '../adapter/model.ts';
 import { familyOf } from '../formats/families.ts';
-import { plainLora } from '../formats/tucker.ts';
+import { plainLora } from '../adapter/tucker.ts';
 import { rowGram } from '../tensor/gram-simd.ts';
 import { denseDelta } from './dense-delta.ts';
-import { loraDims } from './factors.ts';
+import { adapterRank, loraDims } from '../adapter/kinds.ts';
 
 /** ΔW = factor · up @ down over rows [rowStart, rowStart + rows) of its weight. */
 export interface LowRankTerm {
@@ -75,12 +75,21 @@ export function lowRankNorm2(up: Float32Array, down: Float32Array, rows: number,
   return factor * factor * s;
 }
 
+/**
+ * Σ over the base rows both terms cover, each row's products added to the running sum by `addRow`
+ * (in row order, so the sum is the one a single loop gives), times both terms' factors.
+ */
+function overSharedRows(a: DeltaTerm, b: DeltaTerm, addRow: (s: number, r: number) => number): number {
+  const lo = Math.max(a.rowStart, b.rowStart);
+  const hi = Math.min(a.rowStart + a.rows, b.rowStart + b.rows);
+  let s = 0;
+  for (let r = lo; r < hi; r++) s = addRow(s, r);
+  return s * a.factor * b.factor;
+}
+
 /** ⟨dense, low-rank⟩ over the rows both cover: Σᵢ Σₖ U[i,k]·(E[i,:]·D[k,:]). */
 function denseLowRank(e: DenseTerm, l: LowRankTerm): number {
-  const lo = Math.max(e.rowStart, l.rowStart);
-  const hi = Math.min(e.rowStart + e.rows, l.rowStart + l.rows);
-  let s = 0;
-  for (let r = lo; r < hi; r++) {
+  return overSharedRows(e, l, (s, r) => {
     const eRow = (r - e.rowStart) * e.cols;
     const uRow = (r - l.rowStart) * l.rank;
     for (let k = 0; k < l.rank; k++) {
@@ -91,20 +100,17 @@ function denseLowRank(e: DenseTerm, l: LowRankTerm): number {
       for (let j = 0; j < e.cols; j++) dot += e.data[eRow + j]! * l.down[dRow + j]!;
       s += u * dot;
     }
-  }
-  return s * e.factor * l.factor;
+    return s;
+  });
 }
 
 function denseDense(a: DenseTerm, b: DenseTerm): number {
-  const lo = Math.max(a.rowStart, b.rowStart);
-  const hi = Math.min(a.rowStart + a.rows, b.rowStart + b.rows);
-  let s = 0;
-  for (let r = lo; r < hi; r++) {
+  return overSharedRows(a, b, (s, r) => {
     const ia = (r - a.rowStart) * a.cols;
     const ib = (r - b.rowStart) * b.cols;
     for (let j = 0; j < a.cols; j++) s += a.data[ia + j]! * b.data[ib + j]!;
-  }
-  return s * a.factor * b.factor;
+    return s;
+  });
 }
 
 /**
@@ -245,17 +251,9 @@ export interface StrengthOptions {
 
 const weightKey = (p: Pick<Patch, 'component' | 'target'>) => `${p.component}:${p.target}`;
 
-function rankOf(p: Patch): number | undefined {
-  const a = p.adapter;
-  if (a.kind === 'lora') return a.down.shape[0];
-  if (a.kind === 'loha') return a.w1b.shape[0];
-  if (a.kind === 'lokr') return a.w1b?.shape[0] ?? a.w2b?.shape[0];
-  return undefined;
-}
-
 function moduleOf(p: Patch, block: string | null): ModuleStrength {
   const a = p.adapter;
-  const rank = rankOf(p);
+  const rank = adapterRank(a);
   return {
     module: p.source.module,
     component: p.component,

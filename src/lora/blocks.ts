@@ -2,7 +2,7 @@
  * Block weights: each patch scaled by the weight of its block, with the block ids of the set's
  * family (FLUX's 61, SDXL's 20, …; the LoRA Block Weight extension's and supermerger's ids).
  */
-import type { AdapterSet } from '../formats/model.ts';
+import type { AdapterSet } from '../adapter/model.ts';
 import type { BlockScheme } from '../formats/family.ts';
 import { blockSchemes, familiesWith, familyOf, withArticle } from '../formats/families.ts';
 import { blockWeightError, type BlockWeights, type BlockWeightSpec } from '../formats/block-scheme.ts';

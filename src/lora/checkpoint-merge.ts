@@ -12,13 +12,14 @@
  * or a cancel leaves nothing. Non-finite results are written and reported per tensor, as applyToBase does.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { fillBuffer } from '../file-read.ts';
 import { SafetensorsWriter, type TensorSpec } from '../safetensors/writer.ts';
 import type { TensorInfo } from '../safetensors/reader.ts';
 import { decodeInto, dtypeBytes, encodeInto, isCodecDType, isFloatDType, parseDType, type DType } from '../tensor/dtype.ts';
 import { countNonFiniteStored } from '../tensor/finite.ts';
 import { isFp8 } from '../tensor/fp8-round.ts';
-import { checkAborted, type OpContext } from './context.ts';
-import { countOutOfRange } from './fused-codec.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
+import { countOutOfRange } from '../tensor/fused-codec.ts';
 import { blockOfCheckpointTensor, checkpointBlockIds, checkpointModuleName, parseCheckpointBlocks } from './checkpoint-blocks.ts';
 import {
   TaskWorkspace, checkpointMergeError, checkpointMethodParams, elementwise, identityPreserving, isTaskVectorMethod, resolveCheckpointMethod, taskVectorMerge,
@@ -96,12 +97,7 @@ class InputSlots {
 }
 
 async function readInto(handle: FileHandle, position: number, buf: Uint8Array, path: string, tensor: string): Promise<Uint8Array> {
-  let done = 0;
-  while (done < buf.byteLength) {
-    const { bytesRead } = await handle.read(buf, done, Math.min(1 << 30, buf.byteLength - done), position + done);
-    if (bytesRead === 0) throw checkpointMergeError(`${path}: unexpected end of file in tensor ${tensor}`);
-    done += bytesRead;
-  }
+  await fillBuffer(handle, buf, position, () => checkpointMergeError(`${path}: unexpected end of file in tensor ${tensor}`));
   return buf;
 }
 

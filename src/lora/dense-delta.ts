@@ -3,11 +3,10 @@
  * compute backend. Used where a dense matrix is unavoidable: applying non-LoRA adapters to a base,
  * DoRA renormalisation, and turning LoHa/LoKr/full diffs into LoRAs.
  */
-import type { Adapter } from '../formats/model.ts';
+import type { Adapter } from '../adapter/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
 import { matmul } from '../tensor/linalg.ts';
-import { adapterShapeError, loraDims } from './factors.ts';
-import { withoutTucker } from '../formats/tucker.ts';
+import { adapterShapeError, loraDims, withoutTucker } from '../adapter/kinds.ts';
 
 export interface DenseMatrix {
   rows: number;

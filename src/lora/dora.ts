@@ -1,10 +1,10 @@
 /**
- * DoRA (research lora-formats.md §1.8 / F12): after the low-rank update the weight is renormalised
+ * DoRA (weight-decomposed LoRA): after the low-rank update the weight is renormalised
  * to a learned magnitude, W'' = m · (W + ΔW) / ‖W + ΔW‖, the norm taken per output row (PEFT
  * `lora_magnitude_vector`) or per input column (LyCORIS `dora_scale` [1, in]). A strength w blends:
  * W ← W + w·(W'' − W), so w = 1 is the trained result and w = 0 leaves the weight alone.
  */
-import type { DoraMagnitude } from '../formats/model.ts';
+import type { DoraMagnitude } from '../adapter/model.ts';
 
 /**
  * Applies one DoRA patch in place to rows [rowStart, rowStart + rows) of `w` ([·, cols], f32).

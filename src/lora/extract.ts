@@ -4,13 +4,13 @@
  * energy). Unchanged weights are skipped and counted; biases and other 1-D tensors become `full`
  * diffs when asked; every other difference is reported by name.
  */
-import type { Architecture, AdapterSet, Component, Patch } from '../formats/model.ts';
+import type { Architecture, AdapterSet, Component, Patch } from '../adapter/model.ts';
 import { CanonicalView } from '../checkpoint/canonical.ts';
 import { isPatchable } from '../checkpoint/encoding.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import type { DType } from '../tensor/dtype.ts';
 import { memoryTensor, numel } from '../tensor/lazy.ts';
-import { checkAborted, type OpContext } from './context.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
 import { checkRankChoice, factorizeDense, energyOf, overallError, type FitEnergy, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
 import { checkpointArchitecture } from '../formats/checkpoint-family.ts';

@@ -5,29 +5,9 @@
  * own columns (block-diagonal when the slices differ). This one identity serves concat merges,
  * SVD merges, applying several LoRAs at once, and fusing row-slice patches.
  */
-import type { LoraAdapter, Patch } from '../formats/model.ts';
-import { plainLora } from '../formats/tucker.ts';
-import { numel } from '../tensor/lazy.ts';
-import { inputError, type LoraflowError } from '../errors.ts';
-
-export function adapterShapeError(module: string, message: string): LoraflowError {
-  return inputError('BAD_SHAPES', `${module}: ${message}`);
-}
-
-/** A LoRA's rows, rank and input width (conv weights flattened to [out, in·kh·kw]), checked for consistency. */
-export function loraDims(adapter: LoraAdapter, module: string): { rows: number; rank: number; cols: number } {
-  // a LoCon Tucker core folds into the down (same rank, conv kernel moves into the down)
-  if (adapter.mid) return loraDims(plainLora(adapter, module), module);
-  const rank = adapter.down.shape[0] ?? 0;
-  const rows = adapter.up.shape[0] ?? 0;
-  if (adapter.down.shape.length < 2 || adapter.up.shape.length < 2 || rank === 0) {
-    throw adapterShapeError(module, `down [${adapter.down.shape}] / up [${adapter.up.shape}] are not LoRA factors`);
-  }
-  if (numel(adapter.up.shape) !== rows * rank) {
-    throw adapterShapeError(module, `up [${adapter.up.shape}] does not match the rank ${rank} of down [${adapter.down.shape}]`);
-  }
-  return { rows, rank, cols: numel(adapter.down.shape) / rank };
-}
+import type { Patch } from '../adapter/model.ts';
+import { plainLora } from '../adapter/tucker.ts';
+import { adapterShapeError, loraDims } from '../adapter/kinds.ts';
 
 export interface FactorPart {
   up: Float32Array;

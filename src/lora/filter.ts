@@ -2,7 +2,7 @@
  * Keeping or dropping patches by the block ids of the LoRA's family or by a regular expression on target names.
  * Every removed module is listed in the report.
  */
-import type { AdapterSet, Patch } from '../formats/model.ts';
+import type { AdapterSet, Patch } from '../adapter/model.ts';
 import { familyOf, labelOf, withArticle } from '../formats/families.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 

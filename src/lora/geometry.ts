@@ -3,10 +3,9 @@
  * patch can be checked against the base weight's header before anything is computed or written.
  * Conv weights count as [out, in·kh·kw].
  */
-import type { Adapter } from '../formats/model.ts';
+import type { Adapter } from '../adapter/model.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
-import { adapterShapeError, loraDims } from './factors.ts';
-import { withoutTucker } from '../formats/tucker.ts';
+import { adapterShapeError, loraDims, withoutTucker } from '../adapter/kinds.ts';
 
 export interface Geometry {
   rows: number;

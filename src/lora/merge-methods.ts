@@ -33,14 +33,15 @@
  * (exact), computed lazily when the writer or applyToBase asks for each module. Merging into a base
  * with a method (applyToBase) uses the same diff patches: base + merged ΔW, one weight at a time.
  */
-import type { Adapter, AdapterSet, Component, LoraAdapter, Patch, RowSlice } from '../formats/model.ts';
+import type { AdapterSet, Component, LoraAdapter, Patch, RowSlice } from '../adapter/model.ts';
+import { adapterTensors } from '../adapter/kinds.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 import { activeBackend, ensureBackend } from '../tensor/backend.ts';
 import { lowRankAddKernel, type LowRankAdd } from '../tensor/low-rank-add-simd.ts';
 import { decodeToF32, encodeFromF32, type DType } from '../tensor/dtype.ts';
 import { memoryTensor, type LazyTensor } from '../tensor/lazy.ts';
 import { matmul } from '../tensor/linalg.ts';
-import { checkAborted, type OpContext } from './context.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
 import { denseDelta } from './dense-delta.ts';
 import { readFactorPart } from './factors.ts';
 import { adapterGeometry } from './geometry.ts';
@@ -158,21 +159,6 @@ export interface MethodPlan {
   notes: string[];
   /** Elements of the largest module (its buffers are reused for every module). */
   capacity: number;
-}
-
-function adapterTensors(a: Adapter): LazyTensor[] {
-  switch (a.kind) {
-    case 'lora':
-      return [a.up, a.down, ...(a.mid ? [a.mid] : [])];
-    case 'loha':
-      return [a.w1a, a.w1b, a.w2a, a.w2b, ...(a.t1 ? [a.t1] : []), ...(a.t2 ? [a.t2] : [])];
-    case 'lokr':
-      return [a.w1, a.w1a, a.w1b, a.w2, a.w2a, a.w2b, a.t2].filter((t): t is LazyTensor => t !== undefined);
-    case 'full':
-      return [a.diff];
-    case 'set':
-      return [a.value];
-  }
 }
 
 /** The dtype every tensor shares, else F32. */

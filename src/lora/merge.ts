@@ -11,17 +11,18 @@
  * in). Disjoint slices stay separate patches.
  */
 import { commonVariant, inputVariants } from '../formats/variants.ts';
-import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../formats/model.ts';
+import { patchKey, type AdapterKind, type AdapterSet, type LoraAdapter, type Patch, type RowSlice } from '../adapter/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { encodeFromF32, type DType } from '../tensor/dtype.ts';
 import { memoryTensor, type LazyTensor } from '../tensor/lazy.ts';
-import { checkAborted, type OpContext } from './context.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
 import { denseDelta } from './dense-delta.ts';
-import { loraDims, readFactorPart, stackFactors } from './factors.ts';
-import { concatRows, placeBlocks, reshaped, scaledTensor } from '../formats/tensor-ops.ts';
+import { adapterRank, loraDims } from '../adapter/kinds.ts';
+import { readFactorPart, stackFactors } from './factors.ts';
+import { concatRows, placeBlocks, reshaped, scaledTensor } from '../adapter/tensor-ops.ts';
 import { checkRankChoice, factorizeDense, energyOf, overallError, truncateProduct, type FitEnergy, type LowRank, type RankChoice } from './lowrank.ts';
 import { seedFromName } from './seed.ts';
-import { plainLora } from '../formats/tucker.ts';
+import { plainLora } from '../adapter/tucker.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 import { originSoftware } from '../formats/write/metadata.ts';
 import { DENSE_METHODS, isDenseMethod, mergeByMethod, type DenseMethod, type MergeOutput, type MethodParams } from './merge-methods.ts';
@@ -357,7 +358,7 @@ async function mergeFactors(loraParts: ReadonlyMap<string, Part[]>, options: Mer
       if (options.method === 'concat') {
         const patch = concatGroup(group);
         patches.push(patch);
-        report.modules.push({ module: group.key, inputs: group.parts.length, rank: (patch.adapter as LoraAdapter).down.shape[0]!, relError: 0, fused: group.fused });
+        report.modules.push({ module: group.key, inputs: group.parts.length, rank: adapterRank(patch.adapter)!, relError: 0, fused: group.fused });
       } else {
         const { patch, fit } = await svdGroup(group, options);
         patches.push(patch);

@@ -3,12 +3,12 @@
  * (exact low-rank SVD, no dense ΔW), k fixed or chosen by retained energy. Strength is preserved:
  * the scale stays as it was and alpha becomes scale·k.
  */
-import { patchKey, type AdapterSet, type LoraAdapter, type Patch } from '../formats/model.ts';
+import { patchKey, type AdapterSet, type LoraAdapter, type Patch } from '../adapter/model.ts';
 import { ensureBackend } from '../tensor/backend.ts';
 import { memoryTensor } from '../tensor/lazy.ts';
-import { checkAborted, type OpContext } from './context.ts';
-import { loraDims } from './factors.ts';
-import { plainLora } from '../formats/tucker.ts';
+import { checkAborted, type OpContext } from '../adapter/context.ts';
+import { loraDims } from '../adapter/kinds.ts';
+import { plainLora } from '../adapter/tucker.ts';
 import { checkRankChoice, energyOf, overallError, truncateProduct, type FitEnergy, type RankChoice } from './lowrank.ts';
 
 export interface ResizeOptions extends RankChoice {

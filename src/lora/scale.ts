@@ -3,26 +3,13 @@
  * (alpha / rank), so weighting them rewrites two numbers and no tensor; only `full` diffs and
  * fully materialised LoKr factors need their values multiplied. A negative weight subtracts.
  */
-import type { Adapter, AdapterSet, Patch } from '../formats/model.ts';
+import type { Adapter, AdapterSet, Patch } from '../adapter/model.ts';
+import { adapterRank } from '../adapter/kinds.ts';
 import { derivedTensor, type LazyTensor } from '../tensor/lazy.ts';
 import { inputError, type LoraflowError } from '../errors.ts';
 
 export function scaleError(message: string): LoraflowError {
   return inputError('SCALE', message);
-}
-
-/** The rank that a stored alpha is divided by, for the kinds whose scale is alpha / rank. */
-export function adapterRank(adapter: Adapter): number | undefined {
-  switch (adapter.kind) {
-    case 'lora':
-      return adapter.down.shape[0];
-    case 'loha':
-      return adapter.w1b.shape[0];
-    case 'lokr':
-      return adapter.w1b?.shape[0] ?? adapter.w2b?.shape[0];
-    default:
-      return undefined;
-  }
 }
 
 function times(t: LazyTensor, w: number): LazyTensor {

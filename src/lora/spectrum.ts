@@ -9,7 +9,7 @@
  *    singular values give the curve up to the kept rank, and the reported relative error gives
  *    the whole: ‖ΔW‖² = kept / (1 − relError²). Past the kept rank the curve is not known.
  */
-import type { Patch } from '../formats/model.ts';
+import type { Patch } from '../adapter/model.ts';
 import { lowRankSvd } from '../tensor/linalg.ts';
 import { readFactorPart, stackFactors, type FactorPart } from './factors.ts';
 

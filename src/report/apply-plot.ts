@@ -3,7 +3,7 @@
  * block (from the per-tensor norms the apply collects while streaming, src/lora/change-norms.ts).
  */
 import type { ApplyReport } from '../lora/apply.ts';
-import type { Component } from '../formats/model.ts';
+import type { Component } from '../adapter/model.ts';
 import { familyOf } from '../formats/families.ts';
 import { blockGrid } from './block-grid.ts';
 import { HATCH_DEFS, gridWidth, heatGrid, type HeatCell } from './heat-grid.ts';

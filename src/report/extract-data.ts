@@ -2,7 +2,7 @@
  * An extraction's energy kept against rank, per module: the curve of each extracted LoRA module up
  * to the rank it was written at, scaled by the error the extraction reports (spectrum.ts).
  */
-import type { AdapterSet, Component } from '../formats/model.ts';
+import type { AdapterSet, Component } from '../adapter/model.ts';
 import { familyOf } from '../formats/families.ts';
 import type { ExtractReport } from '../lora/extract.ts';
 import { truncatedCurve, type EnergyCurve } from '../lora/spectrum.ts';

@@ -4,7 +4,7 @@
  * which inputs each module came from, with the inputs' weighted strength per block and their
  * cosine similarity (block-strength.ts).
  */
-import type { AdapterSet, Patch } from '../formats/model.ts';
+import type { AdapterSet, Patch } from '../adapter/model.ts';
 import { familyOf } from '../formats/families.ts';
 import type { MergeReport } from '../lora/merge.ts';
 import { analyzeStrength, type StrengthAnalysis } from '../lora/block-strength.ts';

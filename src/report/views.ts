@@ -2,7 +2,7 @@
  * From what an operation read or reported to its pictures: the one place the CLI (`inspect --plot`,
  * `merge --report`), the plot node and the server's report route get their views from.
  */
-import type { AdapterSet } from '../formats/model.ts';
+import type { AdapterSet } from '../adapter/model.ts';
 import type { ApplyReport } from '../lora/apply.ts';
 import { openBaseNorms } from '../lora/base-norms.ts';
 import { analyzeStrength } from '../lora/block-strength.ts';

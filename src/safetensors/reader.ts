@@ -1,4 +1,5 @@
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { fillBuffer, openForRead } from '../file-read.ts';
 import { decodeInto, dtypeBytes, isCodecDType } from '../tensor/dtype.ts';
 import { SafetensorsError } from './errors.ts';
 import { MAX_HEADER_BYTES, type TensorInfo } from './header.ts';
@@ -34,7 +35,7 @@ export class SafetensorsFile {
   }
 
   static async open(path: string): Promise<SafetensorsFile> {
-    const handle = await openForRead(path);
+    const handle = await openForRead(path, (code, detail) => new SafetensorsError(code, path, detail));
     try {
       const { size } = await handle.stat();
       if (size === 0) throw new SafetensorsError('EMPTY_FILE', path, 'file is empty');
@@ -151,37 +152,7 @@ function textHint(first8: Uint8Array): string {
   return `; the file starts with the text "${String.fromCharCode(...first8)}", so it is probably an HTML page or a Git LFS pointer, not a safetensors file`;
 }
 
-async function openForRead(path: string): Promise<FileHandle> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch (e) {
-    throw fsError(path, e);
-  }
-  if (!st.isFile()) throw new SafetensorsError('NOT_A_FILE', path, st.isDirectory() ? 'is a directory, not a file' : 'is not a regular file');
-  try {
-    return await open(path, 'r');
-  } catch (e) {
-    throw fsError(path, e);
-  }
-}
-
-function fsError(path: string, e: unknown): Error {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new SafetensorsError('NOT_FOUND', path, 'no such file');
-  if (code === 'EACCES' || code === 'EPERM') return new SafetensorsError('PERMISSION', path, 'permission denied');
-  if (code === 'EISDIR') return new SafetensorsError('NOT_A_FILE', path, 'is a directory, not a file');
-  return e as Error;
-}
-
-/** Positional reads in chunks (a single read is capped near 2 GB) until `buf` is full. */
-async function readExactly(handle: FileHandle, buf: Uint8Array, position: number, path: string, tensor?: string): Promise<void> {
-  const CHUNK = 1 << 30;
-  let done = 0;
-  while (done < buf.byteLength) {
-    const len = Math.min(CHUNK, buf.byteLength - done);
-    const { bytesRead } = await handle.read(buf, done, len, position + done);
-    if (bytesRead === 0) throw new SafetensorsError('FILE_TOO_SHORT', path, `unexpected end of file at byte ${position + done}`, tensor);
-    done += bytesRead;
-  }
+/** Positional reads until `buf` is full; the file ending first is FILE_TOO_SHORT. */
+function readExactly(handle: FileHandle, buf: Uint8Array, position: number, path: string, tensor?: string): Promise<void> {
+  return fillBuffer(handle, buf, position, (at) => new SafetensorsError('FILE_TOO_SHORT', path, `unexpected end of file at byte ${at}`, tensor));
 }

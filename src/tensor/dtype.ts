@@ -77,10 +77,10 @@ const F16: MiniFloat = { mantissaBits: 10, bias: 15, maxFinite: 0x7bff, inf: 0x7
 const E4M3: MiniFloat = { mantissaBits: 3, bias: 7, maxFinite: 0x7e, inf: null, nan: 0x7f, saturate: true, signBit: 0x80 };
 const E5M2: MiniFloat = { mantissaBits: 2, bias: 15, maxFinite: 0x7b, inf: 0x7c, nan: 0x7e, saturate: true, signBit: 0x80 };
 
-/** Integer constants of the fast path, derived once per format. */
+/** Integer constants of the encoder, derived once per format. */
 interface MiniPlan {
   f: MiniFloat;
-  /** f32 bits of the smallest normal of the target: from here up to Inf the fast path applies. */
+  /** f32 bits of the smallest normal of the target: from here up to Inf the value is normal there. */
   normalMin: number;
   /** Subtracting this from f32 bits rebiases the exponent to the target's. */
   rebias: number;
@@ -88,6 +88,15 @@ interface MiniPlan {
   /** Half a target ulp minus one, in f32 mantissa units (round to nearest; the lsb makes ties even). */
   half: number;
   overflow: number;
+  /** Code of ±Inf inputs: the target's Inf, or its largest finite value where it has none. */
+  infCode: number;
+  /**
+   * Below normalMin the code counts units of the target's smallest subnormal: the f32 significand
+   * (implicit bit included) shifted right by subBase − (f32 biased exponent).
+   */
+  subBase: number;
+  /** Where the sign bit of the f32 lands in the code (code = (bits >>> signShift) & signBit | …). */
+  signShift: number;
 }
 
 function plan(f: MiniFloat): MiniPlan {
@@ -99,6 +108,9 @@ function plan(f: MiniFloat): MiniPlan {
     shift,
     half: (1 << (shift - 1)) - 1,
     overflow: f.saturate || f.inf === null ? f.maxFinite : f.inf,
+    infCode: f.inf ?? f.maxFinite,
+    subBase: 150 + 1 - f.bias - f.mantissaBits,
+    signShift: f.signBit === 0x8000 ? 16 : 24,
   };
 }
 
@@ -106,47 +118,64 @@ const F16_PLAN = plan(F16);
 const E4M3_PLAN = plan(E4M3);
 const E5M2_PLAN = plan(E5M2);
 
-const f32Scratch = new Float32Array(1);
-const i32Scratch = new Int32Array(f32Scratch.buffer);
-
-/** The cases off the fast path: NaN, Inf, and values that are subnormal (or zero) in the target. */
-function encodeMiniSlow(bits: number, p: MiniPlan): number {
-  const f = p.f;
-  const sign = bits < 0 ? f.signBit : 0;
-  const abs = bits & 0x7fffffff;
-  if (abs > 0x7f800000) return sign | f.nan;
-  if (abs === 0x7f800000) return sign | (f.inf ?? f.maxFinite);
-  if (abs >= p.normalMin) {
-    const r = abs - p.rebias;
-    const code = (r + p.half + ((r >>> p.shift) & 1)) >>> p.shift;
-    return sign | (code > f.maxFinite ? p.overflow : code);
-  }
-  // Subnormal in the target: count units of the smallest subnormal, ties to even.
-  i32Scratch[0] = abs;
-  const q = f32Scratch[0]! * 2 ** (f.bias - 1 + f.mantissaBits);
-  let r = Math.floor(q);
-  const frac = q - r;
-  if (frac > 0.5 || (frac === 0.5 && (r & 1) === 1)) r++;
-  return sign | r;
+/**
+ * A value subnormal (or zero) in the target: the significand shifted right by k with round to
+ * nearest even, all in integers. k > 25 leaves less than half a unit (the significand is < 2^24),
+ * which rounds to 0; f32 subnormals and zeros land there too. A carry out of the top subnormal
+ * gives the smallest normal's code, which is right.
+ */
+function subnormalCode(abs: number, subBase: number): number {
+  const k = subBase - (abs >>> 23);
+  if (k > 25) return 0;
+  const m = (abs & 0x7fffff) | 0x800000;
+  return (m + (1 << (k - 1)) - 1 + ((m >>> k) & 1)) >>> k;
 }
 
-function encodeMiniArray(values: Float32Array, p: MiniPlan, dst: Uint16Array | Uint8Array): void {
+/** NaN keeps its sign and becomes the target's NaN; ±Inf becomes the target's Inf (FP8 e4m3fn: ±max). */
+function specialCode(abs: number, p: MiniPlan): number {
+  return abs > 0x7f800000 ? p.f.nan : p.infCode;
+}
+
+/**
+ * Every f32 value to the target's code by integer arithmetic on its bits. The two loops are the
+ * same code for a 16-bit and an 8-bit destination, so each stays monomorphic in V8.
+ */
+function encodeMini16(values: Float32Array, p: MiniPlan, dst: Uint16Array): void {
   const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
-  const { normalMin, rebias, shift, half, overflow } = p;
+  const { normalMin, rebias, shift, half, overflow, subBase, signShift } = p;
   const maxFinite = p.f.maxFinite;
-  const signShift = p.f.signBit === 0x8000 ? 16 : 24;
   const signBit = p.f.signBit;
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i]!;
     const abs = b & 0x7fffffff;
-    if (abs >= normalMin && abs < 0x7f800000) {
+    let code: number;
+    if (abs < normalMin) code = subnormalCode(abs, subBase);
+    else if (abs < 0x7f800000) {
       // Normal in the target: rebias, round the mantissa to nearest even (a carry bumps the exponent).
       const r = abs - rebias;
-      const code = (r + half + ((r >>> shift) & 1)) >>> shift;
-      dst[i] = ((b >>> signShift) & signBit) | (code > maxFinite ? overflow : code);
-    } else {
-      dst[i] = encodeMiniSlow(b, p);
-    }
+      code = (r + half + ((r >>> shift) & 1)) >>> shift;
+      if (code > maxFinite) code = overflow;
+    } else code = specialCode(abs, p);
+    dst[i] = ((b >>> signShift) & signBit) | code;
+  }
+}
+
+function encodeMini8(values: Float32Array, p: MiniPlan, dst: Uint8Array): void {
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const { normalMin, rebias, shift, half, overflow, subBase, signShift } = p;
+  const maxFinite = p.f.maxFinite;
+  const signBit = p.f.signBit;
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    const abs = b & 0x7fffffff;
+    let code: number;
+    if (abs < normalMin) code = subnormalCode(abs, subBase);
+    else if (abs < 0x7f800000) {
+      const r = abs - rebias;
+      code = (r + half + ((r >>> shift) & 1)) >>> shift;
+      if (code > maxFinite) code = overflow;
+    } else code = specialCode(abs, p);
+    dst[i] = ((b >>> signShift) & signBit) | code;
   }
 }
 
@@ -335,13 +364,13 @@ export function encodeInto(values: Float32Array, dtype: DType, out: Uint8Array):
       encodeBF16(values, as(Uint16Array));
       break;
     case 'F16':
-      encodeMiniArray(values, F16_PLAN, as(Uint16Array));
+      encodeMini16(values, F16_PLAN, as(Uint16Array));
       break;
     case 'F8_E4M3':
-      encodeMiniArray(values, E4M3_PLAN, out);
+      encodeMini8(values, E4M3_PLAN, out);
       break;
     case 'F8_E5M2':
-      encodeMiniArray(values, E5M2_PLAN, out);
+      encodeMini8(values, E5M2_PLAN, out);
       break;
     case 'I64': {
       const dst = as(BigInt64Array);

@@ -70,16 +70,35 @@ function codesOf(bytes: Uint8Array, size: 1 | 2 | 4): ArrayLike<number> {
   return size === 4 ? new Uint32Array(b.buffer, b.byteOffset, n) : size === 2 ? new Uint16Array(b.buffer, b.byteOffset, n) : b;
 }
 
+/** Codes whose `mask` bits are all set. One loop per array type, so each stays monomorphic (this runs over every value written). */
+function countMasked8(v: Uint8Array, mask: number): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) if ((v[i]! & mask) === mask) n++;
+  return n;
+}
+
+function countMasked16(v: Uint16Array, mask: number): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) if ((v[i]! & mask) === mask) n++;
+  return n;
+}
+
+function countMasked32(v: Uint32Array, mask: number): number {
+  let n = 0;
+  for (let i = 0; i < v.length; i++) if ((v[i]! & mask) === mask) n++;
+  return n;
+}
+
 /** Fast path over stored bytes: how many values of `dtype` are NaN or ±Inf. */
 export function countNonFiniteStored(bytes: Uint8Array, dtype: DType): number {
   if (dtype === 'F64') return countNonFinite64(bytes).count;
   const code = CODES[dtype];
   if (!code) return 0;
-  const v = codesOf(bytes, code.bytes);
   const mask = code.nanOnly ?? code.exponent;
-  let n = 0;
-  for (let i = 0; i < v.length; i++) if ((v[i]! & mask) === mask) n++;
-  return n;
+  if (code.bytes === 1) return countMasked8(bytes, mask);
+  const b = aligned(bytes, code.bytes);
+  const n = b.byteLength / code.bytes;
+  return code.bytes === 2 ? countMasked16(new Uint16Array(b.buffer, b.byteOffset, n), mask) : countMasked32(new Uint32Array(b.buffer, b.byteOffset, n), mask);
 }
 
 function countNonFinite64(bytes: Uint8Array): NonFiniteCount {

@@ -1,8 +1,9 @@
 /** LoRA files read back into the canonical model: opened, used, always closed; their ΔW compared. */
+import { expect } from 'vitest';
 import { readLora } from '../../src/formats/read.ts';
-import type { AdapterSet } from '../../src/formats/model.ts';
-import { compareSets } from '../../src/testing/lora-fixtures.ts';
-import { referenceDeltas, type TargetDelta } from '../../src/testing/reference-delta.ts';
+import type { AdapterSet } from '../../src/adapter/model.ts';
+import { compareSets } from '../../src/samples/lora-fixtures.ts';
+import { referenceDeltas, type TargetDelta } from '../../src/samples/reference-delta.ts';
 
 export async function withLora<T>(path: string, fn: (set: AdapterSet) => Promise<T>): Promise<T> {
   const handle = await readLora(path);
@@ -20,3 +21,20 @@ export const deltasOf = (path: string, transform: (s: AdapterSet) => AdapterSet 
 /** How far the ΔW of file `b` is from that of file `a` (compareSets on the two files). */
 export const compareFiles = (a: string, b: string): ReturnType<typeof compareSets> =>
   withLora(a, (x) => withLora(b, (y) => compareSets(x, y)));
+
+/**
+ * Every ΔW of `want` is in `got` within `tolerance` (worst element error over the largest |ΔW|, per
+ * target, each checked under its name); extra targets in `got` are not looked at.
+ */
+export function expectDeltasClose(want: Map<string, TargetDelta>, got: Map<string, TargetDelta>, tolerance: number): void {
+  for (const [key, d] of want) {
+    const g = got.get(key)!;
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < d.data.length; i++) {
+      worst = Math.max(worst, Math.abs(g.data[i]! - d.data[i]!));
+      scale = Math.max(scale, Math.abs(d.data[i]!));
+    }
+    expect(worst / scale, key).toBeLessThan(tolerance);
+  }
+}

@@ -7,9 +7,9 @@
  * from loraflow's documented recipe (mulberry32 drawn in index order, seeded by FNV-1a of
  * "seed:input:module"), independently of src/. Deliberately naive (full sorts, float64).
  */
-import type { AdapterSet } from '../../src/formats/model.ts';
+import type { AdapterSet } from '../../src/adapter/model.ts';
 import type { DenseMethod } from '../../src/lora/merge-methods.ts';
-import { referenceDeltas, type TargetDelta } from '../../src/testing/reference-delta.ts';
+import { referenceDeltas, type TargetDelta } from '../../src/samples/reference-delta.ts';
 
 export interface Params {
   density?: number;

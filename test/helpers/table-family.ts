@@ -1,13 +1,16 @@
 /**
  * Shared by the table-family tests (Wan, Qwen-Image, …): LoRA factors per module from a name table
  * the test writes itself, the float64 ΔW they mean, a file of them in any key layout, and the
- * worst relative error of a read set against that reference.
+ * worst relative error of a read set against that reference. Families whose original weights are
+ * fused (FLUX.2, SD3, HunyuanVideo, Z-Image) write their table as `TableRow`s and use the `row…`
+ * functions below, which place diffusers parts at their rows and swap (shift, scale) halves.
  */
-import { expect } from 'vitest';
-import type { AdapterSet } from '../../src/formats/model.ts';
+import { expect, it } from 'vitest';
+import type { AdapterSet } from '../../src/adapter/model.ts';
+import { readLora } from '../../src/formats/read.ts';
 import { writeSafetensors, type TensorEntry } from '../../src/safetensors/writer.ts';
-import { keyedRandom } from '../../src/testing/lora-fixtures.ts';
-import { referenceDeltas } from '../../src/testing/reference-delta.ts';
+import { keyedRandom } from '../../src/samples/lora-fixtures.ts';
+import { referenceDeltas } from '../../src/samples/reference-delta.ts';
 
 export const RANK = 4;
 
@@ -59,20 +62,31 @@ export function expectedDeltas(mods: readonly Module[], scale: number): Map<stri
   return out;
 }
 
+/** The tensors of one LoRA module a trainer layout names. */
+export type Role = 'down' | 'up' | 'alpha';
+
+/** What a file of LoRA factors needs of a module: [out, in] and the factors. */
+type Factors = { out: number; in: number; down: Float32Array; up: Float32Array };
+
 /** A trainer layout: its key for a module's down, up and alpha, and whether it stores alphas. */
-export type Layout = { name: string; alpha: boolean; key: (m: Module, role: 'down' | 'up' | 'alpha') => string };
+export type Layout = { name: string; alpha: boolean; key: (m: Module, role: Role) => string };
 
 export const underscored = (s: string): string => s.replaceAll('.', '_');
 
 export const f32 = (name: string, shape: number[], data: Float32Array): TensorEntry => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
 
-export async function writeLayout(path: string, layout: Layout, mods: readonly Module[], opts: { alpha?: number; metadata?: Record<string, string> } = {}): Promise<void> {
+/** The factors of `mods` under the keys `key` gives, an alpha per module when `alpha` is a number. */
+async function writeFactors<M extends Factors>(path: string, mods: readonly M[], key: (m: M, role: Role) => string, alpha: number | undefined, metadata?: Record<string, string>): Promise<void> {
   const entries: TensorEntry[] = [];
   for (const m of mods) {
-    entries.push(f32(layout.key(m, 'down'), [RANK, m.in], m.down), f32(layout.key(m, 'up'), [m.out, RANK], m.up));
-    if (layout.alpha) entries.push(f32(layout.key(m, 'alpha'), [], Float32Array.of(opts.alpha ?? RANK)));
+    entries.push(f32(key(m, 'down'), [RANK, m.in], m.down), f32(key(m, 'up'), [m.out, RANK], m.up));
+    if (alpha !== undefined) entries.push(f32(key(m, 'alpha'), [], Float32Array.of(alpha)));
   }
-  await writeSafetensors(path, entries, { metadata: opts.metadata });
+  await writeSafetensors(path, entries, { metadata });
+}
+
+export function writeLayout(path: string, layout: Layout, mods: readonly Module[], opts: { alpha?: number; metadata?: Record<string, string> } = {}): Promise<void> {
+  return writeFactors(path, mods, layout.key, layout.alpha ? (opts.alpha ?? RANK) : undefined, opts.metadata);
 }
 
 /** Worst normwise relative error of a set's ΔW against weight · `want`, after checking it patches exactly `want`'s targets. */
@@ -119,4 +133,134 @@ export function layoutWriter(layout: Layout, modules: (seed: number) => readonly
       return expectedDeltas(mods, 1);
     },
   };
+}
+
+/**
+ * A row of a name table whose original weights may be fused: the original (canonical) name, the
+ * diffusers name (an array = the diffusers parts of the fused original weight in order, h rows each,
+ * the last taking the rest), [out, in], and whether the (shift, scale) halves swap between the two.
+ */
+export type TableRow = readonly [original: string, diffusers: string | readonly string[], out: number, inp: number, swap?: boolean];
+
+/** Which names of a `TableRow` a file uses. */
+export type Naming = 'original' | 'diffusers';
+
+/** One LoRA module of a file: its name, the original weight it lands on (`full` rows), from which row, whether its halves swap. */
+export interface RowUnit {
+  name: string;
+  target: string;
+  full: number;
+  row: number;
+  out: number;
+  in: number;
+  swap: boolean;
+  down: Float32Array;
+  up: Float32Array;
+}
+
+/**
+ * Random factors for every module of `table` in `naming`. They are keyed by the module's name, or
+ * with `keyBy: 'target'` by its original target and row, so that every naming of one model carries
+ * the same ΔW.
+ */
+export function rowUnits(table: readonly TableRow[], naming: Naming, seed: number, h: number, keyBy: 'name' | 'target' = 'name'): RowUnit[] {
+  const out: RowUnit[] = [];
+  const add = (name: string, target: string, full: number, row: number, o: number, i: number, swap: boolean) => {
+    const key = keyBy === 'name' ? name : `${target}@${row}`;
+    const rd = keyedRandom(`${key}.down`, seed);
+    const ru = keyedRandom(`${key}.up`, seed);
+    out.push({ name, target, full, row, out: o, in: i, swap, down: Float32Array.from({ length: RANK * i }, () => rd() - 0.5), up: Float32Array.from({ length: o * RANK }, () => ru() - 0.5) });
+  };
+  for (const [orig, dif, o, i, swap] of table) {
+    if (naming === 'original') add(orig, orig, o, 0, o, i, false);
+    else if (typeof dif === 'string') add(dif, orig, o, 0, o, i, swap ?? false);
+    else dif.forEach((p, k) => add(p, orig, o, k * h, k < dif.length - 1 ? h : o - k * h, i, false));
+  }
+  return out;
+}
+
+/** ΔW = scale · up @ down in float64 by original target: parts at their rows, a swapped module's halves exchanged. */
+export function rowDeltas(units: readonly RowUnit[], scale = 1): Map<string, Float64Array> {
+  const out = new Map<string, Float64Array>();
+  for (const u of units) {
+    const key = `${u.target}.weight`;
+    const d = out.get(key) ?? new Float64Array(u.full * u.in);
+    out.set(key, d);
+    const half = u.out / 2;
+    for (let r = 0; r < u.out; r++) {
+      const dest = u.row + (u.swap ? (r < half ? r + half : r - half) : r);
+      for (let k = 0; k < RANK; k++) {
+        const v = u.up[r * RANK + k]! * scale;
+        for (let c = 0; c < u.in; c++) d[dest * u.in + c]! += v * u.down[k * u.in + c]!;
+      }
+    }
+  }
+  return out;
+}
+
+/** A trainer layout of a `TableRow` family: which naming it uses, its key for a module's down, up and alpha, whether it stores alphas. */
+export type RowLayout<N extends string = Naming> = { name: string; naming: N; alpha: boolean; key: (name: string, role: Role) => string };
+
+/** A file of `units` in `layout` (alpha RANK unless given, where the layout stores alphas). */
+export function writeRowLayout(path: string, layout: RowLayout<string>, units: readonly RowUnit[], opts: { alpha?: number; metadata?: Record<string, string> } = {}): Promise<void> {
+  return writeFactors(path, units, (u, r) => layout.key(u.name, r), layout.alpha ? (opts.alpha ?? RANK) : undefined, opts.metadata);
+}
+
+/** A `LoraWriter` of a `TableRow` family: `units(seed, count)` in `layout`, `metadata` on every file unless the call gives its own. */
+export function rowWriter(layout: RowLayout<string>, units: (seed: number, count: number | undefined) => readonly RowUnit[], metadata?: Record<string, string>): LoraWriter {
+  return {
+    name: layout.name,
+    async write(path, seed, opts = {}) {
+      const mods = units(seed, opts.count);
+      await writeRowLayout(path, layout, mods, { metadata: opts.metadata ?? metadata });
+      return rowDeltas(mods);
+    },
+  };
+}
+
+/** What `itReadsEveryLayout` needs of a family. */
+export interface LayoutReads<L extends { name: string }> {
+  /** The architecture every file must read as. */
+  id: string;
+  layouts: readonly L[];
+  /** Each layout is written once per entry: `{}` is titled "no metadata", `undefined` writes none and is not titled. */
+  metadata: readonly (Record<string, string> | undefined)[];
+  /** A path in the test's temp dir. */
+  file: (name: string) => string;
+  /** Writes the family's modules in `layout` and returns how many modules that is and the ΔW they mean. */
+  write: (path: string, layout: L, metadata: Record<string, string> | undefined) => Promise<{ count: number; want: Map<string, Float64Array> }>;
+}
+
+/** One test per layout and metadata: family `id`, no unknown key, one patch per module, ΔW equal to the float64 reference. */
+export function itReadsEveryLayout<L extends { name: string }>(spec: LayoutReads<L>): void {
+  for (const layout of spec.layouts) {
+    for (const metadata of spec.metadata) {
+      const none = metadata !== undefined && Object.keys(metadata).length === 0;
+      it(`${layout.name}${none ? ', no metadata' : ''}: family ${spec.id}, no unknown key, ΔW equal to the float64 reference`, async () => {
+        const path = spec.file(`${underscored(layout.name).replace(/\W+/g, '-')}-${Object.keys(metadata ?? {}).length}.safetensors`);
+        const { count, want } = await spec.write(path, layout, metadata);
+        const set = await readLora(path);
+        try {
+          expect(set.architecture).toBe(spec.id);
+          expect(set.unknownKeys).toEqual([]);
+          expect(set.patches).toHaveLength(count);
+          expect(await deltaError(set, want)).toBeLessThan(1e-6);
+        } finally {
+          await set.close();
+        }
+      });
+    }
+  }
+}
+
+/** `itReadsEveryLayout` for a `TableRow` family: each layout's seed-1 units written with `metadata` and with none. */
+export function itReadsEveryRowLayout<L extends RowLayout<string>>(spec: { id: string; layouts: readonly L[]; metadata: Record<string, string>; file: (name: string) => string; units: (layout: L) => readonly RowUnit[]; want: (layout: L) => Map<string, Float64Array> }): void {
+  itReadsEveryLayout({
+    ...spec,
+    metadata: [spec.metadata, {}],
+    write: async (path, layout, metadata) => {
+      await writeRowLayout(path, layout, spec.units(layout), { metadata });
+      return { count: spec.units(layout).length, want: spec.want(layout) };
+    },
+  });
 }

@@ -1,13 +1,27 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { dtypeArg } from '../recipes/args.ts';
 import { applyRecipe } from '../recipes/apply.ts';
 import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
 import { METHODS_HELP, METHOD_OPTIONS, METHOD_OPTIONS_HELP, methodArgs } from '../recipes/method-options.ts';
 import { isDenseMethod } from '../../lora/merge-methods.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseWeighted, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP, parseWeighted } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 import { entryFile } from '../../checkpoint/diffusers-folder.ts';
 import { FORMAT_CHOICES, LAYOUT_CHOICES } from '../../checkpoint/output-plan.ts';
+
+const APPLY_OPTIONS = {
+  ...LORA_INPUT_OPTIONS,
+  ...METHOD_OPTIONS,
+  method: { type: 'string', default: 'linear' },
+  dtype: { type: 'string' },
+  format: { type: 'string', default: 'keep' },
+  layout: { type: 'string', default: 'keep' },
+  'clip-l': { type: 'string' },
+  'clip-l-out': { type: 'string' },
+  t5: { type: 'string' },
+  't5-out': { type: 'string' },
+  'ignore-text-encoders': { type: 'boolean', default: false },
+} as const;
 
 export const apply: Command = {
   name: 'apply',
@@ -40,25 +54,7 @@ ${METHOD_OPTIONS_HELP}
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        ...RUN_OPTIONS,
-        ...LORA_INPUT_OPTIONS,
-        ...METHOD_OPTIONS,
-        method: { type: 'string', default: 'linear' },
-        dtype: { type: 'string' },
-        format: { type: 'string', default: 'keep' },
-        layout: { type: 'string', default: 'keep' },
-        'clip-l': { type: 'string' },
-        'clip-l-out': { type: 'string' },
-        t5: { type: 'string' },
-        't5-out': { type: 'string' },
-        'ignore-text-encoders': { type: 'boolean', default: false },
-      },
-    });
+  run: (args) => runRecipeCommand(args, APPLY_OPTIONS, async ({ values, positionals, paths }) => {
     if (positionals.length < 3) throw new UsageError('apply takes BASE, OUT and at least one LORA');
     if (!(FORMAT_CHOICES as readonly string[]).includes(values.format)) throw new UsageError(`--format must be one of ${FORMAT_CHOICES.join(', ')}, got "${values.format}"`);
     if (!(LAYOUT_CHOICES as readonly string[]).includes(values.layout)) throw new UsageError(`--layout must be one of ${LAYOUT_CHOICES.join(', ')}, got "${values.layout}"`);
@@ -67,7 +63,6 @@ ${RUN_OPTIONS_HELP}`,
       if ((a === undefined) !== (b === undefined)) throw new UsageError(`--${name} and --${name}-out go together`);
       return a !== undefined && b !== undefined ? { in: paths.add(a, 'checkpoints'), out: paths.add(b, 'output') } : undefined;
     };
-    const paths = new CliPaths();
     const [base, out, ...loras] = positionals as [string, string, ...string[]];
     const recipe = applyRecipe({
       // a model folder is named in the recipe by its index (recipe paths name files)
@@ -88,6 +83,6 @@ ${RUN_OPTIONS_HELP}`,
     const node = (recipe.nodes as Record<string, { params?: Record<string, unknown> }>).apply!;
     if (values.format !== 'keep') node.params = { ...node.params, format: values.format };
     if (values.layout !== 'keep') node.params = { ...node.params, layout: values.layout };
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+    return recipe;
+  }),
 };

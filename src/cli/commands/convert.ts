@@ -1,9 +1,9 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { dtypeArg, formatArg } from '../recipes/args.ts';
 import { convertRecipe } from '../recipes/convert.ts';
 import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 
 export const convert: Command = {
   name: 'convert',
@@ -20,18 +20,15 @@ Options:
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, to: { type: 'string' }, dtype: { type: 'string' } } });
+  run: (args) => runRecipeCommand(args, { ...LORA_INPUT_OPTIONS, to: { type: 'string' }, dtype: { type: 'string' } }, ({ values, positionals, paths }) => {
     if (positionals.length !== 2) throw new UsageError(`convert takes IN and OUT, got ${positionals.length} argument(s)`);
     if (!values.to) throw new UsageError('convert needs --to FORMAT (kohya, diffusers or comfyui)');
-    const paths = new CliPaths();
-    const recipe = convertRecipe({
+    return convertRecipe({
       input: paths.add(positionals[0]!, 'loras'),
       output: paths.add(positionals[1]!, 'output'),
       to: formatArg(values.to)!,
       dtype: dtypeArg(values.dtype),
       ...loraInputArgs(values),
     });
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+  }),
 };

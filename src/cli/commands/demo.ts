@@ -5,12 +5,12 @@ import { readLora } from '../../formats/read.ts';
 import { runRecipe } from '../../graph/execute.ts';
 import { readRecipeFile } from '../../graph/recipe.ts';
 import { scaleSet } from '../../lora/scale.ts';
-import { compareDeltas, referenceDeltas } from '../../testing/reference-delta.ts';
+import { compareDeltas, referenceDeltas } from '../../samples/reference-delta.ts';
 import { registry } from '../../../nodes/index.ts';
 import { EXIT_FAILED, EXIT_OK, UsageError, type Command } from '../command.ts';
 import { applyRecipe } from '../recipes/apply.ts';
 import { humanReporter } from '../recipes/progress.ts';
-import { writeSamples } from './samples.ts';
+import { writeSamples } from '../../samples/write-samples.ts';
 
 const MERGE_GRAPH = fileURLToPath(new URL('../../../graphs/merge-aitoolkit-kohya.json', import.meta.url));
 

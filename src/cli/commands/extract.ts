@@ -1,7 +1,7 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 import { extractRecipe } from '../recipes/extract.ts';
 import { entryFile } from '../../checkpoint/diffusers-folder.ts';
 
@@ -25,22 +25,15 @@ Options:
                  without a word; drop leaves them out. The save notes say which happened.
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LOW_RANK_OPTIONS, biases: { type: 'string' } },
-    });
+  run: (args) => runRecipeCommand(args, { ...LOW_RANK_OPTIONS, biases: { type: 'string' } }, async ({ values, positionals, paths }) => {
     if (values.biases !== undefined && values.biases !== 'keep' && values.biases !== 'drop') throw new UsageError(`--biases must be keep or drop, got "${values.biases}"`);
     if (positionals.length !== 3) throw new UsageError(`extract takes BASE, TUNED and OUT, got ${positionals.length} argument(s)`);
-    const paths = new CliPaths();
-    const recipe = extractRecipe({
+    return extractRecipe({
       base: paths.add(await entryFile(positionals[0]!), 'checkpoints'),
       tuned: paths.add(await entryFile(positionals[1]!), 'checkpoints'),
       output: paths.add(positionals[2]!, 'output'),
       ...lowRankArgs(values, 'extract'),
       keepBiases: values.biases === undefined ? undefined : values.biases === 'keep',
     });
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+  }),
 };

@@ -13,7 +13,7 @@ export const inspect: Command = {
   name: 'inspect',
   summary: 'Show what a safetensors file holds (header only: tensors, dtypes, sizes, metadata)',
   usage: `loraflow inspect FILE [--json] [--tensors] [--limit N] [--offset N]
-       loraflow inspect FILE [FILE2 …] --plot OUT.svg|OUT.html [--base CHECKPOINT]
+       loraflow inspect FILE [FILE2 …] --plot OUT.svg|OUT.png|OUT.html [--base CHECKPOINT]
 
 Reads and validates the header of FILE (never the tensor data, so a 24 GB checkpoint takes
 milliseconds) and prints the tensor count, bytes per dtype and the metadata, with JSON-valued
@@ -26,9 +26,8 @@ Options:
   --offset N    start the list at tensor #N (data order)
   --plot OUT    also draw the LoRA's strength by block (‖ΔW‖_F per block id of its family: FLUX
                 D00–D18/S00–S37, SDXL IN/MID/OUT, …; rank and alpha of each module on hover) to
-                OUT.svg, or to a self-contained OUT.html; with several FILEs, side by side with
-                their cosine similarity per block. PNG is not written (no rasteriser without a
-                native dependency): open the SVG in a browser, or convert it (rsvg-convert, inkscape)
+                OUT.svg, OUT.png (the same picture at twice its size), or a self-contained
+                OUT.html; with several FILEs, side by side with their cosine similarity per block
   --base FILE   with --plot: strength relative to this base checkpoint's weights (‖ΔW‖ / ‖W‖)
   -h, --help    show this help`,
 

@@ -1,10 +1,20 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { dtypeArg, numberOption } from '../recipes/args.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 import { mergeCheckpointsRecipe } from '../recipes/merge-checkpoints.ts';
 import { METHOD_OPTIONS, METHOD_OPTIONS_HELP, methodArgs } from '../recipes/method-options.ts';
 import { CHECKPOINT_METHODS, isCheckpointMethod } from '../../lora/checkpoint-methods.ts';
+
+const MERGE_CHECKPOINTS_OPTIONS = {
+  ...METHOD_OPTIONS,
+  method: { type: 'string', default: 'weighted' },
+  alpha: { type: 'string' },
+  weights: { type: 'string' },
+  base: { type: 'string' },
+  blocks: { type: 'string' },
+  dtype: { type: 'string' },
+} as const;
 
 export const mergeCheckpoints: Command = {
   name: 'merge-checkpoints',
@@ -39,25 +49,10 @@ ${METHOD_OPTIONS_HELP}
   --dtype DTYPE     precision of the written float tensors (default keep: as in A)
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        ...RUN_OPTIONS,
-        ...METHOD_OPTIONS,
-        method: { type: 'string', default: 'weighted' },
-        alpha: { type: 'string' },
-        weights: { type: 'string' },
-        base: { type: 'string' },
-        blocks: { type: 'string' },
-        dtype: { type: 'string' },
-      },
-    });
+  run: (args) => runRecipeCommand(args, MERGE_CHECKPOINTS_OPTIONS, ({ values, positionals, paths }) => {
     if (positionals.length < 3 || positionals.length > 4) throw new UsageError(`merge-checkpoints takes OUT and two or three checkpoints A B [C], got ${positionals.length} paths`);
     if (!isCheckpointMethod(values.method)) throw new UsageError(`--method must be one of ${CHECKPOINT_METHODS.join(', ')}, got "${values.method}"`);
     const weights = values.weights === undefined ? undefined : values.weights.split(/[,\s]+/).filter((w) => w !== '').map((w, i) => numberOption(w, `weights (value ${i + 1})`)!);
-    const paths = new CliPaths();
     const [out, ...models] = positionals as [string, ...string[]];
     const recipe = mergeCheckpointsRecipe({
       output: paths.add(out, 'output'),
@@ -70,6 +65,6 @@ ${RUN_OPTIONS_HELP}`,
       dtype: dtypeArg(values.dtype),
       ...methodArgs(values),
     });
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+    return recipe;
+  }),
 };

@@ -1,14 +1,24 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
 import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseWeighted, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP, parseWeighted } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 import { mergeRecipe } from '../recipes/merge.ts';
 import { node, type RecipeNodeDoc } from '../recipes/build.ts';
 import { METHODS_HELP, METHOD_OPTIONS, METHOD_OPTIONS_HELP, methodArgs } from '../recipes/method-options.ts';
 import { isDenseMethod } from '../../lora/merge-methods.ts';
 
 const METHODS = ['concat', 'svd', 'linear', 'ties', 'dare', 'dare-ties', 'magnitude-prune'];
+
+const MERGE_OPTIONS = {
+  ...LORA_INPUT_OPTIONS,
+  ...LOW_RANK_OPTIONS,
+  ...METHOD_OPTIONS,
+  method: { type: 'string', default: 'concat' },
+  exact: { type: 'boolean', default: false },
+  'block-weights': { type: 'string' },
+  report: { type: 'string' },
+} as const;
 
 export const merge: Command = {
   name: 'merge',
@@ -41,18 +51,12 @@ ${METHOD_OPTIONS_HELP}
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS, ...METHOD_OPTIONS, method: { type: 'string', default: 'concat' }, exact: { type: 'boolean', default: false }, 'block-weights': { type: 'string' }, report: { type: 'string' } },
-    });
+  run: (args) => runRecipeCommand(args, MERGE_OPTIONS, ({ values, positionals, paths }) => {
     if (positionals.length < 2) throw new UsageError('merge takes OUT and at least one LoRA');
     const method = values.method;
     if (method !== 'concat' && method !== 'svd' && !isDenseMethod(method)) throw new UsageError(`--method must be one of ${METHODS.join(', ')}, got "${method}"`);
     if (values.exact && !isDenseMethod(method)) throw new UsageError(`--exact is for the dense methods (linear, ties, dare, dare-ties, magnitude-prune); ${method} writes a LoRA`);
     const low = lowRankArgs(values);
-    const paths = new CliPaths();
     const [out, ...inputs] = positionals as [string, ...string[]];
     const recipe = mergeRecipe({
       output: paths.add(out, 'output'),
@@ -74,6 +78,6 @@ ${RUN_OPTIONS_HELP}`,
       const loras = nodes.merge!.in!.loras!;
       nodes.report = node('plot', { path: paths.add(values.report, 'output'), weights: inputs.map((arg) => parseWeighted(arg).weight), inline: false }, { loras, report: 'merge.report', result: 'merge.lora' });
     }
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+    return recipe;
+  }),
 };

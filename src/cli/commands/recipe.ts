@@ -1,31 +1,19 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from '../parse-args.ts';
 import { recipeToJson } from '../../graph/canonical.ts';
-import { parseExposePath, setAtPath } from '../../graph/overrides.ts';
-import { exposePath, type ExposeEntry } from '../../graph/recipe.ts';
+import { PROVENANCE_KEY, ProvenanceError, decodeProvenance, storedProvenance, type RecoveredRecipe } from '../../graph/provenance.ts';
 import { withSafetensors } from '../../safetensors/reader.ts';
-import { PROVENANCE_KEY } from '../../../nodes/provenance.ts';
 import { UsageError, type Command } from '../command.ts';
 
-interface ProvenanceDoc {
-  recipe: Record<string, unknown>;
-  overrides?: Record<string, unknown>;
-  version?: string;
-  node?: string;
-}
-
-/** The recipe with the run's overrides written into the params they named, so it runs as it ran. */
-export function bakeOverrides(recipe: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
-  const expose = (recipe.expose ?? {}) as Record<string, ExposeEntry>;
-  const nodes = { ...(recipe.nodes as Record<string, Record<string, unknown>>) };
-  for (const [name, value] of Object.entries(overrides)) {
-    const entry = expose[name];
-    const parts = entry ? parseExposePath(exposePath(entry)) : undefined;
-    if (!parts || !nodes[parts.nodeId]) throw new Error(`provenance names override "${name}", which the embedded recipe does not expose`);
-    const n = nodes[parts.nodeId]!;
-    nodes[parts.nodeId] = { ...n, params: setAtPath((n.params ?? {}) as Record<string, unknown>, [parts.param, ...parts.rest], value) };
+/** As decodeProvenance, with zod's issues in the message: a terminal has no `details` field. */
+function decodeWithIssues(text: string, file: string): RecoveredRecipe {
+  try {
+    return decodeProvenance(text, file);
+  } catch (e) {
+    if (!(e instanceof ProvenanceError) || !e.zodError) throw e;
+    const issues = e.zodError.issues.map((i) => `${i.path.join('.') || '(document)'}: ${i.message}`);
+    throw new ProvenanceError(`${e.message} (${issues.join('; ')})`);
   }
-  return { ...recipe, nodes };
 }
 
 export const recipe: Command = {
@@ -44,21 +32,14 @@ Options:
     const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { output: { type: 'string', short: 'o' } } });
     if (positionals.length !== 1) throw new UsageError(`recipe takes exactly one FILE, got ${positionals.length}`);
     const file = positionals[0]!;
-    const text = await withSafetensors(file, async (f) => f.metadata?.[PROVENANCE_KEY]);
+    const text = await withSafetensors(file, async (f) => storedProvenance(f.metadata));
     if (text === undefined) throw new UsageError(`${file}: no embedded recipe (metadata key ${PROVENANCE_KEY}); it was not written by loraflow`);
-    let prov: ProvenanceDoc;
-    try {
-      prov = JSON.parse(text) as ProvenanceDoc;
-      if (typeof prov.recipe !== 'object' || prov.recipe === null) throw new Error('no recipe object');
-    } catch (e) {
-      throw new UsageError(`${file}: metadata ${PROVENANCE_KEY} is not a loraflow provenance record (${(e as Error).message})`);
-    }
-    const overrides = prov.overrides ?? {};
-    const doc = recipeToJson(bakeOverrides(prov.recipe, overrides));
+    const prov = decodeWithIssues(text, file);
+    const doc = recipeToJson(prov.recipe);
     if (values.output) await writeFile(values.output, doc);
     else process.stdout.write(doc);
-    const set = Object.entries(overrides).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
-    process.stderr.write(`recipe of ${file} (written by node "${prov.node ?? '?'}", loraflow ${prov.version ?? '?'})${set.length ? `; overrides applied: ${set.join(', ')}` : ''}${values.output ? `; saved to ${values.output}` : ''}\n`);
+    const set = Object.entries(prov.overrides).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+    process.stderr.write(`recipe of ${file} (written by node "${prov.nodeId ?? '?'}", loraflow ${prov.version ?? '?'})${set.length ? `; overrides applied: ${set.join(', ')}` : ''}${values.output ? `; saved to ${values.output}` : ''}\n`);
     return 0;
   },
 };

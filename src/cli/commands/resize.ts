@@ -1,8 +1,8 @@
-import { parseArgs } from '../parse-args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { LOW_RANK_OPTIONS, lowRankArgs } from '../recipes/args.ts';
 import { LORA_INPUT_OPTIONS, LORA_INPUT_OPTIONS_HELP, loraInputArgs } from '../recipes/lora-options.ts';
-import { CliPaths, RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP } from '../recipes/execute.ts';
+import { runRecipeCommand } from '../recipe-command.ts';
 import { resizeRecipe } from '../recipes/resize.ts';
 
 export const resize: Command = {
@@ -21,20 +21,13 @@ Options:
 ${LORA_INPUT_OPTIONS_HELP}
 ${RUN_OPTIONS_HELP}`,
 
-  async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { ...RUN_OPTIONS, ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS },
-    });
+  run: (args) => runRecipeCommand(args, { ...LORA_INPUT_OPTIONS, ...LOW_RANK_OPTIONS }, ({ values, positionals, paths }) => {
     if (positionals.length !== 2) throw new UsageError(`resize takes IN and OUT, got ${positionals.length} argument(s)`);
-    const paths = new CliPaths();
-    const recipe = resizeRecipe({
+    return resizeRecipe({
       input: paths.add(positionals[0]!, 'loras'),
       output: paths.add(positionals[1]!, 'output'),
       ...lowRankArgs(values, 'resize'),
       ...loraInputArgs(values),
     });
-    return executeRecipe(recipe, { ...runFlags(values), roots: paths.roots() });
-  },
+  }),
 };

@@ -1,11 +1,11 @@
 import { basename, extname } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from '../parse-args.ts';
 import { parseSetArgs } from '../../graph/overrides.ts';
 import { parseRecipeText, readRecipeFile } from '../../graph/recipe.ts';
 import { parseSweepArg, parseTemplateArgs, sweepFilePoints, type SweepSpec } from '../../graph/sweep.ts';
 import { UsageError, type Command } from '../command.ts';
-import { RUN_OPTIONS, RUN_OPTIONS_HELP, executeRecipe, parseRoots, runFlags } from '../recipes/execute.ts';
+import { RUN_OPTIONS_HELP, executeRecipe, parseRoots, runFlags } from '../recipes/execute.ts';
+import { parseRunArgs } from '../recipe-command.ts';
 import { executeSweep } from '../recipes/execute-sweep.ts';
 
 export const run: Command = {
@@ -44,17 +44,12 @@ Exit codes: 0 ok, 1 the run (or a point of the sweep) failed or was cancelled, 2
 arguments or files.`,
 
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        ...RUN_OPTIONS,
-        set: { type: 'string', multiple: true, default: [] },
-        root: { type: 'string', multiple: true, default: [] },
-        sweep: { type: 'string', multiple: true, default: [] },
-        'sweep-file': { type: 'string' },
-        template: { type: 'string', multiple: true, default: [] },
-      },
+    const { values, positionals } = parseRunArgs(args, {
+      set: { type: 'string', multiple: true, default: [] },
+      root: { type: 'string', multiple: true, default: [] },
+      sweep: { type: 'string', multiple: true, default: [] },
+      'sweep-file': { type: 'string' },
+      template: { type: 'string', multiple: true, default: [] },
     });
     if (positionals.length !== 1) throw new UsageError(`run takes exactly one RECIPE file, got ${positionals.length}`);
     const file = positionals[0]!;

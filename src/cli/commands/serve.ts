@@ -1,13 +1,9 @@
-import { parseArgs } from 'node:util';
 import { startServer } from '../../../server/app.ts';
 import { DEFAULT_HOST, DEFAULT_PORT, PublicBindError } from '../../../server/bind.ts';
 import { isLoopbackHost } from '../../../server/origin.ts';
-import { checkRedisUrl, DEFAULT_QUEUE_NAME } from '../../../server/queue-protocol.ts';
+import { DEFAULT_QUEUE_NAME } from '../../../server/queue-protocol.ts';
 import { UsageError, type Command } from '../command.ts';
-import { RUN_OPTIONS, parseRoots, runFlags } from '../recipes/execute.ts';
-
-/** Signals that stop the server gracefully (runs cancelled, their staging files removed); a second one ends it at once. */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+import { STOP_SIGNALS, logLine as log, parseServiceArgs, redisUrlArg } from '../service-options.ts';
 
 export const serve: Command = {
   name: 'serve',
@@ -40,37 +36,20 @@ Options:
   -h, --help        show this help`,
 
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        host: { type: 'string', default: DEFAULT_HOST },
-        port: { type: 'string', default: String(DEFAULT_PORT) },
-        root: { type: 'string', multiple: true, default: [] },
-        recipes: { type: 'string', default: 'recipes' },
-        'allow-public': { type: 'boolean', default: false },
-        backend: RUN_OPTIONS.backend,
-        queue: { type: 'string' },
-        'queue-name': { type: 'string', default: DEFAULT_QUEUE_NAME },
-      },
+    const { values, roots, backend } = parseServiceArgs('serve', args, {
+      host: { type: 'string', default: DEFAULT_HOST },
+      port: { type: 'string', default: String(DEFAULT_PORT) },
+      recipes: { type: 'string', default: 'recipes' },
+      'allow-public': { type: 'boolean', default: false },
     });
-    if (positionals.length > 0) throw new UsageError(`serve takes no positional arguments, got ${positionals.join(' ')}`);
     const port = Number(values.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer 0–65535, got "${values.port}"`);
-    const roots = parseRoots(values.root);
-    const { backend } = runFlags({ backend: values.backend });
     const allowPublic = values['allow-public'];
     if (!allowPublic && !isLoopbackHost(values.host)) throw new UsageError(new PublicBindError(values.host).message);
 
-    let queue: { url: string; name: string } | undefined;
-    try {
-      if (values.queue !== undefined) queue = { url: checkRedisUrl(values.queue), name: values['queue-name'] };
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const queue = values.queue === undefined ? undefined : { url: redisUrlArg(values.queue), name: values['queue-name'] };
 
     const server = await startServer({ host: values.host, port, roots, recipesDir: values.recipes, allowPublic, backend, queue });
-    const log = (s: string) => process.stderr.write(`${s}\n`);
     if (!isLoopbackHost(server.host)) {
       log(`WARNING: listening on ${server.host}, which is not loopback. Anyone who can reach this address can run recipes, read`);
       log('         safetensors headers and write outputs under the configured roots. There is no authentication.');

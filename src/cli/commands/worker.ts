@@ -1,11 +1,8 @@
-import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
-import { checkRedisUrl, DEFAULT_QUEUE_NAME } from '../../../server/queue-protocol.ts';
+import { DEFAULT_QUEUE_NAME } from '../../../server/queue-protocol.ts';
 import { startQueueWorker } from '../../../server/queue-worker.ts';
 import { UsageError, type Command } from '../command.ts';
-import { RUN_OPTIONS, parseRoots, runFlags } from '../recipes/execute.ts';
-
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+import { STOP_SIGNALS, logLine as log, parseServiceArgs, redisUrlArg } from '../service-options.ts';
 
 function positiveInt(flag: string, text: string): number {
   const n = Number(text);
@@ -42,38 +39,22 @@ Options:
   -h, --help         show this help`,
 
   async run(args) {
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        queue: { type: 'string' },
-        'queue-name': { type: 'string', default: DEFAULT_QUEUE_NAME },
-        concurrency: { type: 'string', default: '1' },
-        root: { type: 'string', multiple: true, default: [] },
-        name: { type: 'string' },
-        'lock-ms': { type: 'string', default: '30000' },
-        nodes: { type: 'string' },
-        backend: RUN_OPTIONS.backend,
-      },
+    const { values, roots, backend } = parseServiceArgs('worker', args, {
+      concurrency: { type: 'string', default: '1' },
+      name: { type: 'string' },
+      'lock-ms': { type: 'string', default: '30000' },
+      nodes: { type: 'string' },
     });
-    if (positionals.length > 0) throw new UsageError(`worker takes no positional arguments, got ${positionals.join(' ')}`);
     if (values.queue === undefined) throw new UsageError('worker needs --queue redis://HOST:PORT (the one given to `loraflow serve --queue`)');
-    let url: string;
-    try {
-      url = checkRedisUrl(values.queue);
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const url = redisUrlArg(values.queue);
     const concurrency = positiveInt('--concurrency', values.concurrency);
     const lockMs = positiveInt('--lock-ms', values['lock-ms']);
-    const { backend } = runFlags({ backend: values.backend });
-    const log = (s: string) => process.stderr.write(`${s}\n`);
     const w = await startQueueWorker({
       url,
       queueName: values['queue-name'],
       name: values.name,
       concurrency,
-      roots: parseRoots(values.root),
+      roots,
       cwd: process.cwd(),
       nodesModule: values.nodes === undefined ? undefined : resolve(values.nodes),
       backend,

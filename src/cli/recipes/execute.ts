@@ -3,6 +3,7 @@ import { EXIT_CODE } from '../../errors.ts';
 import { runRecipe, type RunOutcome } from '../../graph/execute.ts';
 import type { PlanInfo } from '../../graph/events.ts';
 import type { RootsConfig } from '../../graph/roots.ts';
+import { BACKEND_CHOICES, isBackendChoice } from '../../tensor/backend.ts';
 import { registry, setup } from '../../../nodes/index.ts';
 import { EXIT_INVALID_INPUT, EXIT_OK, UsageError } from '../command.ts';
 import { humanReporter, jsonReporter } from './progress.ts';
@@ -23,8 +24,6 @@ export const RUN_OPTIONS_HELP = `  --dry-run        validate and show the plan (
   --json-events    print every run event as one JSON object per line on stdout
   --backend NAME   compute backend: auto, wasm, webgpu, tensorflow (default: auto / $LORAFLOW_BACKEND)`;
 
-const BACKENDS = ['auto', 'wasm', 'webgpu', 'tensorflow', 'cpu'];
-
 export interface RunFlags {
   dryRun: boolean;
   jsonEvents: boolean;
@@ -34,7 +33,7 @@ export interface RunFlags {
 }
 
 export function runFlags(values: { 'dry-run'?: boolean; 'json-events'?: boolean; backend?: string }): RunFlags {
-  if (values.backend !== undefined && !BACKENDS.includes(values.backend)) throw new UsageError(`--backend must be one of ${BACKENDS.join(', ')}, got "${values.backend}"`);
+  if (values.backend !== undefined && !isBackendChoice(values.backend)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"`);
   return { dryRun: !!values['dry-run'], jsonEvents: !!values['json-events'], backend: values.backend };
 }
 

@@ -1,6 +1,6 @@
 /** The guard of operations that work on FLUX.1 LoRAs only. */
-import type { AdapterSet } from '../model.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { AdapterSet } from '../../adapter/model.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 
 /** Refuses a set that is not a FLUX LoRA, saying what it is and which operation needs FLUX. */
 export function assertFlux(set: Pick<AdapterSet, 'architecture' | 'format'> & { path?: string }, what: string): void {

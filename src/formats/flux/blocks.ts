@@ -2,14 +2,12 @@
  * FLUX block ids and block-weight vectors, with the same 61 ids as the LoRA Block Weight
  * extension and supermerger: CLIP, T5, IN, D00–D18, S00–S37, OUT.
  */
-import type { Patch } from '../model.ts';
+import type { Patch } from '../../adapter/model.ts';
 import type { BlockScheme } from '../family.ts';
-import { blockWeightError, parseWeightSpec, type BlockWeights, type BlockWeightSpec } from '../block-scheme.ts';
+import { blockWeightError, pad2, parseWeightSpec, setInOrder, type BlockWeights, type BlockWeightSpec } from '../block-scheme.ts';
 
 export const FLUX_DOUBLE_BLOCKS = 19;
 export const FLUX_SINGLE_BLOCKS = 38;
-
-const pad2 = (i: number) => String(i).padStart(2, '0');
 
 /** The 61 slots in vector order. */
 export const FLUX_BLOCK_IDS: readonly string[] = [
@@ -84,10 +82,7 @@ export function parseBlockWeights(spec: BlockWeightSpec): BlockWeights {
       if (values.length !== FLUX_BLOCK_IDS.length) {
         throw blockWeightError(`a weight list needs ${FLUX_BLOCK_IDS.length} values (CLIP, T5, IN, D00–D18, S00–S37, OUT), got ${values.length}`);
       }
-      values.forEach((v, i) => {
-        if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${FLUX_BLOCK_IDS[i]}) is not a finite number`);
-        weights.set(FLUX_BLOCK_IDS[i]!, v);
-      });
+      setInOrder(weights, values, FLUX_BLOCK_IDS);
     },
   });
 }

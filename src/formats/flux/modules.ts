@@ -1,7 +1,8 @@
 /**
  * The FLUX.1 transformer module map as data: every LoRA-able BFL weight, its diffusers/PEFT name(s)
- * and, for fused weights, the row span each diffusers part covers (research/lora-formats.md §2,
- * Appendix D). The kohya (`lora_unet_…`), OneTrainer (`lora_transformer_…`) and LyCORIS (`lycoris_…`)
+ * and, for fused weights, the row span each diffusers part covers (the BFL ⇄ diffusers tables of
+ * sd-scripts `flux_utils.BFL_TO_DIFFUSERS_MAP`, ComfyUI `flux_to_diffusers` and diffusers
+ * `convert_flux_to_diffusers.py`, which agree). The kohya (`lora_unet_…`), OneTrainer (`lora_transformer_…`) and LyCORIS (`lycoris_…`)
  * spellings are these names with `.` → `_`, derived in `resolve.ts`, not repeated here.
  *
  * Row spans are written in units of h, the hidden width, which readers and writers take from the
@@ -9,7 +10,7 @@
  * scaled-down fixtures, Flex (fewer double blocks) and Chroma (no modulation) use the same table.
  */
 
-import { ModuleTable, qkvParts, type TableAlias, type TableModule } from '../table/module-table.ts';
+import { ModuleTable, qkvParts, type TableAlias, type TableModule, type TableOptions } from '../table/module-table.ts';
 
 export type FluxGroup = 'double' | 'single' | 'embedder' | 'final';
 
@@ -25,10 +26,11 @@ export interface FluxModule extends TableModule {
   shape: readonly DimExpr[];
 }
 
-const D = 'double_blocks.{i}';
-const DT = 'transformer_blocks.{i}';
-const S = 'single_blocks.{i}';
-const ST = 'single_transformer_blocks.{i}';
+/** Block containers, BFL and diffusers: FLUX.2 and HunyuanVideo name their blocks the same. */
+export const D = 'double_blocks.{i}';
+export const DT = 'transformer_blocks.{i}';
+export const S = 'single_blocks.{i}';
+export const ST = 'single_transformer_blocks.{i}';
 
 export const FLUX_MODULES: readonly FluxModule[] = [
   // double-stream blocks (§2.3)
@@ -82,13 +84,15 @@ export const FLUX_ALIASES: readonly TableAlias[] = [
   { name: `${S}.linear1_qkv`, original: `${S}.linear1`, rows: { start: 0, len: 3 }, layout: 'comfyui' },
 ];
 
-/** The FLUX.1 table: single blocks' mlp width, when a file does not show it, is FLUX's mlp ratio 4. */
-export const FLUX_TABLE = new ModuleTable(FLUX_MODULES, {
-  aliases: FLUX_ALIASES,
-  defaults: {
+/** The single blocks' mlp width, when a file does not show it: `model`'s mlp ratio 4 (FLUX.1's, HunyuanVideo's). */
+export function mlpRatio4(model: string): NonNullable<TableOptions['defaults']> {
+  return {
     mlp: {
       from: (v) => (v.h === undefined ? undefined : 4 * v.h),
-      note: (v) => `single-block mlp width not in the file; FLUX's mlp ratio 4 assumed (${v.mlp} rows)`,
+      note: (v) => `single-block mlp width not in the file; ${model}'s mlp ratio 4 assumed (${v.mlp} rows)`,
     },
-  },
-});
+  };
+}
+
+/** The FLUX.1 table: single blocks' mlp width, when a file does not show it, is FLUX's mlp ratio 4. */
+export const FLUX_TABLE = new ModuleTable(FLUX_MODULES, { aliases: FLUX_ALIASES, defaults: mlpRatio4('FLUX') });

@@ -3,9 +3,9 @@
  * comfyui = `diffusion_model.` + BFL names; diffusers = PEFT `transformer.` + diffusers names, as
  * ai-toolkit writes. Text encoders: CLIP-L and T5-XXL under each layout's own prefix.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { FamilyNaming } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 
 const KOHYA: Partial<Record<Component, string>> = { transformer: 'lora_unet_', clip_l: 'lora_te1_', t5: 'lora_te3_' };
 const COMFY: Partial<Record<Component, string>> = {

@@ -7,8 +7,8 @@
 import { join } from 'node:path';
 import { writeSafetensors } from '../../safetensors/writer.ts';
 import { encodeFromF32 } from '../../tensor/dtype.ts';
-import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../../testing/flux-checkpoint.ts';
-import { keyedRandom, writeSampleLora, type SampleLoraOptions } from '../../testing/lora-fixtures.ts';
+import { fluxCheckpointEntries, fluxCheckpointShapes, fluxTensorValues, type FluxCheckpointOptions } from '../../samples/flux-checkpoint.ts';
+import { keyedRandom, writeSampleLora, type SampleLoraOptions } from '../../samples/lora-fixtures.ts';
 import type { SampleFile } from '../family.ts';
 
 export const SAMPLE_FACTOR = 64;

@@ -5,9 +5,9 @@
  * id of one size, in that order: dev 8 double + 48 single (58 values), klein-9B 8 + 24 (34),
  * klein-4B 5 + 20 (27).
  */
-import type { Patch } from '../model.ts';
+import type { Patch } from '../../adapter/model.ts';
 import type { BlockScheme } from '../family.ts';
-import { blockWeightError, parseWeightSpec } from '../block-scheme.ts';
+import { blockWeightError, doubleSingleExpand, doubleSingleIds, pad2, parseWeightSpec, setInOrder } from '../block-scheme.ts';
 
 export const FLUX2_DOUBLE_BLOCKS = 8;
 export const FLUX2_SINGLE_BLOCKS = 48;
@@ -19,10 +19,7 @@ export const FLUX2_SIZES: readonly (readonly [number, number, string])[] = [
   [5, 20, 'klein-4B'],
 ];
 
-const pad2 = (i: number) => String(i).padStart(2, '0');
-const ids = (double: number, single: number) => ['IN', ...Array.from({ length: double }, (_, i) => `D${pad2(i)}`), ...Array.from({ length: single }, (_, i) => `S${pad2(i)}`), 'OUT'];
-
-export const FLUX2_BLOCK_IDS: readonly string[] = ids(FLUX2_DOUBLE_BLOCKS, FLUX2_SINGLE_BLOCKS);
+export const FLUX2_BLOCK_IDS: readonly string[] = doubleSingleIds(FLUX2_DOUBLE_BLOCKS, FLUX2_SINGLE_BLOCKS);
 const KNOWN = new Set(FLUX2_BLOCK_IDS);
 const SUMMARY = 'IN, D00–D07, S00–S47, OUT';
 const LENGTHS = FLUX2_SIZES.map(([d, s, name]) => `${d + s + 2} (${name})`).join(', ');
@@ -40,28 +37,12 @@ export function flux2BlockOf(patch: Pick<Patch, 'component' | 'target'>): string
   return /^final_layer\./.test(patch.target) ? 'OUT' : undefined;
 }
 
-function expand(token: string): string[] {
-  const id = token.trim().toUpperCase();
-  if (KNOWN.has(id)) return [id];
-  const range = /^([DS])(\d{1,2})-([DS])?(\d{1,2})$/.exec(id);
-  if (range && (!range[3] || range[3] === range[1])) {
-    const [lo, hi] = [Number(range[2]), Number(range[4])].sort((a, b) => a - b) as [number, number];
-    const out = Array.from({ length: hi - lo + 1 }, (_, i) => `${range[1]}${pad2(lo + i)}`);
-    const missing = out.find((x) => !KNOWN.has(x));
-    if (missing) throw blockWeightError(`range ${token.trim()} goes past the last FLUX.2 block (${missing} is not a FLUX.2 block id)`);
-    return out;
-  }
-  throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${SUMMARY}, or a range like D00-D07)`);
-}
+const expand = doubleSingleExpand(KNOWN, 'FLUX.2', SUMMARY, 'D00-D07');
 
 function fromList(weights: Map<string, number>, values: readonly number[]): void {
   const size = FLUX2_SIZES.find(([d, s]) => d + s + 2 === values.length);
   if (!size) throw blockWeightError(`a FLUX.2 weight list has ${LENGTHS} values (IN, D…, S…, OUT), got ${values.length}`);
-  const order = ids(size[0], size[1]);
-  values.forEach((v, i) => {
-    if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${order[i]}) is not a finite number`);
-    weights.set(order[i]!, v);
-  });
+  setInOrder(weights, values, doubleSingleIds(size[0], size[1]));
 }
 
 export const FLUX2_BLOCKS: BlockScheme = {

@@ -4,38 +4,20 @@
  * Registered before FLUX.1: FLUX.1's metadata hints, checkpoint and extraction signals also match
  * FLUX.2 files, so FLUX.2's, which FLUX.1 files never match, are tried first.
  */
-import type { Coverage, Family } from '../family.ts';
-import { placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import type { Family } from '../family.ts';
+import { countAsEmbedder, doubleSingleCoverage } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { FLUX2_BLOCKS } from './blocks.ts';
 import { FLUX2_CHECKPOINT_SIGNALS, FLUX2_METADATA, FLUX2_RULES, FLUX2_SIGNALS } from './detection.ts';
 import { FLUX2_TABLE } from './modules.ts';
 import { FLUX2_NAMING } from './naming.ts';
 
-const add = <T>(list: T[], v: T) => {
-  if (!list.includes(v)) list.push(v);
-};
-
-/** Where each table group is counted in inspect's coverage (the shared modulations with the embedders, as block id IN). */
-const COVERAGE: Record<string, (c: Coverage, block: number | undefined, module: string) => void> = {
-  double: (c, block) => add(c.doubleBlocks, block!),
-  single: (c, block) => add(c.singleBlocks, block!),
-  modulation: (c, _, module) => add(c.embedders, module),
-  embedder: (c, _, module) => add(c.embedders, module),
-  final: (c, _, module) => add(c.finalLayer, module),
-};
-
-export const FLUX2: Family = {
+export const FLUX2: Family = tableFamily({
   id: 'flux2',
   label: 'FLUX.2',
-  denoiser: 'transformer',
   detection: { signals: FLUX2_SIGNALS, metadata: FLUX2_METADATA, rules: FLUX2_RULES },
-  checkpoint: {
-    signals: FLUX2_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: /^(?:double_stream_modulation_img|double_stream_modulation_txt|single_stream_modulation)\./ },
-  },
+  checkpoint: { signals: FLUX2_CHECKPOINT_SIGNALS, extraction: /^(?:double_stream_modulation_img|double_stream_modulation_txt|single_stream_modulation)\./ },
   table: FLUX2_TABLE,
-  resolveDenoiser: tableDenoiser(FLUX2_TABLE),
-  place: placeKnown,
   naming: FLUX2_NAMING,
   blocks: FLUX2_BLOCKS,
   // FLUX.2-dev with widths ÷64 and its 8 double + 48 single blocks; the modules ai-toolkit trains by default
@@ -49,16 +31,7 @@ export const FLUX2: Family = {
       'single_blocks.{i}.linear2',
     ],
   },
-  coverage: (spec, c) => {
-    if (spec.component !== 'transformer') return false;
-    const e = spec.entry;
-    const at = e && COVERAGE[e.group];
-    if (!e || !at) return false;
-    at(c, e.block, e.module.original);
-    const id = FLUX2_BLOCKS.blockOf(spec);
-    if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
-    return true;
-  },
-  // the embedders / shared modulations and the final layer follow on inspect's next line, as for FLUX.1
-  coverageLines: (c, span) => [`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`],
-};
+  // the shared modulations count with the embedders (block id IN); they and the final layer follow on
+  // inspect's next line, as for FLUX.1
+  ...doubleSingleCoverage({ modulation: countAsEmbedder }, () => FLUX2_BLOCKS),
+});

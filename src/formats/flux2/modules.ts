@@ -18,7 +18,8 @@
  * width (`txt_in` input: 15360 / 12288 / 7680), time timestep-embedding width (256), head
  * attention head width (128).
  */
-import { ModuleTable, qkvParts, type TableModule } from '../table/module-table.ts';
+import { ModuleTable, entriesNamed, type TableModule } from '../table/module-table.ts';
+import { D, DT, FLUX_MODULES, S, ST } from '../flux/modules.ts';
 
 export type Flux2Group = 'double' | 'single' | 'modulation' | 'embedder' | 'final';
 
@@ -26,44 +27,30 @@ export interface Flux2Module extends TableModule {
   group: Flux2Group;
 }
 
-const D = 'double_blocks.{i}';
-const DT = 'transformer_blocks.{i}';
-const S = 'single_blocks.{i}';
-const ST = 'single_transformer_blocks.{i}';
-
 export const FLUX2_MODULES: readonly Flux2Module[] = [
-  // double-stream blocks: attention (qkv fused in BFL, split in diffusers), SwiGLU mlp, QK norms
-  { original: `${D}.img_attn.qkv`, group: 'double', kind: 'linear', diffusers: qkvParts(`${DT}.attn.to_q`, `${DT}.attn.to_k`, `${DT}.attn.to_v`), shape: ['3h', 'h'] },
-  { original: `${D}.txt_attn.qkv`, group: 'double', kind: 'linear', diffusers: qkvParts(`${DT}.attn.add_q_proj`, `${DT}.attn.add_k_proj`, `${DT}.attn.add_v_proj`), shape: ['3h', 'h'] },
-  { original: `${D}.img_attn.proj`, group: 'double', kind: 'linear', diffusers: `${DT}.attn.to_out.0`, shape: ['h', 'h'] },
-  { original: `${D}.txt_attn.proj`, group: 'double', kind: 'linear', diffusers: `${DT}.attn.to_add_out`, shape: ['h', 'h'] },
+  // double-stream blocks: attention (qkv fused in BFL, split in diffusers: FLUX.1's), SwiGLU mlp, QK norms (FLUX.1's)
+  ...entriesNamed(FLUX_MODULES, ['img_attn.qkv', 'txt_attn.qkv', 'img_attn.proj', 'txt_attn.proj'].map((m) => `${D}.${m}`)),
   { original: `${D}.img_mlp.0`, group: 'double', kind: 'linear', diffusers: `${DT}.ff.linear_in`, shape: ['ff', 'h'] },
   { original: `${D}.img_mlp.2`, group: 'double', kind: 'linear', diffusers: `${DT}.ff.linear_out`, shape: ['h', 'mlp'] },
   { original: `${D}.txt_mlp.0`, group: 'double', kind: 'linear', diffusers: `${DT}.ff_context.linear_in`, shape: ['ff', 'h'] },
   { original: `${D}.txt_mlp.2`, group: 'double', kind: 'linear', diffusers: `${DT}.ff_context.linear_out`, shape: ['h', 'mlp'] },
-  { original: `${D}.img_attn.norm.query_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_q`, shape: ['head'] },
-  { original: `${D}.img_attn.norm.key_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_k`, shape: ['head'] },
-  { original: `${D}.txt_attn.norm.query_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_added_q`, shape: ['head'] },
-  { original: `${D}.txt_attn.norm.key_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_added_k`, shape: ['head'] },
+  ...entriesNamed(FLUX_MODULES, ['img', 'txt'].flatMap((s) => [`${D}.${s}_attn.norm.query_norm`, `${D}.${s}_attn.norm.key_norm`])),
   // single-stream blocks: linear1 = q | k | v | SwiGLU in, fused in both namings; linear2 = attn out | mlp out
   { original: `${S}.linear1`, group: 'single', kind: 'linear', diffusers: `${ST}.attn.to_qkv_mlp_proj`, shape: ['3h+ff', 'h'] },
   { original: `${S}.linear2`, group: 'single', kind: 'linear', diffusers: `${ST}.attn.to_out`, shape: ['h', 'h+mlp'] },
-  { original: `${S}.norm.query_norm`, group: 'single', kind: 'norm', diffusers: `${ST}.attn.norm_q`, shape: ['head'] },
-  { original: `${S}.norm.key_norm`, group: 'single', kind: 'norm', diffusers: `${ST}.attn.norm_k`, shape: ['head'] },
+  ...entriesNamed(FLUX_MODULES, [`${S}.norm.query_norm`, `${S}.norm.key_norm`]),
   // shared modulations (one per stream kind, for all blocks of that kind)
   { original: 'double_stream_modulation_img.lin', group: 'modulation', kind: 'linear', diffusers: 'double_stream_modulation_img.linear', shape: ['6h', 'h'] },
   { original: 'double_stream_modulation_txt.lin', group: 'modulation', kind: 'linear', diffusers: 'double_stream_modulation_txt.linear', shape: ['6h', 'h'] },
   { original: 'single_stream_modulation.lin', group: 'modulation', kind: 'linear', diffusers: 'single_stream_modulation.linear', shape: ['3h', 'h'] },
   // embedders (guidance_in: dev only)
-  { original: 'img_in', group: 'embedder', kind: 'linear', diffusers: 'x_embedder', shape: ['h', 'in'] },
-  { original: 'txt_in', group: 'embedder', kind: 'linear', diffusers: 'context_embedder', shape: ['h', 'ctx'] },
+  ...entriesNamed(FLUX_MODULES, ['img_in', 'txt_in']),
   { original: 'time_in.in_layer', group: 'embedder', kind: 'linear', diffusers: 'time_guidance_embed.timestep_embedder.linear_1', shape: ['h', 'time'] },
   { original: 'time_in.out_layer', group: 'embedder', kind: 'linear', diffusers: 'time_guidance_embed.timestep_embedder.linear_2', shape: ['h', 'h'] },
   { original: 'guidance_in.in_layer', group: 'embedder', kind: 'linear', diffusers: 'time_guidance_embed.guidance_embedder.linear_1', shape: ['h', 'time'] },
   { original: 'guidance_in.out_layer', group: 'embedder', kind: 'linear', diffusers: 'time_guidance_embed.guidance_embedder.linear_2', shape: ['h', 'h'] },
   // final layer: BFL (shift, scale) ⇄ diffusers (scale, shift), as the base conversion swaps them
-  { original: 'final_layer.linear', group: 'final', kind: 'linear', diffusers: 'proj_out', shape: ['in', 'h'] },
-  { original: 'final_layer.adaLN_modulation.1', group: 'final', kind: 'linear', diffusers: 'norm_out.linear', swapHalves: true, shape: ['2h', 'h'] },
+  ...entriesNamed(FLUX_MODULES, ['final_layer.linear', 'final_layer.adaLN_modulation.1']),
 ];
 
 /** Every width shows in a file's own shapes (the qkv parts need only h), so no defaults. */

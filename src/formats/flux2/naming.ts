@@ -4,9 +4,9 @@
  * BFL names (ai-toolkit / diffusion-pipe); diffusers = PEFT `transformer.` + diffusers names. The
  * transformer only: no FLUX.2 trainer trains the text encoder.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { FamilyNaming } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 
 function transformerOnly(format: string, component: Component, path: string): void {
   if (component !== 'transformer') throw new LoraFormatError('INEXPRESSIBLE', `${path}: ${format} FLUX.2 LoRAs have no place for the ${component} component`, path);

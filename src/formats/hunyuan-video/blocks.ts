@@ -4,15 +4,12 @@
  * blocks), OUT (`final_layer`). No text-encoder ids: no HunyuanVideo trainer trains its text
  * encoders. A full vector has 62 values in that order.
  */
-import type { Patch } from '../model.ts';
+import type { Patch } from '../../adapter/model.ts';
 import type { BlockScheme } from '../family.ts';
-import { blockWeightError, parseWeightSpec } from '../block-scheme.ts';
+import { blockWeightError, doubleSingleExpand, doubleSingleIds, pad2, parseWeightSpec, setInOrder } from '../block-scheme.ts';
 import { HUNYUAN_VIDEO_DOUBLE_BLOCKS, HUNYUAN_VIDEO_SINGLE_BLOCKS } from './detection.ts';
 
-const pad2 = (i: number) => String(i).padStart(2, '0');
-const numbered = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${pad2(i)}`);
-
-export const HUNYUAN_VIDEO_BLOCK_IDS: readonly string[] = ['IN', ...numbered('D', HUNYUAN_VIDEO_DOUBLE_BLOCKS), ...numbered('S', HUNYUAN_VIDEO_SINGLE_BLOCKS), 'OUT'];
+export const HUNYUAN_VIDEO_BLOCK_IDS: readonly string[] = doubleSingleIds(HUNYUAN_VIDEO_DOUBLE_BLOCKS, HUNYUAN_VIDEO_SINGLE_BLOCKS);
 const KNOWN = new Set(HUNYUAN_VIDEO_BLOCK_IDS);
 const SUMMARY = 'IN, D00–D19, S00–S39, OUT';
 
@@ -36,28 +33,13 @@ export function hunyuanVideoBlockOf(patch: Pick<Patch, 'component' | 'target'>):
   return undefined;
 }
 
-function expand(token: string): string[] {
-  const id = token.trim().toUpperCase();
-  if (KNOWN.has(id)) return [id];
-  const range = /^([DS])(\d{1,2})-([DS])?(\d{1,2})$/.exec(id);
-  if (range && (!range[3] || range[3] === range[1])) {
-    const [lo, hi] = [Number(range[2]), Number(range[4])].sort((a, b) => a - b) as [number, number];
-    const out = Array.from({ length: hi - lo + 1 }, (_, i) => `${range[1]}${pad2(lo + i)}`);
-    const missing = out.find((x) => !KNOWN.has(x));
-    if (missing) throw blockWeightError(`range ${token.trim()} goes past the last HunyuanVideo block (${missing} is not a HunyuanVideo block id)`);
-    return out;
-  }
-  throw blockWeightError(`unknown block id "${token.trim()}" (expected one of ${SUMMARY}, or a range like D00-D19)`);
-}
+const expand = doubleSingleExpand(KNOWN, 'HunyuanVideo', SUMMARY, 'D00-D19');
 
 function fromList(weights: Map<string, number>, values: readonly number[]): void {
   if (values.length !== HUNYUAN_VIDEO_BLOCK_IDS.length) {
     throw blockWeightError(`a HunyuanVideo weight list has ${HUNYUAN_VIDEO_BLOCK_IDS.length} values (${SUMMARY}), got ${values.length}`);
   }
-  values.forEach((v, i) => {
-    if (!Number.isFinite(v)) throw blockWeightError(`value ${i + 1} (${HUNYUAN_VIDEO_BLOCK_IDS[i]}) is not a finite number`);
-    weights.set(HUNYUAN_VIDEO_BLOCK_IDS[i]!, v);
-  });
+  setInOrder(weights, values, HUNYUAN_VIDEO_BLOCK_IDS);
 }
 
 export const HUNYUAN_VIDEO_BLOCKS: BlockScheme = {

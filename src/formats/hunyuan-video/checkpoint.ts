@@ -5,7 +5,7 @@
  * and diffusion-pipe's `transformer_path` load, Kijai's repacks). A LoRA is applied into either, and
  * an extraction from a Tencent-named pair names its modules canonically.
  */
-import type { Patch } from '../model.ts';
+import type { Patch } from '../../adapter/model.ts';
 import type { CheckpointLocator, Family } from '../family.ts';
 import { fillIndex } from '../table/template.ts';
 import { HUNYUAN_VIDEO_TABLE } from './modules.ts';

@@ -6,37 +6,24 @@
  * (which FLUX.1 files never match) are tried first. Its text encoders are not trained by any
  * trainer in circulation, so the layouts name the transformer only.
  */
-import type { Coverage, Family } from '../family.ts';
-import { placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import type { Family } from '../family.ts';
+import { countAsEmbedderNamed, doubleSingleCoverage, tableDenoiser } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { HUNYUAN_VIDEO_BLOCKS } from './blocks.ts';
 import { HUNYUAN_VIDEO_LOCATOR, hunyuanVideoExtraction } from './checkpoint.ts';
 import { HUNYUAN_VIDEO_CHECKPOINT_SIGNALS, HUNYUAN_VIDEO_EXTRACTION, HUNYUAN_VIDEO_METADATA, HUNYUAN_VIDEO_RULES, HUNYUAN_VIDEO_SIGNALS } from './detection.ts';
 import { HUNYUAN_VIDEO_TABLE, TENCENT } from './modules.ts';
 import { HUNYUAN_VIDEO_NAMING } from './naming.ts';
 
-const add = <T>(list: T[], v: T) => {
-  if (!list.includes(v)) list.push(v);
-};
-
-/** Where each table group is counted in inspect's coverage (the token refiner with the embedders, as block id IN). */
-const COVERAGE: Record<string, (c: Coverage, block: number | undefined, module: string) => void> = {
-  double: (c, block) => add(c.doubleBlocks, block!),
-  single: (c, block) => add(c.singleBlocks, block!),
-  refiner: (c) => add(c.embedders, 'txt_in.individual_token_refiner'),
-  embedder: (c, _, module) => add(c.embedders, module),
-  final: (c, _, module) => add(c.finalLayer, module),
-};
-
 const tableNames = tableDenoiser(HUNYUAN_VIDEO_TABLE);
 
-export const HUNYUAN_VIDEO: Family = {
+export const HUNYUAN_VIDEO: Family = tableFamily({
   id: 'hunyuan-video',
   label: 'HunyuanVideo',
-  denoiser: 'transformer',
   detection: { signals: HUNYUAN_VIDEO_SIGNALS, metadata: HUNYUAN_VIDEO_METADATA, rules: HUNYUAN_VIDEO_RULES },
   checkpoint: {
     signals: HUNYUAN_VIDEO_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: HUNYUAN_VIDEO_EXTRACTION },
+    extraction: HUNYUAN_VIDEO_EXTRACTION,
     locator: HUNYUAN_VIDEO_LOCATOR,
     canonicalExtraction: hunyuanVideoExtraction,
   },
@@ -46,7 +33,6 @@ export const HUNYUAN_VIDEO: Family = {
     const hit = tableNames(rest, spelling);
     return hit?.layout === TENCENT ? { ...hit, layout: undefined } : hit;
   },
-  place: placeKnown,
   naming: HUNYUAN_VIDEO_NAMING,
   blocks: HUNYUAN_VIDEO_BLOCKS,
   // HunyuanVideo (13B) with widths ÷64 (latent channels, patch and output rows kept; the LLM width
@@ -61,15 +47,6 @@ export const HUNYUAN_VIDEO: Family = {
       'single_blocks.{i}.linear2',
     ],
   },
-  coverage: (spec, c) => {
-    if (spec.component !== 'transformer') return false;
-    const e = spec.entry;
-    const at = e && COVERAGE[e.group];
-    if (!e || !at) return false;
-    at(c, e.block, e.module.original);
-    const id = HUNYUAN_VIDEO_BLOCKS.blockOf(spec);
-    if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
-    return true;
-  },
-  coverageLines: (c, span) => [`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`],
-};
+  // the token refiner counts with the embedders (block id IN)
+  ...doubleSingleCoverage({ refiner: countAsEmbedderNamed('txt_in.individual_token_refiner') }, () => HUNYUAN_VIDEO_BLOCKS),
+});

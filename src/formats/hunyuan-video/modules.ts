@@ -19,7 +19,8 @@
  * text width (4096), head attention head width (128), out the final layer's out channels × patch
  * (64).
  */
-import { ModuleTable, qkvParts, type TableAlias, type TableModule } from '../table/module-table.ts';
+import { ModuleTable, entriesNamed, qkvParts, type TableAlias, type TableModule } from '../table/module-table.ts';
+import { D, FLUX_MODULES, S, mlpRatio4 } from '../flux/modules.ts';
 
 export type HunyuanVideoGroup = 'double' | 'single' | 'refiner' | 'embedder' | 'final';
 
@@ -27,39 +28,16 @@ export interface HunyuanVideoModule extends TableModule {
   group: HunyuanVideoGroup;
 }
 
-const D = 'double_blocks.{i}';
-const DT = 'transformer_blocks.{i}';
-const S = 'single_blocks.{i}';
-const ST = 'single_transformer_blocks.{i}';
 const R = 'txt_in.individual_token_refiner.blocks.{i}';
 const RT = 'context_embedder.token_refiner.refiner_blocks.{i}';
 
 export const HUNYUAN_VIDEO_MODULES: readonly HunyuanVideoModule[] = [
-  // double-stream blocks (MMDoubleStreamBlock)
-  { original: `${D}.img_mod.lin`, group: 'double', kind: 'linear', diffusers: `${DT}.norm1.linear`, shape: ['6h', 'h'] },
-  { original: `${D}.img_attn.qkv`, group: 'double', kind: 'linear', diffusers: qkvParts(`${DT}.attn.to_q`, `${DT}.attn.to_k`, `${DT}.attn.to_v`), shape: ['3h', 'h'] },
-  { original: `${D}.img_attn.proj`, group: 'double', kind: 'linear', diffusers: `${DT}.attn.to_out.0`, shape: ['h', 'h'] },
-  { original: `${D}.img_attn.norm.query_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_q`, shape: ['head'] },
-  { original: `${D}.img_attn.norm.key_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_k`, shape: ['head'] },
-  { original: `${D}.img_mlp.0`, group: 'double', kind: 'linear', diffusers: `${DT}.ff.net.0.proj`, shape: ['mlp', 'h'] },
-  { original: `${D}.img_mlp.2`, group: 'double', kind: 'linear', diffusers: `${DT}.ff.net.2`, shape: ['h', 'mlp'] },
-  { original: `${D}.txt_mod.lin`, group: 'double', kind: 'linear', diffusers: `${DT}.norm1_context.linear`, shape: ['6h', 'h'] },
-  { original: `${D}.txt_attn.qkv`, group: 'double', kind: 'linear', diffusers: qkvParts(`${DT}.attn.add_q_proj`, `${DT}.attn.add_k_proj`, `${DT}.attn.add_v_proj`), shape: ['3h', 'h'] },
-  { original: `${D}.txt_attn.proj`, group: 'double', kind: 'linear', diffusers: `${DT}.attn.to_add_out`, shape: ['h', 'h'] },
-  { original: `${D}.txt_attn.norm.query_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_added_q`, shape: ['head'] },
-  { original: `${D}.txt_attn.norm.key_norm`, group: 'double', kind: 'norm', diffusers: `${DT}.attn.norm_added_k`, shape: ['head'] },
-  { original: `${D}.txt_mlp.0`, group: 'double', kind: 'linear', diffusers: `${DT}.ff_context.net.0.proj`, shape: ['mlp', 'h'] },
-  { original: `${D}.txt_mlp.2`, group: 'double', kind: 'linear', diffusers: `${DT}.ff_context.net.2`, shape: ['h', 'mlp'] },
-  // single-stream blocks (MMSingleStreamBlock): linear1 = q | k | v | mlp in, linear2 = attn out | mlp out
-  {
-    original: `${S}.linear1`, group: 'single', kind: 'linear',
-    diffusers: [...qkvParts(`${ST}.attn.to_q`, `${ST}.attn.to_k`, `${ST}.attn.to_v`), { diffusers: `${ST}.proj_mlp`, rows: { start: 3, len: 'rest' } }],
-    shape: ['3h+mlp', 'h'],
-  },
-  { original: `${S}.linear2`, group: 'single', kind: 'linear', diffusers: `${ST}.proj_out`, shape: ['h', 'h+mlp'] },
-  { original: `${S}.modulation.lin`, group: 'single', kind: 'linear', diffusers: `${ST}.norm.linear`, shape: ['3h', 'h'] },
-  { original: `${S}.norm.query_norm`, group: 'single', kind: 'norm', diffusers: `${ST}.attn.norm_q`, shape: ['head'] },
-  { original: `${S}.norm.key_norm`, group: 'single', kind: 'norm', diffusers: `${ST}.attn.norm_k`, shape: ['head'] },
+  // double-stream blocks (MMDoubleStreamBlock), stream by stream; single-stream blocks (MMSingleStreamBlock):
+  // linear1 = q | k | v | mlp in, linear2 = attn out | mlp out. FLUX.1's weights, names and splits.
+  ...entriesNamed(FLUX_MODULES, [
+    ...['img', 'txt'].flatMap((s) => ['mod.lin', 'attn.qkv', 'attn.proj', 'attn.norm.query_norm', 'attn.norm.key_norm', 'mlp.0', 'mlp.2'].map((m) => `${D}.${s}_${m}`)),
+    ...['linear1', 'linear2', 'modulation.lin', 'norm.query_norm', 'norm.key_norm'].map((m) => `${S}.${m}`),
+  ]),
   // text token refiner (txt_in, 2 blocks): its LayerNorms carry weight and bias, so they are linear entries of their length
   { original: `${R}.norm1`, group: 'refiner', kind: 'linear', diffusers: `${RT}.norm1`, shape: ['h'] },
   { original: `${R}.self_attn.qkv`, group: 'refiner', kind: 'linear', diffusers: qkvParts(`${RT}.attn.to_q`, `${RT}.attn.to_k`, `${RT}.attn.to_v`), shape: ['3h', 'h'] },
@@ -76,15 +54,10 @@ export const HUNYUAN_VIDEO_MODULES: readonly HunyuanVideoModule[] = [
   { original: 'txt_in.t_embedder.out_layer', group: 'embedder', kind: 'linear', diffusers: 'context_embedder.time_text_embed.timestep_embedder.linear_2', shape: ['h', 'h'] },
   { original: 'txt_in.c_embedder.in_layer', group: 'embedder', kind: 'linear', diffusers: 'context_embedder.time_text_embed.text_embedder.linear_1', shape: ['h', 'txt'] },
   { original: 'txt_in.c_embedder.out_layer', group: 'embedder', kind: 'linear', diffusers: 'context_embedder.time_text_embed.text_embedder.linear_2', shape: ['h', 'h'] },
-  { original: 'time_in.in_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.timestep_embedder.linear_1', shape: ['h', 'time'] },
-  { original: 'time_in.out_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.timestep_embedder.linear_2', shape: ['h', 'h'] },
-  { original: 'vector_in.in_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.text_embedder.linear_1', shape: ['h', 'vec'] },
-  { original: 'vector_in.out_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.text_embedder.linear_2', shape: ['h', 'h'] },
-  { original: 'guidance_in.in_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.guidance_embedder.linear_1', shape: ['h', 'time'] },
-  { original: 'guidance_in.out_layer', group: 'embedder', kind: 'linear', diffusers: 'time_text_embed.guidance_embedder.linear_2', shape: ['h', 'h'] },
+  ...entriesNamed(FLUX_MODULES, ['time_in', 'vector_in', 'guidance_in'].flatMap((m) => [`${m}.in_layer`, `${m}.out_layer`])),
   // final layer: Tencent / ComfyUI (shift, scale) ⇄ diffusers (scale, shift), as diffusers' checkpoint conversion swaps them
   { original: 'final_layer.linear', group: 'final', kind: 'linear', diffusers: 'proj_out', shape: ['out', 'h'] },
-  { original: 'final_layer.adaLN_modulation.1', group: 'final', kind: 'linear', diffusers: 'norm_out.linear', swapHalves: true, shape: ['2h', 'h'] },
+  ...entriesNamed(FLUX_MODULES, ['final_layer.adaLN_modulation.1']),
 ];
 
 /**
@@ -130,12 +103,4 @@ export const HUNYUAN_VIDEO_TENCENT: readonly TableAlias[] = [
 ];
 
 /** The HunyuanVideo table: the single blocks' mlp width, when a file does not show it, is the mlp ratio 4 (`mlp_ratio=4`). */
-export const HUNYUAN_VIDEO_TABLE = new ModuleTable(HUNYUAN_VIDEO_MODULES, {
-  aliases: HUNYUAN_VIDEO_TENCENT,
-  defaults: {
-    mlp: {
-      from: (v) => (v.h === undefined ? undefined : 4 * v.h),
-      note: (v) => `single-block mlp width not in the file; HunyuanVideo's mlp ratio 4 assumed (${v.mlp} rows)`,
-    },
-  },
-});
+export const HUNYUAN_VIDEO_TABLE = new ModuleTable(HUNYUAN_VIDEO_MODULES, { aliases: HUNYUAN_VIDEO_TENCENT, defaults: mlpRatio4('HunyuanVideo') });

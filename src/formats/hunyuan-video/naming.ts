@@ -13,9 +13,9 @@
  *
  * The transformer only: no HunyuanVideo trainer trains its text encoders (LLaVA-Llama-3, CLIP-L).
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { FamilyNaming } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { fillIndex } from '../table/template.ts';
 import { HUNYUAN_VIDEO_TABLE, HUNYUAN_VIDEO_TENCENT } from './modules.ts';
 

@@ -1,5 +1,6 @@
 /**
- * Module names of the older diffusers LoRA layouts (research/lora-formats.md §1.1 F7, §3.3):
+ * Module names of the older diffusers LoRA layouts (what diffusers' `lora_conversion_utils.py`
+ * produces from kohya files before its PEFT renaming, and older diffusers saved):
  * attention-processor LoRAs (`…attn1.processor.to_q_lora.down.weight`, `…processor.to_out_lora…`),
  * text-encoder `self_attn.to_q_lora`, and the `lora_linear_layer` / `lora` wrappers, rewritten to
  * the module they patch. The key's role (`down.weight`, `up.weight`) is parsed before this.

@@ -3,9 +3,10 @@
  * weight and rows. Pure (names and shapes only): detection reports it, the reader fills it with
  * tensors. Row slices are computed from the module's own shapes (h = the fused weight's input width).
  */
-import type { AdapterKind, Component, RowSlice } from '../model.ts';
+import type { AdapterKind, Component, RowSlice } from '../../adapter/model.ts';
 import type { Family, TableEntry } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
+import { rankFromShapes } from '../../adapter/kinds.ts';
 import type { KeyGroups, KeyInfo, ModuleKeys } from './group.ts';
 import { isResolved, type Layout } from './resolve.ts';
 import type { Role } from './roles.ts';
@@ -111,11 +112,16 @@ function primaryAdapter(keys: Map<Role, KeyInfo>): { kind: 'lora' | 'loha' | 'lo
   return undefined;
 }
 
+/** The key role of each adapter field a rank is read from (the adapter layer names fields; files name roles). */
+const RANK_ROLES: Partial<Record<AdapterKind, Record<string, Role>>> = {
+  lora: { down: 'down' },
+  loha: { w1b: 'hada_w1_b' },
+  lokr: { w1b: 'lokr_w1_b', w2b: 'lokr_w2_b' },
+};
+
 function rankOf(kind: AdapterKind, t: Partial<Record<Role, KeyInfo>>): number | undefined {
-  if (kind === 'lora') return t.down!.shape[0];
-  if (kind === 'loha') return t.hada_w1_b!.shape[0];
-  if (kind === 'lokr') return t.lokr_w1_b?.shape[0] ?? t.lokr_w2_b?.shape[0];
-  return undefined;
+  const roles = RANK_ROLES[kind];
+  return rankFromShapes(kind, (field) => (roles?.[field] ? t[roles[field]]?.shape : undefined));
 }
 
 function doraAxis(stored: readonly number[], dims: { out: number; in?: number }, module: string): 'in' | 'out' {

@@ -5,7 +5,7 @@
  * family's own names, text-encoder names by the shared encoder tables, dotted or with `.` → `_`
  * as kohya, OneTrainer and LyCORIS spell them.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { Family, TableEntry } from '../family.ts';
 import type { PartRows } from '../table/module-table.ts';
 import { fillIndex, templateRegex, type Spelling } from '../table/template.ts';

@@ -1,6 +1,8 @@
 /**
  * What one tensor is within its module, from the key's ending: every spelling the trainers use
- * (research/lora-formats.md §1.1, §1.8, Appendix E). The rest of the key names the module.
+ * (kohya/LyCORIS `lora_down`/`lora_up`/`lora_mid`, PEFT `lora_A`/`lora_B`, x-flux `down`/`up`, LoHa
+ * `hada_*`, LoKr `lokr_*`, DoRA `dora_scale`/`lora_magnitude_vector`, `alpha`). The rest of the key
+ * names the module.
  */
 
 export type Role =

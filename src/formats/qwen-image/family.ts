@@ -5,12 +5,11 @@
  * in circulation, so the layouts name the transformer only.
  */
 import type { Family } from '../family.ts';
-import { indexedBlockScheme } from '../block-scheme.ts';
-import { blockCoverage, placeKnown, tableDenoiser, transformerNaming } from '../table/denoiser.ts';
+import { indexedBlockScheme, numberedBlockOf } from '../block-scheme.ts';
+import { blockCoverage, transformerNaming } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { QWEN_IMAGE_CHECKPOINT_SIGNALS, QWEN_IMAGE_METADATA, QWEN_IMAGE_RULES, QWEN_IMAGE_SIGNALS } from './detection.ts';
 import { QWEN_IMAGE_TABLE } from './modules.ts';
-
-const pad2 = (i: number) => String(i).padStart(2, '0');
 
 const BLOCKS = 60;
 const BLOCK = /^transformer_blocks\.(\d+)\./;
@@ -18,18 +17,12 @@ const IN = /^(?:img_in|txt_norm|txt_in|time_text_embed)\./;
 const OUT = /^(?:norm_out|proj_out)\./;
 
 
-export const QWEN_IMAGE: Family = {
+export const QWEN_IMAGE: Family = tableFamily({
   id: 'qwen-image',
   label: 'Qwen-Image',
-  denoiser: 'transformer',
   detection: { signals: QWEN_IMAGE_SIGNALS, metadata: QWEN_IMAGE_METADATA, rules: QWEN_IMAGE_RULES },
-  checkpoint: {
-    signals: QWEN_IMAGE_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: /^(?:txt_norm\.|transformer_blocks\.\d+\.(?:img_mlp|txt_mlp|img_mod|txt_mod)\.)/ },
-  },
+  checkpoint: { signals: QWEN_IMAGE_CHECKPOINT_SIGNALS, extraction: /^(?:txt_norm\.|transformer_blocks\.\d+\.(?:img_mlp|txt_mlp|img_mod|txt_mod)\.)/ },
   table: QWEN_IMAGE_TABLE,
-  resolveDenoiser: tableDenoiser(QWEN_IMAGE_TABLE),
-  place: placeKnown,
   // musubi-tuner's names (networks/lora_qwen_image.py; sai_model_spec ARCH for Qwen-Image)
   naming: transformerNaming('Qwen-Image', { modelspec: 'Qwen-Image/lora', networkModule: 'networks.lora_qwen_image', baseModel: 'qwen_image' }),
   blocks: indexedBlockScheme({
@@ -38,13 +31,7 @@ export const QWEN_IMAGE: Family = {
     tail: ['OUT'],
     prefix: 'B',
     sizes: [BLOCKS],
-    blockOf: (patch) => {
-      if (patch.component !== 'transformer') return undefined;
-      const m = BLOCK.exec(patch.target);
-      if (m) return Number(m[1]) < BLOCKS ? `B${pad2(Number(m[1]))}` : undefined;
-      if (IN.test(patch.target)) return 'IN';
-      return OUT.test(patch.target) ? 'OUT' : undefined;
-    },
+    blockOf: numberedBlockOf({ block: BLOCK, count: BLOCKS, head: IN, tail: OUT }),
   }),
   // Qwen-Image (20B) with widths ÷64, its 60 blocks; the modules musubi-tuner trains by default
   samples: {
@@ -55,4 +42,4 @@ export const QWEN_IMAGE: Family = {
     ),
   },
   ...blockCoverage(() => QWEN_IMAGE.blocks!),
-};
+});

@@ -1,11 +1,11 @@
 /**
  * Block ids and weight vectors of the LoRA Block Weight extension and sd-scripts' svd_merge_lora
- * for Stable Diffusion (merge-tools.md §2.9): BASE (text encoders), INnn = `input_blocks.n`,
+ * for Stable Diffusion (sd-webui-lora-block-weight `scripts/lora_block_weight.py`): BASE (text encoders), INnn = `input_blocks.n`,
  * MID = `middle_block`, OUTnn = `output_blocks.n`. SD1/SD2 have 26 slots (IN00–IN11, OUT00–OUT11),
  * SDXL 20 (IN00–IN08, OUT00–OUT08). The short LoRA vectors (17 for SD1, 12 for SDXL) name only the
  * blocks a plain LoRA has attention in; the slots they leave out keep weight 1, as in sd-scripts.
  */
-import type { Patch } from '../model.ts';
+import type { Patch } from '../../adapter/model.ts';
 import type { SdArchitecture } from './unet.ts';
 
 const pad2 = (i: number) => String(i).padStart(2, '0');

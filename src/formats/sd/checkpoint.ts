@@ -3,7 +3,7 @@
  * that is not a plain prefix away (OpenCLIP's fused `in_proj_weight`: q, k and v are its row thirds), and the
  * canonical target of each checkpoint key (for extraction).
  */
-import type { Component, Patch, RowSlice } from '../model.ts';
+import type { Component, Patch, RowSlice } from '../../adapter/model.ts';
 import { hfToOpenClip, OPENCLIP_UNMAPPED, openClipToHf, SD_TEXT_ENCODERS } from './text-encoders.ts';
 import type { SdArchitecture } from './unet.ts';
 

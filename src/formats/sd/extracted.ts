@@ -4,8 +4,8 @@
  * its canonical target without arithmetic: an OpenCLIP `in_proj_weight` LoRA becomes three LoRAs
  * (q, k, v) sharing its down, each with its third of the up's rows, which is the same ΔW.
  */
-import type { Adapter, Patch } from '../model.ts';
-import { rowSlice } from '../tensor-ops.ts';
+import type { Adapter, Patch } from '../../adapter/model.ts';
+import { rowSlice } from '../../adapter/tensor-ops.ts';
 import { canonicalTargets } from './checkpoint.ts';
 import { unetModuleByLdm } from './lookup.ts';
 import type { SdArchitecture } from './unet.ts';

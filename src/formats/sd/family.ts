@@ -74,4 +74,4 @@ function sdFamily(arch: SdArchitecture): Family {
 export const SD1 = sdFamily('sd1');
 export const SD2 = sdFamily('sd2');
 // imported when asked for: the sample writers import the formats layer this object is part of
-export const SDXL: Family = { ...sdFamily('sdxl'), writeSamples: async (dir) => (await import('../../testing/sd-samples.ts')).writeSdSamples(dir) };
+export const SDXL: Family = { ...sdFamily('sdxl'), writeSamples: async (dir) => (await import('../../samples/sd-samples.ts')).writeSdSamples(dir) };

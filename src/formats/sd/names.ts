@@ -1,12 +1,13 @@
 /**
- * How each writable format names Stable Diffusion modules (research/lora-formats.md §3.1, §3.2c):
- * kohya uses diffusers UNet names for SD1/SD2 (`lora_unet_down_blocks_…`) and sgm names for SDXL
+ * How each writable format names Stable Diffusion modules. sd-scripts trains SD1/SD2 on a
+ * diffusers-layout UNet and SDXL on an sgm one (`sdxl_original_unet.py`), so kohya uses diffusers
+ * UNet names for SD1/SD2 (`lora_unet_down_blocks_…`) and sgm names for SDXL
  * (`lora_unet_input_blocks_…`), `lora_te_` for the one SD1/SD2 text encoder and `lora_te1_`/`lora_te2_`
  * for SDXL's two; ComfyUI uses `diffusion_model.` + LDM names and `text_encoders.clip_*.transformer.`;
  * diffusers/PEFT uses `unet.`, `text_encoder.` and `text_encoder_2.` with diffusers names.
  */
-import type { Component } from '../model.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { Component } from '../../adapter/model.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { unetModuleByLdm } from './lookup.ts';
 import type { SdArchitecture } from './unet.ts';
 
@@ -59,7 +60,7 @@ export function sdModuleName(format: SdWriteFormat, arch: SdArchitecture, compon
   return prefix + (n.underscore ? name.replaceAll('.', '_') : name);
 }
 
-/** What sd-scripts / SAI model spec call each family's LoRAs (research/lora-formats.md §1.1 F2, F3; §1.9). */
+/** What sd-scripts / SAI model spec call each family's LoRAs: `modelspec.architecture`, `ss_network_module`, `ss_base_model_version`. */
 export const SD_LORA_METADATA: Readonly<Record<SdArchitecture, { modelspec: string; networkModule: string; baseModel: string }>> = {
   sd1: { modelspec: 'stable-diffusion-v1/lora', networkModule: 'networks.lora', baseModel: 'sd_v1' },
   sd2: { modelspec: 'stable-diffusion-v2-512/lora', networkModule: 'networks.lora', baseModel: 'sd_v2' },

@@ -4,7 +4,7 @@
  * Anything else (FLUX or T5 names in an SD file, names the family's UNet does not have) has no
  * place, so the reader reports its keys by name.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import { isResolved, type ResolvedModule, type UnresolvedModule } from '../keys/resolve.ts';
 import { findUnetModule } from './lookup.ts';
 import type { SdArchitecture } from './unet.ts';

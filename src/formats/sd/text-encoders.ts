@@ -1,10 +1,11 @@
 /**
- * The text encoders of the Stable Diffusion families (research/lora-formats.md §3.1, §3.2b), by the
+ * The text encoders of the Stable Diffusion families (SD1: CLIP-L, kohya `lora_te_`; SD2: OpenCLIP-H;
+ * SDXL: CLIP-L `lora_te1_` and OpenCLIP-bigG `lora_te2_`, 32 layers of width 1280), by the
  * Hugging Face names LoRAs use (the canonical targets), and how single-file checkpoints store them:
  * CLIP-L under Hugging Face names behind a prefix, OpenCLIP (SD2's ViT-H, SDXL's ViT-bigG) under
  * OpenCLIP names with q, k and v fused into one `in_proj_weight`.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { SdArchitecture } from './unet.ts';
 
 export interface SdTextEncoder {

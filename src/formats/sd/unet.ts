@@ -1,5 +1,5 @@
 /**
- * The Stable Diffusion UNets as data: one config per family (research/lora-formats.md §3.2, §3.2b)
+ * The Stable Diffusion UNets as data: one config per family (widths, depths, context; from sd-scripts)
  * and, built from it, every weight-bearing module with its LDM/sgm name (the canonical target, as
  * `model.diffusion_model.` checkpoints name it), its diffusers name and its weight shape. The walk
  * below follows the LDM `UNetModel` constructor, so block numbering, skip-connection widths and

@@ -5,9 +5,7 @@
  * SD3.5-large's 38 (40). Text-encoder patches are in no block (block weights leave them at 1).
  */
 import type { BlockScheme } from '../family.ts';
-import { indexedBlockScheme } from '../block-scheme.ts';
-
-const pad2 = (i: number) => String(i).padStart(2, '0');
+import { indexedBlockScheme, numberedBlockOf } from '../block-scheme.ts';
 
 /** Joint blocks of SD3-medium / SD3.5-medium and of SD3.5-large (-turbo). */
 export const SD3_SIZES = [24, 38] as const;
@@ -22,11 +20,5 @@ export const SD3_BLOCKS: BlockScheme = indexedBlockScheme({
   tail: ['OUT'],
   prefix: 'B',
   sizes: SD3_SIZES,
-  blockOf: (patch) => {
-    if (patch.component !== 'transformer') return undefined;
-    const m = BLOCK.exec(patch.target);
-    if (m) return Number(m[1]) < MAX ? `B${pad2(Number(m[1]))}` : undefined;
-    if (IN.test(patch.target)) return 'IN';
-    return patch.target.startsWith('final_layer.') ? 'OUT' : undefined;
-  },
+  blockOf: numberedBlockOf({ block: BLOCK, count: MAX, head: IN, tail: /^final_layer\./ }),
 });

@@ -5,7 +5,8 @@
  * encoders under their Hugging Face names, block ids IN, B00–B37, OUT.
  */
 import type { Family } from '../family.ts';
-import { blockCoverage, placeKnown, tableDenoiser } from '../table/denoiser.ts';
+import { blockCoverage } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { SD3_BLOCKS } from './blocks.ts';
 import { SD3_CHECKPOINT_SIGNALS, SD3_METADATA, SD3_RULES, SD3_SIGNALS } from './detection.ts';
 import { SD3_TABLE } from './modules.ts';
@@ -13,18 +14,12 @@ import { SD3_NAMING } from './naming.ts';
 
 const J = 'joint_blocks.{i}';
 
-export const SD3: Family = {
+export const SD3: Family = tableFamily({
   id: 'sd3',
   label: 'SD3.5',
-  denoiser: 'transformer',
   detection: { signals: SD3_SIGNALS, metadata: SD3_METADATA, rules: SD3_RULES },
-  checkpoint: {
-    signals: SD3_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: /^joint_blocks\.\d+\./ },
-  },
+  checkpoint: { signals: SD3_CHECKPOINT_SIGNALS, extraction: /^joint_blocks\.\d+\./ },
   table: SD3_TABLE,
-  resolveDenoiser: tableDenoiser(SD3_TABLE),
-  place: placeKnown,
   // sd-scripts' split_qkv saves each fused qkv at 3× the rank of its block's proj, alpha unchanged
   splitQkv: {
     [`${J}.x_block.attn.qkv`]: { n: 3, sibling: `${J}.x_block.attn.proj` },
@@ -44,4 +39,4 @@ export const SD3: Family = {
     ],
   },
   ...blockCoverage(() => SD3.blocks!),
-};
+});

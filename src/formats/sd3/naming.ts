@@ -6,9 +6,9 @@
  * diffusers = PEFT `transformer.` + diffusers names, `text_encoder.` (CLIP-L) and `text_encoder_2.`
  * (CLIP-G): diffusers' SD3 loader loads no T5 LoRA, so a T5 patch has no diffusers name.
  */
-import type { Component } from '../model.ts';
+import type { Component } from '../../adapter/model.ts';
 import type { FamilyNaming } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 
 const KOHYA: Partial<Record<Component, string>> = { transformer: 'lora_unet_', clip_l: 'lora_te1_', clip_g: 'lora_te2_', t5: 'lora_te3_' };
 const COMFY: Partial<Record<Component, string>> = {

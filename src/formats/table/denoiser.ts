@@ -3,9 +3,9 @@
  * a module name resolves when the table knows it (either naming, either spelling), and only
  * table or text-encoder names have a place.
  */
-import type { Component } from '../model.ts';
-import type { BlockScheme, DenoiserHit, Family, FamilyNaming } from '../family.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { Component } from '../../adapter/model.ts';
+import type { BlockScheme, Coverage, DenoiserHit, Family, FamilyNaming } from '../family.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import type { ModuleTable } from './module-table.ts';
 import { fillIndex, type Spelling } from './template.ts';
 
@@ -44,6 +44,49 @@ export function blockCoverage(scheme: () => BlockScheme): Pick<Family, 'coverage
       const other = (c.blocks ?? []).filter((id) => !numbered.includes(id));
       return [`coverage:     blocks ${span(blocks)}${other.length ? `; ${other.join(', ')}` : ''}`];
     },
+  };
+}
+
+/** Counts one table module in inspect's coverage (its block index, its canonical module name). */
+export type CoverageAt = (c: Coverage, block: number | undefined, module: string) => void;
+
+const add = <T>(list: T[], v: T) => {
+  if (!list.includes(v)) list.push(v);
+};
+
+/** Counts a module with the embedders under its own name (also FLUX.2's shared modulations). */
+export const countAsEmbedder: CoverageAt = (c, _, module) => add(c.embedders, module);
+
+/** Counts a module with the embedders under a fixed name (HunyuanVideo's token refiner, as `txt_in.individual_token_refiner`). */
+export const countAsEmbedderNamed = (name: string): CoverageAt => (c) => add(c.embedders, name);
+
+/** Where the table groups of a double / single block family count: blocks by index, embedders and final layer by name. */
+const DOUBLE_SINGLE: Readonly<Record<string, CoverageAt>> = {
+  double: (c, block) => add(c.doubleBlocks, block!),
+  single: (c, block) => add(c.singleBlocks, block!),
+  embedder: countAsEmbedder,
+  final: (c, _, module) => add(c.finalLayer, module),
+};
+
+/**
+ * Inspect's coverage for a family with double and single blocks (FLUX.1, FLUX.2, HunyuanVideo):
+ * its table groups counted as FLUX.1's are, `extra` groups where the family says; with `scheme`,
+ * transformer modules only and their block ids too. Then one `double blocks …; single blocks …` line.
+ */
+export function doubleSingleCoverage(extra: Readonly<Record<string, CoverageAt>> = {}, scheme?: () => BlockScheme): Pick<Family, 'coverage' | 'coverageLines'> {
+  const groups = { ...DOUBLE_SINGLE, ...extra };
+  return {
+    coverage: (spec, c) => {
+      if (scheme && spec.component !== 'transformer') return false;
+      const e = spec.entry;
+      const at = e && groups[e.group];
+      if (!e || !at) return false;
+      at(c, e.block, e.module.original);
+      const id = scheme?.().blockOf(spec);
+      if (id && !(c.blocks ??= []).includes(id)) c.blocks.push(id);
+      return true;
+    },
+    coverageLines: (c, span) => [`coverage:     double blocks ${span(c.doubleBlocks)}; single blocks ${span(c.singleBlocks)}`],
   };
 }
 

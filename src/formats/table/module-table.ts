@@ -8,7 +8,7 @@
  * and writers take the widths from the file's own shapes, never from one model size's numbers,
  * so shrunk fixtures and every size of a family share one table.
  */
-import type { LoraAdapter, Patch } from '../model.ts';
+import type { LoraAdapter, Patch } from '../../adapter/model.ts';
 import { fillIndex, templateRegex, type Spelling } from './template.ts';
 
 /** Rows of a fused weight covered by one diffusers part: `start` and `len` in units of h; `rest` = to the end. */
@@ -28,6 +28,19 @@ export const qkvParts = (q: string, k: string, v: string): TablePart[] => [
   { diffusers: k, rows: { start: 1, len: 1 } },
   { diffusers: v, rows: { start: 2, len: 1 } },
 ];
+
+/**
+ * Copies of the entries of `modules` with these original names, in this order: a family whose
+ * weights are another's under the same names (HunyuanVideo's and FLUX.2's FLUX.1 weights) takes
+ * them from that family's table instead of stating them again.
+ */
+export function entriesNamed<M extends TableModule>(modules: readonly M[], originals: readonly string[]): M[] {
+  return originals.map((original) => {
+    const m = modules.find((x) => x.original === original);
+    if (!m) throw new Error(`no table entry "${original}"`);
+    return { ...m };
+  });
+}
 
 export interface TableModule {
   /** Original (ComfyUI / single-file checkpoint) module path; `{i}` is the block index. */

@@ -4,30 +4,23 @@
  * is not trained by any trainer in circulation, so the layouts name the transformer only.
  */
 import type { Family } from '../family.ts';
-import { indexedBlockScheme } from '../block-scheme.ts';
-import { blockCoverage, placeKnown, tableDenoiser, transformerNaming } from '../table/denoiser.ts';
+import { indexedBlockScheme, numberedBlockOf } from '../block-scheme.ts';
+import { blockCoverage, transformerNaming } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { WAN_CHECKPOINT_SIGNALS, WAN_METADATA, WAN_RULES, WAN_SIGNALS } from './detection.ts';
 import { wanExpert } from './experts.ts';
 import { WAN_TABLE } from './modules.ts';
-
-const pad2 = (i: number) => String(i).padStart(2, '0');
 
 const BLOCK = /^blocks\.(\d+)\./;
 const IN = /^(?:patch_embedding|text_embedding|time_embedding|time_projection|img_emb)\./;
 
 
-export const WAN: Family = {
+export const WAN: Family = tableFamily({
   id: 'wan',
   label: 'Wan 2.x',
-  denoiser: 'transformer',
   detection: { signals: WAN_SIGNALS, metadata: WAN_METADATA, rules: WAN_RULES },
-  checkpoint: {
-    signals: WAN_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: /^blocks\.\d+\.(?:self_attn|cross_attn|ffn)\./ },
-  },
+  checkpoint: { signals: WAN_CHECKPOINT_SIGNALS, extraction: /^blocks\.\d+\.(?:self_attn|cross_attn|ffn)\./ },
   table: WAN_TABLE,
-  resolveDenoiser: tableDenoiser(WAN_TABLE),
-  place: placeKnown,
   // musubi-tuner's names (one architecture id for Wan 2.1 and 2.2)
   naming: transformerNaming('Wan', { modelspec: 'wan2.1/lora', networkModule: 'networks.lora_wan', baseModel: 'wan' }),
   blocks: indexedBlockScheme({
@@ -36,13 +29,7 @@ export const WAN: Family = {
     tail: ['OUT'],
     prefix: 'B',
     sizes: [30, 40],
-    blockOf: (patch) => {
-      if (patch.component !== 'transformer') return undefined;
-      const m = BLOCK.exec(patch.target);
-      if (m) return Number(m[1]) < 40 ? `B${pad2(Number(m[1]))}` : undefined;
-      if (IN.test(patch.target)) return 'IN';
-      return patch.target.startsWith('head.') ? 'OUT' : undefined;
-    },
+    blockOf: numberedBlockOf({ block: BLOCK, count: 40, head: IN, tail: /^head\./ }),
   }),
   variantOf: wanExpert,
   // ai-toolkit's combined Wan 2.2 A14B files (split_multistage_loras off): transformer_1 runs the high-noise steps
@@ -54,4 +41,4 @@ export const WAN: Family = {
     targets: ['q', 'k', 'v', 'o'].flatMap((x) => [`blocks.{i}.self_attn.${x}`, `blocks.{i}.cross_attn.${x}`]).concat(['blocks.{i}.cross_attn.k_img', 'blocks.{i}.cross_attn.v_img', 'blocks.{i}.ffn.0', 'blocks.{i}.ffn.2']),
   },
   ...blockCoverage(() => WAN.blocks!),
-};
+});

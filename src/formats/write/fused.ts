@@ -5,12 +5,13 @@
  */
 import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
-import type { AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../model.ts';
-import { plainLora } from '../tucker.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { AdapterSet, LohaAdapter, LokrAdapter, LoraAdapter, Patch } from '../../adapter/model.ts';
+import { plainLora } from '../../adapter/tucker.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { familyOf } from '../families.ts';
-import { adapterRows, fullRows, fuseLoraPieces, piecesOf } from '../fuse.ts';
-import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../tensor-ops.ts';
+import { adapterRank, adapterRows } from '../../adapter/kinds.ts';
+import { fullRows, fuseLoraPieces, piecesOf } from '../fuse.ts';
+import { placeBlocks, reshaped, scaledTensor, scalarTensor } from '../../adapter/tensor-ops.ts';
 import { FUSED_SUFFIX, fusedModuleName } from './names.ts';
 import { alphaFor, alphaTensor } from './scale.ts';
 import type { ModuleTable } from '../table/module-table.ts';
@@ -148,12 +149,11 @@ function lycorisTensors(a: LohaAdapter | LokrAdapter): [string, LazyTensor][] {
     out.push(['hada_w1_a', a.w1a], ['hada_w1_b', a.w1b], ['hada_w2_a', a.w2a], ['hada_w2_b', a.w2b]);
     if (a.t1) out.push(['hada_t1', a.t1]);
     if (a.t2) out.push(['hada_t2', a.t2]);
-    const rank = a.w1b.shape[0]!;
-    out.push(['alpha', alphaTensor(alphaFor(a.scale, rank, a.alpha), a.w1b.dtype, 'alpha')]);
+    out.push(['alpha', alphaTensor(alphaFor(a.scale, adapterRank(a)!, a.alpha), a.w1b.dtype, 'alpha')]);
     return out;
   }
-  // LoKr: alpha counts only when a factor is decomposed (rank = w2_b or w1_b rows); a full pair carries its scale in w1
-  const rank = a.w2b?.shape[0] ?? a.w1b?.shape[0];
+  // LoKr: alpha counts only when a factor is decomposed; a full pair carries its scale in w1
+  const rank = adapterRank(a);
   const w1Scale = rank === undefined ? a.scale : 1;
   if (a.w1) out.push(['lokr_w1', scaledTensor(a.w1, w1Scale)]);
   if (a.w1a) out.push(['lokr_w1_a', scaledTensor(a.w1a, w1Scale)]);

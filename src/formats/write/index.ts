@@ -3,13 +3,13 @@
  * streamed one tensor at a time through `writeSafetensors` (temporary file + rename, so a failed or
  * cancelled write leaves nothing behind).
  */
-import { checkAborted, type OpContext } from '../../lora/context.ts';
+import { checkAborted, type OpContext } from '../../adapter/context.ts';
 import { byteLength, writeSafetensors, type TensorEntry } from '../../safetensors/writer.ts';
 import type { DType } from '../../tensor/dtype.ts';
 import { countNonFiniteStored } from '../../tensor/finite.ts';
-import type { AdapterSet } from '../model.ts';
+import type { AdapterSet } from '../../adapter/model.ts';
 import { assertWritable } from '../detect.ts';
-import { LoraFormatError } from '../errors.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { planFused } from './fused.ts';
 import { outputMetadata } from './metadata.ts';
 import type { WriteFormat } from './names.ts';

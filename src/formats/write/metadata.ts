@@ -4,7 +4,7 @@
  * would now mislead a loader removed, and a `loraflow` provenance entry.
  */
 import { readFileSync } from 'node:fs';
-import type { AdapterSet } from '../model.ts';
+import type { AdapterSet } from '../../adapter/model.ts';
 import type { WriteFormat } from './names.ts';
 import { familyOf } from '../families.ts';
 import { VARIANT_METADATA } from '../variants.ts';

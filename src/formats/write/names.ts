@@ -3,8 +3,8 @@
  * (kohya = sd-scripts' fused names with `.` → `_`, comfyui = `diffusion_model.` + original names,
  * diffusers = PEFT names, as ai-toolkit writes).
  */
-import type { Architecture, Component } from '../model.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { Architecture, Component } from '../../adapter/model.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { familyOf, labelOf } from '../families.ts';
 
 export const WRITE_FORMATS = ['kohya', 'diffusers', 'comfyui'] as const;

@@ -4,7 +4,7 @@
  */
 import { decodeToF32, encodeFromF32, type DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
-import { scalarTensor, scaledTensor } from '../tensor-ops.ts';
+import { scalarTensor, scaledTensor } from '../../adapter/tensor-ops.ts';
 
 function exactIn(value: number, dtype: DType): boolean {
   return decodeToF32(encodeFromF32(Float32Array.of(value), dtype), dtype)[0] === value;

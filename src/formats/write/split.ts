@@ -6,16 +6,16 @@
  */
 import type { DType } from '../../tensor/dtype.ts';
 import type { LazyTensor } from '../../tensor/lazy.ts';
-import type { AdapterSet, LoraAdapter } from '../model.ts';
-import { LoraFormatError } from '../errors.ts';
+import type { AdapterSet, LoraAdapter } from '../../adapter/model.ts';
+import { LoraFormatError } from '../../adapter/errors.ts';
 import { familyOf } from '../families.ts';
 import { evalWidth, swapsHalvesAt } from '../table/module-table.ts';
 import { fillIndex } from '../table/template.ts';
 import { fuseLoraPieces, type LoraPiece } from '../fuse.ts';
 import { splitLora, type SplitPart } from '../split.ts';
-import { reshaped, scaledTensor, swapRowHalves } from '../tensor-ops.ts';
+import { reshaped, scaledTensor, swapRowHalves } from '../../adapter/tensor-ops.ts';
 import { PEFT_SUFFIX, peftModuleName } from './names.ts';
-import { plainLora } from '../tucker.ts';
+import { plainLora } from '../../adapter/tucker.ts';
 import { foldScale } from './scale.ts';
 import type { OutPlan, OutTensor } from './plan.ts';
 

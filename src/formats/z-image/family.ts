@@ -9,23 +9,18 @@
  * `lora_unet_layers_0_attention_to_q/_k/_v` files, which read too.
  */
 import type { Family } from '../family.ts';
-import { blockCoverage, placeKnown, tableDenoiser, transformerNaming } from '../table/denoiser.ts';
+import { blockCoverage, transformerNaming } from '../table/denoiser.ts';
+import { tableFamily } from '../table/table-family.ts';
 import { Z_IMAGE_BLOCKS, Z_IMAGE_LAYERS, Z_IMAGE_REFINERS } from './blocks.ts';
 import { Z_IMAGE_CHECKPOINT_SIGNALS, Z_IMAGE_METADATA, Z_IMAGE_RULES, Z_IMAGE_SIGNALS } from './detection.ts';
 import { Z_IMAGE_TABLE } from './modules.ts';
 
-export const Z_IMAGE: Family = {
+export const Z_IMAGE: Family = tableFamily({
   id: 'z-image',
   label: 'Z-Image',
-  denoiser: 'transformer',
   detection: { signals: Z_IMAGE_SIGNALS, metadata: Z_IMAGE_METADATA, rules: Z_IMAGE_RULES },
-  checkpoint: {
-    signals: Z_IMAGE_CHECKPOINT_SIGNALS,
-    extractionSignal: { component: 'transformer', pattern: /^(?:cap_embedder\.|(?:layers|noise_refiner|context_refiner)\.\d+\.(?:attention|feed_forward)\.)/ },
-  },
+  checkpoint: { signals: Z_IMAGE_CHECKPOINT_SIGNALS, extraction: /^(?:cap_embedder\.|(?:layers|noise_refiner|context_refiner)\.\d+\.(?:attention|feed_forward)\.)/ },
   table: Z_IMAGE_TABLE,
-  resolveDenoiser: tableDenoiser(Z_IMAGE_TABLE),
-  place: placeKnown,
   // musubi-tuner's names (networks/lora_zimage.py; sai_model_spec ARCH_Z_IMAGE; dataset/architectures.py z_image)
   naming: transformerNaming('Z-Image', { modelspec: 'Z-Image/lora', networkModule: 'networks.lora_zimage', baseModel: 'z_image' }),
   blocks: Z_IMAGE_BLOCKS,
@@ -38,4 +33,4 @@ export const Z_IMAGE: Family = {
     targets: ['attention.qkv', 'attention.out', 'feed_forward.w1', 'feed_forward.w2', 'feed_forward.w3'].map((m) => `layers.{i}.${m}`),
   },
   ...blockCoverage(() => Z_IMAGE.blocks!),
-};
+});

@@ -4,7 +4,7 @@
  * Deliberately naive (triple loops, no library code) so it is independent of what it checks.
  * For small fixtures only.
  */
-import type { Adapter, AdapterSet, Patch } from '../formats/model.ts';
+import type { Adapter, AdapterSet, Patch } from '../adapter/model.ts';
 import { numel } from '../tensor/lazy.ts';
 
 export interface DenseDelta {

@@ -35,7 +35,7 @@ export interface FluxDims {
   timeDim: number;
 }
 
-/** FLUX.1 hyper-parameters (sd-scripts `flux_models.configs["dev"]`; research/lora-formats.md §2.1). */
+/** FLUX.1 hyper-parameters (sd-scripts `flux_models.configs["dev"]`; timeDim is `time_in.in_layer`'s input width). */
 const FLUX1 = { hidden: 3072, heads: 24, headDim: 128, mlp: 12288, inChannels: 64, contextDim: 4096, vecDim: 768, timeDim: 256 };
 const WIDTHS_GCD = 64;
 

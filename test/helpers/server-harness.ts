@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startServer, type RunningServer, type ServerOptions } from '../app.ts';
+import { startServer, type RunningServer, type ServerOptions } from '../../server/app.ts';
 
 /**
  * A real server on an ephemeral loopback port over a scratch directory (roots `loras` and
@@ -10,7 +10,7 @@ import { startServer, type RunningServer, type ServerOptions } from '../app.ts';
  * engine's test-only node package (numbers instead of LoRAs: fast and deterministic).
  */
 
-export const TEST_NODES = new URL('../../test/graph-test-nodes.ts', import.meta.url);
+export const TEST_NODES = new URL('../graph-test-nodes.ts', import.meta.url);
 
 export interface Reply<T = any> {
   status: number;

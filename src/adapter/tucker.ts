@@ -1,12 +1,12 @@
 /**
- * LyCORIS's Tucker-decomposed conv adapters (research/lora-formats.md §1.8). LoCon: down [r, in, 1, 1],
- * `lora_mid` [r, r, kh, kw], up [out, r, 1, 1] with ΔW[o, c, s] = Σᵢⱼ up[o, i] · mid[i, j, s] · down[j, c]
+ * LyCORIS's Tucker-decomposed conv adapters (`lycoris/modules/locon.py`, `loha.py`, `lokr.py`).
+ * LoCon: down [r, in, 1, 1], `lora_mid` [r, r, kh, kw], up [out, r, 1, 1] with ΔW[o, c, s] = Σᵢⱼ up[o, i] · mid[i, j, s] · down[j, c]
  * (LyCORIS `einsum("i j ..., i p, j r -> p r ...")`; ComfyUI folds mid into down the same way).
  * LoHa (`hada_t1`/`hada_t2`) and LoKr (`lokr_t2`) use the same product with their `_a` factor
  * stored transposed ([r, out]). Folding the core into the `_b`/down factor gives the ordinary
  * adapter of the same rank, exact up to f32 rounding: what PEFT files and the dense operations need.
  */
-import type { Adapter, LohaAdapter, LokrAdapter, LoraAdapter } from './model.ts';
+import type { LohaAdapter, LokrAdapter, LoraAdapter } from './model.ts';
 import { LoraFormatError } from './errors.ts';
 import { dtypeBytes, encodeFromF32 } from '../tensor/dtype.ts';
 import { numel, type LazyTensor } from '../tensor/lazy.ts';
@@ -74,28 +74,21 @@ function foldPair(a: LazyTensor, b: LazyTensor, core: LazyTensor, module: string
   return { a: transposed(a), b: { ...folded, shape: [folded.shape[0]!, numel(folded.shape) / folded.shape[0]!] } };
 }
 
-/** The same adapter without Tucker cores (LoCon lora_mid, LoHa hada_t1/t2, LoKr lokr_t2); unchanged when it has none. */
-export function withoutTucker(adapter: Adapter, module = 'adapter'): Adapter {
-  switch (adapter.kind) {
-    case 'lora':
-      return plainLora(adapter, module);
-    case 'loha': {
-      if (!adapter.t1 && !adapter.t2) return adapter;
-      const { t1, t2, ...rest } = adapter;
-      const out: LohaAdapter = { ...rest };
-      if (t1) ({ a: out.w1a, b: out.w1b } = foldPair(adapter.w1a, adapter.w1b, t1, module));
-      if (t2) ({ a: out.w2a, b: out.w2b } = foldPair(adapter.w2a, adapter.w2b, t2, module));
-      return out;
-    }
-    case 'lokr': {
-      if (!adapter.t2) return adapter;
-      if (!adapter.w2a || !adapter.w2b) throw new LoraFormatError('BAD_SHAPES', `${module}: lokr_t2 without lokr_w2_a / lokr_w2_b`, module);
-      const { t2, ...rest } = adapter;
-      const { a, b } = foldPair(adapter.w2a, adapter.w2b, t2, module);
-      const out: LokrAdapter = { ...rest, w2a: a, w2b: b };
-      return out;
-    }
-    default:
-      return adapter;
-  }
+/** A LoHa without its Tucker cores (hada_t1/t2); unchanged when it has none. */
+export function foldLoha(adapter: LohaAdapter, module = 'adapter'): LohaAdapter {
+  if (!adapter.t1 && !adapter.t2) return adapter;
+  const { t1, t2, ...rest } = adapter;
+  const out: LohaAdapter = { ...rest };
+  if (t1) ({ a: out.w1a, b: out.w1b } = foldPair(adapter.w1a, adapter.w1b, t1, module));
+  if (t2) ({ a: out.w2a, b: out.w2b } = foldPair(adapter.w2a, adapter.w2b, t2, module));
+  return out;
+}
+
+/** A LoKr without its Tucker core (lokr_t2); unchanged when it has none. */
+export function foldLokr(adapter: LokrAdapter, module = 'adapter'): LokrAdapter {
+  if (!adapter.t2) return adapter;
+  if (!adapter.w2a || !adapter.w2b) throw new LoraFormatError('BAD_SHAPES', `${module}: lokr_t2 without lokr_w2_a / lokr_w2_b`, module);
+  const { t2, ...rest } = adapter;
+  const { a, b } = foldPair(adapter.w2a, adapter.w2b, t2, module);
+  return { ...rest, w2a: a, w2b: b };
 }

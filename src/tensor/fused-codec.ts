@@ -4,9 +4,9 @@
  * whole f32 copy and encoded again. Other dtype pairs decode, add and encode a chunk at a time.
  * Every output value is rounded once, from the f32 sum.
  */
-import { decodeToF32, encodeFromF32, type DType } from '../tensor/dtype.ts';
-import { addRoundKernels, bf16AddScalar, f32AddScalar, type AddRoundKernels } from '../tensor/add-round-simd.ts';
-import { encodeFp8, encodeFp8Stochastic, isFp8 } from '../tensor/fp8-round.ts';
+import { decodeToF32, encodeFromF32, type DType } from './dtype.ts';
+import { addRoundKernels, bf16AddScalar, f32AddScalar, type AddRoundKernels } from './add-round-simd.ts';
+import { encodeFp8, encodeFp8Stochastic, isFp8 } from './fp8-round.ts';
 
 let kernels: AddRoundKernels | null | undefined;
 /** This thread's SIMD kernels (null where WebAssembly SIMD is missing: the JavaScript loops serve). */
@@ -25,13 +25,18 @@ export interface EncodeOptions {
   firstIndex?: number;
 }
 
+/** f32 bits of each MAX_FINITE value. */
+const MAX_FINITE_BITS = Object.fromEntries(Object.entries(MAX_FINITE).map(([d, v]) => [d, new Int32Array(Float32Array.of(v).buffer)[0]!])) as Partial<Record<DType, number>>;
+
+/** Finite values beyond the dtype's largest finite value, compared as integers on the f32 bits (their order is that of |x|; NaN and ±Inf are ≥ 0x7f800000 and not counted). */
 export function countOutOfRange(values: Float32Array, dtype: DType): number {
-  const max = MAX_FINITE[dtype];
+  const max = MAX_FINITE_BITS[dtype];
   if (max === undefined) return 0;
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
   let n = 0;
-  for (let i = 0; i < values.length; i++) {
-    const a = Math.abs(values[i]!);
-    if (a > max && a !== Infinity) n++;
+  for (let i = 0; i < bits.length; i++) {
+    const a = bits[i]! & 0x7fffffff;
+    if (a > max && a < 0x7f800000) n++;
   }
   return n;
 }

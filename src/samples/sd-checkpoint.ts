@@ -15,7 +15,7 @@ import { sdUnetModules, type SdArchitecture } from '../formats/sd/unet.ts';
 import { fluxTensorValues, type FluxTensorSpec } from './flux-checkpoint.ts';
 import { referenceDeltas } from './reference-delta.ts';
 import { withSafetensors } from '../safetensors/reader.ts';
-import type { AdapterSet } from '../formats/model.ts';
+import type { AdapterSet } from '../adapter/model.ts';
 
 export const UNET_PREFIX = 'model.diffusion_model.';
 

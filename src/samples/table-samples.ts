@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Family } from '../formats/family.ts';
-import type { AdapterSet, Patch } from '../formats/model.ts';
+import type { AdapterSet, Patch } from '../adapter/model.ts';
 import { evalWidth, type TableModule } from '../formats/table/module-table.ts';
 import { fillIndex } from '../formats/table/template.ts';
 import { writeLora } from '../formats/write/index.ts';

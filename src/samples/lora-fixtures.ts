@@ -22,7 +22,7 @@ import type { TableModule } from '../formats/table/module-table.ts';
 import { CLIP_MODULES, TEXT_ENCODER_DIMS } from '../formats/text-encoders.ts';
 import { parseRole, type Role } from '../formats/keys/roles.ts';
 import { isResolved, resolveModule } from '../formats/keys/resolve.ts';
-import type { AdapterSet, Patch } from '../formats/model.ts';
+import type { AdapterSet, Patch } from '../adapter/model.ts';
 import { fluxDims } from './flux-checkpoint.ts';
 import { referenceDeltas, type TargetDelta } from './reference-delta.ts';
 
@@ -287,7 +287,11 @@ const TE_PREFIX: Record<Exclude<SampleFormat, 'xlabs'>, { prefix: string; unders
   aitoolkit: { prefix: 'text_encoder.', underscore: false },
 };
 
-/** Key → shape of a sample LoRA: the default modules each trainer targets (research/lora-formats.md §2.7). */
+/**
+ * Key → shape of a sample LoRA: the default modules each trainer targets, the Linears of the 19
+ * double and 38 single blocks (kohya: 304 fused modules; diffusers/ai-toolkit: 494 split ones,
+ * 14 per double and 6 per single block; x-flux: qkv and proj of each stream, 152).
+ */
 export function sampleKeyShapes(opts: SampleLoraOptions): KeyShapes {
   const rank = opts.rank ?? 4;
   const factor = opts.factor ?? 64;
