@@ -136,15 +136,11 @@ function specialCode(abs: number, p: MiniPlan): number {
   return abs > 0x7f800000 ? p.f.nan : p.infCode;
 }
 
-/**
- * Every f32 value to the target's code by integer arithmetic on its bits. The two loops are the
- * same code for a 16-bit and an 8-bit destination, so each stays monomorphic in V8.
- */
-function encodeMini16(values: Float32Array, p: MiniPlan, dst: Uint16Array): void {
+/** Every f32 value to the target's code by integer arithmetic on its bits, sign included. */
+function encodeMini(values: Float32Array, p: MiniPlan, dst: Uint16Array | Uint8Array): void {
   const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
   const { normalMin, rebias, shift, half, overflow, subBase, signShift } = p;
-  const maxFinite = p.f.maxFinite;
-  const signBit = p.f.signBit;
+  const { maxFinite, signBit } = p.f;
   for (let i = 0; i < bits.length; i++) {
     const b = bits[i]!;
     const abs = b & 0x7fffffff;
@@ -152,25 +148,6 @@ function encodeMini16(values: Float32Array, p: MiniPlan, dst: Uint16Array): void
     if (abs < normalMin) code = subnormalCode(abs, subBase);
     else if (abs < 0x7f800000) {
       // Normal in the target: rebias, round the mantissa to nearest even (a carry bumps the exponent).
-      const r = abs - rebias;
-      code = (r + half + ((r >>> shift) & 1)) >>> shift;
-      if (code > maxFinite) code = overflow;
-    } else code = specialCode(abs, p);
-    dst[i] = ((b >>> signShift) & signBit) | code;
-  }
-}
-
-function encodeMini8(values: Float32Array, p: MiniPlan, dst: Uint8Array): void {
-  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
-  const { normalMin, rebias, shift, half, overflow, subBase, signShift } = p;
-  const maxFinite = p.f.maxFinite;
-  const signBit = p.f.signBit;
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i]!;
-    const abs = b & 0x7fffffff;
-    let code: number;
-    if (abs < normalMin) code = subnormalCode(abs, subBase);
-    else if (abs < 0x7f800000) {
       const r = abs - rebias;
       code = (r + half + ((r >>> shift) & 1)) >>> shift;
       if (code > maxFinite) code = overflow;
@@ -364,13 +341,13 @@ export function encodeInto(values: Float32Array, dtype: DType, out: Uint8Array):
       encodeBF16(values, as(Uint16Array));
       break;
     case 'F16':
-      encodeMini16(values, F16_PLAN, as(Uint16Array));
+      encodeMini(values, F16_PLAN, as(Uint16Array));
       break;
     case 'F8_E4M3':
-      encodeMini8(values, E4M3_PLAN, out);
+      encodeMini(values, E4M3_PLAN, out);
       break;
     case 'F8_E5M2':
-      encodeMini8(values, E5M2_PLAN, out);
+      encodeMini(values, E5M2_PLAN, out);
       break;
     case 'I64': {
       const dst = as(BigInt64Array);
