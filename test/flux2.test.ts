@@ -15,11 +15,12 @@ import { detectFormat, formatDetection } from '../src/formats/detect.ts';
 import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { keyedRandom, writeSampleLora } from '../src/samples/lora-fixtures.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
 import { lokrModule } from './helpers/lycoris.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
 import { RANK, deltaError, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type Naming, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
+import { readKeyList, expectFluxFilesStayFlux } from './helpers/key-lists.ts';
 
 const tmp = useTempDir('loraflow-flux2-');
 
@@ -159,11 +160,7 @@ describe('FLUX.2 LoRAs: every layout read, by value', () => {
     const files = readdirSync(dir).filter((f) => !f.includes('excerpt')).sort();
     expect(files).toEqual(Object.keys(modules).sort());
     for (const file of files) {
-      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-      const tensors = lines.map((l) => {
-        const [name, shape] = l.trim().split(/\s+/) as [string, string];
-        return { name, shape: JSON.parse(shape) as number[] };
-      });
+      const tensors = readKeyList(join(dir, file));
       for (const metadata of [undefined, { ss_base_model_version: 'flux2_klein_4b' }, { 'modelspec.architecture': 'Flux.2-dev/lora' }]) {
         const d = detectFormat(tensors, metadata);
         expect(d.architecture, file).toBe('flux2');
@@ -199,21 +196,7 @@ describe('FLUX.2 LoRAs: every layout read, by value', () => {
   });
 
   it('FLUX.1 files (every sample layout, every real FLUX fixture) are still FLUX.1', async () => {
-    for (const format of ['aitoolkit', 'diffusers', 'kohya', 'comfyui', 'onetrainer', 'xlabs'] as SampleFormat[]) {
-      const shapes = sampleKeyShapes({ format });
-      const tensors = Object.entries(shapes).map(([name, shape]) => ({ name, shape }));
-      expect(detectFormat(tensors).architecture, format).toBe('flux');
-    }
-    for (const name of FIXTURE_NAMES) {
-      const tensors = Object.entries(fixtureKeyShapes(name)).map(([n, shape]) => ({ name: n, shape }));
-      expect(detectFormat(tensors).architecture, name).toBe('flux');
-    }
-    const path = join(tmp.dir, 'flux1-kohya.safetensors');
-    await writeSampleLora(path, { format: 'kohya' });
-    const set = await readLora(path);
-    expect(set.architecture).toBe('flux');
-    expect(set.unknownKeys).toEqual([]);
-    await set.close();
+    await expectFluxFilesStayFlux(tmp.dir);
   });
 });
 

@@ -7,7 +7,7 @@
  * Qwen-Image base, extract, resize, block weights and filters by value; a Qwen-Image LoRA on a
  * FLUX base refused naming both; FLUX.1 / SD3 files that share its attention names left alone.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectFormat } from '../src/formats/detect.ts';
@@ -18,6 +18,7 @@ import { useTempDir } from './helpers/temp-dir.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
 import { lohaModule } from './helpers/lycoris.ts';
 import { RANK, deltaError, expectedDeltas, f32, factorModules, itReadsEveryLayout, layoutWriter, underscored, writeLayout, type Layout, type ModuleSpec } from './helpers/table-family.ts';
+import { readKeyList } from './helpers/key-lists.ts';
 
 const tmp = useTempDir('loraflow-qwen-image-');
 
@@ -149,11 +150,7 @@ describe('Qwen-Image LoRAs: every layout read, by value', () => {
     const files = readdirSync(dir).sort();
     expect(files).toEqual(Object.keys(perBlock).sort());
     for (const file of files) {
-      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-      const tensors = lines.map((l) => {
-        const [name, shape] = l.trim().split(/\s+/) as [string, string];
-        return { name, shape: JSON.parse(shape) as number[] };
-      });
+      const tensors = readKeyList(join(dir, file));
       for (const metadata of [undefined, { ss_base_model_version: 'qwen_image' }]) {
         const d = detectFormat(tensors, metadata);
         expect(d.architecture, file).toBe('qwen-image');

@@ -9,7 +9,7 @@
  * prefixes; the patch-embedding conv; the constructed full-width key lists; detection against FLUX.1
  * and Qwen-Image, which share the diffusers names; then every operation through the shared suite.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { convertLora } from '../src/formats/convert.ts';
@@ -25,8 +25,9 @@ import { sampleTableLora, writeTableCheckpoint, writeTableLora } from '../src/sa
 import { SD3 } from '../src/formats/sd3/family.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
 import { lokrModule } from './helpers/lycoris.ts';
-import { RANK, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type Naming, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
+import { RANK, bothNamings, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type Naming, type RowLayout, type RowUnit, type TableRow } from './helpers/table-family.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { readKeyList } from './helpers/key-lists.ts';
 
 const tmp = useTempDir('loraflow-sd3-');
 
@@ -107,12 +108,7 @@ const SD3_META = { ss_base_model_version: '5-medium', 'modelspec.architecture': 
 
 const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = SD3_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
-const ORIG = units('original', 1);
-const DIF = units('diffusers', 1);
-const WANT_ORIG = expected(ORIG);
-const WANT_DIF = expected(DIF);
-const unitsOf = (layout: Layout) => (layout.naming === 'original' ? ORIG : DIF);
-const wantOf = (layout: Layout) => (layout.naming === 'original' ? WANT_ORIG : WANT_DIF);
+const { original: ORIG, diffusers: DIF, want: { original: WANT_ORIG }, unitsOf, wantOf } = bothNamings(ROWS, H);
 
 const tensor = (name: string, shape: number[]) => ({ name, shape });
 const keyInfos = (layout: Layout, mods: readonly RowUnit[]) => mods.flatMap((m) => [tensor(layout.key(m.name, 'down'), [RANK, m.in]), tensor(layout.key(m.name, 'up'), [m.out, RANK])]);
@@ -274,11 +270,7 @@ describe('SD3.5 LoRAs: every layout read, by value', () => {
     const files = readdirSync(dir).sort();
     expect(files).toEqual(Object.keys(modules).sort());
     for (const file of files) {
-      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-      const tensors = lines.map((l) => {
-        const [name, shape] = l.trim().split(/\s+/) as [string, string];
-        return { name, shape: JSON.parse(shape) as number[] };
-      });
+      const tensors = readKeyList(join(dir, file));
       for (const metadata of [undefined, { ss_base_model_version: '5-large' }, { 'modelspec.architecture': 'stable-diffusion-3-5-medium/lora' }]) {
         const d = detectFormat(tensors, metadata);
         expect(d.architecture, file).toBe('sd3');
@@ -478,10 +470,7 @@ describe('SD3.5 detection: the diffusers names FLUX.1 and Qwen-Image share', () 
     }
     const dir = join(import.meta.dirname, 'fixtures', 'families', 'qwen-image');
     for (const file of readdirSync(dir)) {
-      const tensors = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#')).map((l) => {
-        const [name, shape] = l.trim().split(/\s+/) as [string, string];
-        return { name, shape: JSON.parse(shape) as number[] };
-      });
+      const tensors = readKeyList(join(dir, file));
       expect(detectFormat(tensors).architecture, file).toBe('qwen-image');
     }
     const path = join(tmp.dir, 'flux1.safetensors');

@@ -19,12 +19,13 @@ import { readLora } from '../src/formats/read.ts';
 import { applyBlockWeights } from '../src/lora/blocks.ts';
 import { filterPatches } from '../src/lora/filter.ts';
 import { writeSafetensors, type TensorEntry } from '../src/safetensors/writer.ts';
-import { FIXTURE_NAMES, fixtureKeyShapes, keyedRandom, sampleKeyShapes, writeSampleLora, type SampleFormat } from '../src/samples/lora-fixtures.ts';
+import { keyedRandom, writeSampleLora } from '../src/samples/lora-fixtures.ts';
 import { referenceDeltas } from '../src/samples/reference-delta.ts';
 import { blockIndex, describeTableFamilyOperations } from './helpers/table-family-ops.ts';
 import { lohaModule } from './helpers/lycoris.ts';
-import { RANK, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type LoraWriter, type Naming, type RowLayout, type RowUnit } from './helpers/table-family.ts';
+import { RANK, bothNamings, deltaError, f32, itReadsEveryRowLayout, rowDeltas, rowUnits, rowWriter, underscored as us, writeRowLayout, type LoraWriter, type Naming, type RowLayout, type RowUnit } from './helpers/table-family.ts';
 import { useTempDir } from './helpers/temp-dir.ts';
+import { readKeyList, expectFluxFilesStayFlux } from './helpers/key-lists.ts';
 
 const tmp = useTempDir('loraflow-z-image-');
 
@@ -113,12 +114,7 @@ const Z_META = { ss_base_model_version: 'z_image', 'modelspec.architecture': 'Z-
 
 const writeLayout = (path: string, layout: Layout, mods: readonly RowUnit[], alpha = RANK, metadata: Record<string, string> = Z_META) => writeRowLayout(path, layout, mods, { alpha, metadata });
 
-const ORIG = units('original', 1);
-const DIF = units('diffusers', 1);
-const WANT_ORIG = expected(ORIG);
-const WANT_DIF = expected(DIF);
-const unitsOf = (layout: Layout) => (layout.naming === 'original' ? ORIG : DIF);
-const wantOf = (layout: Layout) => (layout.naming === 'original' ? WANT_ORIG : WANT_DIF);
+const { original: ORIG, diffusers: DIF, want: { original: WANT_ORIG, diffusers: WANT_DIF }, unitsOf, wantOf } = bothNamings(ROWS, H);
 
 /** musubi-tuner's convert_z_image_lora_to_comfy.py on a split file: downs concatenated [3r, h], ups block-diagonal [3h, 3r], alpha × 3. */
 function musubiToComfy(mods: readonly RowUnit[], alpha: number): TensorEntry[] {
@@ -270,11 +266,7 @@ describe('Z-Image LoRAs: every layout read, by value', () => {
     expect(files).toEqual(Object.keys(modules).sort());
     const known = new Set(ROWS.map((r) => `${r[0]}.weight`));
     for (const file of files) {
-      const lines = readFileSync(join(dir, file), 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-      const tensors = lines.map((l) => {
-        const [name, shape] = l.trim().split(/\s+/) as [string, string];
-        return { name, shape: JSON.parse(shape) as number[] };
-      });
+      const tensors = readKeyList(join(dir, file));
       for (const metadata of [undefined, { ss_base_model_version: 'z_image' }, { ss_base_model_version: 'zimage' }, { 'modelspec.architecture': 'Z-Image/lora' }]) {
         const d = detectFormat(tensors, metadata);
         expect(d.architecture, file).toBe('z-image');
@@ -294,14 +286,7 @@ describe('Z-Image LoRAs: every layout read, by value', () => {
   });
 
   it('other families stay theirs: FLUX.1 sample layouts and real fixtures, every other family fixture key list', async () => {
-    for (const format of ['aitoolkit', 'diffusers', 'kohya', 'comfyui', 'onetrainer', 'xlabs'] as SampleFormat[]) {
-      const tensors = Object.entries(sampleKeyShapes({ format })).map(([name, shape]) => ({ name, shape }));
-      expect(detectFormat(tensors).architecture, format).toBe('flux');
-    }
-    for (const name of FIXTURE_NAMES) {
-      const tensors = Object.entries(fixtureKeyShapes(name)).map(([n, shape]) => ({ name: n, shape }));
-      expect(detectFormat(tensors).architecture, name).toBe('flux');
-    }
+    await expectFluxFilesStayFlux(tmp.dir);
     const root = join(import.meta.dirname, 'fixtures', 'families');
     const others = readdirSync(root).filter((d) => d !== 'z-image');
     expect(others.length).toBeGreaterThan(3);

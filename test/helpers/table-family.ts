@@ -202,6 +202,13 @@ export function rowDeltas(units: readonly RowUnit[], scale = 1): Map<string, Flo
 export type RowLayout<N extends string = Naming> = { name: string; naming: N; alpha: boolean; key: (name: string, role: Role) => string };
 
 /** A file of `units` in `layout` (alpha RANK unless given, where the layout stores alphas). */
+/** Seed-1 units of both namings with their expected ΔW, looked up by a layout's naming. */
+export function bothNamings(table: readonly TableRow[], h: number): { original: RowUnit[]; diffusers: RowUnit[]; want: Record<Naming, Map<string, Float64Array>>; unitsOf: (l: { naming: Naming }) => RowUnit[]; wantOf: (l: { naming: Naming }) => Map<string, Float64Array> } {
+  const units = { original: rowUnits(table, 'original', 1, h), diffusers: rowUnits(table, 'diffusers', 1, h) };
+  const want = { original: rowDeltas(units.original), diffusers: rowDeltas(units.diffusers) };
+  return { ...units, want, unitsOf: (l) => units[l.naming], wantOf: (l) => want[l.naming] };
+}
+
 export function writeRowLayout(path: string, layout: RowLayout<string>, units: readonly RowUnit[], opts: { alpha?: number; metadata?: Record<string, string> } = {}): Promise<void> {
   return writeFactors(path, units, (u, r) => layout.key(u.name, r), layout.alpha ? (opts.alpha ?? RANK) : undefined, opts.metadata);
 }
