@@ -4,7 +4,8 @@
  * own output.
  */
 import { describe, expect, it } from 'vitest';
-import { bf16SimdAvailable, decodeBF16Simd, encodeBF16Simd } from '../src/tensor/bf16-simd.ts';
+import { bf16SimdAvailable, decodeBF16Simd, encodeBF16Simd, sumSquaresBF16Simd } from '../src/tensor/bf16-simd.ts';
+import { storedNorm2 } from '../src/lora/change-norms.ts';
 import { decodeInto, decodeToF32, dtypeBytes, encodeFromF32, parseDType, roundTo, type DType } from '../src/tensor/dtype.ts';
 
 const bitsF32 = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
@@ -94,6 +95,40 @@ describe('BF16 decode in bulk (SIMD groups of eight plus the scalar tail)', () =
 
   it('the SIMD kernel takes whole groups of eight and leaves the tail to the scalar loop', () => {
     expect(decodeBF16Simd(new Uint8Array(42), new Float32Array(21))).toBe(16);
+  });
+});
+
+describe('Σ x² of BF16 bytes (the base norm an apply reports)', () => {
+  /** The reference: every code decoded, squared and summed in f64, in order. */
+  const reference = (bytes: Uint8Array) => decodeToF32(bytes, 'BF16').reduce((s, v) => s + v * v, 0);
+  const codes = (count: number, offset = 0, top = 0x7f) => {
+    const bytes = new Uint8Array(2 * count + offset).subarray(offset);
+    for (let i = 0; i < count; i++) {
+      const code = (i * 40503) & 0xffff & ((top << 8) | 0xff | 0x8000); // both signs, exponents up to `top`
+      bytes[2 * i] = code & 0xff;
+      bytes[2 * i + 1] = code >>> 8;
+    }
+    return bytes;
+  };
+
+  it('matches the f64 reference at odd lengths and offsets (SIMD groups of eight and the tail)', () => {
+    for (const [count, offset] of [[0, 0], [1, 0], [7, 1], [8, 0], [9, 3], [65536 * 2 + 13, 1], [300_001, 0]] as const) {
+      const bytes = codes(count, offset, 0x43); // |x| < 2^8 or so: no overflow, plenty of range
+      const want = reference(bytes);
+      const got = storedNorm2(bytes, 'BF16');
+      expect(Math.abs(got - want), `count ${count}`).toBeLessThanOrEqual(1e-12 * want);
+    }
+  });
+
+  it('the SIMD part covers whole groups of eight; Inf and NaN in the base come through as Inf and NaN', () => {
+    expect(sumSquaresBF16Simd(new Uint8Array(42)).count).toBe(16);
+    const inf = codes(24);
+    inf[2 * 5 + 1] = 0x7f; inf[2 * 5] = 0x80; // +Inf inside the SIMD part
+    expect(storedNorm2(inf, 'BF16')).toBe(Infinity);
+    const nan = codes(24);
+    nan[2 * 3 + 1] = 0xff; nan[2 * 3] = 0xc1; // a NaN
+    expect(storedNorm2(nan, 'BF16')).toBeNaN();
+    if (bf16SimdAvailable) expect(Math.abs(sumSquaresBF16Simd(codes(16)).sum - reference(codes(16)))).toBeLessThanOrEqual(1e-15 * reference(codes(16)));
   });
 });
 

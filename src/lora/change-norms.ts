@@ -6,6 +6,7 @@
  * is the exact Σ wᵢ·ΔWᵢ before rounding to the output dtype; for weights patched densely (DoRA,
  * replacements, LoHa/LoKr) it is the patched f32 weight minus the base.
  */
+import { sumSquaresBF16Simd } from '../tensor/bf16-simd.ts';
 import { decodeInto, dtypeBytes, type DType } from '../tensor/dtype.ts';
 import { lowRankNorm2 } from './block-strength.ts';
 import type { DeltaGroup } from './chunk-task.ts';
@@ -38,8 +39,10 @@ function eachChunk(bytes: Uint8Array, dtype: DType, fn: (values: Float32Array, f
 
 /** ‖W‖²_F of a stored tensor. */
 export function storedNorm2(bytes: Uint8Array, dtype: DType): number {
-  let s = 0;
-  eachChunk(bytes, dtype, (v) => {
+  // bf16 (most bases) by the SIMD kernel; its remainder, and other dtypes, decoded a chunk at a time
+  const simd = dtype === 'BF16' ? sumSquaresBF16Simd(bytes) : { sum: 0, count: 0 };
+  let s = simd.sum;
+  eachChunk(bytes.subarray(simd.count * 2), dtype, (v) => {
     let a = 0;
     for (let j = 0; j < v.length; j++) a += v[j]! * v[j]!;
     s += a;

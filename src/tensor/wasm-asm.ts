@@ -83,6 +83,10 @@ export const v128 = {
   /** Relaxed SIMD a·b + c (fused where the CPU has FMA); `relaxedSimd()` says whether it validates here. */
   f32madd: op.simd(0x105),
   f64lane: (lane: number) => op.simd(0x21, lane),
+  /** i8x16.shuffle of the two vectors on the stack (lanes 0–15 the first, 16–31 the second). */
+  shuffle: (...lanes: number[]) => op.simd(0x0d, ...lanes),
+  /** f32 lanes 0 and 1 to two f64. */
+  f64promoteLow: op.simd(0x5f),
   f64add: op.simd(0xf0),
   f64mul: op.simd(0xf2),
   narrowU: op.simd(0x86),
