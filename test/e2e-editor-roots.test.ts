@@ -9,12 +9,13 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recipeToJson, withoutUi } from '../src/graph/index.ts';
 import { main } from '../src/cli/main.ts';
 import { GRAPHS_DIR } from '../server/static.ts';
 import { startTestServer, type TestServer } from './helpers/server-harness.ts';
+import { launchChromium, openPage } from './helpers/browser.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SHOTS = path.join(REPO, 'docs', 'screenshots');
@@ -26,15 +27,8 @@ const pageErrors: string[] = [];
 
 beforeAll(async () => {
   t = await startTestServer({ nodes: 'real', roots: { loras: 'my-loras', checkpoints: 'my-models', output: 'renders/loraflow' }, examplesDir: GRAPHS_DIR });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage({ viewport: { width: 1500, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error') pageErrors.push(m.text());
-  });
+  browser = await launchChromium();
+  page = await openPage(browser, { viewport: { width: 1500, height: 900 } }, pageErrors);
 }, 60_000);
 
 afterAll(async () => {

@@ -20,12 +20,13 @@ import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSamples } from '../src/samples/write-samples.ts';
 import { recipeToJson, withoutUi } from '../src/graph/index.ts';
 import { GRAPHS_DIR } from '../server/static.ts';
 import { startTestServer, type TestServer } from './helpers/server-harness.ts';
+import { launchChromium, openPage } from './helpers/browser.ts';
 import { readLora, type LoraHandle } from '../src/formats/read.ts';
 import { analyzeStrength } from '../src/lora/block-strength.ts';
 import { openBaseNorms } from '../src/lora/base-norms.ts';
@@ -45,15 +46,8 @@ const pageErrors: string[] = [];
 beforeAll(async () => {
   t = await startTestServer({ nodes: 'real', roots: { loras: 'samples', checkpoints: 'samples', output: 'out' }, examplesDir: GRAPHS_DIR });
   await writeSamples(path.join(t.dir, 'samples'));
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage({ viewport: { width: 1500, height: 860 }, acceptDownloads: true });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error') pageErrors.push(m.text());
-  });
+  browser = await launchChromium();
+  page = await openPage(browser, { viewport: { width: 1500, height: 860 }, acceptDownloads: true }, pageErrors);
 });
 
 afterAll(async () => {

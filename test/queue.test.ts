@@ -13,7 +13,7 @@ import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './helpers/browser.ts';
 import WebSocket from 'ws';
 import { TEST_NODES, startTestServer, testRecipe, type TestServer } from './helpers/server-harness.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -184,7 +184,7 @@ describe.skipIf(!HAVE_REDIS)('runs on a BullMQ queue with two loraflow workers',
   }, 60_000);
 
   it('the editor lists queued, running and finished runs with their worker, and submits a sweep', async () => {
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1400, height: 800 } });
       const errors: string[] = [];
